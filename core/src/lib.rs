@@ -1,0 +1,16 @@
+//! Sans-IO core of ownstream.
+//!
+//! Every decision of the system lives here, free of sockets, tasks, locks and clocks: time comes in
+//! as milliseconds (`now_ms: u64`) and randomness as a caller-provided RNG, so every state machine is
+//! deterministic and testable on simulated time. The shells (`supervisor`, `broadcaster`, `ownstream-peer`)
+//! feed inputs with `handle_*` and drain outputs with `poll_*`.
+#![deny(missing_docs)]
+
+pub mod ids;
+pub mod protocol;
+pub mod frame;
+pub mod webm;
+pub mod topology;
+pub mod relay;
+pub mod player;
+pub mod pacer;
