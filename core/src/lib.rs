@@ -6,11 +6,12 @@
 //! feed inputs with `handle_*` and drain outputs with `poll_*`.
 #![deny(missing_docs)]
 
-pub mod ids;
-pub mod protocol;
+pub mod auth;
 pub mod frame;
-pub mod webm;
-pub mod topology;
-pub mod relay;
-pub mod player;
+pub mod ids;
 pub mod pacer;
+pub mod player;
+pub mod protocol;
+pub mod relay;
+pub mod topology;
+pub mod webm;

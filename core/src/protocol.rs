@@ -1,8 +1,376 @@
-//! Signaling messages exchanged over the supervisor's WebSocket (JSON text frames).
+//! Signaling messages exchanged over the supervisor's WebSocket, as JSON text frames.
 //!
-//! (being written; `SignalPayload` is stable)
+//! Every message is an object whose `type` field names it. The authentication messages keep the
+//! paper's names (section III.C.1); the rest are ownstream's. Both directions are closed enums, so an
+//! unknown or malformed message is a decode error, which the shell answers by closing the socket with
+//! the error's text. A frame longer than [`MAX_MESSAGE_LEN`] is refused before it is parsed.
+//!
+//! Binary values (keys, ciphertexts) travel as standard base64 with padding.
 
+use crate::ids::{ChunkSeq, PeerId};
 use serde::{Deserialize, Serialize};
+
+/// Largest signaling frame either side accepts, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+
+/// Longest stream name accepted; names are also restricted to a URL-safe alphabet.
+pub const MAX_STREAM_NAME_LEN: usize = 64;
+
+/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What kind of peer is connecting (the paper's `componentType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentType {
+    /// The source of one stream.
+    Broadcaster,
+    /// A viewer, which also relays to its children.
+    Receiver,
+}
+
+/// How a stream's viewers are arranged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TopologyName {
+    /// A k-ary tree (binary by default, as in the paper).
+    Tree,
+    /// A chain: every viewer has at most one child.
+    Chain,
+}
+
+/// An ICE server handed to every peer (STUN or TURN).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:` or `turn:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// One live stream as listed to peers and by the HTTP API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The stream's name.
+    pub name: String,
+    /// Tree or chain.
+    pub topology: TopologyName,
+    /// Viewers currently in the topology.
+    pub viewers: usize,
+    /// Whether the broadcaster is connected (a stream is listed only while live).
+    pub live: bool,
+}
+
+/// What a peer reports about itself every second.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerStats {
+    /// Chunks fully received (init segment included).
+    pub chunks_received: u64,
+    /// Chunks whose HMAC tag was checked and matched.
+    pub chunks_verified: u64,
+    /// Chunks whose HMAC tag did not match; they were dropped.
+    pub chunks_rejected: u64,
+    /// Payload bytes received.
+    pub bytes_received: u64,
+    /// Payload bytes sent to children.
+    pub bytes_sent: u64,
+    /// Times playback ran dry after it began.
+    pub stalls: u32,
+    /// Milliseconds spent stalled.
+    pub stalled_ms: u64,
+    /// Times this peer's parent changed after its first one.
+    pub repairs: u32,
+    /// Media buffered ahead of the play position, in milliseconds.
+    pub buffer_ahead_ms: u64,
+    /// Whether playback is running.
+    pub playing: bool,
+    /// From joining to the first chunk, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_chunk_latency_ms: Option<u64>,
+    /// Highest chunk sequence number held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<ChunkSeq>,
+}
+
+/// Messages from the supervisor to a peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerMessage {
+    /// First message on every connection: who are you?
+    CollectPeerInfoRequest {
+        /// [`PROTOCOL_VERSION`].
+        protocol: u32,
+    },
+    /// The supervisor's public key (SPKI DER, base64).
+    AuthenticationRequest {
+        /// SPKI DER, base64.
+        supervisor_key: String,
+    },
+    /// Two fresh random numbers encrypted to the peer's key (RSA-OAEP SHA-256), base64.
+    AuthenticationChallengeRequest {
+        /// Ciphertext, base64.
+        challenge: String,
+    },
+    /// The challenge was answered: the peer may now use the rest of the protocol.
+    Authenticated {
+        /// The peer's id, as registered.
+        peer_id: PeerId,
+        /// Send a `HEARTBEAT` at least this often.
+        heartbeat_ms: u64,
+        /// ICE servers for every peer connection.
+        ice_servers: Vec<IceServer>,
+    },
+    /// Answer to `LIST_STREAMS`.
+    StreamList {
+        /// Live streams.
+        streams: Vec<StreamInfo>,
+    },
+    /// The broadcaster's stream is registered; `key` tags every chunk.
+    StreamRegistered {
+        /// Stream name.
+        stream: String,
+        /// 256-bit HMAC key, base64.
+        key: String,
+    },
+    /// A `JOIN_STREAM` with `wait` for a stream that is not live yet: the join completes when it is.
+    StreamWaiting {
+        /// Stream name.
+        stream: String,
+    },
+    /// The viewer joined: `key` verifies chunks; expect an offer from `parent`.
+    Joined {
+        /// Stream name.
+        stream: String,
+        /// 256-bit HMAC key, base64.
+        key: String,
+        /// The viewer's parent.
+        parent: PeerId,
+        /// The viewer's depth (the broadcaster is at 0).
+        depth: usize,
+    },
+    /// The viewer's parent changed (repair): expect an offer from `parent`.
+    SetParent {
+        /// Stream name.
+        stream: String,
+        /// The new parent.
+        parent: PeerId,
+        /// The viewer's new depth.
+        depth: usize,
+    },
+    /// Open an edge to a new child: create a peer connection and send it an offer.
+    ConnectChild {
+        /// Stream name.
+        stream: String,
+        /// The child.
+        child: PeerId,
+    },
+    /// Close the edge to a child that moved elsewhere or left.
+    DropChild {
+        /// Stream name.
+        stream: String,
+        /// The child.
+        child: PeerId,
+    },
+    /// Signaling from a neighbour.
+    Signal {
+        /// The neighbour that sent it.
+        from: PeerId,
+        /// Offer, answer or candidate.
+        payload: crate::protocol::SignalPayload,
+    },
+    /// The stream ended; viewers should finish playing what they hold.
+    StreamEnded {
+        /// Stream name.
+        stream: String,
+        /// Why it ended.
+        reason: String,
+    },
+    /// A request failed; `fatal` errors are followed by closing the connection.
+    Error {
+        /// Stable machine-readable code, e.g. `stream_not_found`.
+        code: String,
+        /// Plain-words explanation.
+        message: String,
+        /// Whether the supervisor closes the connection after this.
+        fatal: bool,
+    },
+}
+
+/// Messages from a peer to the supervisor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PeerMessage {
+    /// The peer's identity: its 128-bit id, RSA public key and kind.
+    CollectPeerInfoResponse {
+        /// Random UUID chosen by the peer.
+        peer_id: PeerId,
+        /// SPKI DER, base64.
+        public_key: String,
+        /// Broadcaster or receiver.
+        component_type: ComponentType,
+    },
+    /// Acknowledges the supervisor's public key.
+    AuthenticationResponse {},
+    /// The challenge function's result encrypted to the supervisor's key (RSA-OAEP SHA-256), base64.
+    AuthenticationChallengeResponse {
+        /// Ciphertext, base64.
+        response: String,
+    },
+    /// Which streams are live?
+    ListStreams {},
+    /// Broadcaster only: start a stream under this name.
+    RegisterStream {
+        /// Stream name.
+        stream: String,
+    },
+    /// Receiver only: join a stream; with `wait`, a stream that is not live yet is waited for.
+    JoinStream {
+        /// Stream name.
+        stream: String,
+        /// Wait for the stream instead of failing when it is not live.
+        #[serde(default)]
+        wait: bool,
+    },
+    /// Signaling for a neighbour.
+    Signal {
+        /// The neighbour.
+        to: PeerId,
+        /// Offer, answer or candidate.
+        payload: SignalPayload,
+    },
+    /// Liveness.
+    Heartbeat {},
+    /// The data channel to this viewer's parent closed: re-attach me now.
+    ParentLost {
+        /// The parent that vanished.
+        parent: PeerId,
+    },
+    /// Periodic statistics.
+    Stats {
+        /// Latest counters.
+        stats: PeerStats,
+    },
+    /// Broadcaster only: the stream is over.
+    EndStream {},
+}
+
+/// Why a signaling frame was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// The frame is longer than [`MAX_MESSAGE_LEN`].
+    #[error("message of {0} bytes is over the {MAX_MESSAGE_LEN}-byte limit")]
+    TooLarge(usize),
+    /// The frame is not one of the known messages.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A stream name is empty, too long or has characters outside `[A-Za-z0-9._-]`.
+    #[error(
+        "invalid stream name: must be 1-{MAX_STREAM_NAME_LEN} characters of A-Z a-z 0-9 . _ -"
+    )]
+    BadStreamName,
+}
+
+impl PeerMessage {
+    /// The message's wire name, for logs and error texts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeerMessage::CollectPeerInfoResponse { .. } => "COLLECT_PEER_INFO_RESPONSE",
+            PeerMessage::AuthenticationResponse {} => "AUTHENTICATION_RESPONSE",
+            PeerMessage::AuthenticationChallengeResponse { .. } => {
+                "AUTHENTICATION_CHALLENGE_RESPONSE"
+            }
+            PeerMessage::ListStreams {} => "LIST_STREAMS",
+            PeerMessage::RegisterStream { .. } => "REGISTER_STREAM",
+            PeerMessage::JoinStream { .. } => "JOIN_STREAM",
+            PeerMessage::Signal { .. } => "SIGNAL",
+            PeerMessage::Heartbeat {} => "HEARTBEAT",
+            PeerMessage::ParentLost { .. } => "PARENT_LOST",
+            PeerMessage::Stats { .. } => "STATS",
+            PeerMessage::EndStream {} => "END_STREAM",
+        }
+    }
+
+    /// Parses a text frame from a peer, enforcing the size limit first.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        decode_bounded(text)
+    }
+
+    /// Serializes to a JSON text frame.
+    pub fn encode(&self) -> String {
+        // Serializing these plain data types cannot fail: no maps with non-string keys, no floats.
+        serde_json::to_string(self).expect("PeerMessage serializes")
+    }
+}
+
+impl ServerMessage {
+    /// The message's wire name, for logs and error texts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerMessage::CollectPeerInfoRequest { .. } => "COLLECT_PEER_INFO_REQUEST",
+            ServerMessage::AuthenticationRequest { .. } => "AUTHENTICATION_REQUEST",
+            ServerMessage::AuthenticationChallengeRequest { .. } => {
+                "AUTHENTICATION_CHALLENGE_REQUEST"
+            }
+            ServerMessage::Authenticated { .. } => "AUTHENTICATED",
+            ServerMessage::StreamList { .. } => "STREAM_LIST",
+            ServerMessage::StreamRegistered { .. } => "STREAM_REGISTERED",
+            ServerMessage::StreamWaiting { .. } => "STREAM_WAITING",
+            ServerMessage::Joined { .. } => "JOINED",
+            ServerMessage::SetParent { .. } => "SET_PARENT",
+            ServerMessage::ConnectChild { .. } => "CONNECT_CHILD",
+            ServerMessage::DropChild { .. } => "DROP_CHILD",
+            ServerMessage::Signal { .. } => "SIGNAL",
+            ServerMessage::StreamEnded { .. } => "STREAM_ENDED",
+            ServerMessage::Error { .. } => "ERROR",
+        }
+    }
+
+    /// Parses a text frame from the supervisor, enforcing the size limit first.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        decode_bounded(text)
+    }
+
+    /// Serializes to a JSON text frame.
+    pub fn encode(&self) -> String {
+        // As for PeerMessage: plain data, serialization cannot fail.
+        serde_json::to_string(self).expect("ServerMessage serializes")
+    }
+
+    /// A fatal error message.
+    pub fn fatal(code: &str, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code: code.to_string(),
+            message: message.into(),
+            fatal: true,
+        }
+    }
+}
+
+fn decode_bounded<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ProtocolError> {
+    if text.len() > MAX_MESSAGE_LEN {
+        return Err(ProtocolError::TooLarge(text.len()));
+    }
+    serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+/// Checks a stream name: 1-64 characters of `[A-Za-z0-9._-]`, so it is safe in URLs and logs.
+pub fn validate_stream_name(name: &str) -> Result<(), ProtocolError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_STREAM_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::BadStreamName)
+    }
+}
 
 /// WebRTC signaling relayed between two neighbours; the JSON shape matches the browser's
 /// `RTCSessionDescriptionInit` / `RTCIceCandidateInit` so JavaScript peers can pass it straight through.
@@ -27,7 +395,65 @@ pub enum SignalPayload {
         #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
         sdp_mid: Option<String>,
         /// Index of the m-line the candidate belongs to.
-        #[serde(rename = "sdpMLineIndex", default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            rename = "sdpMLineIndex",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
         sdp_mline_index: Option<u16>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_messages_use_the_papers_names() {
+        let m = ServerMessage::CollectPeerInfoRequest { protocol: 1 };
+        assert_eq!(
+            m.encode(),
+            r#"{"type":"COLLECT_PEER_INFO_REQUEST","protocol":1}"#
+        );
+        let p = PeerMessage::decode(r#"{"type":"AUTHENTICATION_RESPONSE"}"#).unwrap();
+        assert_eq!(p, PeerMessage::AuthenticationResponse {});
+    }
+
+    #[test]
+    fn signal_payload_matches_browser_shapes() {
+        let c = SignalPayload::Candidate {
+            candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""sdpMid":"0""#) && json.contains(r#""sdpMLineIndex":0"#));
+        let back: SignalPayload = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn oversized_and_unknown_frames_are_refused() {
+        let big = format!(
+            r#"{{"type":"HEARTBEAT","x":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_LEN)
+        );
+        assert!(matches!(
+            PeerMessage::decode(&big),
+            Err(ProtocolError::TooLarge(_))
+        ));
+        assert!(matches!(
+            PeerMessage::decode(r#"{"type":"BECOME_ROOT"}"#),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert!(PeerMessage::decode("not json").is_err());
+    }
+
+    #[test]
+    fn stream_names_are_restricted() {
+        assert!(validate_stream_name("demo-1.cam_2").is_ok());
+        for bad in ["", "a b", "../x", "é", &"x".repeat(65)] {
+            assert_eq!(validate_stream_name(bad), Err(ProtocolError::BadStreamName));
+        }
+    }
 }
