@@ -1,1 +1,482 @@
-//! (being written)
+//! The overlay of one stream: a k-ary tree (or a chain) rooted at the broadcaster.
+//!
+//! The supervisor owns one [`Topology`] per stream and turns every change into signaling: a
+//! [`Placement`] says which parent a new viewer connects to, a [`Repair`] lists every edge that was
+//! re-wired when a viewer left or crashed (the two are the same event for the tree).
+//!
+//! Invariants, checked by `core/tests/topology_props.rs` after every operation:
+//! - every viewer has a path to the root (the graph is a tree: no cycles, one parent each);
+//! - no node, the broadcaster included, has more than `fanout` children (a chain is fanout 1);
+//! - a join lands on the shallowest free slot, ties broken by BFS order;
+//! - a removal re-wires only the removed node's own children (their subtrees move intact), plus
+//!   the leaf moves of a rebalance, reported separately;
+//! - the max depth never exceeds [`Topology::depth_bound`]: `n` for fanout 1 (a chain is a path),
+//!   otherwise `B(n) = 2 * d_opt(n) + 1`, where `d_opt(n)` ([`optimal_depth`]) is the least max depth
+//!   of any k-ary tree holding the `n` viewers.
+//!
+//! Why the bound holds. Let `S(D) = k + k^2 + ... + k^D`, so `d_opt(n)` is the least `D` with
+//! `S(D) >= n`. *Lemma*: in a tree of `m <= n` viewers, the shallowest free slot is at depth
+//! `<= d_opt(n) + 1`. If it were at depth `s > d_opt(n) + 1`, every node above depth `s - 1` would
+//! be full, so levels `1..=s-1` would be complete and `m >= S(s - 1) >= S(d_opt(n) + 1) > S(d_opt(n))
+//! >= n`, a contradiction. Hence a join (which takes the shallowest slot) lands at depth
+//! `<= d_opt(n) + 1 <= B(n)`, and `B` never decreases as `n` grows. A removal may break the bound
+//! (orphans are re-attached wherever there is room, and `B` may shrink with `n`), so it ends with a
+//! rebalance: while the max depth exceeds `B(n)`, detach a node of maximal depth (always a leaf, so
+//! only its own edge changes and no subtree is torn down) and attach it to the shallowest free slot,
+//! which by the lemma is at depth `<= d_opt(n) + 1 <= B(n)`. *Termination*: each move takes one node
+//! from depth `> B(n)` to depth `<= B(n)` and changes no other node's depth, so the number of nodes
+//! deeper than `B(n)` strictly decreases; the loop ends after at most that many moves. A moved leaf
+//! loses nothing: its new parent's relay resumes it from the last chunk it holds.
+
+use crate::ids::PeerId;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Errors of topology changes; the supervisor answers them without touching the overlay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// The peer is not part of this stream's overlay.
+    #[error("peer {0} is not in the topology")]
+    UnknownPeer(PeerId),
+    /// The peer already joined this stream (or is its broadcaster).
+    #[error("peer {0} already joined")]
+    DuplicatePeer(PeerId),
+    /// The broadcaster cannot leave the tree; it ends the stream instead.
+    #[error("the broadcaster {0} cannot be removed; end the stream instead")]
+    RemoveRoot(PeerId),
+}
+
+/// The shape of a stream's overlay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopologyKind {
+    /// A tree in which every node (the broadcaster too) has at most `fanout` children; a fanout of
+    /// 0 is treated as 1.
+    Tree {
+        /// Most children per node.
+        fanout: usize,
+    },
+    /// Viewers chained one after another: a tree of fanout 1.
+    Chain,
+}
+
+impl TopologyKind {
+    /// Most children per node for this kind (at least 1).
+    pub fn fanout(self) -> usize {
+        match self {
+            TopologyKind::Tree { fanout } => fanout.max(1),
+            TopologyKind::Chain => 1,
+        }
+    }
+}
+
+/// Where a newly joined viewer was placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The new viewer.
+    pub peer: PeerId,
+    /// The node it must connect to and receive from.
+    pub parent: PeerId,
+    /// Its depth (the broadcaster is at depth 0).
+    pub depth: u32,
+}
+
+/// Every edge changed by a removal; the supervisor signals each `(child, new_parent)` pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repair {
+    /// The removed viewer.
+    pub removed: PeerId,
+    /// The node the removed viewer received from.
+    pub former_parent: PeerId,
+    /// `(child, new_parent)` for exactly the removed viewer's children, each moved with its
+    /// subtree intact. If a rebalance later moved one of these children again, this entry holds its
+    /// final parent and the move is not repeated in `rebalanced`.
+    pub rewired: Vec<(PeerId, PeerId)>,
+    /// `(leaf, new_parent)` for every other leaf the rebalance moved to keep the depth bound.
+    pub rebalanced: Vec<(PeerId, PeerId)>,
+}
+
+/// One node as listed by [`Topology::nodes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node.
+    pub peer: PeerId,
+    /// Its parent; `None` for the broadcaster.
+    pub parent: Option<PeerId>,
+    /// Its depth (the broadcaster is at depth 0).
+    pub depth: u32,
+}
+
+#[derive(Clone, Debug)]
+struct Node {
+    parent: Option<PeerId>,
+    /// In attach order, which defines the BFS order used for tie-breaks.
+    children: Vec<PeerId>,
+    depth: u32,
+}
+
+/// The overlay of one stream: see the module docs for its invariants.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    kind: TopologyKind,
+    fanout: usize,
+    root: PeerId,
+    nodes: HashMap<PeerId, Node>,
+}
+
+/// The least max depth of a tree of fanout `fanout` (treated as at least 1) holding `n` viewers
+/// under a root at depth 0: the least `D` with `fanout + fanout^2 + ... + fanout^D >= n`.
+pub fn optimal_depth(n: usize, fanout: usize) -> u32 {
+    let k = fanout.max(1);
+    if k == 1 {
+        return u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    let (mut depth, mut capacity, mut level) = (0u32, 0usize, 1usize);
+    while capacity < n {
+        level = level.saturating_mul(k);
+        capacity = capacity.saturating_add(level);
+        depth += 1;
+    }
+    depth
+}
+
+impl Topology {
+    /// An overlay holding only the broadcaster `root`, at depth 0.
+    pub fn new(kind: TopologyKind, root: PeerId) -> Self {
+        let mut nodes = HashMap::new();
+        let root_node = Node {
+            parent: None,
+            children: Vec::new(),
+            depth: 0,
+        };
+        nodes.insert(root, root_node);
+        Topology {
+            kind,
+            fanout: kind.fanout(),
+            root,
+            nodes,
+        }
+    }
+
+    /// The kind this overlay was created with.
+    pub fn kind(&self) -> TopologyKind {
+        self.kind
+    }
+
+    /// Most children per node.
+    pub fn fanout(&self) -> usize {
+        self.fanout
+    }
+
+    /// The broadcaster.
+    pub fn root(&self) -> PeerId {
+        self.root
+    }
+
+    /// Number of viewers (the broadcaster is not counted).
+    pub fn len(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// True when no viewer is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True if `peer` is the broadcaster or one of the viewers.
+    pub fn contains(&self, peer: PeerId) -> bool {
+        self.nodes.contains_key(&peer)
+    }
+
+    /// The node `peer` receives from; `None` for the broadcaster or an unknown peer.
+    pub fn parent(&self, peer: PeerId) -> Option<PeerId> {
+        self.nodes.get(&peer).and_then(|n| n.parent)
+    }
+
+    /// The nodes `peer` sends to, in attach order; empty for an unknown peer.
+    pub fn children(&self, peer: PeerId) -> &[PeerId] {
+        self.nodes.get(&peer).map_or(&[], |n| n.children.as_slice())
+    }
+
+    /// The depth of `peer` (the broadcaster is at 0); `None` for an unknown peer.
+    pub fn depth(&self, peer: PeerId) -> Option<u32> {
+        self.nodes.get(&peer).map(|n| n.depth)
+    }
+
+    /// The deepest node's depth (0 with no viewers).
+    pub fn max_depth(&self) -> u32 {
+        self.nodes.values().map(|n| n.depth).max().unwrap_or(0)
+    }
+
+    /// The documented bound on [`Topology::max_depth`] for the current number of viewers.
+    pub fn depth_bound(&self) -> u32 {
+        depth_bound(self.len(), self.fanout)
+    }
+
+    /// Every node, the broadcaster first, in BFS order (by depth, then by attach order).
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.bfs(self.root)
+            .into_iter()
+            .map(|peer| {
+                let node = &self.nodes[&peer];
+                NodeInfo {
+                    peer,
+                    parent: node.parent,
+                    depth: node.depth,
+                }
+            })
+            .collect()
+    }
+
+    /// `peer` and all its descendants in BFS order; empty for an unknown peer.
+    pub fn subtree(&self, peer: PeerId) -> Vec<PeerId> {
+        if self.contains(peer) {
+            self.bfs(peer)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Adds a viewer at the shallowest free slot (ties: earliest in BFS order).
+    pub fn join(&mut self, peer: PeerId) -> Result<Placement, TopologyError> {
+        if self.contains(peer) {
+            return Err(TopologyError::DuplicatePeer(peer));
+        }
+        let parent = self.shallowest_free_slot();
+        let depth = self.nodes[&parent].depth + 1;
+        self.nodes.insert(
+            peer,
+            Node {
+                parent: None,
+                children: Vec::new(),
+                depth,
+            },
+        );
+        self.attach(peer, parent);
+        Ok(Placement {
+            peer,
+            parent,
+            depth,
+        })
+    }
+
+    /// Removes a viewer that left or crashed and re-attaches its children (see the module docs).
+    pub fn remove(&mut self, peer: PeerId) -> Result<Repair, TopologyError> {
+        if peer == self.root {
+            return Err(TopologyError::RemoveRoot(peer));
+        }
+        let node = self
+            .nodes
+            .remove(&peer)
+            .ok_or(TopologyError::UnknownPeer(peer))?;
+        // Every viewer has a parent; the root was refused above.
+        let former_parent = node.parent.unwrap_or(self.root);
+        if let Some(p) = self.nodes.get_mut(&former_parent) {
+            p.children.retain(|c| *c != peer);
+        }
+        let mut orphans = node.children;
+        for orphan in &orphans {
+            if let Some(o) = self.nodes.get_mut(orphan) {
+                o.parent = None;
+            }
+        }
+        // Tallest subtree first (stable sort keeps attach order for ties): it takes the vacated
+        // slot, so the deepest branch moves up; the rest take the shallowest slots left.
+        orphans.sort_by_key(|o| std::cmp::Reverse(self.height(*o)));
+        let mut rewired = Vec::with_capacity(orphans.len());
+        for (i, orphan) in orphans.into_iter().enumerate() {
+            // Detached subtrees are unreachable from the root, so no slot inside them is offered.
+            let parent = if i == 0 {
+                former_parent
+            } else {
+                self.shallowest_free_slot()
+            };
+            self.attach(orphan, parent);
+            rewired.push((orphan, parent));
+        }
+        let mut rebalanced = Vec::new();
+        for (leaf, parent) in self.rebalance() {
+            match rewired.iter_mut().find(|(c, _)| *c == leaf) {
+                Some(entry) => entry.1 = parent,
+                None => rebalanced.push((leaf, parent)),
+            }
+        }
+        Ok(Repair {
+            removed: peer,
+            former_parent,
+            rewired,
+            rebalanced,
+        })
+    }
+
+    /// Moves deepest leaves to the shallowest free slots until the depth bound holds; returns the
+    /// moves in order. Terminates: see the module docs.
+    fn rebalance(&mut self) -> Vec<(PeerId, PeerId)> {
+        let bound = self.depth_bound();
+        let mut moves = Vec::new();
+        loop {
+            // The last node in BFS order is a deepest node, hence a leaf.
+            let Some(&leaf) = self.bfs(self.root).last() else {
+                break;
+            };
+            if self.nodes[&leaf].depth <= bound || leaf == self.root {
+                break;
+            }
+            self.detach(leaf);
+            let parent = self.shallowest_free_slot();
+            self.attach(leaf, parent);
+            moves.push((leaf, parent));
+        }
+        moves
+    }
+
+    /// The first node in BFS order from the root with fewer than `fanout` children. One always
+    /// exists: the `m` reachable nodes have `m * fanout` slots for `m - 1` edges.
+    fn shallowest_free_slot(&self) -> PeerId {
+        self.bfs(self.root)
+            .into_iter()
+            .find(|p| self.nodes[p].children.len() < self.fanout)
+            .unwrap_or(self.root)
+    }
+
+    /// Makes the detached `child` (with its subtree) a child of `parent` and fixes subtree depths.
+    fn attach(&mut self, child: PeerId, parent: PeerId) {
+        let base = match self.nodes.get_mut(&parent) {
+            Some(p) => {
+                p.children.push(child);
+                p.depth
+            }
+            None => return,
+        };
+        if let Some(c) = self.nodes.get_mut(&child) {
+            c.parent = Some(parent);
+        }
+        self.set_depths(child, base + 1);
+    }
+
+    /// Unlinks `child` from its parent; its subtree stays attached to it.
+    fn detach(&mut self, child: PeerId) {
+        let parent = self.nodes.get_mut(&child).and_then(|c| c.parent.take());
+        if let Some(p) = parent.and_then(|p| self.nodes.get_mut(&p)) {
+            p.children.retain(|c| *c != child);
+        }
+    }
+
+    fn set_depths(&mut self, top: PeerId, depth: u32) {
+        let mut stack = vec![(top, depth)];
+        while let Some((peer, d)) = stack.pop() {
+            if let Some(node) = self.nodes.get_mut(&peer) {
+                node.depth = d;
+                stack.extend(node.children.iter().map(|c| (*c, d + 1)));
+            }
+        }
+    }
+
+    /// Height of the subtree under `top` (0 for a leaf).
+    fn height(&self, top: PeerId) -> u32 {
+        let base = self.nodes.get(&top).map_or(0, |n| n.depth);
+        let deepest = self
+            .bfs(top)
+            .last()
+            .and_then(|p| self.nodes.get(p))
+            .map(|n| n.depth);
+        deepest.map_or(0, |d| d.saturating_sub(base))
+    }
+
+    /// BFS from `top`, children in attach order. Depth is non-decreasing along the result.
+    fn bfs(&self, top: PeerId) -> Vec<PeerId> {
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        let mut queue = VecDeque::from([top]);
+        while let Some(peer) = queue.pop_front() {
+            // `seen` guards against a cycle, which the invariants rule out, so the walk always ends.
+            if !seen.insert(peer) {
+                continue;
+            }
+            if let Some(node) = self.nodes.get(&peer) {
+                order.push(peer);
+                queue.extend(node.children.iter().copied());
+            }
+        }
+        order
+    }
+}
+
+/// The documented max-depth bound for `n` viewers at `fanout`: `n` for a chain, else
+/// `2 * optimal_depth(n) + 1`.
+pub fn depth_bound(n: usize, fanout: usize) -> u32 {
+    let d_opt = optimal_depth(n, fanout);
+    if fanout.max(1) == 1 {
+        d_opt
+    } else {
+        d_opt.saturating_mul(2).saturating_add(1)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn id(i: u8) -> PeerId {
+        PeerId::from_bytes([i; 16])
+    }
+
+    #[test]
+    fn optimal_depth_of_binary_trees() {
+        let got: Vec<u32> = [0, 1, 2, 3, 6, 7, 14, 15]
+            .iter()
+            .map(|n| optimal_depth(*n, 2))
+            .collect();
+        assert_eq!(got, vec![0, 1, 1, 2, 2, 3, 3, 4]);
+        assert_eq!(optimal_depth(5, 1), 5);
+    }
+
+    #[test]
+    fn binary_tree_of_seven_fills_level_by_level() {
+        let mut t = Topology::new(TopologyKind::Tree { fanout: 2 }, id(0));
+        let parents: Vec<PeerId> = (1..=7).map(|i| t.join(id(i)).unwrap().parent).collect();
+        assert_eq!(
+            parents,
+            vec![id(0), id(0), id(1), id(1), id(2), id(2), id(3)]
+        );
+        assert_eq!(t.max_depth(), 3);
+    }
+
+    #[test]
+    fn crash_at_depth_one_reattaches_both_children() {
+        let mut t = Topology::new(TopologyKind::Tree { fanout: 2 }, id(0));
+        for i in 1..=7 {
+            t.join(id(i)).unwrap();
+        }
+        // id(1) has children id(3) (with child id(7)) and id(4).
+        let repair = t.remove(id(1)).unwrap();
+        assert_eq!(repair.former_parent, id(0));
+        // The taller orphan takes the vacated root slot; the other goes to the shallowest slot.
+        assert_eq!(repair.rewired, vec![(id(3), id(0)), (id(4), id(3))]);
+        assert!(repair.rebalanced.is_empty());
+        assert_eq!(t.children(id(0)), &[id(2), id(3)]);
+        assert_eq!(t.children(id(3)), &[id(7), id(4)]);
+        assert_eq!(t.depth(id(7)), Some(2));
+        assert_eq!(t.len(), 6);
+    }
+
+    #[test]
+    fn errors() {
+        let mut t = Topology::new(TopologyKind::Chain, id(0));
+        t.join(id(1)).unwrap();
+        assert_eq!(t.join(id(1)), Err(TopologyError::DuplicatePeer(id(1))));
+        assert_eq!(t.join(id(0)), Err(TopologyError::DuplicatePeer(id(0))));
+        assert_eq!(t.remove(id(9)), Err(TopologyError::UnknownPeer(id(9))));
+        assert_eq!(t.remove(id(0)), Err(TopologyError::RemoveRoot(id(0))));
+    }
+
+    #[test]
+    fn chain_closes_the_gap() {
+        let mut t = Topology::new(TopologyKind::Chain, id(0));
+        for i in 1..=4 {
+            assert_eq!(t.join(id(i)).unwrap().depth, u32::from(i));
+        }
+        let repair = t.remove(id(2)).unwrap();
+        assert_eq!(repair.rewired, vec![(id(3), id(1))]);
+        assert_eq!(t.depth(id(4)), Some(3));
+        assert_eq!(t.max_depth(), t.depth_bound());
+    }
+}
