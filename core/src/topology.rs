@@ -17,16 +17,17 @@
 //! Why the bound holds. Let `S(D) = k + k^2 + ... + k^D`, so `d_opt(n)` is the least `D` with
 //! `S(D) >= n`. *Lemma*: in a tree of `m <= n` viewers, the shallowest free slot is at depth
 //! `<= d_opt(n) + 1`. If it were at depth `s > d_opt(n) + 1`, every node above depth `s - 1` would
-//! be full, so levels `1..=s-1` would be complete and `m >= S(s - 1) >= S(d_opt(n) + 1) > S(d_opt(n))
-//! >= n`, a contradiction. Hence a join (which takes the shallowest slot) lands at depth
-//! `<= d_opt(n) + 1 <= B(n)`, and `B` never decreases as `n` grows. A removal may break the bound
-//! (orphans are re-attached wherever there is room, and `B` may shrink with `n`), so it ends with a
-//! rebalance: while the max depth exceeds `B(n)`, detach a node of maximal depth (always a leaf, so
-//! only its own edge changes and no subtree is torn down) and attach it to the shallowest free slot,
-//! which by the lemma is at depth `<= d_opt(n) + 1 <= B(n)`. *Termination*: each move takes one node
-//! from depth `> B(n)` to depth `<= B(n)` and changes no other node's depth, so the number of nodes
-//! deeper than `B(n)` strictly decreases; the loop ends after at most that many moves. A moved leaf
-//! loses nothing: its new parent's relay resumes it from the last chunk it holds.
+//! be full, so levels `1..=s-1` would be complete and `m >= S(s - 1) >= S(d_opt(n) + 1)`, which
+//! exceeds `S(d_opt(n)) >= n`: a contradiction. Hence a join (which takes the shallowest slot)
+//! lands at depth `<= d_opt(n) + 1 <= B(n)`, and `B` never decreases as `n` grows. A removal may
+//! break the bound (orphans are re-attached wherever there is room, and `B` may shrink with `n`),
+//! so it ends with a rebalance: while the max depth exceeds `B(n)`, detach a node of maximal depth
+//! (always a leaf, so only its own edge changes and no subtree is torn down) and attach it to the
+//! shallowest free slot, which by the lemma is at depth `<= d_opt(n) + 1 <= B(n)` (as `n >= 1`
+//! gives `d_opt(n) >= 1`). *Termination*: each move takes one node from depth `> B(n)` to depth
+//! `<= B(n)` and changes no other node's depth, so the number of nodes deeper than `B(n)` strictly
+//! decreases; the loop ends after at most that many moves. A moved leaf loses nothing: its new
+//! parent's relay resumes it from the last chunk it holds.
 
 use crate::ids::PeerId;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -312,11 +313,8 @@ impl Topology {
     fn rebalance(&mut self) -> Vec<(PeerId, PeerId)> {
         let bound = self.depth_bound();
         let mut moves = Vec::new();
-        loop {
-            // The last node in BFS order is a deepest node, hence a leaf.
-            let Some(&leaf) = self.bfs(self.root).last() else {
-                break;
-            };
+        // The last node in BFS order is a deepest node, hence a leaf (the root only if alone).
+        while let Some(&leaf) = self.bfs(self.root).last() {
             if self.nodes[&leaf].depth <= bound || leaf == self.root {
                 break;
             }
