@@ -12,6 +12,7 @@ pub mod ids;
 pub mod pacer;
 pub mod player;
 pub mod protocol;
+pub mod registry;
 pub mod relay;
 pub mod topology;
 pub mod webm;

@@ -63,6 +63,8 @@ pub struct StreamInfo {
     pub viewers: usize,
     /// Whether the broadcaster is connected (a stream is listed only while live).
     pub live: bool,
+    /// Viewers whose latest report says their parent's data channel is open.
+    pub ready: usize,
 }
 
 /// What a peer reports about itself every second.
@@ -89,6 +91,8 @@ pub struct PeerStats {
     pub buffer_ahead_ms: u64,
     /// Whether playback is running.
     pub playing: bool,
+    /// Whether the data channel from the parent is open.
+    pub connected: bool,
     /// From joining to the first chunk, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_chunk_latency_ms: Option<u64>,
