@@ -308,6 +308,41 @@ impl Topology {
         })
     }
 
+    /// Moves `child` (with its subtree intact) away from `avoid`, its parent, whose edge to it broke
+    /// while both stay in the stream. The child goes to the shallowest free slot outside its own
+    /// subtree other than `avoid`; when there is none (a chain whose only free slot is the child's
+    /// own tail), it stays under `avoid` and the edge is simply rebuilt. Returns the same shape as a
+    /// removal: `rewired` holds the child's new parent, `rebalanced` any leaf moves that followed.
+    pub fn reattach(&mut self, child: PeerId, avoid: PeerId) -> Result<Repair, TopologyError> {
+        if child == self.root {
+            return Err(TopologyError::RemoveRoot(child));
+        }
+        let former_parent = self
+            .parent(child)
+            .ok_or(TopologyError::UnknownPeer(child))?;
+        self.detach(child);
+        let parent = self
+            .bfs(self.root)
+            .into_iter()
+            .find(|p| *p != avoid && self.nodes[p].children.len() < self.fanout)
+            .unwrap_or(former_parent);
+        self.attach(child, parent);
+        let mut rewired = vec![(child, parent)];
+        let mut rebalanced = Vec::new();
+        for (leaf, to) in self.rebalance() {
+            match rewired.iter_mut().find(|(c, _)| *c == leaf) {
+                Some(entry) => entry.1 = to,
+                None => rebalanced.push((leaf, to)),
+            }
+        }
+        Ok(Repair {
+            removed: child,
+            former_parent,
+            rewired,
+            rebalanced,
+        })
+    }
+
     /// Moves deepest leaves to the shallowest free slots until the depth bound holds; returns the
     /// moves in order. Terminates: see the module docs.
     fn rebalance(&mut self) -> Vec<(PeerId, PeerId)> {
