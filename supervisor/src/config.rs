@@ -1,0 +1,87 @@
+//! Supervisor settings, shared by the CLI and by tests that start a supervisor in-process.
+
+use ownstream_core::protocol::{IceServer, TopologyName};
+use std::path::PathBuf;
+
+/// Everything the supervisor needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `host:port` to listen on.
+    pub listen: String,
+    /// Tree or chain.
+    pub topology: TopologyName,
+    /// Children per node in a tree.
+    pub fanout: usize,
+    /// PKCS#8 PEM key file; a fresh key is generated when absent.
+    pub key_path: Option<PathBuf>,
+    /// Size of a generated supervisor key.
+    pub key_bits: usize,
+    /// Smallest peer key accepted.
+    pub min_key_bits: usize,
+    /// ICE servers handed to peers.
+    pub ice_servers: Vec<IceServer>,
+    /// A peer silent this long is failed.
+    pub heartbeat_timeout_ms: u64,
+    /// Heartbeat interval peers are told to keep.
+    pub heartbeat_ms: u64,
+    /// Deadline for the authentication handshake.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            topology: TopologyName::Tree,
+            fanout: 2,
+            key_path: None,
+            key_bits: 2048,
+            min_key_bits: 2048,
+            ice_servers: Vec::new(),
+            heartbeat_timeout_ms: 3000,
+            heartbeat_ms: 1000,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Parses `--ice-server` values: `URL` or `URL;username=U;credential=C`.
+pub fn parse_ice_server(text: &str) -> Result<IceServer, String> {
+    let mut parts = text.split(';');
+    let url = parts.next().unwrap_or_default().trim().to_string();
+    if !(url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:")) {
+        return Err(format!("`{url}` is not a stun:, turn: or turns: URL"));
+    }
+    let mut server = IceServer {
+        urls: vec![url],
+        username: None,
+        credential: None,
+    };
+    for part in parts {
+        match part.split_once('=') {
+            Some(("username", v)) => server.username = Some(v.to_string()),
+            Some(("credential", v)) => server.credential = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown ICE server option `{part}` (use username=..;credential=..)"
+                ))
+            }
+        }
+    }
+    Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_servers_parse_with_credentials() {
+        let s = parse_ice_server("turn:turn.example.org:3478;username=u;credential=p").unwrap();
+        assert_eq!(s.urls, vec!["turn:turn.example.org:3478".to_string()]);
+        assert_eq!(s.username.as_deref(), Some("u"));
+        assert_eq!(s.credential.as_deref(), Some("p"));
+        assert!(parse_ice_server("http://x").is_err());
+        assert!(parse_ice_server("stun:x;pw=1").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! HTTP routes: the WebSocket endpoint and the JSON API.
+
+use crate::config::Config;
+use crate::hub::HubHandle;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ownstream_core::auth::Identity;
+use ownstream_core::protocol::{PeerStats, MAX_MESSAGE_LEN};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The supervisor's key pair.
+    pub identity: Arc<Identity>,
+    /// Settings.
+    pub config: Arc<Config>,
+    /// The hub.
+    pub hub: HubHandle,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/streams", get(list_streams))
+        .route("/api/streams/{name}/tree", get(stream_tree))
+        .route("/api/streams/{name}/stats", get(stream_stats))
+        .with_state(state)
+}
+
+async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(MAX_MESSAGE_LEN)
+        .max_frame_size(MAX_MESSAGE_LEN)
+        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
+}
+
+async fn list_streams(State(state): State<AppState>) -> Response {
+    match state.hub.query(|reg, _| reg.streams()).await {
+        Some(streams) => Json(streams).into_response(),
+        None => unavailable(),
+    }
+}
+
+async fn stream_tree(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.hub.query(move |reg, _| reg.tree(&name)).await {
+        Some(Some(tree)) => Json(tree).into_response(),
+        Some(None) => not_found(),
+        None => unavailable(),
+    }
+}
+
+#[derive(Serialize)]
+struct NodeStats {
+    id: ownstream_core::ids::PeerId,
+    parent: Option<ownstream_core::ids::PeerId>,
+    depth: usize,
+    stats: Option<PeerStats>,
+}
+
+async fn stream_stats(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    let answer = state
+        .hub
+        .query(move |reg, _| {
+            let tree = reg.tree(&name)?;
+            let nodes: Vec<NodeStats> = tree
+                .nodes
+                .into_iter()
+                .map(|n| NodeStats {
+                    id: n.id,
+                    parent: n.parent,
+                    depth: n.depth,
+                    stats: reg.stats(n.id).cloned(),
+                })
+                .collect();
+            Some(nodes)
+        })
+        .await;
+    match answer {
+        Some(Some(nodes)) => Json(nodes).into_response(),
+        Some(None) => not_found(),
+        None => unavailable(),
+    }
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "no live stream with that name"})),
+    )
+        .into_response()
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "supervisor shutting down").into_response()
+}

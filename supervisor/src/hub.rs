@@ -1,0 +1,194 @@
+//! The hub task: the only owner of the registry. Connections and HTTP handlers talk to it over a
+//! channel; it applies the registry's outputs by writing to each peer's outbound queue.
+
+use crate::config::Config;
+use ownstream_core::ids::PeerId;
+use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage};
+use ownstream_core::registry::{Output, Registry, RegistryConfig};
+use rand::RngExt;
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages a connection may have queued before the hub considers the peer stuck and drops it.
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// Milliseconds on the supervisor's monotonic clock (shared by the hub and the handshakes).
+pub fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// What the hub asks a connection task to do.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Send this message.
+    Message(ServerMessage),
+    /// Close the connection with this reason.
+    Close(String),
+}
+
+type Query = Box<dyn FnOnce(&mut Registry, u64) + Send>;
+
+enum Command {
+    Connect {
+        peer: PeerId,
+        component: ComponentType,
+        outbound: mpsc::Sender<Outbound>,
+        accepted: oneshot::Sender<bool>,
+    },
+    Message(PeerId, PeerMessage),
+    Disconnect(PeerId),
+    Query(Query),
+}
+
+/// A cheap, cloneable handle to the hub.
+#[derive(Clone)]
+pub struct HubHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl HubHandle {
+    /// Registers an authenticated peer; false if its id is already connected.
+    pub async fn connect(
+        &self,
+        peer: PeerId,
+        component: ComponentType,
+        outbound: mpsc::Sender<Outbound>,
+    ) -> bool {
+        let (accepted, rx) = oneshot::channel();
+        let cmd = Command::Connect {
+            peer,
+            component,
+            outbound,
+            accepted,
+        };
+        self.tx.send(cmd).is_ok() && rx.await.unwrap_or(false)
+    }
+
+    /// Forwards a message from an authenticated peer.
+    pub fn message(&self, peer: PeerId, msg: PeerMessage) {
+        let _ = self.tx.send(Command::Message(peer, msg));
+    }
+
+    /// Reports that a peer's connection ended.
+    pub fn disconnect(&self, peer: PeerId) {
+        let _ = self.tx.send(Command::Disconnect(peer));
+    }
+
+    /// Runs `f` against the registry inside the hub and returns its result.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Registry, u64) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let q: Query = Box::new(move |reg, now| {
+            let _ = tx.send(f(reg, now));
+        });
+        self.tx.send(Command::Query(q)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The hub, ready to run.
+pub struct HubTask {
+    registry: Registry,
+    rx: mpsc::UnboundedReceiver<Command>,
+    peers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+}
+
+impl HubTask {
+    /// A hub and its handle.
+    pub fn new(config: &Config) -> (HubTask, HubHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let registry_config = RegistryConfig {
+            topology: config.topology,
+            fanout: config.fanout,
+            heartbeat_timeout_ms: config.heartbeat_timeout_ms,
+        };
+        let seed: [u8; 32] = rand::rng().random();
+        let task = HubTask {
+            registry: Registry::new(registry_config, seed),
+            rx,
+            peers: HashMap::new(),
+        };
+        (task, HubHandle { tx })
+    }
+
+    /// Runs until every handle is dropped.
+    pub async fn run(mut self) {
+        loop {
+            let deadline = self.registry.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            at.saturating_sub(now_ms()),
+                        ))
+                        .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                () = sleep => self.registry.handle_timeout(now_ms()),
+            }
+            self.flush();
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        let now = now_ms();
+        match cmd {
+            Command::Connect {
+                peer,
+                component,
+                outbound,
+                accepted,
+            } => {
+                let ok = self.registry.handle_authenticated(now, peer, component);
+                if ok {
+                    self.peers.insert(peer, outbound);
+                }
+                let _ = accepted.send(ok);
+            }
+            Command::Message(peer, msg) => self.registry.handle_message(now, peer, msg),
+            Command::Disconnect(peer) => {
+                self.peers.remove(&peer);
+                self.registry.handle_disconnected(now, peer);
+            }
+            Command::Query(f) => f(&mut self.registry, now),
+        }
+    }
+
+    fn flush(&mut self) {
+        while let Some(out) = self.registry.poll_output() {
+            match out {
+                Output::Send(peer, msg) => self.deliver(peer, Outbound::Message(msg)),
+                Output::Close(peer, reason) => {
+                    self.deliver(peer, Outbound::Close(reason));
+                    self.peers.remove(&peer);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, peer: PeerId, out: Outbound) {
+        let Some(tx) = self.peers.get(&peer) else {
+            return;
+        };
+        if tx.try_send(out).is_err() {
+            // The connection is gone or not reading: treat it as failed so the tree is repaired
+            // instead of queueing without bound.
+            tracing::warn!(%peer, "outbound queue full or closed; dropping peer");
+            self.peers.remove(&peer);
+            self.registry
+                .fail_peer(now_ms(), peer, "not reading its signaling messages");
+        }
+    }
+}

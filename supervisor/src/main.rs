@@ -1,0 +1,86 @@
+//! `supervisor`: parses the command line, binds, prints how to connect, and serves until Ctrl-C.
+
+use anyhow::Context;
+use clap::Parser;
+use ownstream_core::protocol::{IceServer, TopologyName};
+use ownstream_supervisor::config::{parse_ice_server, Config};
+use std::path::PathBuf;
+
+/// The ownstream supervisor: authenticates peers, arranges each stream's viewers into a tree or a
+/// chain, relays WebRTC signaling between neighbours and repairs the tree when a peer fails.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// Address to listen on (HTTP API and WebSocket at /ws).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// How viewers are arranged.
+    #[arg(long, value_enum, default_value = "tree")]
+    topology: TopologyArg,
+    /// Children per node in a tree (2 = the paper's binary tree).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    fanout: u16,
+    /// Supervisor private key (PKCS#8 PEM); a fresh 2048-bit key is generated when omitted.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Smallest RSA key a peer may authenticate with.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u16).range(512..=8192))]
+    min_key_bits: u16,
+    /// ICE server for peers: `stun:host:port`, or `turn:host:port;username=U;credential=C`. Repeatable.
+    #[arg(long = "ice-server", value_parser = parse_ice_server)]
+    ice_servers: Vec<IceServer>,
+    /// A peer silent for this long (ms) is treated as failed.
+    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
+    heartbeat_timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TopologyArg {
+    Tree,
+    Chain,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config {
+        listen: cli.listen.clone(),
+        topology: match cli.topology {
+            TopologyArg::Tree => TopologyName::Tree,
+            TopologyArg::Chain => TopologyName::Chain,
+        },
+        fanout: cli.fanout as usize,
+        key_path: cli.key.clone(),
+        min_key_bits: cli.min_key_bits as usize,
+        ice_servers: cli.ice_servers.clone(),
+        heartbeat_timeout_ms: cli.heartbeat_timeout_ms,
+        heartbeat_ms: (cli.heartbeat_timeout_ms / 3).max(100),
+        ..Config::default()
+    };
+    let bound = ownstream_supervisor::bind(config).await?;
+    let addr = bound.local_addr().context("no local address")?;
+    println!("supervisor listening on http://{addr}  (WebSocket: ws://{addr}/ws)");
+    println!("supervisor key fingerprint: {}", bound.fingerprint());
+    bound.serve(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler cannot fail on unix");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

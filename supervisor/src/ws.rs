@@ -1,0 +1,162 @@
+//! One WebSocket connection: the authentication handshake, then forwarding to and from the hub.
+//!
+//! Nothing but the handshake is accepted before it completes. Every failure closes the socket with a
+//! close frame whose reason says what went wrong, and is logged.
+
+use crate::http::AppState;
+use crate::hub::{now_ms, Outbound, OUTBOUND_QUEUE};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use ownstream_core::auth::{AuthenticatedPeer, HandshakeConfig, SupervisorHandshake};
+use ownstream_core::protocol::{PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Close code for protocol violations (RFC 6455 1008, policy violation).
+const CLOSE_POLICY: u16 = 1008;
+/// Close code for a normal close.
+const CLOSE_NORMAL: u16 = 1000;
+
+/// Drives one connection to its end.
+pub async fn serve_socket(mut socket: WebSocket, state: AppState) {
+    let peer = match authenticate(&mut socket, &state).await {
+        Ok(peer) => peer,
+        Err(reason) => {
+            tracing::info!(%reason, "authentication failed");
+            close(&mut socket, CLOSE_POLICY, &reason).await;
+            return;
+        }
+    };
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    if !state.hub.connect(peer.peer_id, peer.component, tx).await {
+        let reason = format!("peer id {} is already connected", peer.peer_id);
+        tracing::info!(%reason, "refused duplicate peer");
+        close(&mut socket, CLOSE_POLICY, &reason).await;
+        return;
+    }
+    tracing::info!(peer = %peer.peer_id, component = ?peer.component, "authenticated");
+    let end = forward(&mut socket, &state, &peer, rx).await;
+    state.hub.disconnect(peer.peer_id);
+    tracing::info!(peer = %peer.peer_id, reason = %end, "disconnected");
+}
+
+async fn authenticate(
+    socket: &mut WebSocket,
+    state: &AppState,
+) -> Result<AuthenticatedPeer, String> {
+    let config = HandshakeConfig {
+        min_key_bits: state.config.min_key_bits,
+        timeout_ms: state.config.handshake_timeout_ms,
+        heartbeat_ms: state.config.heartbeat_ms,
+    };
+    let mut hs = SupervisorHandshake::new(
+        state.identity.clone(),
+        config,
+        state.config.ice_servers.clone(),
+        now_ms(),
+    );
+    loop {
+        while let Some(msg) = hs.poll_message() {
+            send(socket, &msg).await?;
+        }
+        let deadline = hs.poll_timeout().unwrap_or_else(now_ms);
+        let wait = Duration::from_millis(deadline.saturating_sub(now_ms()));
+        let text = match tokio::time::timeout(wait, next_text(socket)).await {
+            Err(_) => {
+                hs.handle_timeout(now_ms()).map_err(|e| e.to_string())?;
+                continue;
+            }
+            Ok(text) => text?,
+        };
+        let msg = PeerMessage::decode(&text).map_err(|e| e.to_string())?;
+        // The RNG is not Send: keep it out of any await.
+        let done = hs
+            .handle_message(now_ms(), msg, &mut rand::rng())
+            .map_err(|e| e.to_string())?;
+        if let Some(peer) = done {
+            while let Some(msg) = hs.poll_message() {
+                send(socket, &msg).await?;
+            }
+            return Ok(peer);
+        }
+    }
+}
+
+async fn forward(
+    socket: &mut WebSocket,
+    state: &AppState,
+    peer: &AuthenticatedPeer,
+    mut rx: mpsc::Receiver<Outbound>,
+) -> String {
+    loop {
+        tokio::select! {
+            incoming = next_text(socket) => {
+                let text = match incoming {
+                    Ok(text) => text,
+                    Err(reason) => return reason,
+                };
+                match PeerMessage::decode(&text) {
+                    Ok(msg) => state.hub.message(peer.peer_id, msg),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let _ = send(socket, &ServerMessage::fatal("bad_message", reason.clone())).await;
+                        close(socket, CLOSE_POLICY, &reason).await;
+                        return reason;
+                    }
+                }
+            }
+            out = rx.recv() => match out {
+                Some(Outbound::Message(msg)) => {
+                    if let Err(reason) = send(socket, &msg).await {
+                        return reason;
+                    }
+                }
+                Some(Outbound::Close(reason)) => {
+                    close(socket, CLOSE_NORMAL, &reason).await;
+                    return reason;
+                }
+                None => return "supervisor shutting down".into(),
+            }
+        }
+    }
+}
+
+/// Waits for the next text frame, answering pings; binary frames and oversized frames are errors.
+async fn next_text(socket: &mut WebSocket) -> Result<String, String> {
+    loop {
+        match socket.recv().await {
+            None => return Err("connection closed".into()),
+            Some(Err(e)) => return Err(format!("connection error: {e}")),
+            Some(Ok(Message::Text(t))) => {
+                if t.len() > MAX_MESSAGE_LEN {
+                    return Err(format!("message over {MAX_MESSAGE_LEN} bytes"));
+                }
+                return Ok(t.to_string());
+            }
+            Some(Ok(Message::Binary(_))) => {
+                return Err("binary frames are not part of the protocol".into())
+            }
+            Some(Ok(Message::Close(_))) => return Err("peer closed the connection".into()),
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), String> {
+    socket
+        .send(Message::Text(Utf8Bytes::from(msg.encode())))
+        .await
+        .map_err(|e| format!("send failed: {e}"))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    // A close reason is limited to 123 bytes by RFC 6455; cut on a character boundary.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(&reason[..end]),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
+}
