@@ -114,7 +114,12 @@ impl Registry {
     }
 
     /// A peer finished the handshake. A second connection claiming a connected id is refused.
-    pub fn handle_authenticated(&mut self, now_ms: u64, peer: PeerId, component: ComponentType) -> bool {
+    pub fn handle_authenticated(
+        &mut self,
+        now_ms: u64,
+        peer: PeerId,
+        component: ComponentType,
+    ) -> bool {
         if self.peers.contains_key(&peer) {
             return false;
         }
@@ -201,7 +206,8 @@ impl Registry {
     pub fn fail_peer(&mut self, now_ms: u64, peer: PeerId, reason: &str) {
         if self.peers.contains_key(&peer) {
             self.handle_disconnected(now_ms, peer);
-            self.outputs.push_back(Output::Close(peer, reason.to_string()));
+            self.outputs
+                .push_back(Output::Close(peer, reason.to_string()));
         }
     }
 
@@ -304,11 +310,26 @@ impl Registry {
         if let Err(e) = validate_stream_name(&stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
         }
-        if self.peers.get(&from).and_then(|e| e.stream.as_ref()).is_some() {
-            return self.refuse(from, "already_streaming", "this broadcaster already has a stream".into(), false);
+        if self
+            .peers
+            .get(&from)
+            .and_then(|e| e.stream.as_ref())
+            .is_some()
+        {
+            return self.refuse(
+                from,
+                "already_streaming",
+                "this broadcaster already has a stream".into(),
+                false,
+            );
         }
         if self.streams.contains_key(&stream) {
-            return self.refuse(from, "stream_exists", format!("stream `{stream}` is already live"), false);
+            return self.refuse(
+                from,
+                "stream_exists",
+                format!("stream `{stream}` is already live"),
+                false,
+            );
         }
         let mut key = [0u8; 32];
         self.rng.fill_bytes(&mut key);
@@ -358,7 +379,12 @@ impl Registry {
             .get(&from)
             .is_some_and(|e| e.stream.is_some() || e.waiting_for.is_some());
         if busy {
-            return self.refuse(from, "already_joined", "this peer already joined a stream".into(), false);
+            return self.refuse(
+                from,
+                "already_joined",
+                "this peer already joined a stream".into(),
+                false,
+            );
         }
         if self.streams.contains_key(&stream) {
             self.place_viewer(&stream, from);
@@ -368,7 +394,12 @@ impl Registry {
             }
             self.send(from, ServerMessage::StreamWaiting { stream });
         } else {
-            self.refuse(from, "stream_not_found", format!("no live stream named `{stream}`"), false);
+            self.refuse(
+                from,
+                "stream_not_found",
+                format!("no live stream named `{stream}`"),
+                false,
+            );
         }
     }
 
@@ -432,8 +463,12 @@ impl Registry {
         // Only this edge is known to be broken; the parent may be alive for its other children.
         // Moving the child's subtree elsewhere repairs it now; a dead parent is caught by its own
         // socket closing or its heartbeat stopping.
-        let before: HashMap<PeerId, Option<PeerId>> =
-            s.topology.nodes().into_iter().map(|n| (n.peer, n.parent)).collect();
+        let before: HashMap<PeerId, Option<PeerId>> = s
+            .topology
+            .nodes()
+            .into_iter()
+            .map(|n| (n.peer, n.parent))
+            .collect();
         if let Ok(repair) = s.topology.reattach(child, parent) {
             for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
                 let old = before.get(&peer).copied().flatten();
@@ -447,8 +482,12 @@ impl Registry {
             return;
         };
         // Rebalanced leaves leave a live parent behind, which must drop them: remember parents.
-        let before: HashMap<PeerId, Option<PeerId>> =
-            s.topology.nodes().into_iter().map(|n| (n.peer, n.parent)).collect();
+        let before: HashMap<PeerId, Option<PeerId>> = s
+            .topology
+            .nodes()
+            .into_iter()
+            .map(|n| (n.peer, n.parent))
+            .collect();
         let Ok(repair) = s.topology.remove(viewer) else {
             return;
         };
@@ -459,7 +498,12 @@ impl Registry {
         }
     }
 
-    fn apply_moves(&mut self, stream: &str, moves: &[(PeerId, PeerId)], old_parent: Option<PeerId>) {
+    fn apply_moves(
+        &mut self,
+        stream: &str,
+        moves: &[(PeerId, PeerId)],
+        old_parent: Option<PeerId>,
+    ) {
         for &(child, parent) in moves {
             if let Some(old) = old_parent {
                 self.send(
@@ -494,7 +538,10 @@ impl Registry {
     }
 
     fn end_stream_of(&mut self, broadcaster: PeerId, reason: &str) {
-        let stream = self.peers.get_mut(&broadcaster).and_then(|e| e.stream.take());
+        let stream = self
+            .peers
+            .get_mut(&broadcaster)
+            .and_then(|e| e.stream.take());
         if let Some(stream) = stream {
             self.end_stream(&stream, reason);
         }

@@ -40,7 +40,14 @@ fn stream_with(topology: TopologyName, n: u8) -> Registry {
     r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
     for v in 1..=n {
         assert!(r.handle_authenticated(0, id(v), ComponentType::Receiver));
-        r.handle_message(0, id(v), PeerMessage::JoinStream { stream: "s".into(), wait: false });
+        r.handle_message(
+            0,
+            id(v),
+            PeerMessage::JoinStream {
+                stream: "s".into(),
+                wait: false,
+            },
+        );
     }
     drain(&mut r);
     r
@@ -56,17 +63,31 @@ fn broadcaster_gets_a_key_and_viewers_get_the_same_key() {
         panic!("expected STREAM_REGISTERED, got {out:?}");
     };
     r.handle_authenticated(0, id(1), ComponentType::Receiver);
-    r.handle_message(0, id(1), PeerMessage::JoinStream { stream: "s".into(), wait: false });
+    r.handle_message(
+        0,
+        id(1),
+        PeerMessage::JoinStream {
+            stream: "s".into(),
+            wait: false,
+        },
+    );
     let out = drain(&mut r);
     match sent_to(&out, id(1))[0] {
-        ServerMessage::Joined { key: k, parent, depth, .. } => {
+        ServerMessage::Joined {
+            key: k,
+            parent,
+            depth,
+            ..
+        } => {
             assert_eq!(k, key);
             assert_eq!(*parent, id(0));
             assert_eq!(*depth, 1);
         }
         other => panic!("expected JOINED, got {other:?}"),
     }
-    assert!(matches!(sent_to(&out, id(0))[0], ServerMessage::ConnectChild { child, .. } if *child == id(1)));
+    assert!(
+        matches!(sent_to(&out, id(0))[0], ServerMessage::ConnectChild { child, .. } if *child == id(1))
+    );
 }
 
 #[test]
@@ -99,7 +120,12 @@ fn crash_at_depth_one_rewires_only_its_children() {
     assert_eq!(moved, vec![id(3), id(4)]);
     // Each moved child hears about its new parent before the parent is told to connect.
     for child in set_parent {
-        let pos_set = out.iter().position(|o| matches!(o, Output::Send(p, ServerMessage::SetParent { .. }) if *p == child)).unwrap();
+        let pos_set = out
+            .iter()
+            .position(
+                |o| matches!(o, Output::Send(p, ServerMessage::SetParent { .. }) if *p == child),
+            )
+            .unwrap();
         let pos_connect = out.iter().position(|o| matches!(o, Output::Send(_, ServerMessage::ConnectChild { child: c, .. }) if *c == child)).unwrap();
         assert!(pos_set < pos_connect);
     }
@@ -113,11 +139,27 @@ fn signaling_passes_only_between_neighbours() {
     let mut r = stream_with(TopologyName::Tree, 3);
     let offer = SignalPayload::Offer { sdp: "v=0".into() };
     // 0 -> 1 are neighbours.
-    r.handle_message(1, id(0), PeerMessage::Signal { to: id(1), payload: offer.clone() });
+    r.handle_message(
+        1,
+        id(0),
+        PeerMessage::Signal {
+            to: id(1),
+            payload: offer.clone(),
+        },
+    );
     let out = drain(&mut r);
-    assert!(matches!(sent_to(&out, id(1))[0], ServerMessage::Signal { from, .. } if *from == id(0)));
+    assert!(
+        matches!(sent_to(&out, id(1))[0], ServerMessage::Signal { from, .. } if *from == id(0))
+    );
     // 2 -> 3 are not (3 is 1's child).
-    r.handle_message(1, id(2), PeerMessage::Signal { to: id(3), payload: offer });
+    r.handle_message(
+        1,
+        id(2),
+        PeerMessage::Signal {
+            to: id(3),
+            payload: offer,
+        },
+    );
     assert!(drain(&mut r).is_empty());
 }
 
@@ -127,7 +169,9 @@ fn receivers_may_not_register_and_broadcasters_may_not_join() {
     r.handle_authenticated(0, id(1), ComponentType::Receiver);
     r.handle_message(0, id(1), PeerMessage::RegisterStream { stream: "s".into() });
     let out = drain(&mut r);
-    assert!(matches!(&out[0], Output::Send(_, ServerMessage::Error { code, fatal: true, .. }) if code == "not_allowed"));
+    assert!(
+        matches!(&out[0], Output::Send(_, ServerMessage::Error { code, fatal: true, .. }) if code == "not_allowed")
+    );
     assert!(matches!(&out[1], Output::Close(p, _) if *p == id(1)));
 }
 
@@ -135,17 +179,44 @@ fn receivers_may_not_register_and_broadcasters_may_not_join() {
 fn joining_an_unknown_stream_fails_or_waits() {
     let mut r = registry(TopologyName::Tree);
     r.handle_authenticated(0, id(1), ComponentType::Receiver);
-    r.handle_message(0, id(1), PeerMessage::JoinStream { stream: "later".into(), wait: false });
+    r.handle_message(
+        0,
+        id(1),
+        PeerMessage::JoinStream {
+            stream: "later".into(),
+            wait: false,
+        },
+    );
     let out = drain(&mut r);
-    assert!(matches!(sent_to(&out, id(1))[0], ServerMessage::Error { code, fatal: false, .. } if code == "stream_not_found"));
+    assert!(
+        matches!(sent_to(&out, id(1))[0], ServerMessage::Error { code, fatal: false, .. } if code == "stream_not_found")
+    );
 
     r.handle_authenticated(0, id(2), ComponentType::Receiver);
-    r.handle_message(0, id(2), PeerMessage::JoinStream { stream: "later".into(), wait: true });
-    assert!(matches!(sent_to(&drain(&mut r), id(2))[0], ServerMessage::StreamWaiting { .. }));
+    r.handle_message(
+        0,
+        id(2),
+        PeerMessage::JoinStream {
+            stream: "later".into(),
+            wait: true,
+        },
+    );
+    assert!(matches!(
+        sent_to(&drain(&mut r), id(2))[0],
+        ServerMessage::StreamWaiting { .. }
+    ));
     r.handle_authenticated(0, id(0), ComponentType::Broadcaster);
-    r.handle_message(5, id(0), PeerMessage::RegisterStream { stream: "later".into() });
+    r.handle_message(
+        5,
+        id(0),
+        PeerMessage::RegisterStream {
+            stream: "later".into(),
+        },
+    );
     let out = drain(&mut r);
-    assert!(matches!(sent_to(&out, id(2))[0], ServerMessage::Joined { parent, .. } if *parent == id(0)));
+    assert!(
+        matches!(sent_to(&out, id(2))[0], ServerMessage::Joined { parent, .. } if *parent == id(0))
+    );
 }
 
 #[test]
@@ -157,7 +228,9 @@ fn silent_peers_fail_after_the_heartbeat_timeout() {
     }
     r.handle_timeout(3000);
     let out = drain(&mut r);
-    assert!(out.iter().any(|o| matches!(o, Output::Close(p, _) if *p == id(1))));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Close(p, _) if *p == id(1))));
     assert_eq!(r.tree("s").unwrap().nodes.len(), 3);
 }
 
@@ -167,7 +240,10 @@ fn broadcaster_leaving_ends_the_stream_for_everyone() {
     r.handle_message(1, id(0), PeerMessage::EndStream {});
     let out = drain(&mut r);
     for v in 1..=3 {
-        assert!(matches!(sent_to(&out, id(v))[0], ServerMessage::StreamEnded { .. }));
+        assert!(matches!(
+            sent_to(&out, id(v))[0],
+            ServerMessage::StreamEnded { .. }
+        ));
     }
     assert!(r.streams().is_empty());
     assert!(r.tree("s").is_none());
@@ -179,7 +255,9 @@ fn parent_lost_moves_the_child_but_keeps_the_parent() {
     // 3 is 1's child; 3 reports that its channel to 1 closed.
     r.handle_message(1, id(3), PeerMessage::ParentLost { parent: id(1) });
     let out = drain(&mut r);
-    assert!(matches!(sent_to(&out, id(1))[0], ServerMessage::DropChild { child, .. } if *child == id(3)));
+    assert!(
+        matches!(sent_to(&out, id(1))[0], ServerMessage::DropChild { child, .. } if *child == id(3))
+    );
     let ServerMessage::SetParent { parent, .. } = sent_to(&out, id(3))[0] else {
         panic!("expected SET_PARENT, got {out:?}");
     };
@@ -196,7 +274,10 @@ fn ready_counts_viewers_whose_parent_channel_is_open() {
     let mut r = stream_with(TopologyName::Tree, 3);
     assert_eq!(r.streams()[0].ready, 0);
     for v in [1, 2] {
-        let stats = PeerStats { connected: true, ..PeerStats::default() };
+        let stats = PeerStats {
+            connected: true,
+            ..PeerStats::default()
+        };
         r.handle_message(1, id(v), PeerMessage::Stats { stats });
     }
     assert_eq!(r.streams()[0].ready, 2);
