@@ -1,0 +1,234 @@
+//! Chunk framing as a receiver sees it: signed chunks survive encode / fragment / reassemble /
+//! decode unchanged, any altered byte or wrong key fails verification, and malformed messages are
+//! errors, never panics.
+
+use bytes::Bytes;
+use ownstream_core::frame::{
+    fragment, Chunk, Fragment, FrameError, Message, Reassembler, StreamKey, FLAG_KEYFRAME,
+    HEADER_LEN, MAX_CHUNK_LEN, MAX_MESSAGE, TAG_LEN,
+};
+use ownstream_core::ids::ChunkSeq;
+use proptest::prelude::*;
+
+const FRAGMENT_HEADER: usize = 18;
+
+fn key() -> StreamKey {
+    StreamKey::new(*b"0123456789abcdef0123456789abcdef")
+}
+
+fn signed(seq: u64, payload_len: usize) -> Chunk {
+    let payload: Vec<u8> = (0..payload_len).map(|i| (i * 7 % 256) as u8).collect();
+    Chunk::sign(
+        &key(),
+        ChunkSeq(seq),
+        FLAG_KEYFRAME,
+        90_000 + seq,
+        1000,
+        Bytes::from(payload),
+    )
+}
+
+/// Sends a chunk through the whole path a parent and a child apply.
+fn through_the_wire(chunk: &Chunk, max_message: usize) -> Chunk {
+    let mut reassembler = Reassembler::new();
+    let messages = fragment(chunk, max_message).expect("fragmentable");
+    let last = messages.len() - 1;
+    for (i, m) in messages.into_iter().enumerate() {
+        assert!(m.len() <= max_message);
+        let Message::Fragment(f) = Message::decode(m).expect("decodable") else {
+            panic!("a fragment decodes as a fragment")
+        };
+        match reassembler
+            .handle_fragment(f)
+            .expect("in-order fragments are accepted")
+        {
+            Some(done) => {
+                assert_eq!(i, last, "only the last fragment completes a chunk");
+                return done;
+            }
+            None => assert!(i < last),
+        }
+    }
+    unreachable!("the last fragment returns the chunk")
+}
+
+#[test]
+fn chunks_of_every_size_class_survive_the_wire() {
+    let room = MAX_MESSAGE - FRAGMENT_HEADER;
+    let exactly_one_message = room - HEADER_LEN - TAG_LEN;
+    for len in [
+        0,
+        1,
+        exactly_one_message,
+        exactly_one_message + 1,
+        150_000,
+        2 * 1024 * 1024 + 3,
+    ] {
+        let chunk = signed(len as u64, len);
+        let back = through_the_wire(&chunk, MAX_MESSAGE);
+        assert_eq!(back, chunk, "payload of {len} bytes");
+        back.verify(&key()).expect("tag still verifies");
+    }
+}
+
+#[test]
+fn message_count_is_the_ceiling_of_length_over_room() {
+    let chunk = signed(1, 100_000);
+    let room = MAX_MESSAGE - FRAGMENT_HEADER;
+    let messages = fragment(&chunk, MAX_MESSAGE).unwrap();
+    assert_eq!(messages.len(), chunk.encoded_len().div_ceil(room));
+    assert!(messages[..messages.len() - 1]
+        .iter()
+        .all(|m| m.len() == MAX_MESSAGE));
+}
+
+#[test]
+fn decoded_payload_shares_the_received_buffer() {
+    let encoded = signed(3, 1000).encode();
+    let decoded = Chunk::decode(encoded.clone()).unwrap();
+    assert_eq!(
+        decoded.payload.as_ptr(),
+        encoded[HEADER_LEN + TAG_LEN..].as_ptr()
+    );
+}
+
+#[test]
+fn flipping_any_byte_of_header_tag_or_payload_fails_verification() {
+    let encoded = signed(9, 300).encode().to_vec();
+    for i in 0..encoded.len() {
+        let mut bad = encoded.clone();
+        bad[i] ^= 0x01;
+        // Flipping payload_len makes the frame itself inconsistent: rejected before verifying.
+        match Chunk::decode(Bytes::from(bad)) {
+            Ok(chunk) => assert_eq!(chunk.verify(&key()), Err(FrameError::BadTag), "byte {i}"),
+            Err(e) => assert!((21..25).contains(&i), "byte {i}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_wrong_key_fails_verification() {
+    let chunk = signed(4, 64);
+    let other = StreamKey::new([0x55; 32]);
+    assert_eq!(chunk.verify(&other), Err(FrameError::BadTag));
+    chunk.verify(&key()).unwrap();
+}
+
+#[test]
+fn hello_announces_what_a_child_holds() {
+    for last in [None, Some(ChunkSeq(0)), Some(ChunkSeq(u64::MAX))] {
+        let m = Message::Hello { last };
+        assert_eq!(m.encode().len(), 11);
+        assert_eq!(Message::decode(m.encode()).unwrap(), m);
+    }
+}
+
+#[test]
+fn truncated_and_garbage_messages_are_rejected() {
+    let chunk_messages = fragment(&signed(1, 10), MAX_MESSAGE).unwrap();
+    let hello = Message::Hello {
+        last: Some(ChunkSeq(5)),
+    }
+    .encode();
+    for cut in 0..FRAGMENT_HEADER {
+        assert!(
+            Message::decode(chunk_messages[0].slice(..cut)).is_err(),
+            "fragment cut at {cut}"
+        );
+    }
+    for cut in 0..hello.len() {
+        assert!(
+            Message::decode(hello.slice(..cut)).is_err(),
+            "hello cut at {cut}"
+        );
+    }
+    let mut future = hello.to_vec();
+    future[0] = 2;
+    assert_eq!(
+        Message::decode(Bytes::from(future)),
+        Err(FrameError::UnsupportedVersion(2))
+    );
+}
+
+#[test]
+fn a_reassembled_chunk_can_never_exceed_the_limit() {
+    let mut r = Reassembler::new();
+    let frag = Fragment {
+        seq: ChunkSeq(1),
+        index: 0,
+        count: 2,
+        total_len: MAX_CHUNK_LEN as u32 + 1,
+        bytes: Bytes::from_static(b"x"),
+    };
+    assert!(matches!(
+        r.handle_fragment(frag),
+        Err(FrameError::ChunkTooLarge { .. })
+    ));
+    let too_big = signed(1, MAX_CHUNK_LEN);
+    assert!(matches!(
+        fragment(&too_big, MAX_MESSAGE),
+        Err(FrameError::ChunkTooLarge { .. })
+    ));
+}
+
+#[test]
+fn the_reassembler_recovers_after_an_error() {
+    let mut r = Reassembler::new();
+    let first = fragment(&signed(1, 40_000), MAX_MESSAGE).unwrap();
+    let Message::Fragment(f) = Message::decode(first[1].clone()).unwrap() else {
+        unreachable!()
+    };
+    assert!(
+        r.handle_fragment(f).is_err(),
+        "index 1 first is out of order"
+    );
+    let chunk = signed(2, 40_000);
+    let mut done = None;
+    for m in fragment(&chunk, MAX_MESSAGE).unwrap() {
+        let Message::Fragment(f) = Message::decode(m).unwrap() else {
+            unreachable!()
+        };
+        done = r.handle_fragment(f).unwrap();
+    }
+    assert_eq!(done, Some(chunk));
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic_the_decoders(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
+        let _ = Chunk::decode(Bytes::from(bytes.clone()));
+        let mut r = Reassembler::new();
+        if let Ok(Message::Fragment(f)) = Message::decode(Bytes::from(bytes)) {
+            let _ = r.handle_fragment(f);
+        }
+    }
+
+    #[test]
+    fn random_fragment_sequences_never_panic_the_reassembler(
+        frags in prop::collection::vec((0u64..3, 0u16..4, 0u16..4, 0u32..200, 0usize..120), 1..20)
+    ) {
+        let mut r = Reassembler::new();
+        for (seq, index, count, total_len, len) in frags {
+            let f = Fragment { seq: ChunkSeq(seq), index, count, total_len, bytes: Bytes::from(vec![0; len]) };
+            if let Ok(Some(chunk)) = r.handle_fragment(f) {
+                prop_assert_eq!(chunk.encoded_len(), total_len as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn encode_fragment_reassemble_decode_is_identity(
+        seq in any::<u64>(),
+        flags in any::<u8>(),
+        timestamp_ms in any::<u64>(),
+        duration_ms in any::<u32>(),
+        payload in prop::collection::vec(any::<u8>(), 0..50_000),
+        max_message in 19usize..70_000,
+    ) {
+        let chunk = Chunk::sign(&key(), ChunkSeq(seq), flags, timestamp_ms, duration_ms, Bytes::from(payload));
+        prop_assume!(chunk.encoded_len().div_ceil(max_message - FRAGMENT_HEADER) <= usize::from(u16::MAX));
+        let back = through_the_wire(&chunk, max_message);
+        prop_assert!(back.verify(&key()).is_ok());
+        prop_assert_eq!(back, chunk);
+    }
+}
