@@ -1,0 +1,246 @@
+//! Media sources: read WebM bytes, cut them with the core's chunker, pace and sign the chunks.
+
+use bytes::Bytes;
+use ownstream_core::frame::{Chunk, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
+use ownstream_core::ids::ChunkSeq;
+use ownstream_core::webm::{ChunkKind, Chunker, ChunkerConfig, MediaChunk, WebmError};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+
+/// Bytes read from the source per read call.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Where the WebM comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file; with `looped`, it restarts at its end forever.
+    File {
+        /// Path of the WebM file.
+        path: PathBuf,
+        /// Loop seamlessly.
+        looped: bool,
+    },
+    /// Standard input (a live pipe, e.g. from ffmpeg).
+    Stdin,
+    /// WebM bytes in memory (the supervisor's bundled demo clip).
+    Memory {
+        /// The WebM file's bytes.
+        data: Bytes,
+        /// Loop seamlessly.
+        looped: bool,
+    },
+}
+
+/// Why a source stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The source could not be read.
+    #[error("cannot read {what}: {source}")]
+    Io {
+        /// The source's description.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not valid WebM.
+    #[error("invalid WebM from {what}: {source}")]
+    Webm {
+        /// The source's description.
+        what: String,
+        /// What the chunker found.
+        source: WebmError,
+    },
+    /// The source has no media at all.
+    #[error("{0} holds no media clusters")]
+    Empty(String),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::File { path, .. } => path.display().to_string(),
+            Source::Stdin => "standard input".into(),
+            Source::Memory { .. } => "the bundled clip".into(),
+        }
+    }
+
+    fn looped(&self) -> bool {
+        matches!(
+            self,
+            Source::File { looped: true, .. } | Source::Memory { looped: true, .. }
+        )
+    }
+
+    async fn open(&self) -> Result<Box<dyn AsyncRead + Unpin + Send>, SourceError> {
+        Ok(match self {
+            Source::File { path, .. } => {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|source| SourceError::Io {
+                        what: self.describe(),
+                        source,
+                    })?;
+                Box::new(file)
+            }
+            Source::Stdin => Box::new(tokio::io::stdin()),
+            Source::Memory { data, .. } => Box::new(std::io::Cursor::new(data.clone())),
+        })
+    }
+
+    /// Streams the source to its end (forever when looped), calling `push` with every signed chunk
+    /// at its media time, and finally with the end-of-stream chunk. Stops early, without an end
+    /// chunk, when `push` returns false (the node is gone). On a read or format error the end chunk
+    /// is still pushed so viewers finish cleanly, and the error is returned.
+    pub async fn stream(
+        self,
+        key: &StreamKey,
+        mut push: impl FnMut(Chunk) -> bool,
+    ) -> Result<(), SourceError> {
+        let mut pacer = Pacer::new(key.clone());
+        let result = self.stream_passes(&mut pacer, &mut push).await;
+        if !pacer.stopped {
+            let end = Chunk::sign(
+                key,
+                ChunkSeq(pacer.seq + 1),
+                FLAG_END,
+                pacer.end_ms,
+                0,
+                Bytes::new(),
+            );
+            push(end);
+        }
+        result
+    }
+
+    async fn stream_passes(
+        &self,
+        pacer: &mut Pacer,
+        push: &mut impl FnMut(Chunk) -> bool,
+    ) -> Result<(), SourceError> {
+        loop {
+            let offset = pacer.end_ms;
+            let media_before = pacer.seq;
+            self.stream_once(offset, pacer, push).await?;
+            if pacer.stopped {
+                return Ok(());
+            }
+            if pacer.seq == media_before {
+                return Err(SourceError::Empty(self.describe()));
+            }
+            if !self.looped() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn stream_once(
+        &self,
+        offset_ms: u64,
+        pacer: &mut Pacer,
+        push: &mut impl FnMut(Chunk) -> bool,
+    ) -> Result<(), SourceError> {
+        let mut reader = self.open().await?;
+        let mut chunker = Chunker::new(ChunkerConfig {
+            timestamp_offset_ms: offset_ms as i64,
+            ..ChunkerConfig::default()
+        });
+        let mut buf = vec![0u8; READ_SIZE];
+        let webm_err = |source| SourceError::Webm {
+            what: self.describe(),
+            source,
+        };
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(|source| SourceError::Io {
+                    what: self.describe(),
+                    source,
+                })?;
+            if n == 0 {
+                let eof = chunker.handle_eof().map_err(webm_err);
+                pacer.drain(&mut chunker, push).await;
+                return eof;
+            }
+            let input = chunker.handle_input(&buf[..n]).map_err(webm_err);
+            pacer.drain(&mut chunker, push).await;
+            input?;
+            if pacer.stopped {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Assigns sequence numbers, signs, and releases chunks at their media time.
+struct Pacer {
+    key: StreamKey,
+    seq: u64,
+    sent_init: bool,
+    start: Option<(Instant, u64)>,
+    end_ms: u64,
+    stopped: bool,
+}
+
+impl Pacer {
+    fn new(key: StreamKey) -> Self {
+        Pacer {
+            key,
+            seq: 0,
+            sent_init: false,
+            start: None,
+            end_ms: 0,
+            stopped: false,
+        }
+    }
+
+    async fn drain(&mut self, chunker: &mut Chunker, push: &mut impl FnMut(Chunk) -> bool) {
+        while let Some(media) = chunker.poll_chunk() {
+            if self.stopped {
+                return;
+            }
+            if let Some(chunk) = self.next(media).await {
+                self.stopped = !push(chunk);
+            }
+        }
+    }
+
+    async fn next(&mut self, media: MediaChunk) -> Option<Chunk> {
+        match media.kind {
+            ChunkKind::Init if self.sent_init => None, // a looped pass repeats the same tracks
+            ChunkKind::Init => {
+                self.sent_init = true;
+                Some(Chunk::sign(
+                    &self.key,
+                    ChunkSeq(0),
+                    FLAG_INIT,
+                    0,
+                    0,
+                    media.bytes,
+                ))
+            }
+            ChunkKind::Media => {
+                let (t0, ts0) = *self
+                    .start
+                    .get_or_insert((Instant::now(), media.timestamp_ms));
+                let due = t0 + Duration::from_millis(media.timestamp_ms.saturating_sub(ts0));
+                tokio::time::sleep_until(due).await;
+                self.seq += 1;
+                self.end_ms = self
+                    .end_ms
+                    .max(media.timestamp_ms + u64::from(media.duration_ms));
+                let flags = if media.keyframe { FLAG_KEYFRAME } else { 0 };
+                Some(Chunk::sign(
+                    &self.key,
+                    ChunkSeq(self.seq),
+                    flags,
+                    media.timestamp_ms,
+                    media.duration_ms,
+                    media.bytes,
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Command-line pieces shared by the `broadcaster` and `receiver` binaries.
+
+use crate::edge::EdgeConfig;
+use crate::node::{Faults, NodeConfig};
+use crate::signaling::PeerIdentity;
+use anyhow::Context;
+use ownstream_core::auth::{Identity, DEFAULT_KEY_BITS};
+use ownstream_core::ids::PeerId;
+use ownstream_core::player::PlayerConfig;
+use ownstream_core::protocol::ComponentType;
+use ownstream_core::relay::RelayConfig;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Options every peer takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Supervisor WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    pub supervisor: String,
+    /// Expected supervisor key fingerprint (`SHA256:<hex>`, printed by the supervisor at start).
+    #[arg(long)]
+    pub supervisor_fingerprint: Option<String>,
+    /// Size of this peer's fresh RSA key.
+    #[arg(long, default_value_t = DEFAULT_KEY_BITS as u16, value_parser = clap::value_parser!(u16).range(1024..=8192))]
+    pub key_bits: u16,
+    /// Local IP address(es) to gather WebRTC candidates on. Repeatable. Default: every interface.
+    #[arg(long = "webrtc-ip")]
+    pub webrtc_ips: Vec<IpAddr>,
+    /// Pace each child's sends at this many bits per second (backlogs after a join or repair too).
+    #[arg(long, default_value_t = 8_000_000)]
+    pub pace_bps: u64,
+}
+
+impl CommonArgs {
+    /// Generates this peer's key and builds a node configuration.
+    pub fn node_config(&self, component: ComponentType) -> anyhow::Result<NodeConfig> {
+        let key = Identity::generate(&mut rand::rng(), self.key_bits as usize)
+            .context("cannot generate an RSA key")?;
+        let mut edge = EdgeConfig::default();
+        if !self.webrtc_ips.is_empty() {
+            edge.bind_ips = self.webrtc_ips.clone();
+        }
+        let relay = RelayConfig {
+            rate_bytes_per_s: (self.pace_bps / 8).max(1),
+            ..RelayConfig::default()
+        };
+        Ok(NodeConfig {
+            supervisor_url: self.supervisor.clone(),
+            identity: PeerIdentity {
+                peer_id: PeerId::random(),
+                key: Arc::new(key),
+                component,
+                pinned_fingerprint: self.supervisor_fingerprint.clone(),
+            },
+            edge,
+            verify_fraction: 1.0,
+            relay,
+            player: PlayerConfig::default(),
+            faults: Faults::default(),
+            wait_viewers: 0,
+        })
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn,webrtc_ice=warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

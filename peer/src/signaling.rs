@@ -1,0 +1,184 @@
+//! The signaling client: WebSocket to the supervisor, the peer side of the RSA handshake, heartbeats.
+//!
+//! [`connect`] returns only once the peer is authenticated. After that one task owns the socket: it
+//! writes what the node sends, forwards what the supervisor sends (bounded in size), and sends a
+//! heartbeat at the interval the supervisor asked for. When the socket ends, the event stream yields
+//! [`SignalingEvent::Closed`] with the supervisor's close reason and then ends.
+
+use futures_util::{SinkExt, StreamExt};
+use ownstream_core::auth::{Identity, PeerHandshake, Session};
+use ownstream_core::ids::PeerId;
+use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long the whole handshake may take before the peer gives up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why connecting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    /// The supervisor could not be reached.
+    #[error("cannot reach the supervisor at {url}: {reason}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The handshake failed.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+}
+
+/// What the node hears from the supervisor.
+#[derive(Debug)]
+pub enum SignalingEvent {
+    /// A message.
+    Message(ServerMessage),
+    /// The connection ended, with the reason the supervisor gave if any.
+    Closed(String),
+}
+
+/// An authenticated signaling connection.
+pub struct Signaling {
+    /// What the supervisor said when it authenticated us.
+    pub session: Session,
+    /// Messages to send.
+    pub outgoing: mpsc::UnboundedSender<PeerMessage>,
+    /// Messages received.
+    pub events: mpsc::UnboundedReceiver<SignalingEvent>,
+}
+
+/// Who is connecting.
+#[derive(Clone)]
+pub struct PeerIdentity {
+    /// The peer's 128-bit id.
+    pub peer_id: PeerId,
+    /// Its RSA key pair.
+    pub key: Arc<Identity>,
+    /// Broadcaster or receiver.
+    pub component: ComponentType,
+    /// Expected supervisor fingerprint, if pinned.
+    pub pinned_fingerprint: Option<String>,
+}
+
+/// Connects to `url`, authenticates, and starts the socket task.
+pub async fn connect(url: &str, who: &PeerIdentity) -> Result<Signaling, SignalingError> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_LEN))
+        .max_frame_size(Some(MAX_MESSAGE_LEN));
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+        .await
+        .map_err(|e| SignalingError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, who))
+        .await
+        .map_err(|_| {
+            SignalingError::Auth("the supervisor did not finish the handshake in time".into())
+        })??;
+    let (outgoing, out_rx) = mpsc::unbounded_channel();
+    let (ev_tx, events) = mpsc::unbounded_channel();
+    let heartbeat = Duration::from_millis(session.heartbeat_ms.clamp(100, 10_000));
+    tokio::spawn(pump(socket, out_rx, ev_tx, heartbeat));
+    Ok(Signaling {
+        session,
+        outgoing,
+        events,
+    })
+}
+
+async fn handshake(socket: &mut Socket, who: &PeerIdentity) -> Result<Session, SignalingError> {
+    let mut hs = PeerHandshake::new(
+        who.key.clone(),
+        who.peer_id,
+        who.component,
+        who.pinned_fingerprint.clone(),
+    );
+    loop {
+        let msg = match next_message(socket).await {
+            Ok(msg) => msg,
+            Err(reason) => return Err(SignalingError::Auth(reason)),
+        };
+        let done = hs
+            .handle_message(msg, &mut rand::rng())
+            .map_err(|e| SignalingError::Auth(e.to_string()))?;
+        while let Some(out) = hs.poll_message() {
+            socket
+                .send(Message::text(out.encode()))
+                .await
+                .map_err(|e| SignalingError::Auth(format!("send failed: {e}")))?;
+        }
+        if let Some(session) = done {
+            return Ok(session);
+        }
+    }
+}
+
+/// Reads the next supervisor message; a close frame becomes an error carrying its reason.
+async fn next_message(socket: &mut Socket) -> Result<ServerMessage, String> {
+    loop {
+        match socket.next().await {
+            None => return Err("connection closed".into()),
+            Some(Err(e)) => return Err(format!("connection error: {e}")),
+            Some(Ok(Message::Text(text))) => {
+                return ServerMessage::decode(&text).map_err(|e| e.to_string());
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Err(frame
+                    .map(|f| f.reason.to_string())
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "the supervisor closed the connection".into()));
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn pump(
+    mut socket: Socket,
+    mut out_rx: mpsc::UnboundedReceiver<PeerMessage>,
+    events: mpsc::UnboundedSender<SignalingEvent>,
+    heartbeat: Duration,
+) {
+    let mut tick = tokio::time::interval(heartbeat);
+    let reason = loop {
+        tokio::select! {
+            msg = next_message(&mut socket) => match msg {
+                Ok(msg) => {
+                    if events.send(SignalingEvent::Message(msg)).is_err() {
+                        break "node stopped".to_string();
+                    }
+                }
+                Err(reason) => break reason,
+            },
+            out = out_rx.recv() => match out {
+                Some(msg) => {
+                    if let Err(e) = socket.send(Message::text(msg.encode())).await {
+                        break format!("send failed: {e}");
+                    }
+                }
+                None => {
+                    let _ = socket.close(None).await;
+                    break "node stopped".to_string();
+                }
+            },
+            _ = tick.tick() => {
+                let hb = PeerMessage::Heartbeat {}.encode();
+                if let Err(e) = socket.send(Message::text(hb)).await {
+                    break format!("send failed: {e}");
+                }
+            }
+        }
+    };
+    let _ = events.send(SignalingEvent::Closed(reason));
+}
