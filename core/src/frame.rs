@@ -17,6 +17,9 @@
 //!
 //! The tag covers the 25 header bytes exactly as encoded, then the payload, so a receiver verifies
 //! before it interprets anything. An encoded chunk is exactly `57 + payload_len` bytes long.
+//! In a browser: `crypto.subtle.verify("HMAC", key, bytes.subarray(25, 57),
+//! concat(bytes.subarray(0, 25), bytes.subarray(57)))` with a raw 32-byte HMAC/SHA-256 key; read
+//! the u64 fields with `DataView.getBigUint64(offset, false)`. Unknown flag bits must be ignored.
 //!
 //! # Data-channel messages ([`Message`])
 //!

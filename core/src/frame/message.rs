@@ -136,13 +136,13 @@ pub fn fragment(chunk: &Chunk, max_message: usize) -> Result<Vec<Bytes>, FrameEr
         .checked_sub(FRAGMENT_HEADER_LEN)
         .filter(|r| *r > 0)
         .ok_or(FrameError::MessageLimitTooSmall(max_message))?;
-    let encoded = chunk.encode();
-    if encoded.len() > MAX_CHUNK_LEN {
+    if chunk.encoded_len() > MAX_CHUNK_LEN {
         return Err(FrameError::ChunkTooLarge {
-            len: encoded.len(),
+            len: chunk.encoded_len(),
             max: MAX_CHUNK_LEN,
         });
     }
+    let encoded = chunk.encode();
     let pieces = encoded.len().div_ceil(room);
     let count = u16::try_from(pieces).map_err(|_| FrameError::TooManyFragments(pieces))?;
     // MAX_CHUNK_LEN (16 MiB) fits in u32, checked above.

@@ -63,8 +63,11 @@ pub fn parse_block(
         block_group_header(body)?
     };
     let units = i128::from(cluster_tc) + i128::from(rel);
-    let ts_ms = i64::try_from(units * i128::from(stream.timecode_scale) / 1_000_000)
-        .map_err(|_| WebmError::TimestampOutOfRange)?;
+    // Both factors come from the input: a garbage scale must be an error, not an overflow.
+    let ts_ms = units
+        .checked_mul(i128::from(stream.timecode_scale))
+        .and_then(|ns| i64::try_from(ns / 1_000_000).ok())
+        .ok_or(WebmError::TimestampOutOfRange)?;
     Ok(Block {
         bytes: element,
         ts_ms,

@@ -79,7 +79,7 @@ impl Chunker {
         let block = parse_block(h.id, bytes, h.len, stream, tc)?;
         if block.timing {
             if let Some(last) = self.last_timing_ts.filter(|last| block.ts_ms > *last) {
-                self.frame_ms = Some(block.ts_ms - last);
+                self.frame_ms = Some(block.ts_ms.saturating_sub(last));
             }
             self.last_timing_ts = Some(block.ts_ms);
         }
@@ -109,7 +109,7 @@ impl Chunker {
             .stream
             .as_ref()
             .and_then(|s| s.default_duration_ns)
-            .map(|ns| i64::try_from((ns + 500_000) / 1_000_000).unwrap_or(0));
+            .map(|ns| i64::try_from(ns.saturating_add(500_000) / 1_000_000).unwrap_or(0));
         let frame = declared.or(self.frame_ms).unwrap_or(0);
         let last = piece.last_timing_ts.unwrap_or(piece.max_ts);
         last.saturating_add(frame).max(piece.max_ts)

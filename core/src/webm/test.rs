@@ -253,3 +253,20 @@ fn oversized_elements_are_refused_before_buffering() {
         "a failed chunker stays failed"
     );
 }
+
+#[test]
+fn extreme_timecodes_are_errors_not_overflows() {
+    let huge_scale = [
+        head(u64::MAX),
+        cluster(u64::MAX, &[simple(1, 0, true)], true),
+    ]
+    .concat();
+    let (_, r) = run(ChunkerConfig::default(), &huge_scale);
+    assert_eq!(r, Err(WebmError::TimestampOutOfRange));
+    let negative = ChunkerConfig {
+        timestamp_offset_ms: -10,
+        ..ChunkerConfig::default()
+    };
+    let input = [head(1_000_000), cluster(0, &[simple(1, 0, true)], true)].concat();
+    assert_eq!(run(negative, &input).1, Err(WebmError::TimestampOutOfRange));
+}
