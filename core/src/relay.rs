@@ -140,7 +140,7 @@ pub enum RelayEvent {
 }
 
 /// Fragments a chunk into data-channel messages (the shell passes `frame::fragment`).
-pub type Fragmenter<C> = Box<dyn Fn(&C) -> Vec<Bytes> + Send>;
+pub type Fragmenter<C> = Box<dyn Fn(&C) -> Vec<Bytes> + Send + Sync>;
 
 /// The relay state machine of one node: see the module docs.
 pub struct Relay<C = Chunk> {
@@ -157,7 +157,10 @@ pub struct Relay<C = Chunk> {
 impl<C: RelayChunk> Relay<C> {
     /// An empty relay; `fragment` turns each chunk into its messages (every message must be
     /// non-empty and at most the channel's max message size).
-    pub fn new(config: RelayConfig, fragment: impl Fn(&C) -> Vec<Bytes> + Send + 'static) -> Self {
+    pub fn new(
+        config: RelayConfig,
+        fragment: impl Fn(&C) -> Vec<Bytes> + Send + Sync + 'static,
+    ) -> Self {
         Relay {
             config,
             fragment: Box::new(fragment),

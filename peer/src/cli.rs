@@ -35,27 +35,36 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Generates this peer's key and builds a node configuration.
     pub fn node_config(&self, component: ComponentType) -> anyhow::Result<NodeConfig> {
-        let key = Identity::generate(&mut rand::rng(), self.key_bits as usize)
-            .context("cannot generate an RSA key")?;
-        let mut edge = EdgeConfig::default();
+        let mut config = NodeConfig::generate(&self.supervisor, component, self.key_bits as usize)?;
+        config.identity.pinned_fingerprint = self.supervisor_fingerprint.clone();
         if !self.webrtc_ips.is_empty() {
-            edge.bind_ips = self.webrtc_ips.clone();
+            config.edge.bind_ips = self.webrtc_ips.clone();
         }
-        let relay = RelayConfig {
-            rate_bytes_per_s: (self.pace_bps / 8).max(1),
-            ..RelayConfig::default()
-        };
+        config.relay.rate_bytes_per_s = (self.pace_bps / 8).max(1);
+        Ok(config)
+    }
+}
+
+impl NodeConfig {
+    /// Defaults for a peer of `component` with a fresh `key_bits`-bit RSA key and a random id.
+    pub fn generate(
+        supervisor_url: &str,
+        component: ComponentType,
+        key_bits: usize,
+    ) -> anyhow::Result<NodeConfig> {
+        let key =
+            Identity::generate(&mut rand::rng(), key_bits).context("cannot generate an RSA key")?;
         Ok(NodeConfig {
-            supervisor_url: self.supervisor.clone(),
+            supervisor_url: supervisor_url.to_string(),
             identity: PeerIdentity {
                 peer_id: PeerId::random(),
                 key: Arc::new(key),
                 component,
-                pinned_fingerprint: self.supervisor_fingerprint.clone(),
+                pinned_fingerprint: None,
             },
-            edge,
+            edge: EdgeConfig::default(),
             verify_fraction: 1.0,
-            relay,
+            relay: RelayConfig::default(),
             player: PlayerConfig::default(),
             faults: Faults::default(),
             wait_viewers: 0,

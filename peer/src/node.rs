@@ -30,7 +30,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const END_GRACE: Duration = Duration::from_secs(5);
 
 /// Where received chunks go besides the relay (the receiver's `--out` file).
-pub trait ChunkSink: Send {
+pub trait ChunkSink: Send + Sync {
     /// A verified, in-order, non-duplicate chunk.
     fn chunk(&mut self, chunk: &Chunk) -> std::io::Result<()>;
 }

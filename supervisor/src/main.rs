@@ -6,6 +6,8 @@ use ownstream_core::protocol::{IceServer, TopologyName};
 use ownstream_supervisor::config::{parse_ice_server, Config};
 use std::path::PathBuf;
 
+mod demo;
+
 /// The ownstream supervisor: authenticates peers, arranges each stream's viewers into a tree or a
 /// chain, relays WebRTC signaling between neighbours and repairs the tree when a peer fails.
 #[derive(Parser, Debug)]
@@ -32,6 +34,12 @@ struct Cli {
     /// A peer silent for this long (ms) is treated as failed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
     heartbeat_timeout_ms: u64,
+    /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
+    #[arg(long)]
+    demo: bool,
+    /// WebM file for --demo instead of the bundled sample.
+    #[arg(long, requires = "demo")]
+    demo_clip: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -67,7 +75,24 @@ async fn main() -> anyhow::Result<()> {
     let addr = bound.local_addr().context("no local address")?;
     println!("supervisor listening on http://{addr}  (WebSocket: ws://{addr}/ws)");
     println!("supervisor key fingerprint: {}", bound.fingerprint());
-    bound.serve(shutdown_signal()).await
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(bound.serve(wait_true(stop_rx.clone())));
+    let demo = if cli.demo {
+        let source = demo::source(cli.demo_clip.as_deref())?;
+        Some(tokio::spawn(demo::run(addr, source, wait_true(stop_rx))))
+    } else {
+        None
+    };
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Some(demo) = demo {
+        let _ = demo.await;
+    }
+    server.await.context("server task failed")?
+}
+
+async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal() {
