@@ -34,9 +34,12 @@ pub struct PlayerConfig {
 }
 
 impl Default for PlayerConfig {
+    /// A live source releases each chunk at its own start time, and the chunker caps chunks at
+    /// 1000 ms. Starting with exactly one chunk buffered would make every next chunk due the instant
+    /// it arrives, so any hop delay shows as a (tiny) stall; 1500 ms leaves half a chunk of slack.
     fn default() -> Self {
         PlayerConfig {
-            startup_ms: 1000,
+            startup_ms: 1500,
             rebuffer_ms: 500,
         }
     }
@@ -275,9 +278,15 @@ impl Player {
 mod test {
     use super::*;
 
+    /// The thresholds these cases reason about, independent of the defaults.
+    const ONE_SECOND_START: PlayerConfig = PlayerConfig {
+        startup_ms: 1000,
+        rebuffer_ms: 500,
+    };
+
     #[test]
     fn intervals_merge_and_contiguity_stops_at_holes() {
-        let mut p = Player::new(PlayerConfig::default());
+        let mut p = Player::new(ONE_SECOND_START);
         p.handle_chunk(0, 0, 100);
         p.handle_chunk(0, 200, 100);
         assert_eq!(p.contiguous_end(0), 100);
@@ -288,7 +297,7 @@ mod test {
 
     #[test]
     fn startup_then_stall_then_rebuffer() {
-        let mut p = Player::new(PlayerConfig::default());
+        let mut p = Player::new(ONE_SECOND_START);
         p.handle_chunk(0, 5000, 600);
         assert!(!p.stats().playing);
         p.handle_chunk(100, 5600, 400);
@@ -315,7 +324,7 @@ mod test {
 
     #[test]
     fn end_while_starting_plays_out_without_stall() {
-        let mut p = Player::new(PlayerConfig::default());
+        let mut p = Player::new(ONE_SECOND_START);
         p.handle_chunk(0, 0, 300);
         p.handle_end();
         assert!(p.stats().playing);

@@ -19,7 +19,10 @@ struct Sim {
 impl Sim {
     fn new() -> Self {
         Sim {
-            player: Player::new(PlayerConfig::default()),
+            player: Player::new(PlayerConfig {
+                startup_ms: 1000,
+                rebuffer_ms: 500,
+            }),
             now: 0,
         }
     }

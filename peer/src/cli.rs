@@ -75,7 +75,7 @@ impl NodeConfig {
 /// Logs to stderr; `RUST_LOG` overrides the default level.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,webrtc=warn,rtc=warn,webrtc_ice=warn".into());
+        .unwrap_or_else(|_| "info,webrtc=error,rtc=error,rtc_ice=error".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
