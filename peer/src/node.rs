@@ -533,9 +533,19 @@ impl Node {
             Ok(Some(chunk)) => self.accept_chunk(chunk, true),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "malformed data from parent; dropping the partial chunk");
+                // An ordered channel that delivered a bad fragment cannot resynchronise: leave
+                // this parent and let the supervisor find another.
+                tracing::warn!(error = %e, "malformed data from parent; asking to be moved");
                 self.stats.chunks_rejected += 1;
                 self.reassembler = Reassembler::default();
+                if let Some(p) = self.parent.as_mut() {
+                    let parent = p.peer;
+                    if let Some((edge, _)) = p.edge.take() {
+                        tokio::spawn(async move { edge.close().await });
+                    }
+                    self.stats.connected = false;
+                    self.send(PeerMessage::ParentLost { parent });
+                }
             }
         }
     }
