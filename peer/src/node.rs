@@ -220,7 +220,7 @@ impl Node {
             parent: None,
             children: HashMap::new(),
             generation: 0,
-            relay: Relay::new(config.relay.clone(), |c: &Chunk| {
+            relay: Relay::new(config.relay, |c: &Chunk| {
                 // A chunk too large to frame reaches no child; the relay reports the hole.
                 frame::fragment(c, frame::MAX_MESSAGE).unwrap_or_default()
             }),
@@ -345,11 +345,9 @@ impl Node {
             ServerMessage::DropChild { child, .. } => self.drop_child(child).await,
             ServerMessage::Signal { from, payload } => self.route_signal(from, payload).await,
             ServerMessage::StreamList { streams } => self.check_ready(&streams),
-            ServerMessage::StreamEnded { reason, .. } => {
-                if self.ending.is_none() {
-                    // The end chunk may still be travelling down the tree: give it time.
-                    self.ending = Some((Ending::StreamEnded(reason), Instant::now() + END_GRACE));
-                }
+            // The end chunk may still be travelling down the tree: give it time.
+            ServerMessage::StreamEnded { reason, .. } if self.ending.is_none() => {
+                self.ending = Some((Ending::StreamEnded(reason), Instant::now() + END_GRACE));
             }
             ServerMessage::Error {
                 code,
