@@ -26,6 +26,10 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Deadline for the authentication handshake.
     pub handshake_timeout_ms: u64,
+    /// Serve HTTPS/WSS with this certificate chain (PEM) and `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -41,6 +45,8 @@ impl Default for Config {
             heartbeat_timeout_ms: 3000,
             heartbeat_ms: 1000,
             handshake_timeout_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

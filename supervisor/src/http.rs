@@ -31,6 +31,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/streams", get(list_streams))
         .route("/api/streams/{name}/tree", get(stream_tree))
         .route("/api/streams/{name}/stats", get(stream_stats))
+        .route("/", get(crate::assets::index))
+        .route("/watch/{name}", get(crate::assets::watch))
+        .route("/assets/{*path}", get(crate::assets::file))
         .with_state(state)
 }
 
@@ -40,8 +43,34 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Resp
         .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
 }
 
+#[derive(Serialize)]
+struct StreamEntry {
+    #[serde(flatten)]
+    info: ownstream_core::protocol::StreamInfo,
+    /// When the stream went live, Unix time in milliseconds.
+    live_since_unix_ms: u64,
+}
+
 async fn list_streams(State(state): State<AppState>) -> Response {
-    match state.hub.query(|reg, _| reg.streams()).await {
+    let answer = state
+        .hub
+        .query(|reg, now| {
+            let unix_now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            reg.streams()
+                .into_iter()
+                .map(|info| {
+                    let age = now.saturating_sub(reg.started_at_ms(&info.name).unwrap_or(now));
+                    StreamEntry {
+                        info,
+                        live_since_unix_ms: unix_now.saturating_sub(age),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+    match answer {
         Some(streams) => Json(streams).into_response(),
         None => unavailable(),
     }

@@ -4,6 +4,7 @@
 //! connection runs its own handshake state machine and, once authenticated, only forwards messages to
 //! the hub and writes what the hub sends back. HTTP handlers ask the hub for snapshots.
 
+pub mod assets;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -19,6 +20,9 @@ use tokio::net::TcpListener;
 /// A bound, not yet serving supervisor; lets callers learn the port before serving (tests use port 0).
 pub struct Bound {
     listener: TcpListener,
+    /// With TLS: a plain listener on loopback for peers on this machine (and the demo).
+    local: Option<TcpListener>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: http::AppState,
     hub: hub::HubTask,
 }
@@ -27,6 +31,16 @@ impl Bound {
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Whether the main listener speaks TLS (https/wss).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The plain loopback listener's address, when TLS is on.
+    pub fn plain_local_addr(&self) -> Option<SocketAddr> {
+        self.local.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The supervisor key's fingerprint, for peers to pin.
@@ -41,13 +55,77 @@ impl Bound {
     ) -> anyhow::Result<()> {
         let hub = tokio::spawn(self.hub.run());
         let app = http::router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        if let Some(local) = self.local {
+            let (app, rx) = (app.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                let _ = axum::serve(local, app)
+                    .with_graceful_shutdown(stopped(rx))
+                    .await;
+            });
+        }
+        let result = match self.tls {
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(stopped(stop_rx))
+                .await
+                .context("HTTP server failed"),
+            Some(tls) => serve_tls(self.listener, tls, app, stopped(stop_rx)).await,
+        };
         hub.abort();
-        Ok(())
+        result
     }
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(2)));
+    });
+    let listener = listener
+        .into_std()
+        .context("cannot hand the listener to the TLS server")?;
+    axum_server::from_tcp_rustls(listener, tls)
+        .context("cannot start the TLS server")?
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .context("HTTPS server failed")
+}
+
+async fn load_tls(
+    config: &Config,
+) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    // webrtc already links ring; use it for rustls too instead of a second crypto library.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot load the TLS certificate {} and key {} (PEM expected)",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(Some(tls))
 }
 
 /// Loads or generates the supervisor key and binds the listener.
@@ -56,6 +134,15 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let tls = load_tls(&config).await?;
+    let local = match tls {
+        Some(_) => Some(
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot bind the loopback listener")?,
+        ),
+        None => None,
+    };
     let (hub, handle) = hub::HubTask::new(&config);
     let state = http::AppState {
         identity,
@@ -64,6 +151,8 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
     };
     Ok(Bound {
         listener,
+        local,
+        tls,
         state,
         hub,
     })

@@ -34,6 +34,13 @@ struct Cli {
     /// A peer silent for this long (ms) is treated as failed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
     heartbeat_timeout_ms: u64,
+    /// Serve HTTPS and WSS with this certificate chain (PEM); needs --tls-key. Browsers allow
+    /// WebCrypto and WebRTC only on https or localhost, so viewers on other machines need this.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
     #[arg(long)]
     demo: bool,
@@ -69,17 +76,34 @@ async fn main() -> anyhow::Result<()> {
         ice_servers: cli.ice_servers.clone(),
         heartbeat_timeout_ms: cli.heartbeat_timeout_ms,
         heartbeat_ms: (cli.heartbeat_timeout_ms / 3).max(100),
+        tls_cert: cli.tls_cert.clone(),
+        tls_key: cli.tls_key.clone(),
         ..Config::default()
     };
     let bound = ownstream_supervisor::bind(config).await?;
     let addr = bound.local_addr().context("no local address")?;
-    println!("supervisor listening on http://{addr}  (WebSocket: ws://{addr}/ws)");
+    let (http, ws) = if bound.is_tls() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!("supervisor listening on {http}://{addr}  (WebSocket: {ws}://{addr}/ws)");
+    // Peers on this machine (and the demo broadcaster) use a plain loopback port when TLS is on.
+    let peer_addr = bound.plain_local_addr().unwrap_or(addr);
+    if bound.is_tls() {
+        println!("plain WebSocket for peers on this machine: ws://{peer_addr}/ws");
+    }
     println!("supervisor key fingerprint: {}", bound.fingerprint());
+    println!("watch in a browser: {http}://{}/", browser_host(addr));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(bound.serve(wait_true(stop_rx.clone())));
     let demo = if cli.demo {
         let source = demo::source(cli.demo_clip.as_deref())?;
-        Some(tokio::spawn(demo::run(addr, source, wait_true(stop_rx))))
+        Some(tokio::spawn(demo::run(
+            peer_addr,
+            source,
+            wait_true(stop_rx),
+        )))
     } else {
         None
     };
@@ -89,6 +113,16 @@ async fn main() -> anyhow::Result<()> {
         let _ = demo.await;
     }
     server.await.context("server task failed")?
+}
+
+/// `localhost` for loopback and unspecified addresses: browsers treat only it (not 0.0.0.0) as a
+/// secure context without TLS.
+fn browser_host(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 async fn wait_true(mut rx: tokio::sync::watch::Receiver<bool>) {
