@@ -21,6 +21,9 @@ pub struct CommonArgs {
     /// Expected supervisor key fingerprint (`SHA256:<hex>`, printed by the supervisor at start).
     #[arg(long)]
     pub supervisor_fingerprint: Option<String>,
+    /// Extra CA certificate(s), PEM, to trust for a `wss://` supervisor (e.g. its self-signed cert).
+    #[arg(long)]
+    pub supervisor_ca: Option<std::path::PathBuf>,
     /// Size of this peer's fresh RSA key.
     #[arg(long, default_value_t = DEFAULT_KEY_BITS as u16, value_parser = clap::value_parser!(u16).range(1024..=8192))]
     pub key_bits: u16,
@@ -37,6 +40,7 @@ impl CommonArgs {
     pub fn node_config(&self, component: ComponentType) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::generate(&self.supervisor, component, self.key_bits as usize)?;
         config.identity.pinned_fingerprint = self.supervisor_fingerprint.clone();
+        config.identity.supervisor_ca = self.supervisor_ca.clone();
         if !self.webrtc_ips.is_empty() {
             config.edge.bind_ips = self.webrtc_ips.clone();
         }
@@ -61,6 +65,7 @@ impl NodeConfig {
                 key: Arc::new(key),
                 component,
                 pinned_fingerprint: None,
+                supervisor_ca: None,
             },
             edge: EdgeConfig::default(),
             verify_fraction: 1.0,
@@ -69,6 +74,18 @@ impl NodeConfig {
             faults: Faults::default(),
             wait_viewers: 0,
         })
+    }
+}
+
+/// Turns a binary's result into its exit code, printing an error as one plain line of causes
+/// (`error: cannot reach ...: connection refused`) instead of a debug dump.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

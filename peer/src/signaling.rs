@@ -9,13 +9,16 @@ use futures_util::{SinkExt, StreamExt};
 use ownstream_core::auth::{Identity, PeerHandshake, Session};
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -68,6 +71,8 @@ pub struct PeerIdentity {
     pub component: ComponentType,
     /// Expected supervisor fingerprint, if pinned.
     pub pinned_fingerprint: Option<String>,
+    /// Extra CA certificates (PEM) to trust for a `wss://` supervisor, e.g. a self-signed one.
+    pub supervisor_ca: Option<PathBuf>,
 }
 
 /// Connects to `url`, authenticates, and starts the socket task.
@@ -75,12 +80,19 @@ pub async fn connect(url: &str, who: &PeerIdentity) -> Result<Signaling, Signali
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_LEN))
         .max_frame_size(Some(MAX_MESSAGE_LEN));
-    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), false)
-        .await
-        .map_err(|e| SignalingError::Unreachable {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
+    let unreachable = |reason: String| SignalingError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    let connector = if url.starts_with("wss:") {
+        Some(tls_connector(who.supervisor_ca.as_deref()).map_err(unreachable)?)
+    } else {
+        None
+    };
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, connector)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
     let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, who))
         .await
         .map_err(|_| {
@@ -95,6 +107,28 @@ pub async fn connect(url: &str, who: &PeerIdentity) -> Result<Signaling, Signali
         outgoing,
         events,
     })
+}
+
+/// TLS for `wss://`: the public web roots plus any CA certificates in `ca` (PEM).
+fn tls_connector(ca: Option<&Path>) -> Result<Connector, String> {
+    // webrtc already links ring; use it for rustls too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("unusable certificate in {}: {e}", path.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Connector::Rustls(Arc::new(config)))
 }
 
 async fn handshake(socket: &mut Socket, who: &PeerIdentity) -> Result<Session, SignalingError> {

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use ownstream_peer::cli::{init_logging, shutdown_signal, CommonArgs};
+use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
 use ownstream_peer::node::{Faults, Node};
 use ownstream_peer::sink::FileSink;
 use std::path::PathBuf;
@@ -41,7 +41,11 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    exit_code(run().await)
+}
+
+async fn run() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
     let mut config = cli
