@@ -37,17 +37,13 @@ async fn main() -> anyhow::Result<()> {
         .node_config(ownstream_core::protocol::ComponentType::Broadcaster)?;
     node.wait_viewers = cli.wait_viewers;
     let source = match &cli.file {
-        Some(path) => {
-            if !path.is_file() {
-                anyhow::bail!("{} is not a readable file", path.display());
-            }
-            Source::File {
-                path: path.clone(),
-                looped: cli.looped,
-            }
-        }
+        Some(path) => Source::File {
+            path: path.clone(),
+            looped: cli.looped,
+        },
         None => Source::Stdin,
     };
+    source.check().await?;
     eprintln!(
         "broadcaster {} registering stream `{}`",
         node.identity.peer_id, cli.name

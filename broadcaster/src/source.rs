@@ -36,8 +36,9 @@ pub enum Source {
 /// Why a source stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The source could not be read.
-    #[error("cannot read {what}: {source}")]
+    /// The source could not be read. (The cause is the error's `source()`, not repeated in its
+    /// message, so an `anyhow` chain prints each reason once.)
+    #[error("cannot read {what}")]
     Io {
         /// The source's description.
         what: String,
@@ -45,7 +46,7 @@ pub enum SourceError {
         source: std::io::Error,
     },
     /// The bytes are not valid WebM.
-    #[error("invalid WebM from {what}: {source}")]
+    #[error("invalid WebM from {what}")]
     Webm {
         /// The source's description.
         what: String,
@@ -86,6 +87,33 @@ impl Source {
             }
             Source::Stdin => Box::new(tokio::io::stdin()),
             Source::Memory { data, .. } => Box::new(std::io::Cursor::new(data.clone())),
+        })
+    }
+
+    /// Checks, before anything is registered, that a file source can be opened and starts as
+    /// WebM: its first bytes go through a chunker, so a wrong path or a file of another format
+    /// fails at once instead of announcing a stream that ends without media. Other sources pass.
+    pub async fn check(&self) -> Result<(), SourceError> {
+        if !matches!(self, Source::File { .. }) {
+            return Ok(());
+        }
+        let mut reader = self.open().await?;
+        let mut buf = vec![0u8; READ_SIZE];
+        let n = read_full(&mut reader, &mut buf)
+            .await
+            .map_err(|source| SourceError::Io {
+                what: self.describe(),
+                source,
+            })?;
+        let mut chunker = Chunker::new(ChunkerConfig::default());
+        // Only the head is judged: a file cut short later still streams what it holds.
+        let head = match n {
+            0 => chunker.handle_eof(),
+            n => chunker.handle_input(&buf[..n]),
+        };
+        head.map_err(|source| SourceError::Webm {
+            what: self.describe(),
+            source,
         })
     }
 
@@ -172,6 +200,21 @@ impl Source {
             }
         }
     }
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+async fn read_full(
+    reader: &mut (impl AsyncRead + Unpin),
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// Assigns sequence numbers, signs, and releases chunks at their media time.

@@ -366,3 +366,55 @@ pub fn crash_scenario(test: &str, supervisor_args: &[&str]) {
         );
     }
 }
+
+/// Starts the broadcaster of stream `s` reading a live WebM from `stdin` (`--stdin`).
+pub fn broadcaster_stdin(sup: &Supervisor, stdin: Stdio, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin("broadcaster"));
+    cmd.args(peer_args(sup))
+        .args(["--name", "s", "--stdin"])
+        .args(extra);
+    Proc::spawn_with_stdin("broadcaster", &mut cmd, stdin)
+}
+
+impl Proc {
+    /// Like [`Proc::spawn`], with the child reading `stdin` (a pipe from another process, a file)
+    /// instead of nothing.
+    pub fn spawn_with_stdin(name: &str, cmd: &mut Command, stdin: Stdio) -> Proc {
+        let mut child = cmd
+            .stdin(stdin)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let (keep, prefix) = (lines.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{prefix}] {line}");
+                keep.lock().unwrap().push(line);
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+        }
+    }
+
+    /// Everything the process printed on stderr, once a line containing `needle` has been read
+    /// (a binary's closing error comes last, so the text is then complete up to it); panics after
+    /// `limit`.
+    pub fn stderr_until(&self, needle: &str, limit: Duration) -> String {
+        wait_for(
+            &format!("{} to print `{needle}`", self.name),
+            limit,
+            || {
+                let lines = self.lines.lock().unwrap();
+                lines
+                    .iter()
+                    .any(|l| l.contains(needle))
+                    .then(|| lines.join("\n"))
+            },
+        )
+    }
+}
