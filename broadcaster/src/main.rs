@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use ownstream_broadcaster::{run, BroadcastConfig, Source};
-use ownstream_peer::cli::{init_logging, shutdown_signal, CommonArgs};
+use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
 use std::path::PathBuf;
 
 /// Broadcast a WebM source down an ownstream tree.
@@ -29,13 +29,13 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    exit_code(run_cli().await)
+}
+
+async fn run_cli() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
-    let mut node = cli
-        .common
-        .node_config(ownstream_core::protocol::ComponentType::Broadcaster)?;
-    node.wait_viewers = cli.wait_viewers;
     let source = match &cli.file {
         Some(path) => Source::File {
             path: path.clone(),
@@ -44,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
         None => Source::Stdin,
     };
     source.check().await?;
+    let mut node = cli
+        .common
+        .node_config(ownstream_core::protocol::ComponentType::Broadcaster)?;
+    node.wait_viewers = cli.wait_viewers;
     eprintln!(
         "broadcaster {} registering stream `{}`",
         node.identity.peer_id, cli.name

@@ -401,20 +401,13 @@ impl Proc {
         }
     }
 
-    /// Everything the process printed on stderr, once a line containing `needle` has been read
-    /// (a binary's closing error comes last, so the text is then complete up to it); panics after
+    /// Everything the process printed on stderr, once a line satisfying `done` has been read (a
+    /// binary's closing error comes last, so the text is then complete up to it); panics after
     /// `limit`.
-    pub fn stderr_until(&self, needle: &str, limit: Duration) -> String {
-        wait_for(
-            &format!("{} to print `{needle}`", self.name),
-            limit,
-            || {
-                let lines = self.lines.lock().unwrap();
-                lines
-                    .iter()
-                    .any(|l| l.contains(needle))
-                    .then(|| lines.join("\n"))
-            },
-        )
+    pub fn stderr_until(&self, done: impl Fn(&str) -> bool, limit: Duration) -> String {
+        wait_for(&format!("{}'s closing line", self.name), limit, || {
+            let lines = self.lines.lock().unwrap();
+            lines.iter().any(|l| done(l)).then(|| lines.join("\n"))
+        })
     }
 }
