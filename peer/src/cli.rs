@@ -19,7 +19,7 @@ pub struct CommonArgs {
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub supervisor: String,
     /// Expected supervisor key fingerprint (`SHA256:<hex>`, printed by the supervisor at start).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_fingerprint)]
     pub supervisor_fingerprint: Option<String>,
     /// Extra CA certificate(s), PEM, to trust for a `wss://` supervisor (e.g. its self-signed cert).
     #[arg(long)]
@@ -74,6 +74,17 @@ impl NodeConfig {
             faults: Faults::default(),
             wait_viewers: 0,
         })
+    }
+}
+
+/// Accepts `SHA256:<64 hex digits>` (case-insensitive, prefix optional), as printed by the supervisor.
+fn parse_fingerprint(text: &str) -> Result<String, String> {
+    let normalized = ownstream_core::auth::normalize_fingerprint(text);
+    let hex = &normalized["SHA256:".len()..];
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(normalized)
+    } else {
+        Err("expected SHA256: followed by 64 hex digits, as the supervisor prints at start".into())
     }
 }
 

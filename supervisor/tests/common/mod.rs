@@ -47,25 +47,7 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let (keep, prefix) = (lines.clone(), name.to_string());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{prefix}] {line}");
-                keep.lock().unwrap().push(line);
-            }
-        });
-        Proc {
-            name: name.to_string(),
-            child,
-            lines,
-        }
+        Proc::spawn_with_stdin(name, cmd, Stdio::null())
     }
 
     /// The peer id a broadcaster or receiver announced on its first line.
