@@ -1,0 +1,207 @@
+// Harness for the browser tests: runs the workspace's real binaries (supervisor, broadcaster, headless
+// receivers) as processes on loopback and Debian's Chromium through playwright-core, and ends every
+// process it started when the test ends, passed or failed. Waits poll a condition against a
+// deadline; nothing sleeps a fixed time to "let things happen".
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN_DIR = process.env.OWNSTREAM_BIN_DIR || path.join(ROOT, 'target', 'debug');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** A test clip committed under testdata/. */
+export function clip(name) {
+  return path.join(ROOT, 'testdata', name);
+}
+
+/** A fresh directory for one test's outputs, kept under target/ for inspection (and CI artifacts). */
+export function outDir(test) {
+  const dir = path.join(ROOT, 'target', 'browser-tests', test);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function bin(name) {
+  const file = path.join(BIN_DIR, name);
+  if (!fs.existsSync(file)) {
+    throw new Error(`${file} is missing: build the binaries first (cargo build --workspace --bins)`);
+  }
+  return file;
+}
+
+/** Polls `f` every 100 ms until it returns a truthy value, which it returns; throws after `ms`. */
+export async function waitFor(what, ms, f) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Everything a test starts. `stop()` ends every process and browser, even after a failure; call it
+ * from `after()` or a `finally`.
+ */
+export class Harness {
+  constructor(test) {
+    this.test = test;
+    this.dir = outDir(test);
+    this.procs = [];
+    this.browser = null;
+  }
+
+  /** Starts a process, echoing its stderr prefixed by `name` and keeping its lines. */
+  spawn(name, file, args, { stdin = 'ignore' } = {}) {
+    const child = spawn(file, args, { stdio: [stdin, 'pipe', 'pipe'] });
+    const proc = { name, child, lines: [], stdout: [], exited: null };
+    proc.exitPromise = new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        proc.exited = { code, signal };
+        resolve(proc.exited);
+      });
+    });
+    const log = fs.createWriteStream(path.join(this.dir, `${name}.log`));
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      proc.lines.push(line);
+      log.write(`${line}\n`);
+      if (process.env.OWNSTREAM_TEST_VERBOSE) console.error(`[${name}] ${line}`);
+    });
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      proc.stdout.push(line);
+      log.write(`${line}\n`);
+    });
+    this.procs.push(proc);
+    return proc;
+  }
+
+  /** A supervisor on a free loopback port; resolves once it printed its address. */
+  async supervisor(extra = []) {
+    const proc = this.spawn('supervisor', bin('supervisor'), ['--listen', '127.0.0.1:0', ...extra]);
+    const line = await waitFor('the supervisor to print its address', 30_000, () => {
+      if (proc.exited) throw new Error(`supervisor exited: ${proc.lines.slice(-5).join('\n')}`);
+      return proc.stdout.find((l) => l.startsWith('supervisor listening on http://'));
+    });
+    const addr = line.split('http://')[1].split(/\s/)[0];
+    this.addr = addr;
+    this.base = `http://localhost:${addr.split(':')[1]}`;
+    this.wsUrl = `ws://${addr}/ws`;
+    return proc;
+  }
+
+  /** Common flags of a Rust peer on loopback. */
+  peerArgs() {
+    return ['--supervisor', this.wsUrl, '--webrtc-ip', '127.0.0.1'];
+  }
+
+  /** A Rust broadcaster of `file` as stream `name`. */
+  broadcaster(name, file, extra = []) {
+    return this.spawn('broadcaster', bin('broadcaster'), [...this.peerArgs(), '--name', name, '--file', file, ...extra]);
+  }
+
+  /** A headless Rust receiver of `stream`, writing `<label>.webm` and `<label>.json` in the test dir. */
+  receiver(label, stream, extra = []) {
+    const out = path.join(this.dir, `${label}.webm`);
+    const stats = path.join(this.dir, `${label}.json`);
+    const proc = this.spawn(label, bin('receiver'), [
+      ...this.peerArgs(), '--stream', stream, '--out', out, '--stats', stats, ...extra,
+    ]);
+    Object.assign(proc, { out, statsFile: stats });
+    return proc;
+  }
+
+  /** The peer id a Rust peer announced on its first stderr line. */
+  async peerId(proc) {
+    return waitFor(`${proc.name} to announce its peer id`, 30_000, () => {
+      for (const l of proc.lines) {
+        const [kind, id] = l.split(/\s+/);
+        if ((kind === 'receiver' || kind === 'broadcaster') && id?.length === 36) return id;
+      }
+      return null;
+    });
+  }
+
+  /** GET a JSON document from the supervisor; null unless 200. */
+  async json(pathname, init) {
+    const res = await fetch(`${this.base}${pathname}`, init);
+    if (res.status !== 200) return null;
+    return res.json();
+  }
+
+  /** The nodes of `stream`'s tree: [{id, parent, depth, kind, ...}]. */
+  async tree(stream) {
+    return (await this.json(`/api/streams/${stream}/tree`))?.nodes ?? [];
+  }
+
+  /** Launches headless Chromium (a fresh profile each launch) with the flags this machine needs. */
+  async launch(extraArgs = []) {
+    this.browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+        '--autoplay-policy=no-user-gesture-required',
+        ...extraArgs,
+      ],
+    });
+    return this.browser;
+  }
+
+  /** A new tab in its own browser context (its own storage, like another viewer's browser). */
+  async tab(label, url) {
+    if (!this.browser) await this.launch();
+    const context = await this.browser.newContext({ viewport: { width: 1100, height: 760 } });
+    const page = await context.newPage();
+    const log = fs.createWriteStream(path.join(this.dir, `${label}.console.log`));
+    page.on('console', (m) => log.write(`${m.type()}: ${m.text()}\n`));
+    page.on('pageerror', (e) => log.write(`pageerror: ${e.stack || e}\n`));
+    page.label = label;
+    if (url) await page.goto(url.startsWith('http') ? url : `${this.base}${url}`);
+    return page;
+  }
+
+  /** Ends every browser and process this harness started. */
+  async stop() {
+    if (this.browser) await this.browser.close().catch(() => {});
+    for (const p of this.procs) {
+      if (!p.exited) p.child.kill('SIGKILL');
+    }
+    await Promise.all(this.procs.map((p) => p.exitPromise));
+  }
+}
+
+/** Number of video frames ffprobe decodes from `file`. */
+export function videoFrames(file) {
+  const r = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0',
+    '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', file], { encoding: 'utf8' });
+  const n = parseInt(r.stdout.trim(), 10);
+  if (Number.isNaN(n)) throw new Error(`ffprobe could not count frames of ${file}: ${r.stderr}`);
+  return n;
+}
+
+/** Decodes `file` fully with ffmpeg; its error output ('' when clean). */
+export function decodeErrors(file) {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stderr.trim() : `${r.stderr}\nffmpeg exited with ${r.status}`;
+}
+
+/** A temporary directory. */
+export function tmp(prefix) {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
