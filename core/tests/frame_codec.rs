@@ -232,3 +232,30 @@ proptest! {
         prop_assert_eq!(back, chunk);
     }
 }
+
+/// A known answer shared with the browser's implementation (`receiver-web/tests/frame.test.mjs`
+/// pins the same bytes), so the two sides cannot drift apart.
+#[test]
+fn known_answer_shared_with_the_browser() {
+    let chunk = Chunk::sign(
+        &key(),
+        ChunkSeq(7),
+        FLAG_KEYFRAME,
+        1234,
+        1000,
+        Bytes::from_static(b"ownstream"),
+    );
+    let hex: String = chunk.encode().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, KNOWN_ANSWER);
+    let hello: String = Message::Hello {
+        last: Some(ChunkSeq(258)),
+    }
+    .encode()
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert_eq!(hello, "0102010000000000000102");
+}
+
+const KNOWN_ANSWER: &str = "00000000000000070200000000000004d2000003e800000009\
+     999e40d27b9971c255dbcc8ae7148fb2edc742979afed619a417c8901640f3306f776e73747265616d";

@@ -1,0 +1,257 @@
+// Chunk framing: the signed chunk and the data-channel messages that carry it. The byte layouts are
+// normative in the Rust core (`core/src/frame.rs`, module docs); this is the same format:
+//
+//   chunk    = seq u64 | flags u8 | timestamp_ms u64 | duration_ms u32 | payload_len u32
+//              | tag [32] = HMAC-SHA256(key, bytes 0..25 ‖ payload) | payload
+//   FRAGMENT = version 1 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
+//   HELLO    = version 1 | type 2 | has_last u8 | last_seq u64
+//
+// Integers are big-endian. Decoding never trusts a length it has not checked and never throws
+// anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes.
+
+export const FLAG_INIT = 1;
+export const FLAG_KEYFRAME = 2;
+export const FLAG_END = 4;
+export const HEADER_LEN = 25;
+export const TAG_LEN = 32;
+export const MAX_CHUNK_LEN = 16 * 1024 * 1024;
+export const MAX_MESSAGE = 16 * 1024;
+export const VERSION = 1;
+export const TYPE_FRAGMENT = 1;
+export const TYPE_HELLO = 2;
+export const FRAGMENT_HEADER_LEN = 18;
+export const HELLO_LEN = 11;
+
+/** Everything that can be wrong with a chunk or a message. */
+export class FrameError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'FrameError';
+  }
+}
+
+function u64(view, offset, what) {
+  const v = view.getBigUint64(offset, false);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`${what} ${v} is out of range`);
+  return Number(v);
+}
+
+/**
+ * A decoded chunk. `bytes` is the whole encoding (what is verified, relayed and fragmented again);
+ * `payload` is a view into it.
+ */
+export class Chunk {
+  constructor({ seq, flags, timestampMs, durationMs, payload, bytes }) {
+    Object.assign(this, { seq, flags, timestampMs, durationMs, payload, bytes });
+  }
+
+  get isInit() { return (this.flags & FLAG_INIT) !== 0; }
+  get isKeyframe() { return (this.flags & FLAG_KEYFRAME) !== 0; }
+  get isEnd() { return (this.flags & FLAG_END) !== 0; }
+
+  /** Parses an encoded chunk (a Uint8Array); does not verify the tag. */
+  static decode(bytes) {
+    const fixed = HEADER_LEN + TAG_LEN;
+    if (bytes.length < fixed) throw new FrameError(`truncated chunk: need ${fixed} bytes, got ${bytes.length}`);
+    if (bytes.length > MAX_CHUNK_LEN) throw new FrameError(`chunk of ${bytes.length} bytes exceeds the ${MAX_CHUNK_LEN}-byte limit`);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const declared = view.getUint32(21, false);
+    if (declared !== bytes.length - fixed) {
+      throw new FrameError(`chunk payload_len says ${declared} bytes but ${bytes.length - fixed} follow the tag`);
+    }
+    return new Chunk({
+      seq: u64(view, 0, 'seq'),
+      flags: bytes[8],
+      timestampMs: u64(view, 9, 'timestamp_ms'),
+      durationMs: view.getUint32(17, false),
+      payload: bytes.subarray(fixed),
+      bytes,
+    });
+  }
+
+  /** Builds and signs a chunk under `key` (a CryptoKey for HMAC sign). */
+  static async sign(key, { seq, flags, timestampMs, durationMs, payload }) {
+    const bytes = new Uint8Array(HEADER_LEN + TAG_LEN + payload.length);
+    const view = new DataView(bytes.buffer);
+    view.setBigUint64(0, BigInt(seq), false);
+    bytes[8] = flags;
+    view.setBigUint64(9, BigInt(timestampMs), false);
+    view.setUint32(17, durationMs >>> 0, false);
+    view.setUint32(21, payload.length, false);
+    bytes.set(payload, HEADER_LEN + TAG_LEN);
+    const tag = await crypto.subtle.sign('HMAC', key, signedBytes(bytes));
+    bytes.set(new Uint8Array(tag), HEADER_LEN);
+    return Chunk.decode(bytes);
+  }
+}
+
+/** Header ‖ payload: what the tag covers. */
+function signedBytes(bytes) {
+  const out = new Uint8Array(bytes.length - TAG_LEN);
+  out.set(bytes.subarray(0, HEADER_LEN), 0);
+  out.set(bytes.subarray(HEADER_LEN + TAG_LEN), HEADER_LEN);
+  return out;
+}
+
+/** Imports the stream's 32-byte key (base64, as the supervisor sends it) for HMAC-SHA256. */
+export async function importStreamKey(b64, usages = ['verify']) {
+  const raw = base64Decode(b64);
+  if (raw.length !== 32) throw new FrameError(`stream key must be 32 bytes, got ${raw.length}`);
+  return crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, usages);
+}
+
+/** Checks a chunk's tag (WebCrypto compares in constant time). */
+export async function verifyChunk(key, chunk) {
+  const tag = chunk.bytes.subarray(HEADER_LEN, HEADER_LEN + TAG_LEN);
+  return crypto.subtle.verify('HMAC', key, tag, signedBytes(chunk.bytes));
+}
+
+/** A HELLO: `last` is the newest chunk held, or null for a new viewer. */
+export function encodeHello(last) {
+  const out = new Uint8Array(HELLO_LEN);
+  const view = new DataView(out.buffer);
+  out[0] = VERSION;
+  out[1] = TYPE_HELLO;
+  out[2] = last == null ? 0 : 1;
+  view.setBigUint64(3, BigInt(last ?? 0), false);
+  return out;
+}
+
+/**
+ * Parses a data-channel message (Uint8Array): `{type: 'fragment', seq, index, count, totalLen,
+ * bytes}` or `{type: 'hello', last}`.
+ */
+export function decodeMessage(bytes) {
+  if (bytes.length < 2) throw new FrameError(`truncated message: need 2 bytes, got ${bytes.length}`);
+  if (bytes[0] !== VERSION) throw new FrameError(`unsupported message version ${bytes[0]}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes[1] === TYPE_FRAGMENT) {
+    if (bytes.length < FRAGMENT_HEADER_LEN) {
+      throw new FrameError(`truncated FRAGMENT: need ${FRAGMENT_HEADER_LEN} bytes, got ${bytes.length}`);
+    }
+    return {
+      type: 'fragment',
+      seq: u64(view, 2, 'seq'),
+      index: view.getUint16(10, false),
+      count: view.getUint16(12, false),
+      totalLen: view.getUint32(14, false),
+      bytes: bytes.subarray(FRAGMENT_HEADER_LEN),
+    };
+  }
+  if (bytes[1] === TYPE_HELLO) {
+    if (bytes.length !== HELLO_LEN) throw new FrameError('malformed HELLO: length is not 11 bytes');
+    const last = u64(view, 3, 'last_seq');
+    if (bytes[2] === 0) {
+      if (last !== 0) throw new FrameError('malformed HELLO: last_seq must be 0 when has_last is 0');
+      return { type: 'hello', last: null };
+    }
+    if (bytes[2] === 1) return { type: 'hello', last };
+    throw new FrameError('malformed HELLO: has_last is neither 0 nor 1');
+  }
+  throw new FrameError(`unknown message type ${bytes[1]}`);
+}
+
+/** Cuts a chunk's encoding into FRAGMENT messages of at most `maxMessage` bytes. */
+export function fragment(chunk, maxMessage = MAX_MESSAGE) {
+  const room = maxMessage - FRAGMENT_HEADER_LEN;
+  if (room <= 0) throw new FrameError(`max message size ${maxMessage} leaves no room for fragment data`);
+  const encoded = chunk.bytes;
+  if (encoded.length > MAX_CHUNK_LEN) {
+    throw new FrameError(`chunk of ${encoded.length} bytes exceeds the ${MAX_CHUNK_LEN}-byte limit`);
+  }
+  const count = Math.ceil(encoded.length / room);
+  if (count > 0xffff) throw new FrameError(`chunk would need ${count} fragments, more than a u16 can count`);
+  const messages = [];
+  for (let index = 0; index < count; index++) {
+    const piece = encoded.subarray(index * room, Math.min((index + 1) * room, encoded.length));
+    const out = new Uint8Array(FRAGMENT_HEADER_LEN + piece.length);
+    const view = new DataView(out.buffer);
+    out[0] = VERSION;
+    out[1] = TYPE_FRAGMENT;
+    view.setBigUint64(2, BigInt(chunk.seq), false);
+    view.setUint16(10, index, false);
+    view.setUint16(12, count, false);
+    view.setUint32(14, encoded.length, false);
+    out.set(piece, FRAGMENT_HEADER_LEN);
+    messages.push(out);
+  }
+  return messages;
+}
+
+/**
+ * Rebuilds chunks from in-order fragments (the channel is reliable and ordered); holds at most one
+ * chunk in progress. After any error the chunk in progress is dropped: the caller should leave
+ * the edge, since an ordered channel that delivered a bad fragment cannot resynchronise.
+ */
+export class Reassembler {
+  constructor() {
+    this.current = null;
+  }
+
+  /** Takes a decoded fragment; returns the Chunk when its last piece arrives, else null. */
+  handleFragment(frag) {
+    try {
+      return this.accept(frag);
+    } catch (e) {
+      this.current = null;
+      throw e;
+    }
+  }
+
+  accept(frag) {
+    if (frag.count === 0) throw new FrameError('fragment count is 0');
+    if (frag.index >= frag.count) throw new FrameError(`fragment index ${frag.index} is not below count ${frag.count}`);
+    if (frag.totalLen > MAX_CHUNK_LEN) {
+      throw new FrameError(`chunk of ${frag.totalLen} bytes exceeds the ${MAX_CHUNK_LEN}-byte limit`);
+    }
+    let cur = this.current;
+    if (!cur) {
+      if (frag.index !== 0) throw new FrameError(`fragment index ${frag.index} arrived, expected 0`);
+      // Grow as data arrives rather than trusting total_len up front: a lying header on one small
+      // fragment must not make us allocate 16 MiB.
+      cur = { seq: frag.seq, count: frag.count, totalLen: frag.totalLen, next: 0, parts: [], received: 0 };
+    } else {
+      if (frag.seq !== cur.seq) throw new FrameError(`fragment for seq ${frag.seq} arrived while seq ${cur.seq} is in progress`);
+      if (frag.count !== cur.count || frag.totalLen !== cur.totalLen) throw new FrameError('fragment header changed mid-chunk (count or total_len)');
+      if (frag.index !== cur.next) throw new FrameError(`fragment index ${frag.index} arrived, expected ${cur.next}`);
+    }
+    const received = cur.received + frag.bytes.length;
+    const last = frag.index + 1 === frag.count;
+    if (received > cur.totalLen || (last && received !== cur.totalLen)) {
+      throw new FrameError(`fragments carry ${received} bytes, total_len says ${cur.totalLen}`);
+    }
+    cur.parts.push(frag.bytes);
+    cur.received = received;
+    if (!last) {
+      cur.next = frag.index + 1;
+      this.current = cur;
+      return null;
+    }
+    this.current = null;
+    const whole = new Uint8Array(cur.totalLen);
+    let at = 0;
+    for (const p of cur.parts) {
+      whole.set(p, at);
+      at += p.length;
+    }
+    return Chunk.decode(whole);
+  }
+}
+
+/** Standard base64 (with padding) to bytes. */
+export function base64Decode(text) {
+  const bin = atob(text.trim());
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Bytes to standard base64 (with padding). */
+export function base64Encode(bytes) {
+  let bin = '';
+  const step = 0x8000;
+  for (let i = 0; i < bytes.length; i += step) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + step));
+  }
+  return btoa(bin);
+}

@@ -1,0 +1,519 @@
+// A browser tab as a full peer of a stream's tree: the twin of peer/src/node.rs. One object owns
+// everything of this node: the signaling connection, the edge to its parent and to each child,
+// the relay (the same rules as the Rust core's), the reassembler, the verification pipeline and the
+// MSE player. Edge and socket callbacks only feed it.
+//
+// - Every chunk's HMAC tag is checked (a random fraction `verifyFraction` of them, 1.0 by default;
+//   always the init and end chunks) before it is played or relayed; a chunk that fails is dropped
+//   and counted. Chunks are handled strictly in order (verification is async, so they go through
+//   one promise chain); a chunk at or before the newest one held is a duplicate and is ignored.
+// - A re-attached tab says HELLO with the newest chunk it holds, so its new parent sends exactly
+//   what follows: nothing is lost while the parent's buffer covers the gap.
+// - When the supervisor connection drops, every edge is closed (the supervisor repairs the tree
+//   around us) and the tab reconnects with backoff, then joins again, resuming from its last chunk.
+// - KILL from the supervisor (the operator's failure injection) is a crash: every edge closes at
+//   once; with `rejoin` the tab comes back as a new viewer under a fresh peer id.
+//
+// Events: 'status' (detail: {state, message}), 'place' (detail: {depth, parent, children}),
+// 'viewers' (detail: {viewers}), 'notice' (detail: {message}).
+
+import { generateIdentity } from './auth.js';
+import { Signaling } from './signaling.js';
+import { Edge } from './edge.js';
+import { FrameError, Reassembler, decodeMessage, encodeHello, importStreamKey, verifyChunk } from './frame.js';
+import { Relay, DEFAULT_RELAY_CONFIG, RelayError } from './relay.js';
+import { MsePlayer } from './player.js';
+
+const END_GRACE_MS = 5000;
+const DRAIN_TIMEOUT_MS = 10_000;
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 10_000];
+const MAX_REPAIR_SAMPLES = 64;
+
+export class ReceiverNode extends EventTarget {
+  constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {} }) {
+    super();
+    this.stream = stream;
+    this.url = supervisorUrl;
+    this.video = video;
+    this.verifyFraction = verifyFraction;
+    this.relay = new Relay({ ...DEFAULT_RELAY_CONFIG, ...relayConfig });
+    this.player = new MsePlayer(video, playerConfig);
+    this.reassembler = new Reassembler();
+    this.pipeline = Promise.resolve();
+    this.sig = null;
+    this.key = null;
+    this.keyText = null;
+    this.parent = null; // {peer, edge}
+    this.children = new Map(); // peer -> Edge
+    this.depth = null;
+    this.lastSeq = null;
+    this.skipped = 0;
+    this.viewers = null;
+    this.state = 'starting';
+    this.stopped = false;
+    this.endSeen = false;
+    this.endingAt = null;
+    this.joinedAt = null;
+    this.repairStart = null;
+    this.repairTimes = [];
+    this.counters = {
+      chunks_received: 0, chunks_verified: 0, chunks_rejected: 0, bytes_received: 0, bytes_sent: 0,
+      repairs: 0, first_chunk_latency_ms: null, reconnects: 0, kills: 0,
+    };
+    this.player.addEventListener('error', (e) => this.fatal(e.detail.message));
+    this.player.addEventListener('state', (e) => {
+      if (['playing', 'stalled', 'buffering'].includes(e.detail.state) && this.isLive()) this.setStatus(e.detail.state);
+      if (e.detail.state === 'ended') this.setStatus('ended', 'The broadcast has ended.');
+    });
+    this.player.addEventListener('autoplay-blocked', () => this.setStatus('blocked', 'Press play to start watching.'));
+  }
+
+  /** Checks the browser, makes this tab's key pair and joins the stream. */
+  async start() {
+    const missing = missingFeature();
+    if (missing) return this.fatal(missing);
+    this.setStatus('connecting', 'Connecting to the supervisor…');
+    try {
+      this.identity = await generateIdentity();
+    } catch (e) {
+      return this.fatal(`This browser could not create a key pair: ${e.message}`);
+    }
+    await this.connect();
+  }
+
+  /** Stops for good: closes every edge and the supervisor connection. */
+  stop(reason = 'stopped') {
+    this.stopped = true;
+    this.closeEdges();
+    this.sig?.close(reason);
+    clearInterval(this.statsTimer);
+    clearInterval(this.listTimer);
+    clearTimeout(this.pumpTimer);
+    this.player.destroy();
+  }
+
+  isLive() {
+    return !this.stopped && this.endingAt == null && !['error', 'killed', 'ended'].includes(this.state);
+  }
+
+  now() {
+    return Math.round(performance.now());
+  }
+
+  // ---- supervisor connection ------------------------------------------------------------------
+
+  async connect() {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        const sig = await Signaling.connect(this.url, this.identity, 'receiver');
+        if (this.stopped) return sig.close();
+        return this.attachSignaling(sig);
+      } catch (e) {
+        if (e.kind === 'refused') return this.fatal(`The supervisor refused this browser: ${e.message}`);
+        const wait = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
+        this.setStatus('reconnecting', `Cannot reach the supervisor. Trying again in ${Math.round(wait / 1000)} s…`);
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  attachSignaling(sig) {
+    this.sig = sig;
+    sig.addEventListener('message', (e) => this.onServer(e.detail));
+    sig.addEventListener('close', (e) => this.onSignalingClosed(e.detail.reason));
+    this.setStatus('connecting', 'Joining the stream…');
+    sig.send({ type: 'JOIN_STREAM', stream: this.stream, wait: true });
+    clearInterval(this.statsTimer);
+    clearInterval(this.listTimer);
+    this.statsTimer = setInterval(() => this.reportStats(), 1000);
+    this.listTimer = setInterval(() => sig.send({ type: 'LIST_STREAMS' }), 2000);
+    sig.send({ type: 'LIST_STREAMS' });
+  }
+
+  onSignalingClosed(reason) {
+    if (this.stopped || this.state === 'killed' || this.state === 'ended' || this.state === 'error') return;
+    this.sig = null;
+    this.closeEdges();
+    this.repairStart ??= this.now();
+    this.counters.reconnects += 1;
+    this.setStatus('reconnecting', `Lost the connection to the supervisor (${reason}). Reconnecting…`);
+    this.connect();
+  }
+
+  send(msg) {
+    this.sig?.send(msg);
+  }
+
+  onServer(msg) {
+    switch (msg.type) {
+      case 'STREAM_WAITING':
+        return this.setStatus('waiting', `“${this.stream}” is not live right now. This page starts playing as soon as it is.`);
+      case 'JOINED':
+        return this.onJoined(msg);
+      case 'SET_PARENT':
+        return this.onSetParent(msg);
+      case 'CONNECT_CHILD':
+        return this.connectChild(msg.child);
+      case 'DROP_CHILD':
+        return this.dropChild(msg.child);
+      case 'SIGNAL':
+        return this.routeSignal(msg.from, msg.payload);
+      case 'STREAM_LIST': {
+        const info = (msg.streams || []).find((s) => s.name === this.stream);
+        this.viewers = info ? info.viewers : null;
+        return this.emit('viewers', { viewers: this.viewers });
+      }
+      case 'STREAM_ENDED':
+        return this.onStreamEnded(msg.reason);
+      case 'KILL':
+        return this.onKill(msg);
+      case 'ERROR':
+        if (msg.fatal) return this.fatal(`The supervisor refused this page: ${msg.message}`);
+        return this.emit('notice', { message: msg.message });
+      default:
+        return undefined;
+    }
+  }
+
+  async onJoined(msg) {
+    if (this.parent) this.counters.repairs += 1; // a re-join after a reconnect or a kill
+    this.joinedAt ??= this.now();
+    await this.setKey(msg.key);
+    this.closeParent();
+    this.parent = { peer: msg.parent, edge: null };
+    this.depth = msg.depth;
+    this.reassembler = new Reassembler();
+    this.emitPlace();
+    if (this.lastSeq == null) this.setStatus('joined', 'Connecting to the tree…');
+  }
+
+  onSetParent(msg) {
+    this.closeParent();
+    this.counters.repairs += 1;
+    this.repairStart ??= this.now();
+    this.parent = { peer: msg.parent, edge: null };
+    this.depth = msg.depth;
+    this.reassembler = new Reassembler();
+    this.emitPlace();
+  }
+
+  onKill(msg) {
+    this.counters.kills += 1;
+    this.closeEdges();
+    const sig = this.sig;
+    this.sig = null;
+    if (!msg.rejoin) {
+      this.setStatus('killed', `Disconnected by the operator${msg.reason ? ` (${msg.reason})` : ''}.`);
+      sig?.close('killed');
+      return;
+    }
+    // As in the paper, a killed viewer comes back as a new one: a fresh peer id, same media state.
+    this.repairStart ??= this.now();
+    this.identity = { ...this.identity, peerId: crypto.randomUUID() };
+    this.setStatus('reconnecting', 'Disconnected by the operator; re-joining as a new viewer…');
+    sig?.close('killed; re-joining');
+    this.connect();
+  }
+
+  async setKey(b64) {
+    if (b64 === this.keyText) return;
+    try {
+      this.key = await importStreamKey(b64);
+      this.keyText = b64;
+    } catch (e) {
+      this.fatal(`The supervisor sent an unusable stream key: ${e.message}`);
+    }
+  }
+
+  onStreamEnded(reason) {
+    if (this.endingAt != null) return;
+    this.endingAt = this.now();
+    this.setStatus('ending', `The broadcast has ended (${reason}). Playing what is left…`);
+    setTimeout(() => {
+      if (!this.endSeen) this.player.end();
+    }, END_GRACE_MS);
+    const started = this.now();
+    const check = setInterval(() => {
+      const drained = [...this.children.keys()].every((c) => !this.relay.queuedBytes(c) && !(this.children.get(c)?.bufferedAmount > 0));
+      if ((this.endSeen && drained) || this.now() - started > DRAIN_TIMEOUT_MS + END_GRACE_MS) {
+        clearInterval(check);
+        this.reportStats();
+        this.closeEdges();
+        this.sig?.close('stream ended');
+        clearInterval(this.statsTimer);
+        clearInterval(this.listTimer);
+      }
+    }, 250);
+  }
+
+  // ---- edges ----------------------------------------------------------------------------------
+
+  newEdge(role) {
+    return new Edge(role, {
+      iceServers: this.sig?.session.iceServers ?? [],
+      lowThreshold: Math.floor(this.relay.config.maxBuffered / 2),
+    });
+  }
+
+  connectChild(child) {
+    this.dropChild(child);
+    const edge = this.newEdge('offerer');
+    this.children.set(child, edge);
+    this.relay.addChild(child);
+    edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: child, payload: e.detail }));
+    edge.addEventListener('message', (e) => this.onChildMessage(child, edge, e.detail));
+    edge.addEventListener('bufferedlow', () => this.pump());
+    edge.addEventListener('closed', () => {
+      if (this.children.get(child) !== edge) return;
+      this.children.delete(child);
+      if (this.relay.hasChild(child)) this.relay.removeChild(child);
+      this.emitPlace();
+    });
+    this.emitPlace();
+  }
+
+  dropChild(child) {
+    const edge = this.children.get(child);
+    if (edge) edge.close();
+    this.children.delete(child);
+    if (this.relay.hasChild(child)) this.relay.removeChild(child);
+    this.emitPlace();
+  }
+
+  onChildMessage(child, edge, bytes) {
+    if (this.children.get(child) !== edge) return;
+    let msg;
+    try {
+      msg = decodeMessage(bytes);
+    } catch {
+      msg = null;
+    }
+    if (msg?.type !== 'hello') {
+      console.warn(`child ${child} sent something other than HELLO; closing its edge`);
+      return this.dropChild(child);
+    }
+    try {
+      this.relay.handleHello(this.now(), child, msg.last);
+    } catch (e) {
+      console.warn(`unexpected HELLO from ${child}: ${e.message}`);
+    }
+    this.pump();
+  }
+
+  async routeSignal(from, payload) {
+    try {
+      if (this.parent?.peer === from) {
+        if (payload.kind === 'offer') {
+          // A fresh offer means a fresh edge (the parent may have restarted it).
+          this.closeParent();
+          this.openParentEdge();
+        }
+        await this.parent.edge?.handleSignal(payload);
+      } else if (this.children.has(from)) {
+        await this.children.get(from).handleSignal(payload);
+      }
+    } catch (e) {
+      console.warn(`bad signaling from ${from}: ${e.message}`);
+    }
+  }
+
+  openParentEdge() {
+    const parent = this.parent.peer;
+    const edge = this.newEdge('answerer');
+    this.parent.edge = edge;
+    const current = () => this.parent?.edge === edge;
+    edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: parent, payload: e.detail }));
+    edge.addEventListener('open', () => {
+      if (!current()) return;
+      edge.send(encodeHello(this.lastSeq));
+      this.reportStats();
+    });
+    edge.addEventListener('message', (e) => current() && this.onParentMessage(e.detail));
+    edge.addEventListener('closed', (e) => {
+      if (!current()) return;
+      this.parent.edge = null;
+      if (this.isLive() && this.sig) {
+        this.repairStart ??= this.now();
+        console.info(`parent edge closed (${e.detail.reason}); asking to be moved`);
+        this.send({ type: 'PARENT_LOST', parent });
+      }
+    });
+  }
+
+  onParentMessage(bytes) {
+    let chunk;
+    try {
+      const msg = decodeMessage(bytes);
+      if (msg.type !== 'fragment') return;
+      chunk = this.reassembler.handleFragment(msg);
+    } catch (e) {
+      if (!(e instanceof FrameError)) throw e;
+      // An ordered channel that delivered a bad fragment cannot resynchronise: leave this parent.
+      this.counters.chunks_rejected += 1;
+      this.emit('notice', { message: `Malformed data from the parent (${e.message}); moving to another one.` });
+      const parent = this.parent.peer;
+      this.closeParent();
+      this.repairStart ??= this.now();
+      this.send({ type: 'PARENT_LOST', parent });
+      return;
+    }
+    if (chunk) this.pipeline = this.pipeline.then(() => this.accept(chunk)).catch((e) => console.error(e));
+  }
+
+  closeParent() {
+    if (this.parent?.edge) {
+      this.parent.edge.close();
+      this.parent.edge = null;
+    }
+  }
+
+  closeEdges() {
+    this.closeParent();
+    for (const child of [...this.children.keys()]) this.dropChild(child);
+  }
+
+  // ---- media ----------------------------------------------------------------------------------
+
+  async accept(chunk) {
+    const now = this.now();
+    if (this.repairStart != null) {
+      this.repairTimes.push(now - this.repairStart);
+      if (this.repairTimes.length > MAX_REPAIR_SAMPLES) this.repairTimes.shift();
+      this.repairStart = null;
+    }
+    if (this.lastSeq != null && chunk.seq <= this.lastSeq) return; // a repeat after a re-attach
+    const c = this.counters;
+    c.chunks_received += 1;
+    c.bytes_received += chunk.payload.length;
+    c.first_chunk_latency_ms ??= now - (this.joinedAt ?? now);
+    if (chunk.isInit || chunk.isEnd || Math.random() < this.verifyFraction) {
+      const ok = this.key != null && (await verifyChunk(this.key, chunk));
+      if (!ok) {
+        c.chunks_rejected += 1;
+        console.warn(`chunk ${chunk.seq} failed HMAC verification; dropped`);
+        this.emit('notice', { message: `A chunk failed verification and was dropped (${c.chunks_rejected} so far).` });
+        return;
+      }
+      c.chunks_verified += 1;
+    }
+    if (this.lastSeq != null) this.skipped += Math.max(0, chunk.seq - this.lastSeq - 1);
+    this.lastSeq = chunk.seq;
+    if (chunk.isEnd) {
+      this.endSeen = true;
+      this.player.end();
+      if (this.endingAt == null) this.onStreamEnded('end of stream');
+    } else if (chunk.isInit) {
+      this.player.appendInit(chunk.payload);
+    } else {
+      this.player.appendMedia(chunk);
+    }
+    try {
+      this.relay.handleChunk(this.now(), chunk);
+    } catch (e) {
+      if (!(e instanceof RelayError)) throw e;
+      console.warn(`relay refused a chunk: ${e.message}`);
+    }
+    this.pump();
+  }
+
+  /** Sends what the relay allows now to each child, then sleeps until its next deadline. */
+  pump() {
+    clearTimeout(this.pumpTimer);
+    const now = this.now();
+    for (const [child, edge] of this.children) this.relay.handleBufferedAmount(child, edge.bufferedAmount);
+    this.relay.handleTimeout(now);
+    for (let t; (t = this.relay.pollTransmit(now));) {
+      const edge = this.children.get(t.child);
+      if (!edge || !edge.send(t.message)) continue;
+      this.counters.bytes_sent += t.message.length;
+      this.relay.handleBufferedAmount(t.child, edge.bufferedAmount);
+    }
+    for (let ev; (ev = this.relay.pollEvent());) console.info('relay', JSON.stringify(ev));
+    const at = this.relay.pollTimeout();
+    if (at != null) this.pumpTimer = setTimeout(() => this.pump(), Math.max(1, at - now));
+  }
+
+  // ---- stats and status -----------------------------------------------------------------------
+
+  /** The fields every peer reports (PeerStats in core/src/protocol.rs). */
+  peerStats() {
+    const p = this.player.stats();
+    const c = this.counters;
+    const s = {
+      chunks_received: c.chunks_received,
+      chunks_verified: c.chunks_verified,
+      chunks_rejected: c.chunks_rejected,
+      bytes_received: c.bytes_received,
+      bytes_sent: c.bytes_sent,
+      stalls: p.stalls,
+      stalled_ms: p.stalled_ms,
+      repairs: c.repairs,
+      buffer_ahead_ms: p.buffer_ahead_ms,
+      playing: p.playing,
+      connected: !!this.parent?.edge?.open,
+    };
+    if (c.first_chunk_latency_ms != null) s.first_chunk_latency_ms = c.first_chunk_latency_ms;
+    if (this.lastSeq != null) s.last_seq = this.lastSeq;
+    return s;
+  }
+
+  reportStats() {
+    if (!this.sig) return;
+    const stats = this.peerStats();
+    stats.repair_times_ms = this.repairTimes.splice(0);
+    this.send({ type: 'STATS', stats });
+  }
+
+  /** Everything a test or the stats overlay wants to know. */
+  stats() {
+    const p = this.player.stats();
+    return {
+      ...this.peerStats(),
+      peer_id: this.identity?.peerId ?? null,
+      stream: this.stream,
+      state: this.state,
+      depth: this.depth,
+      parent: this.parent?.peer ?? null,
+      children: [...this.children.keys()],
+      viewers: this.viewers,
+      chunks_appended: p.chunks_appended,
+      appended_seqs: [...this.player.appendedSeqs],
+      chunks_skipped: this.skipped,
+      catch_ups: p.catch_ups,
+      current_time_s: p.current_time_s,
+      reconnects: this.counters.reconnects,
+      kills: this.counters.kills,
+      first_frame_ms: this.player.firstFrameAt == null ? null : Math.round(this.player.firstFrameAt),
+      relay_buffered_bytes: this.relay.bufferedBytes(),
+    };
+  }
+
+  emitPlace() {
+    this.emit('place', { depth: this.depth, parent: this.parent?.peer ?? null, children: [...this.children.keys()] });
+  }
+
+  setStatus(state, message) {
+    if (this.state === 'error' || this.state === 'killed') return;
+    this.state = state;
+    this.emit('status', { state, message });
+  }
+
+  fatal(message) {
+    this.setStatus('error', message);
+    this.stop('error');
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** What this browser lacks to be a peer, in plain words; null if nothing. */
+export function missingFeature() {
+  if (!window.isSecureContext || !crypto?.subtle) {
+    return 'This page needs a secure connection: open it over https:// (or on this machine as http://localhost).';
+  }
+  if (!window.MediaSource) return 'This browser cannot play live streams: it lacks Media Source Extensions.';
+  if (!window.RTCPeerConnection) return 'This browser cannot join the stream: it lacks WebRTC.';
+  return null;
+}

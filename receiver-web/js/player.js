@@ -1,0 +1,288 @@
+// The MSE player of a browser receiver: appends verified chunks to a SourceBuffer in order, keeps
+// the buffer bounded, jumps holes, stays near live, and counts stalls from the media element.
+//
+// - The init segment comes first and fixes the MIME type; then media chunks, each one or more whole
+//   clusters with absolute timestamps. The first media chunk a viewer gets starts on a keyframe
+//   (its parent sends from the latest keyframe); the player seeks to the start of what is buffered.
+// - Playback starts once `startupMs` of media is buffered ahead (the first frame shows before that,
+//   paused), so a chunk that arrives a little late does not stall a viewer who just joined.
+// - Bounded memory: media more than `keepBehindMs` behind the play position is removed; a
+//   QuotaExceededError evicts down to the play position and retries; if chunks wait to be appended
+//   for more than `maxQueueMs` of media (the tab was throttled), the queue skips to its latest
+//   keyframe chunk instead of growing.
+// - Near live: when the play position is more than `maxLagMs` behind the buffered end it jumps to
+//   `targetLagMs` behind it; between `rateUpLagMs` and that, it plays 10% fast.
+// - Stalls are the element's `waiting` events after playback began (not while seeking to catch
+//   up, not at the end); stalled time runs from `waiting` to the next `playing`.
+//
+// Events: 'error' (detail: {message}), 'state' (detail: {state}), 'appended' (detail: {seq}).
+
+import { mimeType } from './webm.js';
+
+export const DEFAULT_PLAYER_CONFIG = Object.freeze({
+  startupMs: 1500,
+  keepBehindMs: 30_000,
+  maxQueueMs: 20_000,
+  maxLagMs: 8000,
+  targetLagMs: 2500,
+  rateUpLagMs: 4000,
+});
+
+export class MsePlayer extends EventTarget {
+  constructor(video, config = {}) {
+    super();
+    this.video = video;
+    this.config = { ...DEFAULT_PLAYER_CONFIG, ...config };
+    this.queue = [];
+    this.sb = null;
+    this.ms = null;
+    this.ended = false;
+    this.failed = false;
+    this.started = false; // playback has begun at least once
+    this.seekedToStart = false;
+    this.appendedSeqs = [];
+    this.chunksAppended = 0;
+    this.stalls = 0;
+    this.stalledMs = 0;
+    this.stallStart = null;
+    this.catchUps = 0;
+    this.queueSkips = 0;
+    this.firstFrameAt = null;
+    this.onWaiting = () => {
+      if (this.started && !this.video.seeking && !this.finished() && this.stallStart == null) {
+        this.stalls += 1;
+        this.stallStart = performance.now();
+        this.setState('stalled');
+      }
+      this.jumpHole();
+    };
+    this.onPlaying = () => {
+      this.closeStall();
+      this.started = true;
+      this.setState('playing');
+    };
+    this.onError = () => {
+      const e = this.video.error;
+      this.fail(`the browser could not play this stream${e ? ` (${e.message || `media error ${e.code}`})` : ''}`);
+    };
+    video.addEventListener('waiting', this.onWaiting);
+    video.addEventListener('playing', this.onPlaying);
+    video.addEventListener('error', this.onError);
+    video.addEventListener('ended', () => this.setState('ended'));
+    if ('requestVideoFrameCallback' in video) {
+      video.requestVideoFrameCallback(() => { this.firstFrameAt = performance.now(); });
+    } else {
+      video.addEventListener('loadeddata', () => { this.firstFrameAt ??= performance.now(); }, { once: true });
+    }
+    this.tick = setInterval(() => this.maintain(), 250);
+  }
+
+  /** The init segment: opens the MediaSource with the codecs it declares. */
+  appendInit(bytes) {
+    if (this.ms || this.failed) return;
+    let mime;
+    try {
+      mime = mimeType(bytes);
+    } catch (e) {
+      return this.fail(e.message);
+    }
+    if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) {
+      return this.fail(`this browser cannot play ${mime}`);
+    }
+    this.mime = mime;
+    this.queue.unshift({ seq: 0, bytes, init: true, durationMs: 0 });
+    this.ms = new MediaSource();
+    this.ms.addEventListener('sourceopen', () => {
+      try {
+        this.sb = this.ms.addSourceBuffer(mime);
+      } catch (e) {
+        return this.fail(`cannot create a media buffer for ${mime}: ${e.message}`);
+      }
+      this.sb.addEventListener('updateend', () => this.pump());
+      this.sb.addEventListener('error', () => this.fail('the browser refused a chunk of media'));
+      this.pump();
+    }, { once: true });
+    this.video.src = URL.createObjectURL(this.ms);
+  }
+
+  /** A verified media chunk, in order. */
+  appendMedia(chunk) {
+    if (this.failed) return;
+    this.queue.push({ seq: chunk.seq, bytes: chunk.payload, keyframe: chunk.isKeyframe, durationMs: chunk.durationMs });
+    this.trimQueue();
+    this.pump();
+  }
+
+  /** No more media: play out what is buffered, then end. */
+  end() {
+    this.ended = true;
+    this.pump();
+  }
+
+  trimQueue() {
+    const queuedMs = this.queue.reduce((n, q) => n + q.durationMs, 0);
+    if (queuedMs <= this.config.maxQueueMs) return;
+    let k = -1;
+    for (let i = this.queue.length - 1; i > 0; i--) if (this.queue[i].keyframe) { k = i; break; }
+    if (k <= 0) return;
+    // Keep an unappended init segment; skip the media before the latest keyframe.
+    const init = this.queue[0].init ? [this.queue[0]] : [];
+    this.queue = [...init, ...this.queue.slice(k)];
+    this.queueSkips += 1;
+  }
+
+  pump() {
+    if (!this.sb || this.sb.updating || this.failed || this.ms.readyState !== 'open') return;
+    this.afterAppend();
+    if (this.sb.updating) return; // an eviction started; its updateend pumps again
+    const next = this.queue[0];
+    if (!next) {
+      if (this.ended && this.ms.readyState === 'open') {
+        try { this.ms.endOfStream(); } catch { /* already ended */ }
+      }
+      return;
+    }
+    try {
+      this.sb.appendBuffer(next.bytes);
+      this.queue.shift();
+      this.pendingSeq = next;
+    } catch (e) {
+      if (e.name === 'QuotaExceededError') this.evict(true);
+      else this.fail(`cannot append media: ${e.message}`);
+    }
+  }
+
+  /** Bookkeeping once the previous append finished. */
+  afterAppend() {
+    const done = this.pendingSeq;
+    if (!done) return;
+    this.pendingSeq = null;
+    if (!done.init) {
+      this.chunksAppended += 1;
+      this.appendedSeqs.push(done.seq);
+      if (this.appendedSeqs.length > 1000) this.appendedSeqs.splice(0, 500);
+      this.dispatchEvent(new CustomEvent('appended', { detail: { seq: done.seq } }));
+    }
+    const b = this.video.buffered;
+    if (!this.seekedToStart && b.length) {
+      this.seekedToStart = true;
+      this.video.currentTime = b.start(0);
+    }
+    this.evict(false);
+    this.maybeStart();
+  }
+
+  maybeStart() {
+    if (!this.video.paused || this.failed || !this.seekedToStart) return;
+    if (this.aheadMs() >= this.config.startupMs || this.ended) {
+      this.video.play().catch((e) => {
+        if (e.name === 'NotAllowedError') {
+          this.dispatchEvent(new CustomEvent('autoplay-blocked'));
+        }
+      });
+    } else if (!this.started) {
+      this.setState('buffering');
+    }
+  }
+
+  /** Removes media far behind the play position (all of it up to the position under quota). */
+  evict(quota) {
+    const b = this.video.buffered;
+    if (!this.sb || this.sb.updating || !b.length) return;
+    const now = this.video.currentTime;
+    const keep = quota ? 1 : this.config.keepBehindMs / 1000;
+    const until = now - keep;
+    if (until - b.start(0) > (quota ? 0 : 5)) {
+      try {
+        this.sb.remove(b.start(0), until);
+      } catch { /* retried at the next append */ }
+    } else if (quota) {
+      // Nothing can go yet: wait for playback to move on.
+      setTimeout(() => this.pump(), 500);
+    }
+  }
+
+  /** Seconds of contiguous media from the play position. */
+  aheadMs() {
+    const b = this.video.buffered;
+    const t = this.video.currentTime;
+    for (let i = 0; i < b.length; i++) {
+      if (t >= b.start(i) - 0.05 && t <= b.end(i)) return Math.max(0, (b.end(i) - t) * 1000);
+    }
+    return 0;
+  }
+
+  /** If the play position sits in a hole before buffered media, move past the hole. */
+  jumpHole() {
+    const b = this.video.buffered;
+    const t = this.video.currentTime;
+    for (let i = 0; i < b.length; i++) {
+      if (t >= b.start(i) && t < b.end(i) - 0.1) return;
+      if (b.start(i) > t) {
+        this.video.currentTime = b.start(i) + 0.01;
+        return;
+      }
+    }
+  }
+
+  /** Every 250 ms: start, catch up, jump holes, close a stall the element forgot to report. */
+  maintain() {
+    if (this.failed || !this.seekedToStart) return;
+    this.maybeStart();
+    const b = this.video.buffered;
+    if (!b.length) return;
+    const lag = (b.end(b.length - 1) - this.video.currentTime) * 1000;
+    if (this.started && !this.ended && lag > this.config.maxLagMs) {
+      this.catchUps += 1;
+      this.closeStall();
+      this.video.currentTime = b.end(b.length - 1) - this.config.targetLagMs / 1000;
+    }
+    this.video.playbackRate = !this.ended && lag > this.config.rateUpLagMs ? 1.1 : 1.0;
+    if (this.video.readyState < 3 && !this.video.paused) this.jumpHole();
+  }
+
+  closeStall() {
+    if (this.stallStart != null) {
+      this.stalledMs += performance.now() - this.stallStart;
+      this.stallStart = null;
+    }
+  }
+
+  finished() {
+    return this.ended && this.queue.length === 0 && this.aheadMs() < 100;
+  }
+
+  /** Counters for the peer's stats. */
+  stats() {
+    const ongoing = this.stallStart != null ? performance.now() - this.stallStart : 0;
+    return {
+      stalls: this.stalls,
+      stalled_ms: Math.round(this.stalledMs + ongoing),
+      buffer_ahead_ms: Math.round(this.aheadMs()),
+      playing: this.started && !this.video.paused && this.stallStart == null && this.video.readyState >= 3,
+      chunks_appended: this.chunksAppended,
+      catch_ups: this.catchUps,
+      queue_skips: this.queueSkips,
+      current_time_s: this.video.currentTime,
+    };
+  }
+
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('state', { detail: { state } }));
+  }
+
+  fail(message) {
+    if (this.failed) return;
+    this.failed = true;
+    this.dispatchEvent(new CustomEvent('error', { detail: { message } }));
+  }
+
+  destroy() {
+    clearInterval(this.tick);
+    this.video.removeEventListener('waiting', this.onWaiting);
+    this.video.removeEventListener('playing', this.onPlaying);
+    this.video.removeEventListener('error', this.onError);
+  }
+}

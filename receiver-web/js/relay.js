@@ -1,0 +1,353 @@
+// The relay of one node: what it keeps, and what it sends to each child, when. A port of the Rust
+// core's `relay` module (`core/src/relay.rs`, `relay/child.rs`), with the same rules, so a browser
+// tab serves its children exactly like a headless receiver does:
+//
+// - The buffer keeps the init chunk always, and media chunks back to at least the latest
+//   keyframe-first chunk and at least `keepMs` of media; only `maxBytes` may cut it shorter. Each
+//   chunk is fragmented once, on arrival, into messages shared by all children.
+// - A child is sent nothing before its HELLO. A new child (last = null) gets the init chunk, then
+//   every chunk from the latest keyframe-first chunk. A re-attached child (last = s) gets exactly
+//   the chunks after s; if the buffer no longer reaches back to s + 1, it restarts like a new one.
+// - Per child: media chunks go out in increasing seq order, never twice; every hole is reported
+//   (a 'gap-skipped' event) when the chunk after it goes out; a chunk's messages are never
+//   interleaved with another's. Output is paced by a token bucket and stops while the child's
+//   channel buffers more than `maxBuffered` bytes; a queue over `maxQueueBytes` is dropped and the
+//   child restarts from a keyframe ('child-lagging'), so memory never grows without bound.
+//
+// Sans-IO: no timers, no channels; time comes in as milliseconds.
+
+import { FLAG_INIT, FLAG_KEYFRAME, fragment } from './frame.js';
+import { Pacer } from './pacer.js';
+
+export const DEFAULT_RELAY_CONFIG = Object.freeze({
+  keepMs: 6000,
+  maxBytes: 64 << 20,
+  rateBytesPerS: 1_000_000, // 8 Mbit/s: clean in FACTS' measurements, several times a live bitrate
+  burstBytes: 64 << 10,
+  maxBuffered: 1 << 20,
+  maxQueueBytes: 16 << 20,
+});
+
+export class RelayError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'RelayError';
+  }
+}
+
+const isKeyframe = (e) => (e.flags & FLAG_KEYFRAME) !== 0;
+const isInit = (e) => (e.flags & FLAG_INIT) !== 0;
+
+/** Recent chunks (entries: {seq, flags, timestampMs, messages, bytes}), in seq order. */
+class Buffer {
+  constructor() {
+    this.init = null;
+    this.media = [];
+    this.bytes = 0;
+  }
+
+  newest() {
+    return this.media.length ? this.media[this.media.length - 1].seq : null;
+  }
+
+  /** Index of the latest keyframe-first chunk, or -1. */
+  anchor() {
+    for (let i = this.media.length - 1; i >= 0; i--) if (isKeyframe(this.media[i])) return i;
+    return -1;
+  }
+
+  /** Index of the first chunk after `last`. */
+  after(last) {
+    let lo = 0;
+    let hi = this.media.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.media[mid].seq <= last) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  bytesFrom(index) {
+    let sum = 0;
+    for (let i = index; i < this.media.length; i++) sum += this.media[i].bytes;
+    return sum;
+  }
+
+  push(entry, config) {
+    this.bytes += entry.bytes;
+    this.media.push(entry);
+    while (this.media.length > 1 && this.evictable(config)) {
+      this.bytes -= this.media.shift().bytes;
+    }
+  }
+
+  /** The front may go if over the byte cap, or if it precedes the latest keyframe and the rest
+   *  still spans `keepMs` (with no keyframe held, time alone decides). */
+  evictable(config) {
+    if (this.bytes > config.maxBytes) return true;
+    const newest = this.media[this.media.length - 1].timestampMs;
+    const second = this.media[1]?.timestampMs ?? newest;
+    const spans = newest - second >= config.keepMs;
+    const a = this.anchor();
+    return spans && (a === -1 || a > 0);
+  }
+}
+
+/** Send state of one child. */
+class Child {
+  constructor(peer, config) {
+    this.peer = peer;
+    this.hello = false;
+    this.queue = [];
+    this.offset = 0;
+    this.queuedBytes = 0;
+    this.lastEnqueued = null; // newest media chunk queued or sent
+    this.lastStarted = null; // newest media chunk the child holds or has started receiving
+    this.waitInit = false;
+    this.waitKeyframe = false;
+    this.pacer = new Pacer(config.rateBytesPerS, config.burstBytes);
+    this.buffered = 0;
+  }
+
+  handleHello(buf, last, maxQueue) {
+    if (this.hello) throw new RelayError(`child ${this.peer} already said hello`);
+    this.hello = true;
+    if (last == null) {
+      this.startFresh(buf, maxQueue);
+      return;
+    }
+    this.lastEnqueued = last;
+    this.lastStarted = last;
+    const covered = buf.media.length === 0 || buf.media[0].seq <= last + 1;
+    const from = buf.after(last);
+    if (covered && buf.bytesFrom(from) <= maxQueue) {
+      for (let i = from; i < buf.media.length; i++) this.push(buf.media[i]);
+    } else {
+      this.startFresh(buf, maxQueue); // the hole is reported when the restart point goes out
+    }
+  }
+
+  push(entry) {
+    if (!isInit(entry)) {
+      this.lastEnqueued = entry.seq;
+      this.waitKeyframe = false;
+    }
+    if (entry.messages.length) {
+      this.queuedBytes += entry.bytes;
+      this.queue.push(entry);
+    }
+  }
+
+  startFresh(buf, maxQueue) {
+    if (buf.init) this.push(buf.init);
+    else this.waitInit = true;
+    this.restartFromKeyframe(buf, maxQueue);
+  }
+
+  restartFromKeyframe(buf, maxQueue) {
+    if (this.waitInit) {
+      this.waitKeyframe = true; // media is useless before the init segment
+      return;
+    }
+    const i = buf.anchor();
+    const fresh = i >= 0 && (this.lastEnqueued == null || buf.media[i].seq > this.lastEnqueued);
+    if (fresh && this.queuedBytes + buf.bytesFrom(i) <= maxQueue) {
+      for (let j = i; j < buf.media.length; j++) this.push(buf.media[j]);
+    } else {
+      this.waitKeyframe = true;
+    }
+  }
+
+  /** Offers a newly arrived chunk; may return a 'child-lagging' event. */
+  offer(entry, buf, maxQueue) {
+    if (!this.hello) return null;
+    if (isInit(entry)) {
+      if (this.waitInit) {
+        this.waitInit = false;
+        this.push(entry);
+      }
+      return null;
+    }
+    const duplicate = this.lastEnqueued != null && entry.seq <= this.lastEnqueued;
+    if (this.waitInit || duplicate || (this.waitKeyframe && !isKeyframe(entry))) return null;
+    const onlyPartial = this.queue.length <= (this.offset > 0 ? 1 : 0);
+    if (this.queuedBytes + entry.bytes > maxQueue && !onlyPartial) return this.overflow(buf, maxQueue);
+    this.push(entry);
+    return null;
+  }
+
+  overflow(buf, maxQueue) {
+    // Keep a partly sent chunk (its other fragments must follow) and an unsent init chunk.
+    const frontIsInit = this.queue.length > 0 && isInit(this.queue[0]);
+    const keep = Math.min(this.offset > 0 || frontIsInit ? 1 : 0, this.queue.length);
+    const dropped = this.queue.length - keep;
+    this.queue.length = keep;
+    this.queuedBytes = 0;
+    if (this.queue.length) {
+      for (const m of this.queue[0].messages.slice(this.offset)) this.queuedBytes += m.length;
+    }
+    this.lastEnqueued = this.lastStarted;
+    this.restartFromKeyframe(buf, maxQueue);
+    return { type: 'child-lagging', child: this.peer, dropped };
+  }
+
+  nextMessage(nowMs, maxBuffered, events) {
+    if (!this.hello || this.buffered > maxBuffered || this.queue.length === 0) return null;
+    const entry = this.queue[0];
+    const message = entry.messages[this.offset];
+    if (!this.pacer.canSend(nowMs, message.length)) return null;
+    this.pacer.consume(nowMs, message.length);
+    this.buffered += message.length;
+    this.queuedBytes -= message.length;
+    if (this.offset === 0 && !isInit(entry)) {
+      if (this.lastStarted != null && entry.seq > this.lastStarted + 1) {
+        events.push({ type: 'gap-skipped', child: this.peer, skipped: entry.seq - this.lastStarted - 1 });
+      }
+      this.lastStarted = entry.seq;
+    }
+    this.offset += 1;
+    if (this.offset >= entry.messages.length) {
+      this.queue.shift();
+      this.offset = 0;
+    }
+    return message;
+  }
+
+  nextSendAt(nowMs, maxBuffered) {
+    if (!this.hello || this.buffered > maxBuffered || this.queue.length === 0) return null;
+    return this.pacer.nextSendAt(nowMs, this.queue[0].messages[this.offset].length);
+  }
+}
+
+/** The relay state machine of one node; see the header comment. */
+export class Relay {
+  constructor(config = DEFAULT_RELAY_CONFIG, fragmenter = fragment) {
+    this.config = { ...DEFAULT_RELAY_CONFIG, ...config };
+    this.fragmenter = fragmenter;
+    this.buffer = new Buffer();
+    this.children = [];
+    this.nextChild = 0;
+    this.events = [];
+    this.nowMs = 0;
+  }
+
+  /** Stores a chunk (from the parent or the chunker) and queues it for every started child. */
+  handleChunk(nowMs, chunk) {
+    this.advance(nowMs);
+    const { seq, flags } = chunk;
+    if ((flags & FLAG_INIT) === 0) {
+      const newest = this.buffer.newest();
+      if (newest != null) {
+        if (seq <= newest) throw new RelayError(`chunk ${seq} is not after the newest chunk ${newest}`);
+        if (seq > newest + 1) this.events.push({ type: 'upstream-gap', after: newest, next: seq });
+      }
+    } else if (this.buffer.init) {
+      return; // one init segment per stream; a repeat comes from a parent's restart
+    }
+    let messages;
+    try {
+      messages = this.fragmenter(chunk);
+    } catch {
+      messages = []; // a chunk too large to frame reaches no child; the hole is reported
+    }
+    const bytes = messages.reduce((n, m) => n + m.length, 0);
+    const entry = { seq, flags, timestampMs: chunk.timestampMs, messages, bytes };
+    if (flags & FLAG_INIT) this.buffer.init = entry;
+    else this.buffer.push(entry, this.config);
+    for (const child of this.children) {
+      const ev = child.offer(entry, this.buffer, this.config.maxQueueBytes);
+      if (ev) this.events.push(ev);
+    }
+  }
+
+  addChild(peer) {
+    if (this.index(peer) >= 0) throw new RelayError(`peer ${peer} is already a child`);
+    this.children.push(new Child(peer, this.config));
+  }
+
+  removeChild(peer) {
+    const i = this.index(peer);
+    if (i < 0) throw new RelayError(`peer ${peer} is not a child`);
+    this.children.splice(i, 1);
+    if (this.nextChild >= this.children.length) this.nextChild = 0;
+  }
+
+  hasChild(peer) {
+    return this.index(peer) >= 0;
+  }
+
+  handleHello(nowMs, peer, last) {
+    this.advance(nowMs);
+    const i = this.index(peer);
+    if (i < 0) throw new RelayError(`peer ${peer} is not a child`);
+    this.children[i].handleHello(this.buffer, last, this.config.maxQueueBytes);
+  }
+
+  /** The child's channel reports `bytes` buffered (its bufferedAmount). */
+  handleBufferedAmount(peer, bytes) {
+    const i = this.index(peer);
+    if (i < 0) throw new RelayError(`peer ${peer} is not a child`);
+    this.children[i].buffered = bytes;
+  }
+
+  handleTimeout(nowMs) {
+    this.advance(nowMs);
+  }
+
+  /** The next {child, message} to send at `nowMs`, children served in turn; null if none. */
+  pollTransmit(nowMs) {
+    this.advance(nowMs);
+    const n = this.children.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.nextChild + k) % n;
+      const child = this.children[i];
+      const message = child.nextMessage(this.nowMs, this.config.maxBuffered, this.events);
+      if (message) {
+        this.nextChild = (i + 1) % n;
+        return { child: child.peer, message };
+      }
+    }
+    return null;
+  }
+
+  /** When pollTransmit will next have a message (ms), unless blocked on a buffered-amount report. */
+  pollTimeout() {
+    let min = null;
+    for (const c of this.children) {
+      const t = c.nextSendAt(this.nowMs, this.config.maxBuffered);
+      if (t != null && (min == null || t < min)) min = t;
+    }
+    return min;
+  }
+
+  pollEvent() {
+    return this.events.shift() ?? null;
+  }
+
+  childIds() {
+    return this.children.map((c) => c.peer);
+  }
+
+  queuedBytes(peer) {
+    const i = this.index(peer);
+    return i < 0 ? null : this.children[i].queuedBytes;
+  }
+
+  latestKeyframe() {
+    const i = this.buffer.anchor();
+    return i < 0 ? null : this.buffer.media[i].seq;
+  }
+
+  bufferedBytes() {
+    return this.buffer.bytes;
+  }
+
+  advance(nowMs) {
+    this.nowMs = Math.max(this.nowMs, nowMs);
+  }
+
+  index(peer) {
+    return this.children.findIndex((c) => c.peer === peer);
+  }
+}
