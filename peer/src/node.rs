@@ -28,6 +28,9 @@ use tokio::sync::{mpsc, watch};
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a receiver told that the stream ended waits for the end chunk to arrive through the tree.
 const END_GRACE: Duration = Duration::from_secs(5);
+/// A child that has heard nothing this long after its HELLO says it again: webrtc 0.21 was seen to
+/// lose a browser's first message right after the channel opened (1 join in ~15 on loopback).
+const HELLO_REPEAT: Duration = Duration::from_millis(500);
 
 /// Where received chunks go besides the relay (the receiver's `--out` file).
 pub trait ChunkSink: Send + Sync {
@@ -105,6 +108,8 @@ struct ChildEdge {
 struct ParentEdge {
     peer: PeerId,
     edge: Option<(Arc<Edge>, u64)>,
+    /// When HELLO was last sent on this edge, while nothing has come back yet.
+    greeted: Option<Instant>,
 }
 
 /// Controls a running node from outside: stop it, feed the broadcaster's chunks, learn the key.
@@ -271,6 +276,7 @@ impl Node {
                 _ = tokio::time::sleep(wake) => {}
             }
             self.poll_viewers();
+            self.repeat_hello().await;
             self.pump_relay().await;
             if let Some(ending) = self.finished().await {
                 return self.finish(ending).await;
@@ -322,6 +328,7 @@ impl Node {
                 self.parent = Some(ParentEdge {
                     peer: parent,
                     edge: None,
+                    greeted: None,
                 });
             }
             ServerMessage::StreamWaiting { stream } => {
@@ -339,6 +346,7 @@ impl Node {
                 self.parent = Some(ParentEdge {
                     peer: parent,
                     edge: None,
+                    greeted: None,
                 });
             }
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child).await,

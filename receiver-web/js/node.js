@@ -28,6 +28,7 @@ const END_GRACE_MS = 5000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10_000];
 const MAX_REPAIR_SAMPLES = 64;
+const HELLO_REPEAT_MS = 500;
 
 export class ReceiverNode extends EventTarget {
   constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {} }) {
@@ -56,6 +57,7 @@ export class ReceiverNode extends EventTarget {
     this.joinedAt = null;
     this.repairStart = null;
     this.repairTimes = [];
+    this.marks = {}; // first times (performance.now) of the join's steps, for the benchmark
     this.counters = {
       chunks_received: 0, chunks_verified: 0, chunks_rejected: 0, bytes_received: 0, bytes_sent: 0,
       repairs: 0, first_chunk_latency_ms: null, reconnects: 0, kills: 0,
@@ -75,6 +77,7 @@ export class ReceiverNode extends EventTarget {
     this.setStatus('connecting', 'Connecting to the supervisor…');
     try {
       this.identity = await generateIdentity();
+      this.marks.key_pair = this.now();
     } catch (e) {
       return this.fatal(`This browser could not create a key pair: ${e.message}`);
     }
@@ -119,6 +122,7 @@ export class ReceiverNode extends EventTarget {
 
   attachSignaling(sig) {
     this.sig = sig;
+    this.marks.authenticated ??= this.now();
     sig.addEventListener('message', (e) => this.onServer(e.detail));
     sig.addEventListener('close', (e) => this.onSignalingClosed(e.detail.reason));
     this.setStatus('connecting', 'Joining the stream…');
@@ -178,6 +182,7 @@ export class ReceiverNode extends EventTarget {
   async onJoined(msg) {
     if (this.parent) this.counters.repairs += 1; // a re-join after a reconnect or a kill
     this.joinedAt ??= this.now();
+    this.marks.joined ??= this.joinedAt;
     await this.setKey(msg.key);
     this.closeParent();
     this.parent = { peer: msg.parent, edge: null };
@@ -292,11 +297,8 @@ export class ReceiverNode extends EventTarget {
       console.warn(`child ${child} sent something other than HELLO; closing its edge`);
       return this.dropChild(child);
     }
-    try {
-      this.relay.handleHello(this.now(), child, msg.last);
-    } catch (e) {
-      console.warn(`unexpected HELLO from ${child}: ${e.message}`);
-    }
+    // A repeated HELLO (the child heard nothing yet) changes nothing.
+    if (!this.relay.hasHello(child)) this.relay.handleHello(this.now(), child, msg.last);
     this.pump();
   }
 
@@ -325,10 +327,23 @@ export class ReceiverNode extends EventTarget {
     edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: parent, payload: e.detail }));
     edge.addEventListener('open', () => {
       if (!current()) return;
+      this.marks.parent_open ??= this.now();
+      this.marks.first_edge ??= Object.fromEntries(Object.entries(edge.timings).map(([k, v]) => [k, Math.round(v)]));
       edge.send(encodeHello(this.lastSeq));
       this.reportStats();
+      // Until the parent sends something, say HELLO again now and then: a first message right
+      // after the channel opens was seen lost by webrtc-rs parents (1 join in ~15). Repeats are
+      // ignored by the parent.
+      const repeat = setInterval(() => {
+        if (!current() || heard) clearInterval(repeat);
+        else edge.send(encodeHello(this.lastSeq));
+      }, HELLO_REPEAT_MS);
     });
-    edge.addEventListener('message', (e) => current() && this.onParentMessage(e.detail));
+    let heard = false;
+    edge.addEventListener('message', (e) => {
+      heard = true;
+      if (current()) this.onParentMessage(e.detail);
+    });
     edge.addEventListener('closed', (e) => {
       if (!current()) return;
       this.parent.edge = null;
@@ -386,6 +401,7 @@ export class ReceiverNode extends EventTarget {
     c.chunks_received += 1;
     c.bytes_received += chunk.payload.length;
     c.first_chunk_latency_ms ??= now - (this.joinedAt ?? now);
+    this.marks.first_chunk ??= now;
     if (chunk.isInit || chunk.isEnd || Math.random() < this.verifyFraction) {
       const ok = this.key != null && (await verifyChunk(this.key, chunk));
       if (!ok) {
@@ -405,6 +421,7 @@ export class ReceiverNode extends EventTarget {
     } else if (chunk.isInit) {
       this.player.appendInit(chunk.payload);
     } else {
+      this.firstMedia ??= { seq: chunk.seq, keyframe: chunk.isKeyframe, timestamp_ms: chunk.timestampMs };
       this.player.appendMedia(chunk);
     }
     try {
@@ -479,11 +496,12 @@ export class ReceiverNode extends EventTarget {
       chunks_appended: p.chunks_appended,
       appended_seqs: [...this.player.appendedSeqs],
       chunks_skipped: this.skipped,
+      first_media: this.firstMedia ?? null,
       catch_ups: p.catch_ups,
       current_time_s: p.current_time_s,
       reconnects: this.counters.reconnects,
       kills: this.counters.kills,
-      first_frame_ms: this.player.firstFrameAt == null ? null : Math.round(this.player.firstFrameAt),
+      marks: { ...this.marks, first_frame: this.player.firstFrameAt == null ? undefined : Math.round(this.player.firstFrameAt) },
       relay_buffered_bytes: this.relay.bufferedBytes(),
     };
   }

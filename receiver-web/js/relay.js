@@ -277,6 +277,12 @@ export class Relay {
     return this.index(peer) >= 0;
   }
 
+  /** Whether the child already said hello. */
+  hasHello(peer) {
+    const i = this.index(peer);
+    return i >= 0 && this.children[i].hello;
+  }
+
   handleHello(nowMs, peer, last) {
     this.advance(nowMs);
     const i = this.index(peer);

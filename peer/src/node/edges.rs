@@ -7,6 +7,7 @@ use crate::edge::{Edge, EdgeEvent, Role as EdgeRole};
 use ownstream_core::frame::Message as WireMessage;
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{PeerMessage, SignalPayload};
+use ownstream_core::relay::RelayError;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -106,17 +107,16 @@ impl Node {
         match ev {
             EdgeEvent::Signal(payload) => self.send(PeerMessage::Signal { to: peer, payload }),
             EdgeEvent::Open => {
-                let hello = WireMessage::Hello {
-                    last: self.last_seq,
-                }
-                .encode();
-                if let Err(e) = edge.send(hello).await {
-                    tracing::warn!(error = %e, "cannot greet parent");
-                }
+                self.greet_parent(&edge).await;
                 self.stats.connected = true;
                 self.report_stats();
             }
-            EdgeEvent::Message(bytes) => self.handle_parent_message(bytes),
+            EdgeEvent::Message(bytes) => {
+                if let Some(p) = self.parent.as_mut() {
+                    p.greeted = None;
+                }
+                self.handle_parent_message(bytes)
+            }
             EdgeEvent::Closed { reason } => {
                 tracing::info!(%peer, %reason, "parent edge closed");
                 self.stats.connected = false;
@@ -130,14 +130,46 @@ impl Node {
         }
     }
 
+    async fn greet_parent(&mut self, edge: &Edge) {
+        let hello = WireMessage::Hello {
+            last: self.last_seq,
+        }
+        .encode();
+        if let Err(e) = edge.send(hello).await {
+            tracing::warn!(error = %e, "cannot greet parent");
+        }
+        if let Some(p) = self.parent.as_mut() {
+            p.greeted = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Says HELLO again if the parent has sent nothing since the last one (see `HELLO_REPEAT`);
+    /// a parent ignores a repeat.
+    pub(super) async fn repeat_hello(&mut self) {
+        let Some(p) = self.parent.as_ref() else {
+            return;
+        };
+        let due = p
+            .greeted
+            .is_some_and(|t| t.elapsed() >= super::HELLO_REPEAT);
+        if let (true, Some((edge, _))) = (due, p.edge.clone()) {
+            tracing::debug!(parent = %p.peer, "nothing from the parent yet; repeating HELLO");
+            self.greet_parent(&edge).await;
+        }
+    }
+
     pub(super) async fn handle_child_event(&mut self, peer: PeerId, ev: EdgeEvent) {
         match ev {
             EdgeEvent::Signal(payload) => self.send(PeerMessage::Signal { to: peer, payload }),
             EdgeEvent::Open => tracing::debug!(%peer, "child edge open"),
             EdgeEvent::Message(bytes) => match WireMessage::decode(bytes) {
                 Ok(WireMessage::Hello { last }) => {
-                    if let Err(e) = self.relay.handle_hello(self.now(), peer, last) {
-                        tracing::warn!(%peer, error = %e, "unexpected HELLO");
+                    tracing::debug!(%peer, ?last, "child said hello");
+                    match self.relay.handle_hello(self.now(), peer, last) {
+                        Ok(()) => {}
+                        // A child that heard nothing yet repeats its HELLO: nothing to do.
+                        Err(RelayError::DuplicateHello(_)) => {}
+                        Err(e) => tracing::warn!(%peer, error = %e, "unexpected HELLO"),
                     }
                 }
                 Ok(_) | Err(_) => {
