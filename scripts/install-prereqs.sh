@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Installs the system packages ownstream's tests and demo need on Debian: ffmpeg (the tests decode
-# every receiver's output with it) and pkg-config. Safe to run again; does nothing when all is there.
+# Installs what ownstream's tests and demo need beyond the Rust toolchain, on Debian:
+#   - ffmpeg (the end-to-end tests decode every receiver's output with it),
+#   - chromium (the browser tests drive Debian's Chromium with Playwright),
+#   - node and npm if absent (Debian's nodejs), then the npm packages of package.json (playwright-core).
+# Safe to run again: does nothing when everything is there. Needs root or sudo only to install.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
 need=()
-command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
-command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
-if [ ${#need[@]} -eq 0 ]; then
-  echo "prerequisites present: $(ffmpeg -version | head -n1)"
-  exit 0
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${need[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${need[*]}" >&2; exit 1; }
-  sudo="sudo"
+
+# playwright-core only: it drives the system Chromium and never downloads a browser.
+if [ ! -f node_modules/playwright-core/package.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
 fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-echo "installed: ${need[*]}"
+
+echo "prerequisites present: $(ffmpeg -version | head -n1 | cut -d' ' -f1-3), $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)"

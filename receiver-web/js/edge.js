@@ -27,6 +27,7 @@ export class Edge extends EventTarget {
     this.pendingLocal = [];
     this.lowThreshold = lowThreshold;
     this.disconnectedGraceMs = disconnectedGraceMs;
+    this.timings = { created: performance.now() }; // first time of each step, for the benchmark
     this.pc = new RTCPeerConnection({ iceServers: iceServers.map(normalizeIceServer) });
     this.pc.onicecandidate = (ev) => {
       if (!ev.candidate || !ev.candidate.candidate) return;
@@ -37,10 +38,12 @@ export class Edge extends EventTarget {
     };
     this.pc.onconnectionstatechange = () => {
       const s = this.pc.connectionState;
+      this.timings[`pc_${s}`] ??= performance.now();
       if (s === 'failed' || s === 'closed') this.fail(`peer connection ${s}`);
     };
     this.pc.oniceconnectionstatechange = () => {
       const s = this.pc.iceConnectionState;
+      this.timings[`ice_${s}`] ??= performance.now();
       clearTimeout(this.graceTimer);
       if (s === 'failed') this.fail('ICE failed');
       else if (s === 'disconnected') {
@@ -67,6 +70,7 @@ export class Edge extends EventTarget {
     dc.bufferedAmountLowThreshold = this.lowThreshold;
     dc.onopen = () => {
       clearTimeout(this.connectTimer);
+      this.timings.open ??= performance.now();
       this.emit('open');
     };
     dc.onmessage = (ev) => {
@@ -87,6 +91,7 @@ export class Edge extends EventTarget {
   async handleSignal(payload) {
     if (this.done) return;
     if (payload.kind === 'offer' || payload.kind === 'answer') {
+      this.timings[`remote_${payload.kind}`] ??= performance.now();
       await this.pc.setRemoteDescription({ type: payload.kind, sdp: payload.sdp });
       this.remoteSet = true;
       for (const c of this.pendingRemote.splice(0)) await this.addCandidate(c);

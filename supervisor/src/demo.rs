@@ -41,11 +41,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let url = format!("ws://{addr}/ws");
     let node = NodeConfig::generate(&url, ComponentType::Broadcaster, DEFAULT_KEY_BITS)?;
-    println!("demo: broadcasting the sample clip on a loop as stream `{STREAM}`. Watch it with:");
     println!(
-        "  cargo run --release --bin receiver -- --supervisor {url} --stream {STREAM} --out demo.webm"
+        "demo: broadcasting the sample clip on a loop as stream `{STREAM}`; stop with Ctrl-C."
     );
-    println!("  (then play demo.webm with any player, e.g. `ffplay demo.webm`; stop with Ctrl-C)");
+    println!(
+        "  headless: cargo run --release --bin receiver -- --supervisor {url} --stream {STREAM} --out demo.webm"
+    );
     let config = BroadcastConfig {
         node,
         name: STREAM.to_string(),

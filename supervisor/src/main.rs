@@ -98,7 +98,11 @@ async fn run() -> anyhow::Result<()> {
         println!("plain WebSocket for peers on this machine: ws://{peer_addr}/ws");
     }
     println!("supervisor key fingerprint: {}", bound.fingerprint());
-    println!("watch in a browser: {http}://{}/", browser_host(addr));
+    let page = format!("{http}://{}", browser_host(addr));
+    if cli.demo {
+        println!("watch the demo in a browser: {page}/watch/{}", demo::STREAM);
+    }
+    println!("live streams: {page}/");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(bound.serve(wait_true(stop_rx.clone())));
     let demo = if cli.demo {

@@ -1,0 +1,163 @@
+// The browser receiver in real Chromium against the real supervisor, broadcaster and headless
+// receivers on loopback: tabs play and relay, a mixed tree of tabs and Rust receivers, a late
+// joiner starts at a keyframe, a relay tab that closes is repaired around, and an altered chunk is
+// rejected and never appended.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { Harness, clip, waitFor, videoFrames, decodeErrors } from './harness.mjs';
+
+const stats = (page) => page.evaluate(() => window.ownstream.stats());
+const mediaError = (page) => page.evaluate(() => {
+  const e = document.getElementById('video').error;
+  return e ? `${e.code}: ${e.message}` : null;
+});
+
+/** Waits until the tab's play position has advanced `seconds` from where it is now. */
+async function advances(page, seconds, ms = 45_000) {
+  const from = (await stats(page)).current_time_s;
+  await waitFor(`${page.label} to play ${seconds} s`, ms, async () => {
+    const s = await stats(page);
+    if (s.state === 'error') throw new Error(`${page.label} failed: ${JSON.stringify(s)}`);
+    return s.current_time_s - from >= seconds;
+  });
+}
+
+/** Opens a tab on stream `s` and waits until the supervisor has placed it in the tree. */
+async function join(h, label, { stream = 's', size } = {}) {
+  const page = await h.tab(label, `/watch/${stream}`);
+  const id = await waitFor(`${label} to join`, 30_000, async () => (await stats(page)).parent && (await stats(page)).peer_id);
+  if (size) await waitFor(`${size} nodes in the tree`, 30_000, async () => (await h.tree(stream)).length >= size);
+  page.peerId = id;
+  return page;
+}
+
+/** Every chunk the tab received was verified, none rejected, and the element reports no error. */
+async function allVerified(page) {
+  const s = await stats(page);
+  assert.equal(s.chunks_rejected, 0, `${page.label}: ${JSON.stringify(s)}`);
+  assert.equal(s.chunks_verified, s.chunks_received, `${page.label} verified every chunk`);
+  assert.ok(s.chunks_appended > 0 && s.chunks_appended <= s.chunks_verified, `${page.label} appended only verified chunks`);
+  assert.equal(await mediaError(page), null, `${page.label}: no media error`);
+}
+
+test('three tabs play a Rust broadcast, one of them relaying', { timeout: 120_000 }, async () => {
+  const h = new Harness('three-tabs');
+  try {
+    await h.supervisor();
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const tabs = [];
+    for (let i = 1; i <= 3; i++) tabs.push(await join(h, `tab${i}`, { size: i + 1 }));
+    await Promise.all(tabs.map((t) => advances(t, 5)));
+    for (const t of tabs) await allVerified(t);
+    const all = await Promise.all(tabs.map(stats));
+    const relays = all.filter((s) => s.children.length > 0 && s.bytes_sent > 0);
+    assert.ok(relays.length >= 1, `a tab relays: ${JSON.stringify(all.map((s) => [s.depth, s.children.length, s.bytes_sent]))}`);
+    const deep = all.find((s) => s.depth === 2);
+    assert.ok(deep, 'one tab sits under another tab');
+    await tabs[2].screenshot({ path: path.join(h.dir, 'playing-tab.png') });
+  } finally {
+    await h.stop();
+  }
+});
+
+test('mixed tree: broadcaster, tab, headless receiver, tab', { timeout: 150_000 }, async () => {
+  const h = new Harness('mixed-tree');
+  try {
+    await h.supervisor(['--topology', 'chain']);
+    const source = clip('clip-keyframe-clusters.webm');
+    const b = h.broadcaster('s', source, ['--wait-viewers', '3']);
+    const first = await join(h, 'tab1', { size: 2 });
+    const rust = h.receiver('rust', 's');
+    const rustId = await h.peerId(rust);
+    await waitFor('the headless receiver in the tree', 30_000, async () => (await h.tree('s')).some((n) => n.id === rustId));
+    const last = await join(h, 'tab2', { size: 4 });
+    const tree = await h.tree('s');
+    const parentOf = (id) => tree.find((n) => n.id === id)?.parent;
+    assert.equal(parentOf(rustId), first.peerId, 'the Rust receiver is the first tab\'s child');
+    assert.equal(parentOf(last.peerId), rustId, 'the last tab is the Rust receiver\'s child');
+    await advances(last, 5);
+    const status = await rust.exitPromise;
+    assert.equal(status.code, 0, `receiver exit: ${JSON.stringify(status)}`);
+    assert.equal(decodeErrors(rust.out), '', 'the Rust receiver\'s output decodes');
+    assert.equal(videoFrames(rust.out), videoFrames(source), 'it holds every frame of the source');
+    await b.exitPromise;
+    for (const t of [first, last]) await allVerified(t);
+    await waitFor('the last tab to play to the end', 30_000, async () => (await stats(last)).state === 'ended');
+    assert.ok((await stats(last)).current_time_s >= 7, 'the last tab played the 8 s clip through');
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a tab that joins 10 s into the stream starts at a keyframe and plays', { timeout: 120_000 }, async () => {
+  const h = new Harness('late-join');
+  try {
+    await h.supervisor();
+    // The pipe clip's clusters mostly do not start on keyframes: the chunker cuts at keyframes.
+    h.broadcaster('s', clip('clip-pipe.webm'), ['--loop']);
+    const early = await join(h, 'early', { size: 2 });
+    await waitFor('10 s of stream', 30_000, async () => (await stats(early)).current_time_s >= 10);
+    const late = await join(h, 'late', { size: 3 });
+    await advances(late, 4);
+    const s = await stats(late);
+    assert.equal(s.first_media.keyframe, true, `first media chunk ${JSON.stringify(s.first_media)}`);
+    assert.ok(s.first_media.timestamp_ms >= 8000, `started near live, not at the beginning: ${JSON.stringify(s.first_media)}`);
+    await allVerified(late);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('closing a relay tab re-attaches its children, which keep playing', { timeout: 150_000 }, async () => {
+  const h = new Harness('relay-tab-closes');
+  try {
+    await h.supervisor();
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const tabs = [];
+    for (let i = 1; i <= 4; i++) tabs.push(await join(h, `tab${i}`, { size: i + 1 }));
+    await Promise.all(tabs.map((t) => advances(t, 2)));
+    const relay = tabs[0];
+    const orphans = [];
+    for (const t of tabs.slice(1)) if ((await stats(t)).parent === relay.peerId) orphans.push(t);
+    assert.equal(orphans.length, 2, 'the first tab relays to two tabs');
+    const before = await Promise.all(orphans.map(stats));
+    await relay.context().close();
+    await waitFor('the orphans to get new parents', 20_000, async () => {
+      const now = await Promise.all(orphans.map(stats));
+      return now.every((s) => s.parent !== relay.peerId && s.connected);
+    });
+    for (const [i, t] of orphans.entries()) {
+      const s = await stats(t);
+      assert.ok(s.repairs > before[i].repairs, `${t.label} counted the re-attach: ${JSON.stringify(s)}`);
+    }
+    await Promise.all(orphans.map((t) => advances(t, 4)));
+    for (const t of orphans) await allVerified(t);
+    assert.equal((await h.tree('s')).length, 4, 'the tree holds the broadcaster and three tabs');
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a chunk altered by a relay is rejected and never appended', { timeout: 120_000 }, async () => {
+  const h = new Harness('altered-chunk');
+  try {
+    await h.supervisor(['--topology', 'chain']);
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const liar = h.receiver('liar', 's', ['--fault-corrupt-relayed-seq', '6']);
+    const liarId = await h.peerId(liar);
+    await waitFor('the altering relay in the tree', 30_000, async () => (await h.tree('s')).some((n) => n.id === liarId));
+    const tab = await join(h, 'tab', { size: 3 });
+    assert.equal((await stats(tab)).parent, liarId);
+    await waitFor('the tab to get past chunk 6', 40_000, async () => (await stats(tab)).last_seq > 8);
+    await advances(tab, 2);
+    const s = await stats(tab);
+    assert.equal(s.chunks_rejected, 1, JSON.stringify(s));
+    assert.ok(!s.appended_seqs.includes(6), `chunk 6 never appended: ${s.appended_seqs}`);
+    assert.ok(s.appended_seqs.includes(7) || s.appended_seqs.includes(8), 'it goes on after the rejected chunk');
+    assert.equal(await mediaError(tab), null);
+  } finally {
+    await h.stop();
+  }
+});
