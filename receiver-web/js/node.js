@@ -37,8 +37,11 @@ export class ReceiverNode extends EventTarget {
     this.url = supervisorUrl;
     this.video = video;
     this.verifyFraction = verifyFraction;
-    this.relay = new Relay({ ...DEFAULT_RELAY_CONFIG, ...relayConfig });
-    this.player = new MsePlayer(video, playerConfig);
+    this.relayConfig = { ...DEFAULT_RELAY_CONFIG, ...relayConfig };
+    this.playerConfig = playerConfig;
+    this.playerBase = { stalls: 0, stalled_ms: 0 }; // counters of players replaced by resetMedia
+    this.relay = new Relay(this.relayConfig);
+    this.player = this.makePlayer();
     this.reassembler = new Reassembler();
     this.pipeline = Promise.resolve();
     this.sig = null;
@@ -62,12 +65,33 @@ export class ReceiverNode extends EventTarget {
       chunks_received: 0, chunks_verified: 0, chunks_rejected: 0, bytes_received: 0, bytes_sent: 0,
       repairs: 0, first_chunk_latency_ms: null, reconnects: 0, kills: 0,
     };
-    this.player.addEventListener('error', (e) => this.fatal(e.detail.message));
-    this.player.addEventListener('state', (e) => {
+  }
+
+  makePlayer() {
+    const player = new MsePlayer(this.video, this.playerConfig);
+    player.addEventListener('error', (e) => this.fatal(e.detail.message));
+    player.addEventListener('state', (e) => {
       if (['playing', 'stalled', 'buffering'].includes(e.detail.state) && this.isLive()) this.setStatus(e.detail.state);
       if (e.detail.state === 'ended') this.setStatus('ended', 'The broadcast has ended.');
     });
-    this.player.addEventListener('autoplay-blocked', () => this.setStatus('blocked', 'Press play to start watching.'));
+    player.addEventListener('autoplay-blocked', () => this.setStatus('blocked', 'Press play to start watching.'));
+    return player;
+  }
+
+  /** A new broadcast under the same name (after a supervisor restart): its sequence numbers and
+   *  timestamps start again, so the media state starts again too. */
+  resetMedia() {
+    this.player.destroy();
+    const old = this.player.stats();
+    this.playerBase.stalls += old.stalls;
+    this.playerBase.stalled_ms += old.stalled_ms;
+    this.player = this.makePlayer();
+    this.relay = new Relay(this.relayConfig);
+    this.reassembler = new Reassembler();
+    this.lastSeq = null;
+    this.skipped = 0;
+    this.endSeen = false;
+    this.firstMedia = null;
   }
 
   /** Checks the browser, makes this tab's key pair and joins the stream. */
@@ -183,6 +207,8 @@ export class ReceiverNode extends EventTarget {
     if (this.parent) this.counters.repairs += 1; // a re-join after a reconnect or a kill
     this.joinedAt ??= this.now();
     this.marks.joined ??= this.joinedAt;
+    // Each broadcast gets a fresh key: a different one means a different broadcast.
+    if (this.keyText != null && msg.key !== this.keyText) this.resetMedia();
     await this.setKey(msg.key);
     this.closeParent();
     this.parent = { peer: msg.parent, edge: null };
@@ -462,8 +488,8 @@ export class ReceiverNode extends EventTarget {
       chunks_rejected: c.chunks_rejected,
       bytes_received: c.bytes_received,
       bytes_sent: c.bytes_sent,
-      stalls: p.stalls,
-      stalled_ms: p.stalled_ms,
+      stalls: this.playerBase.stalls + p.stalls,
+      stalled_ms: this.playerBase.stalled_ms + p.stalled_ms,
       repairs: c.repairs,
       buffer_ahead_ms: p.buffer_ahead_ms,
       playing: p.playing,

@@ -68,7 +68,8 @@ export class MsePlayer extends EventTarget {
     video.addEventListener('waiting', this.onWaiting);
     video.addEventListener('playing', this.onPlaying);
     video.addEventListener('error', this.onError);
-    video.addEventListener('ended', () => this.setState('ended'));
+    this.onEnded = () => this.setState('ended');
+    video.addEventListener('ended', this.onEnded);
     if ('requestVideoFrameCallback' in video) {
       video.requestVideoFrameCallback(() => { this.firstFrameAt = performance.now(); });
     } else {
@@ -102,7 +103,8 @@ export class MsePlayer extends EventTarget {
       this.sb.addEventListener('error', () => this.fail('the browser refused a chunk of media'));
       this.pump();
     }, { once: true });
-    this.video.src = URL.createObjectURL(this.ms);
+    this.objectUrl = URL.createObjectURL(this.ms);
+    this.video.src = this.objectUrl;
   }
 
   /** A verified media chunk, in order. */
@@ -279,10 +281,15 @@ export class MsePlayer extends EventTarget {
     this.dispatchEvent(new CustomEvent('error', { detail: { message } }));
   }
 
+  /** Detaches from the media element; the player does nothing afterwards. */
   destroy() {
+    this.closeStall();
+    this.failed = true; // stops pump() and maintain()
     clearInterval(this.tick);
     this.video.removeEventListener('waiting', this.onWaiting);
     this.video.removeEventListener('playing', this.onPlaying);
     this.video.removeEventListener('error', this.onError);
+    this.video.removeEventListener('ended', this.onEnded);
+    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
   }
 }

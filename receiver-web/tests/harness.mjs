@@ -68,6 +68,8 @@ export class Harness {
 
   /** Starts a process, echoing its stderr prefixed by `name` and keeping its lines. */
   spawn(name, file, args, { stdin = 'ignore' } = {}) {
+    const same = this.procs.filter((p) => p.name === name || p.name.startsWith(`${name}.`)).length;
+    if (same) name = `${name}.${same + 1}`; // a restarted process keeps its predecessor's log
     const child = spawn(file, args, { stdio: [stdin, 'pipe', 'pipe'] });
     const proc = { name, child, lines: [], stdout: [], exited: null };
     proc.exitPromise = new Promise((resolve) => {
@@ -90,9 +92,11 @@ export class Harness {
     return proc;
   }
 
-  /** A supervisor on a free loopback port; resolves once it printed its address. */
+  /** A supervisor (on a free loopback port unless `extra` has --listen); resolves once it printed
+   *  its address. */
   async supervisor(extra = []) {
-    const proc = this.spawn('supervisor', bin('supervisor'), ['--listen', '127.0.0.1:0', ...extra]);
+    const listen = extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+    const proc = this.spawn('supervisor', bin('supervisor'), [...listen, ...extra]);
     const line = await waitFor('the supervisor to print its address', 30_000, () => {
       if (proc.exited) throw new Error(`supervisor exited: ${proc.lines.slice(-5).join('\n')}`);
       return proc.stdout.find((l) => l.startsWith('supervisor listening on http://'));

@@ -161,3 +161,36 @@ test('a chunk altered by a relay is rejected and never appended', { timeout: 120
     await h.stop();
   }
 });
+
+test('a tab re-joins by itself when the supervisor comes back with the stream', { timeout: 150_000 }, async () => {
+  const h = new Harness('supervisor-restart');
+  try {
+    const port = await freePort();
+    const first = await h.supervisor(['--listen', `127.0.0.1:${port}`]);
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const tab = await join(h, 'tab', { size: 2 });
+    await advances(tab, 2);
+    first.child.kill('SIGKILL');
+    await waitFor('the tab to notice', 20_000, async () => (await stats(tab)).state === 'reconnecting');
+    await h.supervisor(['--listen', `127.0.0.1:${port}`]);
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    await waitFor('the tab back in the tree', 40_000, async () => (await h.tree('s')).length === 2);
+    await advances(tab, 4);
+    const s = await stats(tab);
+    assert.ok(s.reconnects >= 1, JSON.stringify(s));
+    await allVerified(tab);
+  } finally {
+    await h.stop();
+  }
+});
+
+/** A loopback port free right now (for a supervisor that must come back on the same one). */
+async function freePort() {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
