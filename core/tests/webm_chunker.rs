@@ -8,35 +8,40 @@ use proptest::prelude::*;
 use std::process::Command;
 
 const CLUSTER: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
-/// One video frame at 30 fps, rounded up: the tolerance of an estimated chunk end.
-const FRAME_MS: u64 = 34;
 
 /// A committed clip and its packet counts, from `ffprobe -count_packets` (see make-clips.sh).
 struct Clip {
     name: &'static str,
     video_packets: usize,
     audio_packets: usize,
+    /// The tolerance of an estimated chunk end: one video frame (or audio frame, if longer),
+    /// rounded up.
+    frame_ms: u64,
 }
 
 const KEYFRAME_CLUSTERS: Clip = Clip {
     name: "clip-keyframe-clusters.webm",
     video_packets: 240,
     audio_packets: 377,
+    frame_ms: 34,
 };
 const PIPE: Clip = Clip {
     name: "clip-pipe.webm",
     video_packets: 240,
     audio_packets: 377,
+    frame_ms: 34,
 };
 const BIG_CLUSTERS: Clip = Clip {
     name: "clip-big-clusters.webm",
     video_packets: 75,
     audio_packets: 119,
+    frame_ms: 34,
 };
 const OPUS: Clip = Clip {
     name: "clip-opus.webm",
     video_packets: 180,
     audio_packets: 301,
+    frame_ms: 34,
 };
 const ALL: [&Clip; 4] = [&KEYFRAME_CLUSTERS, &PIPE, &BIG_CLUSTERS, &OPUS];
 
@@ -145,7 +150,7 @@ fn check_stream(clip: &Clip, out: &[MediaChunk]) {
         let gap = pair[1].timestamp_ms - pair[0].timestamp_ms;
         let error = gap.abs_diff(u64::from(pair[0].duration_ms));
         assert!(
-            error <= FRAME_MS,
+            error <= clip.frame_ms,
             "{}: duration {} vs gap {gap}",
             clip.name,
             pair[0].duration_ms
@@ -208,7 +213,7 @@ fn keyframe_times_once_per_second(out: &[MediaChunk], gops: u64) -> Vec<u64> {
     for (i, t) in keys.iter().enumerate() {
         // A chunk may open with the audio that precedes its keyframe by up to a frame or so.
         assert!(
-            t.abs_diff(i as u64 * 1000) <= 2 * FRAME_MS,
+            t.abs_diff(i as u64 * 1000) <= 2 * KEYFRAME_CLUSTERS.frame_ms,
             "keyframe chunk {i} at {t} ms"
         );
     }
@@ -284,7 +289,7 @@ fn a_cluster_over_2_mb_is_split_by_time_or_passed_whole() {
     // A chunk's blocks span less than max_chunk_ms; its duration adds at most one frame.
     assert!(out[1..]
         .iter()
-        .all(|c| u64::from(c.duration_ms) <= 1000 + FRAME_MS));
+        .all(|c| u64::from(c.duration_ms) <= 1000 + BIG_CLUSTERS.frame_ms));
     assert_eq!(
         out[1..].iter().filter(|c| c.keyframe).count(),
         1,
@@ -464,3 +469,67 @@ fn chunk_bytes_are_shared_not_copied_per_poll() {
     let copy: Bytes = out[1].bytes.clone();
     assert_eq!(copy.as_ptr(), out[1].bytes.as_ptr());
 }
+
+const MEDIA_RECORDER: Clip = Clip {
+    name: "clip-mediarecorder.webm",
+    // MediaRecorder numbers Opus as track 1, and `check_cluster` counts track 1 as "video":
+    // these are the Opus (83) and VP8 (100) packet counts.
+    video_packets: 83,
+    audio_packets: 100,
+    // Chromium's fake camera runs at 20 fps and MediaRecorder writes 60 ms Opus frames.
+    frame_ms: 60,
+};
+
+/// SHA-256 over every chunk's kind, keyframe flag, timestamp, duration, length and bytes: the
+/// known answer the browser's port of the chunker (`receiver-web/js/chunker.js`) must reproduce.
+fn output_digest(out: &[MediaChunk]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for c in out {
+        h.update([u8::from(c.kind == ChunkKind::Media), u8::from(c.keyframe)]);
+        h.update(c.timestamp_ms.to_be_bytes());
+        h.update(c.duration_ms.to_be_bytes());
+        h.update((c.bytes.len() as u32).to_be_bytes());
+        h.update(&c.bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Known answers shared with `receiver-web/tests/chunker.test.mjs`.
+#[test]
+fn known_answers_shared_with_the_browser() {
+    let cases = [
+        (&KEYFRAME_CLUSTERS, 1000, KA_KEYFRAME_CLUSTERS),
+        (&PIPE, 500, KA_PIPE_500),
+        (&MEDIA_RECORDER, 500, KA_MEDIA_RECORDER_500),
+    ];
+    for (clip, max_chunk_ms, expected) in cases {
+        let config = ChunkerConfig {
+            max_chunk_ms,
+            ..ChunkerConfig::default()
+        };
+        let (out, result) = chunk_with(config, &read_clip(clip), &[4096]);
+        assert_eq!(result, Ok(()), "{}", clip.name);
+        assert_eq!(output_digest(&out), expected, "{}", clip.name);
+    }
+}
+
+#[test]
+fn media_recorder_output_starts_every_second_on_a_keyframe() {
+    let out = chunk_ok(&read_clip(&MEDIA_RECORDER));
+    check_stream(&MEDIA_RECORDER, &out);
+    let keys = out
+        .iter()
+        .filter(|c| c.kind == ChunkKind::Media && c.keyframe)
+        .count();
+    assert!(
+        keys >= 4,
+        "a keyframe-first chunk per second of the 5 s recording, got {keys}"
+    );
+}
+
+const KA_KEYFRAME_CLUSTERS: &str =
+    "1fcf19af7066e14c23bd4a27d2e5d785cd881b1b327b04b0692ac796e4f55a58";
+const KA_PIPE_500: &str = "fff5a783a6188cae5e071cb616b1dbe438532cf52920f141acb6f5d88d84ad84";
+const KA_MEDIA_RECORDER_500: &str =
+    "b55e6e25be9465b06eeda08297ca8ea35dd5bf427537aac5ccf4d4582c04637d";
