@@ -21,7 +21,8 @@ import { generateIdentity } from './auth.js';
 import { Signaling } from './signaling.js';
 import { Edge } from './edge.js';
 import { FrameError, Reassembler, decodeMessage, encodeHello, importStreamKey, verifyChunk } from './frame.js';
-import { Relay, DEFAULT_RELAY_CONFIG, RelayError } from './relay.js';
+import { DEFAULT_RELAY_CONFIG } from './relay.js';
+import { Downstream } from './children.js';
 import { MsePlayer } from './player.js';
 
 const END_GRACE_MS = 5000;
@@ -37,10 +38,13 @@ export class ReceiverNode extends EventTarget {
     this.url = supervisorUrl;
     this.video = video;
     this.verifyFraction = verifyFraction;
-    this.relayConfig = { ...DEFAULT_RELAY_CONFIG, ...relayConfig };
+    this.down = new Downstream({ ...DEFAULT_RELAY_CONFIG, ...relayConfig }, {
+      signal: (child, payload) => this.send({ type: 'SIGNAL', to: child, payload }),
+      iceServers: () => this.sig?.session.iceServers ?? [],
+    });
+    this.down.addEventListener('change', () => this.emitPlace());
     this.playerConfig = playerConfig;
     this.playerBase = { stalls: 0, stalled_ms: 0 }; // counters of players replaced by resetMedia
-    this.relay = new Relay(this.relayConfig);
     this.player = this.makePlayer();
     this.reassembler = new Reassembler();
     this.pipeline = Promise.resolve();
@@ -48,7 +52,6 @@ export class ReceiverNode extends EventTarget {
     this.key = null;
     this.keyText = null;
     this.parent = null; // {peer, edge}
-    this.children = new Map(); // peer -> Edge
     this.depth = null;
     this.lastSeq = null;
     this.skipped = 0;
@@ -62,7 +65,7 @@ export class ReceiverNode extends EventTarget {
     this.repairTimes = [];
     this.marks = {}; // first times (performance.now) of the join's steps, for the benchmark
     this.counters = {
-      chunks_received: 0, chunks_verified: 0, chunks_rejected: 0, bytes_received: 0, bytes_sent: 0,
+      chunks_received: 0, chunks_verified: 0, chunks_rejected: 0, bytes_received: 0,
       repairs: 0, first_chunk_latency_ms: null, reconnects: 0, kills: 0,
     };
   }
@@ -86,7 +89,7 @@ export class ReceiverNode extends EventTarget {
     this.playerBase.stalls += old.stalls;
     this.playerBase.stalled_ms += old.stalled_ms;
     this.player = this.makePlayer();
-    this.relay = new Relay(this.relayConfig);
+    this.down.reset();
     this.reassembler = new Reassembler();
     this.lastSeq = null;
     this.skipped = 0;
@@ -115,7 +118,7 @@ export class ReceiverNode extends EventTarget {
     this.sig?.close(reason);
     clearInterval(this.statsTimer);
     clearInterval(this.listTimer);
-    clearTimeout(this.pumpTimer);
+    this.down.stop();
     this.player.destroy();
   }
 
@@ -181,9 +184,9 @@ export class ReceiverNode extends EventTarget {
       case 'SET_PARENT':
         return this.onSetParent(msg);
       case 'CONNECT_CHILD':
-        return this.connectChild(msg.child);
+        return this.down.connect(msg.child);
       case 'DROP_CHILD':
-        return this.dropChild(msg.child);
+        return this.down.drop(msg.child);
       case 'SIGNAL':
         return this.routeSignal(msg.from, msg.payload);
       case 'STREAM_LIST': {
@@ -265,8 +268,7 @@ export class ReceiverNode extends EventTarget {
     }, END_GRACE_MS);
     const started = this.now();
     const check = setInterval(() => {
-      const drained = [...this.children.keys()].every((c) => !this.relay.queuedBytes(c) && !(this.children.get(c)?.bufferedAmount > 0));
-      if ((this.endSeen && drained) || this.now() - started > DRAIN_TIMEOUT_MS + END_GRACE_MS) {
+      if ((this.endSeen && this.down.drained()) || this.now() - started > DRAIN_TIMEOUT_MS + END_GRACE_MS) {
         clearInterval(check);
         this.reportStats();
         this.closeEdges();
@@ -279,55 +281,6 @@ export class ReceiverNode extends EventTarget {
 
   // ---- edges ----------------------------------------------------------------------------------
 
-  newEdge(role) {
-    return new Edge(role, {
-      iceServers: this.sig?.session.iceServers ?? [],
-      lowThreshold: Math.floor(this.relay.config.maxBuffered / 2),
-    });
-  }
-
-  connectChild(child) {
-    this.dropChild(child);
-    const edge = this.newEdge('offerer');
-    this.children.set(child, edge);
-    this.relay.addChild(child);
-    edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: child, payload: e.detail }));
-    edge.addEventListener('message', (e) => this.onChildMessage(child, edge, e.detail));
-    edge.addEventListener('bufferedlow', () => this.pump());
-    edge.addEventListener('closed', () => {
-      if (this.children.get(child) !== edge) return;
-      this.children.delete(child);
-      if (this.relay.hasChild(child)) this.relay.removeChild(child);
-      this.emitPlace();
-    });
-    this.emitPlace();
-  }
-
-  dropChild(child) {
-    const edge = this.children.get(child);
-    if (edge) edge.close();
-    this.children.delete(child);
-    if (this.relay.hasChild(child)) this.relay.removeChild(child);
-    this.emitPlace();
-  }
-
-  onChildMessage(child, edge, bytes) {
-    if (this.children.get(child) !== edge) return;
-    let msg;
-    try {
-      msg = decodeMessage(bytes);
-    } catch {
-      msg = null;
-    }
-    if (msg?.type !== 'hello') {
-      console.warn(`child ${child} sent something other than HELLO; closing its edge`);
-      return this.dropChild(child);
-    }
-    // A repeated HELLO (the child heard nothing yet) changes nothing.
-    if (!this.relay.hasHello(child)) this.relay.handleHello(this.now(), child, msg.last);
-    this.pump();
-  }
-
   async routeSignal(from, payload) {
     try {
       if (this.parent?.peer === from) {
@@ -337,8 +290,8 @@ export class ReceiverNode extends EventTarget {
           this.openParentEdge();
         }
         await this.parent.edge?.handleSignal(payload);
-      } else if (this.children.has(from)) {
-        await this.children.get(from).handleSignal(payload);
+      } else {
+        await this.down.handleSignal(from, payload);
       }
     } catch (e) {
       console.warn(`bad signaling from ${from}: ${e.message}`);
@@ -347,7 +300,7 @@ export class ReceiverNode extends EventTarget {
 
   openParentEdge() {
     const parent = this.parent.peer;
-    const edge = this.newEdge('answerer');
+    const edge = new Edge('answerer', { iceServers: this.sig?.session.iceServers ?? [] });
     this.parent.edge = edge;
     const current = () => this.parent?.edge === edge;
     edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: parent, payload: e.detail }));
@@ -410,7 +363,7 @@ export class ReceiverNode extends EventTarget {
 
   closeEdges() {
     this.closeParent();
-    for (const child of [...this.children.keys()]) this.dropChild(child);
+    this.down.closeAll();
   }
 
   // ---- media ----------------------------------------------------------------------------------
@@ -450,30 +403,7 @@ export class ReceiverNode extends EventTarget {
       this.firstMedia ??= { seq: chunk.seq, keyframe: chunk.isKeyframe, timestamp_ms: chunk.timestampMs };
       this.player.appendMedia(chunk);
     }
-    try {
-      this.relay.handleChunk(this.now(), chunk);
-    } catch (e) {
-      if (!(e instanceof RelayError)) throw e;
-      console.warn(`relay refused a chunk: ${e.message}`);
-    }
-    this.pump();
-  }
-
-  /** Sends what the relay allows now to each child, then sleeps until its next deadline. */
-  pump() {
-    clearTimeout(this.pumpTimer);
-    const now = this.now();
-    for (const [child, edge] of this.children) this.relay.handleBufferedAmount(child, edge.bufferedAmount);
-    this.relay.handleTimeout(now);
-    for (let t; (t = this.relay.pollTransmit(now));) {
-      const edge = this.children.get(t.child);
-      if (!edge || !edge.send(t.message)) continue;
-      this.counters.bytes_sent += t.message.length;
-      this.relay.handleBufferedAmount(t.child, edge.bufferedAmount);
-    }
-    for (let ev; (ev = this.relay.pollEvent());) console.info('relay', JSON.stringify(ev));
-    const at = this.relay.pollTimeout();
-    if (at != null) this.pumpTimer = setTimeout(() => this.pump(), Math.max(1, at - now));
+    this.down.handleChunk(chunk);
   }
 
   // ---- stats and status -----------------------------------------------------------------------
@@ -487,7 +417,7 @@ export class ReceiverNode extends EventTarget {
       chunks_verified: c.chunks_verified,
       chunks_rejected: c.chunks_rejected,
       bytes_received: c.bytes_received,
-      bytes_sent: c.bytes_sent,
+      bytes_sent: this.down.bytesSent,
       stalls: this.playerBase.stalls + p.stalls,
       stalled_ms: this.playerBase.stalled_ms + p.stalled_ms,
       repairs: c.repairs,
@@ -517,7 +447,7 @@ export class ReceiverNode extends EventTarget {
       state: this.state,
       depth: this.depth,
       parent: this.parent?.peer ?? null,
-      children: [...this.children.keys()],
+      children: this.down.ids(),
       viewers: this.viewers,
       chunks_appended: p.chunks_appended,
       appended_seqs: [...this.player.appendedSeqs],
@@ -528,12 +458,12 @@ export class ReceiverNode extends EventTarget {
       reconnects: this.counters.reconnects,
       kills: this.counters.kills,
       marks: { ...this.marks, first_frame: this.player.firstFrameAt == null ? undefined : Math.round(this.player.firstFrameAt) },
-      relay_buffered_bytes: this.relay.bufferedBytes(),
+      relay_buffered_bytes: this.down.relay.bufferedBytes(),
     };
   }
 
   emitPlace() {
-    this.emit('place', { depth: this.depth, parent: this.parent?.peer ?? null, children: [...this.children.keys()] });
+    this.emit('place', { depth: this.depth, parent: this.parent?.peer ?? null, children: this.down.ids() });
   }
 
   setStatus(state, message) {
