@@ -7,6 +7,7 @@
 //! the previous pass's end, so the stream's time keeps increasing and players see one seamless stream.
 
 pub mod source;
+pub mod webcam;
 
 use ownstream_peer::node::{Node, NodeConfig, Summary};
 pub use source::{Source, SourceError};

@@ -1,6 +1,7 @@
 //! `broadcaster`: registers a stream and broadcasts a WebM file or standard input to its viewers.
 
 use clap::Parser;
+use ownstream_broadcaster::webcam::{self, AudioInput, Webcam};
 use ownstream_broadcaster::{run, BroadcastConfig, Source};
 use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
 use std::path::PathBuf;
@@ -15,17 +16,41 @@ struct Cli {
     #[arg(long)]
     name: String,
     /// WebM file to broadcast.
-    #[arg(long, conflicts_with = "stdin", required_unless_present = "stdin")]
+    #[arg(long, conflicts_with_all = ["stdin", "webcam"], required_unless_present_any = ["stdin", "webcam"])]
     file: Option<PathBuf>,
     /// Restart the file at its end, forever, with seamless timestamps.
     #[arg(long = "loop", requires = "file")]
     looped: bool,
     /// Read a live WebM pipe from standard input (e.g. `ffmpeg ... -f webm -`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "webcam")]
     stdin: bool,
+    /// Capture a camera (V4L2 device, default /dev/video0) and microphone with ffmpeg, as
+    /// VP8/Opus with a keyframe every second.
+    #[arg(long, value_name = "DEVICE", num_args = 0..=1, default_missing_value = webcam::DEFAULT_DEVICE)]
+    webcam: Option<PathBuf>,
+    /// Microphone for --webcam.
+    #[arg(long, value_enum, default_value = "auto", requires = "webcam")]
+    webcam_audio: AudioInput,
+    /// Capture size for --webcam, e.g. 1280x720 (default: the camera's).
+    #[arg(long, requires = "webcam", value_parser = parse_size)]
+    webcam_size: Option<String>,
+    /// VP8 bitrate for --webcam, e.g. 800k or 2M.
+    #[arg(long, default_value = "1500k", requires = "webcam")]
+    webcam_bitrate: String,
     /// Hold the first chunk until this many viewers are connected.
     #[arg(long, default_value_t = 0)]
     wait_viewers: usize,
+}
+
+fn parse_size(text: &str) -> Result<String, String> {
+    let ok = text
+        .split_once('x')
+        .is_some_and(|(w, h)| w.parse::<u16>().is_ok() && h.parse::<u16>().is_ok());
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("`{text}` is not WIDTHxHEIGHT, e.g. 1280x720"))
+    }
 }
 
 #[tokio::main]
@@ -36,12 +61,18 @@ async fn main() -> std::process::ExitCode {
 async fn run_cli() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
-    let source = match &cli.file {
-        Some(path) => Source::File {
+    let source = match (&cli.file, &cli.webcam) {
+        (Some(path), _) => Source::File {
             path: path.clone(),
             looped: cli.looped,
         },
-        None => Source::Stdin,
+        (None, Some(device)) => Source::Webcam(Webcam {
+            device: device.clone(),
+            audio: cli.webcam_audio,
+            size: cli.webcam_size.clone(),
+            bitrate: cli.webcam_bitrate.clone(),
+        }),
+        (None, None) => Source::Stdin,
     };
     source.check().await?;
     let mut node = cli

@@ -24,6 +24,8 @@ pub enum Source {
     },
     /// Standard input (a live pipe, e.g. from ffmpeg).
     Stdin,
+    /// A camera captured by ffmpeg (`--webcam`).
+    Webcam(crate::webcam::Webcam),
     /// WebM bytes in memory (the supervisor's bundled demo clip).
     Memory {
         /// The WebM file's bytes.
@@ -53,6 +55,9 @@ pub enum SourceError {
         /// What the chunker found.
         source: WebmError,
     },
+    /// The camera cannot be captured.
+    #[error(transparent)]
+    Webcam(crate::webcam::WebcamError),
     /// The source has no media at all.
     #[error("{0} holds no media clusters")]
     Empty(String),
@@ -63,6 +68,7 @@ impl Source {
         match self {
             Source::File { path, .. } => path.display().to_string(),
             Source::Stdin => "standard input".into(),
+            Source::Webcam(cam) => format!("the camera {}", cam.device.display()),
             Source::Memory { .. } => "the bundled clip".into(),
         }
     }
@@ -86,14 +92,22 @@ impl Source {
                 Box::new(file)
             }
             Source::Stdin => Box::new(tokio::io::stdin()),
+            Source::Webcam(cam) => Box::new(cam.spawn().map_err(|e| SourceError::Io {
+                what: self.describe(),
+                source: std::io::Error::other(e),
+            })?),
             Source::Memory { data, .. } => Box::new(std::io::Cursor::new(data.clone())),
         })
     }
 
     /// Checks, before anything is registered, that a file source can be opened and starts as
-    /// WebM: its first bytes go through a chunker, so a wrong path or a file of another format
-    /// fails at once instead of announcing a stream that ends without media. Other sources pass.
+    /// WebM (its first bytes go through a chunker), and that a camera and ffmpeg are there, so a
+    /// wrong path, a file of another format or a missing camera fails at once instead of
+    /// announcing a stream that ends without media. Other sources pass.
     pub async fn check(&self) -> Result<(), SourceError> {
+        if let Source::Webcam(cam) = self {
+            return cam.check().map_err(SourceError::Webcam);
+        }
         if !matches!(self, Source::File { .. }) {
             return Ok(());
         }

@@ -457,7 +457,11 @@ export class ReceiverNode extends EventTarget {
       current_time_s: p.current_time_s,
       reconnects: this.counters.reconnects,
       kills: this.counters.kills,
-      marks: { ...this.marks, first_frame: this.player.firstFrameAt == null ? undefined : Math.round(this.player.firstFrameAt) },
+      marks: {
+        ...this.marks,
+        first_frame: this.player.firstFrameAt == null ? undefined : Math.round(this.player.firstFrameAt),
+        playing: this.player.firstPlayingAt == null ? undefined : Math.round(this.player.firstPlayingAt),
+      },
       relay_buffered_bytes: this.down.relay.bufferedBytes(),
     };
   }

@@ -57,6 +57,7 @@ export class MsePlayer extends EventTarget {
       this.jumpHole();
     };
     this.onPlaying = () => {
+      this.firstPlayingAt ??= performance.now();
       this.closeStall();
       this.started = true;
       this.setState('playing');
@@ -176,6 +177,7 @@ export class MsePlayer extends EventTarget {
 
   maybeStart() {
     if (!this.video.paused || this.failed || !this.seekedToStart) return;
+    if (!this.started) this.skipToLastRange();
     if (this.aheadMs() >= this.config.startupMs || this.ended) {
       this.video.play().catch((e) => {
         if (e.name === 'NotAllowedError') {
@@ -212,6 +214,15 @@ export class MsePlayer extends EventTarget {
       if (t >= b.start(i) - 0.05 && t <= b.end(i)) return Math.max(0, (b.end(i) - t) * 1000);
     }
     return 0;
+  }
+
+  /** Before playback begins, holes in what was received (a live recorder may drop a few audio
+   *  frames as it starts) would hold the start forever: begin at the newest contiguous range. */
+  skipToLastRange() {
+    const b = this.video.buffered;
+    if (b.length < 2) return;
+    const last = b.start(b.length - 1);
+    if (this.video.currentTime < last) this.video.currentTime = last;
   }
 
   /** If the play position sits in a hole before buffered media, move past the hole. */

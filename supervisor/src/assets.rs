@@ -1,5 +1,6 @@
 //! The browser receiver's files, embedded at build time (see `build.rs`), and the routes that serve
-//! them: `/` (stream list), `/watch/{name}` (watch page), `/assets/{path}` (modules, styles).
+//! them: `/` (stream list), `/watch/{name}` (watch page), `/broadcast` (go live from a camera),
+//! `/assets/{path}` (modules, styles).
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -57,6 +58,11 @@ pub async fn watch(Path(name): Path<String>) -> Response {
         return (StatusCode::BAD_REQUEST, "invalid stream name").into_response();
     }
     serve("watch.html")
+}
+
+/// `GET /broadcast`: the page that goes live from a camera.
+pub async fn broadcast() -> Response {
+    serve("broadcast.html")
 }
 
 /// `GET /assets/{*path}`: any other embedded file.

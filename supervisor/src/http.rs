@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/streams/{name}/stats", get(stream_stats))
         .route("/", get(crate::assets::index))
         .route("/watch/{name}", get(crate::assets::watch))
+        .route("/broadcast", get(crate::assets::broadcast))
         .route("/assets/{*path}", get(crate::assets::file))
         .with_state(state)
 }

@@ -190,3 +190,35 @@ fn receiver_refuses_a_supervisor_whose_key_does_not_match_its_pin() {
     );
     assert!(sup.tree("s").is_empty(), "the receiver never joined");
 }
+
+/// A `broadcaster --webcam` process (no supervisor is needed: it must fail before connecting).
+fn webcam(args: &[&str], path: Option<&str>) -> Proc {
+    let mut cmd = Command::new(bin("broadcaster"));
+    cmd.args(["--name", "cam", "--webcam"]).args(args);
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    Proc::spawn("broadcaster", &mut cmd)
+}
+
+#[test]
+fn webcam_without_a_camera_names_the_fix() {
+    let mut b = webcam(&["/dev/no-such-camera"], None);
+    assert_eq!(
+        failure(&mut b),
+        "error: no camera at /dev/no-such-camera: connect one, or name another device with \
+         `--webcam /dev/videoN` (`ls /dev/video*` lists them)"
+    );
+    let mut b = webcam(&["/etc/hostname"], None);
+    assert!(failure(&mut b).contains("/etc/hostname is not a camera device"));
+}
+
+#[test]
+fn webcam_without_ffmpeg_names_the_fix() {
+    let mut b = webcam(&[], Some("/nonexistent"));
+    assert_eq!(
+        failure(&mut b),
+        "error: --webcam needs ffmpeg, which was not found on the PATH: install it \
+         (Debian/Ubuntu: `sudo apt install ffmpeg`)"
+    );
+}

@@ -1,0 +1,84 @@
+// Going live from a browser tab, in Debian's Chromium with its fake camera and microphone: the
+// broadcast page records, signs and relays; browser tabs and a headless Rust receiver watch; a late
+// viewer starts within two seconds of joining; Stop ends the stream for everyone.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { Harness, waitFor, videoFrames, decodeErrors } from './harness.mjs';
+
+const FAKE_MEDIA = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
+const stats = (page) => page.evaluate(() => window.ownstream.stats());
+
+async function watch(h, label) {
+  const page = await h.tab(label, '/watch/cam');
+  await waitFor(`${label} to join`, 30_000, async () => (await stats(page)).parent);
+  return page;
+}
+
+async function advances(page, seconds) {
+  const from = (await stats(page)).current_time_s;
+  await waitFor(`${page.label} to play ${seconds} s`, 45_000, async () => (await stats(page)).current_time_s - from >= seconds);
+}
+
+test('a broadcast tab goes live; tabs and a headless receiver watch; Stop ends it', { timeout: 180_000 }, async () => {
+  const h = new Harness('browser-broadcast');
+  try {
+    await h.supervisor();
+    await h.launch(FAKE_MEDIA);
+    const studio = await h.tab('studio', '/broadcast');
+    await studio.waitForFunction(() => !document.getElementById('go').disabled, null, { timeout: 15_000 });
+    await studio.fill('#name', 'cam');
+    await studio.selectOption('#quality', '500000');
+    await studio.click('#go');
+    await waitFor('the broadcast to go live', 20_000, async () => (await stats(studio)).state === 'live');
+    const live = Date.now();
+
+    const viewers = [await watch(h, 'viewer1'), await watch(h, 'viewer2')];
+    const rust = h.receiver('rust', 'cam');
+    await waitFor('three viewers in the tree', 30_000, async () => (await h.tree('cam')).length === 4);
+    await Promise.all(viewers.map((v) => advances(v, 4)));
+
+    // A viewer who arrives 15 s into the stream.
+    await new Promise((r) => setTimeout(r, Math.max(0, live + 15_000 - Date.now())));
+    const late = await watch(h, 'late');
+    const marks = await waitFor('the late viewer to play', 15_000, async () => {
+      const s = await stats(late);
+      return s.marks.playing != null && s.marks;
+    });
+    const startMs = marks.playing - marks.joined;
+    console.log(`late viewer: joined -> playing ${startMs} ms (joined -> first frame ${marks.first_frame - marks.joined} ms)`);
+    assert.ok(startMs <= 2000, `the late viewer played ${startMs} ms after joining`);
+    const first = (await stats(late)).first_media;
+    assert.ok(first.keyframe && first.timestamp_ms >= 12_000, `it started at a live keyframe: ${JSON.stringify(first)}`);
+    await advances(late, 2);
+
+    for (const v of [...viewers, late]) {
+      const s = await stats(v);
+      assert.equal(s.chunks_rejected, 0, `${v.label}: ${JSON.stringify(s)}`);
+      assert.equal(s.chunks_verified, s.chunks_received, `${v.label} verified every chunk`);
+      assert.equal(await v.evaluate(() => document.getElementById('video').error), null);
+    }
+    const b = await stats(studio);
+    assert.ok(b.keyframe_chunks >= 15, `a keyframe chunk every second: ${JSON.stringify(b)}`);
+    await studio.screenshot({ path: path.join(h.dir, 'studio.png') });
+    await viewers[0].screenshot({ path: path.join(h.dir, 'viewer.png') });
+
+    await studio.click('#stop');
+    await waitFor('the studio to end', 20_000, async () => (await stats(studio)).state === 'ended');
+    for (const v of [...viewers, late]) {
+      await waitFor(`${v.label} to say the stream ended`, 30_000, async () => {
+        const s = await stats(v);
+        return ['ending', 'ended'].includes(s.state);
+      });
+      const text = await v.evaluate(() => document.getElementById('banner').textContent);
+      assert.match(text, /broadcast has ended/);
+    }
+    const status = await rust.exitPromise;
+    assert.equal(status.code, 0, `the headless receiver ended cleanly: ${JSON.stringify(status)}`);
+    assert.equal(decodeErrors(rust.out), '', 'its output decodes');
+    assert.ok(videoFrames(rust.out) >= 15 * 20, 'it holds at least 15 s of the camera');
+  } finally {
+    await h.stop();
+  }
+});
