@@ -22,7 +22,9 @@
 //! is compared in constant time; a handshake not finished within `timeout_ms` of its start fails.
 
 use crate::ids::PeerId;
-use crate::protocol::{ComponentType, IceServer, PeerMessage, ServerMessage, PROTOCOL_VERSION};
+use crate::protocol::{
+    Agent, ComponentType, IceServer, PeerMessage, ServerMessage, PROTOCOL_VERSION,
+};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rsa::pkcs8::{
@@ -248,6 +250,8 @@ pub struct AuthenticatedPeer {
     pub peer_id: PeerId,
     /// Broadcaster or receiver.
     pub component: ComponentType,
+    /// Rust peer or browser tab, as it says.
+    pub agent: Agent,
     /// Its public key, SPKI DER.
     pub public_der: Vec<u8>,
 }
@@ -255,6 +259,7 @@ pub struct AuthenticatedPeer {
 struct Claimed {
     peer_id: PeerId,
     component: ComponentType,
+    agent: Agent,
     key: RsaPublicKey,
     der: Vec<u8>,
 }
@@ -330,6 +335,7 @@ impl SupervisorHandshake {
                     peer_id,
                     public_key,
                     component_type,
+                    agent,
                 },
             ) => {
                 let (key, der) = parse_public_key(&public_key, "public_key")?;
@@ -340,6 +346,7 @@ impl SupervisorHandshake {
                 self.state = SupState::AwaitAck(Claimed {
                     peer_id,
                     component: component_type,
+                    agent,
                     key,
                     der,
                 });
@@ -376,6 +383,7 @@ impl SupervisorHandshake {
                 Ok(Some(AuthenticatedPeer {
                     peer_id: claimed.peer_id,
                     component: claimed.component,
+                    agent: claimed.agent,
                     public_der: claimed.der,
                 }))
             }
@@ -529,6 +537,7 @@ impl PeerHandshake {
                     peer_id: self.peer_id,
                     public_key: B64.encode(self.identity.public_der()),
                     component_type: self.component,
+                    agent: Agent::Native,
                 });
                 self.state = PeerState::AwaitAuthRequest;
                 Ok(None)

@@ -29,6 +29,18 @@ pub enum ComponentType {
     Receiver,
 }
 
+/// What software a peer runs: the Rust peers, or a browser tab (receiver-web). Only shown to the
+/// operator; it changes nothing in how a peer is treated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Agent {
+    /// A Rust peer (`broadcaster`, `receiver`).
+    #[default]
+    Native,
+    /// A browser tab.
+    Browser,
+}
+
 /// How a stream's viewers are arranged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,7 +111,15 @@ pub struct PeerStats {
     /// Highest chunk sequence number held.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<ChunkSeq>,
+    /// Repairs completed since the previous report: from losing the parent (its channel closed,
+    /// `SET_PARENT`, or a `KILL` with rejoin) to the first chunk from the new parent, in ms. At
+    /// most [`MAX_REPAIR_SAMPLES`] per report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repair_times_ms: Vec<u32>,
 }
+
+/// Most repair-time samples one `STATS` report carries (the supervisor ignores the rest).
+pub const MAX_REPAIR_SAMPLES: usize = 64;
 
 /// Messages from the supervisor to a peer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +214,15 @@ pub enum ServerMessage {
         /// Why it ended.
         reason: String,
     },
+    /// The operator killed this peer (failure injection): it must drop every edge at once, as a
+    /// crash would, and, with `rejoin`, connect again and join the stream as a new viewer (same
+    /// peer id, so its statistics continue). The supervisor closes the connection after this.
+    Kill {
+        /// Why, for logs.
+        reason: String,
+        /// Come back as a new viewer.
+        rejoin: bool,
+    },
     /// A request failed; `fatal` errors are followed by closing the connection.
     Error {
         /// Stable machine-readable code, e.g. `stream_not_found`.
@@ -217,6 +246,9 @@ pub enum PeerMessage {
         public_key: String,
         /// Broadcaster or receiver.
         component_type: ComponentType,
+        /// Rust peer or browser tab (absent: native).
+        #[serde(default)]
+        agent: Agent,
     },
     /// Acknowledges the supervisor's public key.
     AuthenticationResponse {},
@@ -330,6 +362,7 @@ impl ServerMessage {
             ServerMessage::DropChild { .. } => "DROP_CHILD",
             ServerMessage::Signal { .. } => "SIGNAL",
             ServerMessage::StreamEnded { .. } => "STREAM_ENDED",
+            ServerMessage::Kill { .. } => "KILL",
             ServerMessage::Error { .. } => "ERROR",
         }
     }

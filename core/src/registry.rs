@@ -12,9 +12,10 @@
 //!   offer goes through the supervisor after `CONNECT_CHILD`);
 //! - a peer silent for longer than the heartbeat timeout is treated as failed.
 
+use crate::failures::{FailureSpec, Run, RunReport};
 use crate::ids::PeerId;
 use crate::protocol::{
-    validate_stream_name, ComponentType, PeerMessage, PeerStats, ServerMessage, StreamInfo,
+    validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, StreamInfo,
     TopologyName,
 };
 use crate::topology::{Topology, TopologyKind};
@@ -66,6 +67,8 @@ pub struct TreeNode {
     pub depth: usize,
     /// `broadcaster` or `receiver`.
     pub kind: ComponentType,
+    /// `native` (a Rust peer) or `browser` (a tab).
+    pub agent: Agent,
 }
 
 /// A stream's whole topology.
@@ -79,6 +82,7 @@ pub struct TreeView {
 
 struct PeerEntry {
     component: ComponentType,
+    agent: Agent,
     last_seen_ms: u64,
     stream: Option<String>,
     waiting_for: Option<String>,
@@ -92,6 +96,42 @@ struct StreamEntry {
     started_at_ms: u64,
 }
 
+/// Running totals since the supervisor started (for `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Viewers placed in a tree (re-joins included).
+    pub joins: u64,
+    /// Viewers that left a tree (closed, failed, killed).
+    pub leaves: u64,
+    /// Children re-attached by a repair.
+    pub repairs: u64,
+    /// Peers killed by the operator or a failure run.
+    pub kills: u64,
+    /// Stalled playbacks reported by viewers.
+    pub stalls: u64,
+    /// Stalled time reported by viewers (ms).
+    pub stalled_ms: u64,
+    /// Chunks viewers rejected for a bad tag.
+    pub chunks_rejected: u64,
+}
+
+/// Why a failure run cannot start or stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// No live stream by that name.
+    #[error("no live stream named `{0}`")]
+    NoStream(String),
+    /// A run is still killing on this stream.
+    #[error("run {0} is still going on this stream: stop it first")]
+    Busy(u64),
+    /// Nothing to stop.
+    #[error("no failure run is going on this stream")]
+    NoRun,
+}
+
+/// Finished runs kept for the API, per supervisor.
+const MAX_RUNS_KEPT: usize = 100;
+
 /// The supervisor's registry of peers and streams.
 pub struct Registry {
     config: RegistryConfig,
@@ -99,6 +139,9 @@ pub struct Registry {
     streams: BTreeMap<String, StreamEntry>,
     outputs: VecDeque<Output>,
     rng: StdRng,
+    runs: Vec<Run>,
+    next_run: u64,
+    counters: Counters,
 }
 
 impl Registry {
@@ -110,6 +153,16 @@ impl Registry {
             streams: BTreeMap::new(),
             outputs: VecDeque::new(),
             rng: StdRng::from_seed(seed),
+            runs: Vec::new(),
+            next_run: 1,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Records what kind of software an authenticated peer runs (from its handshake).
+    pub fn set_agent(&mut self, peer: PeerId, agent: Agent) {
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.agent = agent;
         }
     }
 
@@ -127,6 +180,7 @@ impl Registry {
             peer,
             PeerEntry {
                 component,
+                agent: Agent::Native,
                 last_seen_ms: now_ms,
                 stream: None,
                 waiting_for: None,
@@ -149,11 +203,7 @@ impl Registry {
                 let streams = self.streams();
                 self.send(from, ServerMessage::StreamList { streams });
             }
-            PeerMessage::Stats { stats } => {
-                if let Some(e) = self.peers.get_mut(&from) {
-                    e.stats = Some(stats);
-                }
-            }
+            PeerMessage::Stats { stats } => self.handle_stats(now_ms, from, stats),
             PeerMessage::RegisterStream { stream } if component == ComponentType::Broadcaster => {
                 self.register(now_ms, from, stream)
             }
@@ -161,7 +211,7 @@ impl Registry {
                 self.join(from, stream, wait)
             }
             PeerMessage::Signal { to, payload } => self.relay_signal(from, to, payload),
-            PeerMessage::ParentLost { parent } => self.parent_lost(from, parent),
+            PeerMessage::ParentLost { parent } => self.parent_lost(now_ms, from, parent),
             PeerMessage::EndStream {} if component == ComponentType::Broadcaster => {
                 self.end_stream_of(from, "the broadcaster ended the stream");
             }
@@ -175,7 +225,7 @@ impl Registry {
     }
 
     /// A peer's connection closed (or the shell gave up on it).
-    pub fn handle_disconnected(&mut self, _now_ms: u64, peer: PeerId) {
+    pub fn handle_disconnected(&mut self, now_ms: u64, peer: PeerId) {
         let Some(entry) = self.peers.remove(&peer) else {
             return;
         };
@@ -183,12 +233,14 @@ impl Registry {
         if entry.component == ComponentType::Broadcaster {
             self.end_stream(&stream, "the broadcaster disconnected");
         } else {
-            self.remove_viewer(&stream, peer);
+            self.counters.leaves += 1;
+            self.remove_viewer(now_ms, &stream, peer);
         }
     }
 
-    /// Fails every peer whose heartbeat is overdue.
+    /// Fails every peer whose heartbeat is overdue, and drives the failure runs.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.drive_runs(now_ms);
         let limit = self.config.heartbeat_timeout_ms;
         let mut overdue: Vec<PeerId> = self
             .peers
@@ -212,11 +264,160 @@ impl Registry {
     }
 
     /// When [`Registry::handle_timeout`] is next due.
-    pub fn poll_timeout(&self) -> Option<u64> {
-        self.peers
+    pub fn poll_timeout(&self, now_ms: u64) -> Option<u64> {
+        let heartbeats = self
+            .peers
             .values()
-            .map(|e| e.last_seen_ms + self.config.heartbeat_timeout_ms)
-            .min()
+            .map(|e| e.last_seen_ms + self.config.heartbeat_timeout_ms);
+        let runs = self.runs.iter().filter_map(|r| r.poll_timeout(now_ms));
+        heartbeats.chain(runs).min()
+    }
+
+    /// Kills a peer for the operator: it is told (`KILL`), its connection is closed and the tree
+    /// repaired as for a crash; with `rejoin` it comes back as a new viewer by itself. False if
+    /// no such peer is connected.
+    pub fn kill_peer(&mut self, now_ms: u64, peer: PeerId, rejoin: bool, reason: &str) -> bool {
+        if !self.peers.contains_key(&peer) {
+            return false;
+        }
+        self.counters.kills += 1;
+        self.send(
+            peer,
+            ServerMessage::Kill {
+                reason: reason.to_string(),
+                rejoin,
+            },
+        );
+        self.fail_peer(now_ms, peer, reason);
+        true
+    }
+
+    /// Starts a failure run on `stream`; returns its id.
+    pub fn start_run(
+        &mut self,
+        now_ms: u64,
+        stream: &str,
+        spec: FailureSpec,
+    ) -> Result<u64, RunError> {
+        let s = self
+            .streams
+            .get(stream)
+            .ok_or_else(|| RunError::NoStream(stream.to_string()))?;
+        if let Some(busy) = self
+            .runs
+            .iter()
+            .find(|r| r.stream() == stream && !r.kills_over())
+        {
+            return Err(RunError::Busy(busy.id()));
+        }
+        let current: Vec<(PeerId, PeerStats)> = s
+            .topology
+            .nodes()
+            .iter()
+            .filter_map(|n| Some((n.peer, self.peers.get(&n.peer)?.stats.clone()?)))
+            .collect();
+        let id = self.next_run;
+        self.next_run += 1;
+        self.runs.push(Run::new(id, stream, spec, now_ms, current));
+        if self.runs.len() > MAX_RUNS_KEPT {
+            self.runs.remove(0);
+        }
+        self.drive_runs(now_ms);
+        Ok(id)
+    }
+
+    /// Stops the kills of `stream`'s run; returns its id.
+    pub fn stop_run(&mut self, now_ms: u64, stream: &str) -> Result<u64, RunError> {
+        let run = self
+            .runs
+            .iter_mut()
+            .find(|r| r.stream() == stream && !r.kills_over())
+            .ok_or(RunError::NoRun)?;
+        run.stop(now_ms);
+        Ok(run.id())
+    }
+
+    /// Every run of `stream` kept, oldest first.
+    pub fn runs(&self, now_ms: u64, stream: &str) -> Vec<RunReport> {
+        self.runs
+            .iter()
+            .filter(|r| r.stream() == stream)
+            .map(|r| r.report(now_ms))
+            .collect()
+    }
+
+    /// Running totals since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Viewers of `stream`, breadth-first (the broadcaster excluded).
+    fn viewers(&self, stream: &str) -> Vec<PeerId> {
+        self.streams.get(stream).map_or_else(Vec::new, |s| {
+            s.topology
+                .nodes()
+                .into_iter()
+                .filter(|n| n.parent.is_some())
+                .map(|n| n.peer)
+                .collect()
+        })
+    }
+
+    fn drive_runs(&mut self, now_ms: u64) {
+        let mut kills = Vec::new();
+        for i in 0..self.runs.len() {
+            if self.runs[i].finished(now_ms) {
+                continue;
+            }
+            let viewers = self.viewers(self.runs[i].stream());
+            let rejoin = self.runs[i].rejoin();
+            let id = self.runs[i].id();
+            for victim in self.runs[i].handle_timeout(now_ms, &viewers) {
+                kills.push((victim, rejoin, id));
+            }
+        }
+        for (victim, rejoin, id) in kills {
+            self.kill_peer(
+                now_ms,
+                victim,
+                rejoin,
+                &format!("killed by failure run {id}"),
+            );
+        }
+    }
+
+    fn handle_stats(&mut self, now_ms: u64, from: PeerId, stats: PeerStats) {
+        let Some(entry) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let previous = entry.stats.as_ref();
+        let delta = |now: u64, before: Option<u64>| now.saturating_sub(before.unwrap_or(0));
+        self.counters.stalls += delta(
+            u64::from(stats.stalls),
+            previous.map(|p| u64::from(p.stalls)),
+        );
+        self.counters.stalled_ms += delta(stats.stalled_ms, previous.map(|p| p.stalled_ms));
+        self.counters.chunks_rejected +=
+            delta(stats.chunks_rejected, previous.map(|p| p.chunks_rejected));
+        let stream = entry.stream.clone();
+        for run in &mut self.runs {
+            if Some(run.stream()) == stream.as_deref() {
+                run.handle_stats(now_ms, from, &stats);
+            }
+        }
+        // Repair samples are per report: keep the latest counters without them.
+        let mut kept = stats;
+        kept.repair_times_ms.clear();
+        entry_stats(&mut self.peers, from, kept);
+    }
+
+    fn count_repairs(&mut self, now_ms: u64, stream: &str, n: u64) {
+        self.counters.repairs += n;
+        for run in &mut self.runs {
+            if run.stream() == stream {
+                run.handle_repairs(now_ms, n);
+            }
+        }
     }
 
     /// The next action for the shell.
@@ -269,6 +470,7 @@ impl Registry {
                 } else {
                     ComponentType::Receiver
                 },
+                agent: self.peers.get(&n.peer).map_or(Agent::Native, |e| e.agent),
             })
             .collect();
         Some(TreeView {
@@ -288,6 +490,9 @@ impl Registry {
     }
 
     fn send(&mut self, to: PeerId, msg: ServerMessage) {
+        if matches!(msg, ServerMessage::Joined { .. }) {
+            self.counters.joins += 1;
+        }
         self.outputs.push_back(Output::Send(to, msg));
     }
 
@@ -450,7 +655,7 @@ impl Registry {
         // for an edge that no longer exists is dropped, not an error.
     }
 
-    fn parent_lost(&mut self, child: PeerId, parent: PeerId) {
+    fn parent_lost(&mut self, now_ms: u64, child: PeerId, parent: PeerId) {
         let Some(stream) = self.peers.get(&child).and_then(|e| e.stream.clone()) else {
             return;
         };
@@ -470,14 +675,16 @@ impl Registry {
             .map(|n| (n.peer, n.parent))
             .collect();
         if let Ok(repair) = s.topology.reattach(child, parent) {
+            let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
             for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
                 let old = before.get(&peer).copied().flatten();
                 self.apply_moves(&stream, &[(peer, new_parent)], old);
             }
+            self.count_repairs(now_ms, &stream, moved);
         }
     }
 
-    fn remove_viewer(&mut self, stream: &str, viewer: PeerId) {
+    fn remove_viewer(&mut self, now_ms: u64, stream: &str, viewer: PeerId) {
         let Some(s) = self.streams.get_mut(stream) else {
             return;
         };
@@ -491,6 +698,8 @@ impl Registry {
         let Ok(repair) = s.topology.remove(viewer) else {
             return;
         };
+        let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
+        self.count_repairs(now_ms, stream, moved);
         self.apply_moves(stream, &repair.rewired, None);
         for (leaf, new_parent) in repair.rebalanced {
             let old = before.get(&leaf).copied().flatten();
@@ -570,5 +779,11 @@ impl Registry {
                 },
             );
         }
+    }
+}
+
+fn entry_stats(peers: &mut HashMap<PeerId, PeerEntry>, peer: PeerId, stats: PeerStats) {
+    if let Some(e) = peers.get_mut(&peer) {
+        e.stats = Some(stats);
     }
 }

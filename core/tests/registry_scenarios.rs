@@ -222,7 +222,7 @@ fn joining_an_unknown_stream_fails_or_waits() {
 #[test]
 fn silent_peers_fail_after_the_heartbeat_timeout() {
     let mut r = stream_with(TopologyName::Tree, 3);
-    assert_eq!(r.poll_timeout(), Some(3000));
+    assert_eq!(r.poll_timeout(0), Some(3000));
     for p in [0, 2, 3] {
         r.handle_message(2500, id(p), PeerMessage::Heartbeat {});
     }

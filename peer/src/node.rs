@@ -9,6 +9,7 @@
 
 mod edges;
 mod media;
+mod rejoin;
 
 use crate::edge::{Edge, EdgeConfig, EdgeEvent, IceServerConfig};
 use crate::signaling::{self, PeerIdentity, SignalingError, SignalingEvent};
@@ -75,6 +76,8 @@ pub enum Ending {
     Stopped,
     /// The supervisor closed the connection or became unreachable.
     SupervisorLost(String),
+    /// The operator killed this peer without asking it to come back.
+    Killed(String),
 }
 
 /// Final statistics of a run, as written by `--stats`.
@@ -94,7 +97,10 @@ pub struct Summary {
 }
 
 enum Input {
-    Signal(SignalingEvent),
+    /// An event of signaling connection number `.0` (a re-join after a kill opens a new one).
+    Signal(u64, SignalingEvent),
+    /// The re-join's new connection, or why it could not be made.
+    Reconnected(Result<signaling::Signaling, String>),
     Edge(PeerId, u64, EdgeEvent),
     Source(Chunk),
     Stop,
@@ -163,6 +169,12 @@ pub struct Node {
     rng: StdRng,
     started: Instant,
     joined_at: Option<Instant>,
+    /// Number of the current signaling connection (see `Input::Signal`).
+    sig_conn: u64,
+    /// Since when this node has been without a parent, until its next chunk arrives.
+    repair_start: Option<Instant>,
+    /// Repair times (ms) measured since the last stats report.
+    repair_times: Vec<u32>,
     end_seen: bool,
     ending: Option<(Ending, Instant)>,
     next_list: Instant,
@@ -180,15 +192,7 @@ impl Node {
     ) -> Result<(Node, NodeHandle), SignalingError> {
         let sig = signaling::connect(&config.supervisor_url, &config.identity).await?;
         let (inputs, rx) = mpsc::unbounded_channel();
-        let mut events = sig.events;
-        let forward = inputs.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                if forward.send(Input::Signal(ev)).is_err() {
-                    break;
-                }
-            }
-        });
+        rejoin::forward_events(sig.events, inputs.clone(), 0);
         let (ready, ready_rx) = watch::channel(None);
         let broadcaster = config.identity.component == ComponentType::Broadcaster;
         let first = if broadcaster {
@@ -238,6 +242,9 @@ impl Node {
             rng: StdRng::from_rng(&mut rand::rng()),
             started: Instant::now(),
             joined_at: None,
+            sig_conn: 0,
+            repair_start: None,
+            repair_times: Vec::new(),
             end_seen: false,
             ending: None,
             next_list: Instant::now(),
@@ -300,12 +307,15 @@ impl Node {
 
     async fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Signal(SignalingEvent::Message(msg)) => self.handle_server(msg).await,
-            Input::Signal(SignalingEvent::Closed(reason)) => {
+            // Events of a connection left behind by a re-join are stale.
+            Input::Signal(conn, _) if conn != self.sig_conn => {}
+            Input::Signal(_, SignalingEvent::Message(msg)) => self.handle_server(msg).await,
+            Input::Signal(_, SignalingEvent::Closed(reason)) => {
                 if self.ending.is_none() {
                     self.end_now(Ending::SupervisorLost(reason));
                 }
             }
+            Input::Reconnected(result) => self.reconnected(result),
             Input::Edge(peer, generation, ev) => self.handle_edge(peer, generation, ev).await,
             Input::Source(chunk) => self.accept_chunk(chunk, false),
             Input::Stop => self.end_now(Ending::Stopped),
@@ -324,6 +334,9 @@ impl Node {
             } => {
                 self.set_key(&key);
                 tracing::info!(%parent, depth, "joined");
+                if self.joined_at.is_some() {
+                    self.stats.repairs += 1; // back as a new viewer after a kill
+                }
                 self.joined_at.get_or_insert_with(Instant::now);
                 self.parent = Some(ParentEdge {
                     peer: parent,
@@ -342,6 +355,7 @@ impl Node {
                     }
                 }
                 self.stats.repairs += 1;
+                self.repair_start.get_or_insert_with(Instant::now);
                 self.reassembler = Reassembler::default();
                 self.parent = Some(ParentEdge {
                     peer: parent,
@@ -353,6 +367,7 @@ impl Node {
             ServerMessage::DropChild { child, .. } => self.drop_child(child).await,
             ServerMessage::Signal { from, payload } => self.route_signal(from, payload).await,
             ServerMessage::StreamList { streams } => self.check_ready(&streams),
+            ServerMessage::Kill { reason, rejoin } => self.killed(reason, rejoin).await,
             // The end chunk may still be travelling down the tree: give it time.
             ServerMessage::StreamEnded { reason, .. } if self.ending.is_none() => {
                 self.ending = Some((Ending::StreamEnded(reason), Instant::now() + END_GRACE));
@@ -401,7 +416,7 @@ impl Node {
     async fn finished(&mut self) -> Option<Ending> {
         let (ending, since) = self.ending.clone()?;
         match ending {
-            Ending::Stopped | Ending::SupervisorLost(_) => Some(ending),
+            Ending::Stopped | Ending::SupervisorLost(_) | Ending::Killed(_) => Some(ending),
             Ending::StreamEnded(_) if !self.end_seen && Instant::now() < since => None,
             Ending::StreamEnded(_) => {
                 let queued = self
@@ -440,6 +455,7 @@ impl Node {
             Ending::StreamEnded(r) => format!("stream ended: {r}"),
             Ending::Stopped => "stopped".into(),
             Ending::SupervisorLost(r) => format!("supervisor connection lost: {r}"),
+            Ending::Killed(r) => format!("killed by the operator: {r}"),
         };
         Summary {
             peer_id: self.peer_id,

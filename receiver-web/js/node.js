@@ -241,9 +241,9 @@ export class ReceiverNode extends EventTarget {
       sig?.close('killed');
       return;
     }
-    // As in the paper, a killed viewer comes back as a new one: a fresh peer id, same media state.
+    // As in the paper, a killed viewer comes back as a new one (placed anew in the tree); it keeps
+    // its peer id, so the supervisor's run metrics follow its counters across the kill.
     this.repairStart ??= this.now();
-    this.identity = { ...this.identity, peerId: crypto.randomUUID() };
     this.setStatus('reconnecting', 'Disconnected by the operator; re-joining as a new viewer…');
     sig?.close('killed; re-joining');
     this.connect();

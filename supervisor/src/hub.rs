@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use ownstream_core::ids::PeerId;
-use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage};
+use ownstream_core::protocol::{Agent, ComponentType, PeerMessage, ServerMessage};
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
 use rand::RngExt;
 use std::collections::HashMap;
@@ -35,11 +35,12 @@ enum Command {
     Connect {
         peer: PeerId,
         component: ComponentType,
+        agent: Agent,
         outbound: mpsc::Sender<Outbound>,
-        accepted: oneshot::Sender<bool>,
+        accepted: oneshot::Sender<Option<u64>>,
     },
-    Message(PeerId, PeerMessage),
-    Disconnect(PeerId),
+    Message(PeerId, u64, PeerMessage),
+    Disconnect(PeerId, u64),
     Query(Query),
 }
 
@@ -50,31 +51,36 @@ pub struct HubHandle {
 }
 
 impl HubHandle {
-    /// Registers an authenticated peer; false if its id is already connected.
+    /// Registers an authenticated peer; returns the connection's number, which its later
+    /// messages and its disconnection carry, or `None` if its id is already connected.
     pub async fn connect(
         &self,
         peer: PeerId,
         component: ComponentType,
+        agent: Agent,
         outbound: mpsc::Sender<Outbound>,
-    ) -> bool {
+    ) -> Option<u64> {
         let (accepted, rx) = oneshot::channel();
         let cmd = Command::Connect {
             peer,
             component,
+            agent,
             outbound,
             accepted,
         };
-        self.tx.send(cmd).is_ok() && rx.await.unwrap_or(false)
+        self.tx.send(cmd).ok()?;
+        rx.await.ok().flatten()
     }
 
-    /// Forwards a message from an authenticated peer.
-    pub fn message(&self, peer: PeerId, msg: PeerMessage) {
-        let _ = self.tx.send(Command::Message(peer, msg));
+    /// Forwards a message from connection `conn` of an authenticated peer.
+    pub fn message(&self, peer: PeerId, conn: u64, msg: PeerMessage) {
+        let _ = self.tx.send(Command::Message(peer, conn, msg));
     }
 
-    /// Reports that a peer's connection ended.
-    pub fn disconnect(&self, peer: PeerId) {
-        let _ = self.tx.send(Command::Disconnect(peer));
+    /// Reports that connection `conn` of a peer ended. A killed peer may already be back on a new
+    /// connection under the same id: only the connection that ended is forgotten.
+    pub fn disconnect(&self, peer: PeerId, conn: u64) {
+        let _ = self.tx.send(Command::Disconnect(peer, conn));
     }
 
     /// Runs `f` against the registry inside the hub and returns its result.
@@ -95,7 +101,9 @@ impl HubHandle {
 pub struct HubTask {
     registry: Registry,
     rx: mpsc::UnboundedReceiver<Command>,
-    peers: HashMap<PeerId, mpsc::Sender<Outbound>>,
+    /// Connected peers: their connection's number and outbound queue.
+    peers: HashMap<PeerId, (u64, mpsc::Sender<Outbound>)>,
+    next_conn: u64,
 }
 
 impl HubTask {
@@ -112,6 +120,7 @@ impl HubTask {
             registry: Registry::new(registry_config, seed),
             rx,
             peers: HashMap::new(),
+            next_conn: 1,
         };
         (task, HubHandle { tx })
     }
@@ -119,7 +128,7 @@ impl HubTask {
     /// Runs until every handle is dropped.
     pub async fn run(mut self) {
         loop {
-            let deadline = self.registry.poll_timeout();
+            let deadline = self.registry.poll_timeout(now_ms());
             let sleep = async {
                 match deadline {
                     Some(at) => {
@@ -148,22 +157,40 @@ impl HubTask {
             Command::Connect {
                 peer,
                 component,
+                agent,
                 outbound,
                 accepted,
             } => {
-                let ok = self.registry.handle_authenticated(now, peer, component);
-                if ok {
-                    self.peers.insert(peer, outbound);
+                let conn = self
+                    .registry
+                    .handle_authenticated(now, peer, component)
+                    .then(|| {
+                        self.next_conn += 1;
+                        self.next_conn
+                    });
+                if let Some(conn) = conn {
+                    self.registry.set_agent(peer, agent);
+                    self.peers.insert(peer, (conn, outbound));
                 }
-                let _ = accepted.send(ok);
+                let _ = accepted.send(conn);
             }
-            Command::Message(peer, msg) => self.registry.handle_message(now, peer, msg),
-            Command::Disconnect(peer) => {
-                self.peers.remove(&peer);
-                self.registry.handle_disconnected(now, peer);
+            Command::Message(peer, conn, msg) => {
+                if self.current(peer, conn) {
+                    self.registry.handle_message(now, peer, msg);
+                }
+            }
+            Command::Disconnect(peer, conn) => {
+                if self.current(peer, conn) {
+                    self.peers.remove(&peer);
+                    self.registry.handle_disconnected(now, peer);
+                }
             }
             Command::Query(f) => f(&mut self.registry, now),
         }
+    }
+
+    fn current(&self, peer: PeerId, conn: u64) -> bool {
+        self.peers.get(&peer).is_some_and(|(c, _)| *c == conn)
     }
 
     fn flush(&mut self) {
@@ -179,7 +206,7 @@ impl HubTask {
     }
 
     fn deliver(&mut self, peer: PeerId, out: Outbound) {
-        let Some(tx) = self.peers.get(&peer) else {
+        let Some((_, tx)) = self.peers.get(&peer) else {
             return;
         };
         if tx.try_send(out).is_err() {

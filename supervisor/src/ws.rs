@@ -27,15 +27,19 @@ pub async fn serve_socket(mut socket: WebSocket, state: AppState) {
         }
     };
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-    if !state.hub.connect(peer.peer_id, peer.component, tx).await {
+    let Some(conn) = state
+        .hub
+        .connect(peer.peer_id, peer.component, peer.agent, tx)
+        .await
+    else {
         let reason = format!("peer id {} is already connected", peer.peer_id);
         tracing::info!(%reason, "refused duplicate peer");
         close(&mut socket, CLOSE_POLICY, &reason).await;
         return;
-    }
-    tracing::info!(peer = %peer.peer_id, component = ?peer.component, "authenticated");
-    let end = forward(&mut socket, &state, &peer, rx).await;
-    state.hub.disconnect(peer.peer_id);
+    };
+    tracing::info!(peer = %peer.peer_id, component = ?peer.component, agent = ?peer.agent, "authenticated");
+    let end = forward(&mut socket, &state, &peer, conn, rx).await;
+    state.hub.disconnect(peer.peer_id, conn);
     tracing::info!(peer = %peer.peer_id, reason = %end, "disconnected");
 }
 
@@ -85,6 +89,7 @@ async fn forward(
     socket: &mut WebSocket,
     state: &AppState,
     peer: &AuthenticatedPeer,
+    conn: u64,
     mut rx: mpsc::Receiver<Outbound>,
 ) -> String {
     loop {
@@ -95,7 +100,7 @@ async fn forward(
                     Err(reason) => return reason,
                 };
                 match PeerMessage::decode(&text) {
-                    Ok(msg) => state.hub.message(peer.peer_id, msg),
+                    Ok(msg) => state.hub.message(peer.peer_id, conn, msg),
                     Err(e) => {
                         let reason = e.to_string();
                         let _ = send(socket, &ServerMessage::fatal("bad_message", reason.clone())).await;

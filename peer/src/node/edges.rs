@@ -120,6 +120,8 @@ impl Node {
             EdgeEvent::Closed { reason } => {
                 tracing::info!(%peer, %reason, "parent edge closed");
                 self.stats.connected = false;
+                self.repair_start
+                    .get_or_insert_with(std::time::Instant::now);
                 if let Some(p) = self.parent.as_mut() {
                     p.edge = None;
                 }

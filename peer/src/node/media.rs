@@ -24,6 +24,7 @@ impl Node {
                 tracing::warn!(error = %e, "malformed data from parent; asking to be moved");
                 self.stats.chunks_rejected += 1;
                 self.reassembler = Reassembler::default();
+                self.repair_start.get_or_insert_with(Instant::now);
                 if let Some(p) = self.parent.as_mut() {
                     let parent = p.peer;
                     if let Some((edge, _)) = p.edge.take() {
@@ -38,6 +39,9 @@ impl Node {
 
     /// Takes a chunk from the parent (`check = true`) or from the broadcaster's source.
     pub(super) fn accept_chunk(&mut self, chunk: Chunk, check: bool) {
+        if check {
+            self.repair_done();
+        }
         if self.last_seq.is_some_and(|last| chunk.seq <= last) {
             return; // duplicate after a re-attach
         }
@@ -135,9 +139,9 @@ impl Node {
         self.stats.stalled_ms = p.stalled_ms;
         self.stats.buffer_ahead_ms = p.buffer_ahead_ms;
         self.stats.playing = p.playing;
-        let _ = self.sig_out.send(PeerMessage::Stats {
-            stats: self.stats.clone(),
-        });
+        let mut stats = self.stats.clone();
+        stats.repair_times_ms = std::mem::take(&mut self.repair_times);
+        let _ = self.sig_out.send(PeerMessage::Stats { stats });
     }
 
     pub(super) fn send(&self, msg: PeerMessage) {

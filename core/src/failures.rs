@@ -1,0 +1,591 @@
+//! Failure injection (paper section IV.B): the operator's runs that kill viewers at a fixed rate,
+//! choosing each victim with one of five distributions, and the metrics of a run.
+//!
+//! # Choosing a victim
+//!
+//! At each kill a number is drawn from the run's distribution and mapped onto a viewer by its
+//! position in the stream's topology in **breadth-first order** (the broadcaster excluded): the
+//! first viewers are the ones next to the root, the last ones the deepest leaves. With `n` viewers:
+//!
+//! | distribution | paper's parameters (defaults) | sample `x` | viewer index |
+//! |---|---|---|---|
+//! | `uniform` | | `x` in [0, 1) | `floor(x * n)` |
+//! | `binomial` | `n` = 20 trials, `p` = 0.8 | `k` in 0..=trials | `floor(k / trials * n)` |
+//! | `poisson` | `mean` = viewers / 2 | `k` >= 0 | `k` |
+//! | `beta` | `alpha` = 0.5, `beta` = 3 | `x` in [0, 1] | `floor(x * n)` |
+//! | `chisquared` | `k` = 5 degrees of freedom | `x` >= 0 | `floor(x)` |
+//!
+//! and every index is clamped to `n - 1`. Values in [0, 1] (uniform, beta, binomial's `k / trials`)
+//! scale to the whole order, so beta (mean 1/7) hits near the root, as the paper found; counts
+//! (Poisson, chi-squared) are positions themselves, so Poisson with mean `n / 2` centres on the
+//! middle of the order and chi-squared on the first few viewers below the root.
+//!
+//! # A run
+//!
+//! A run kills `floor(rate * duration)` viewers, one every `1000 / rate` ms (the first one period
+//! after the start), each chosen among the viewers at that moment; a kill finds no victim when the
+//! tree has no viewer.
+//! Everything random comes from one RNG seeded by the run's seed, so a run over the same
+//! topology is reproducible.
+//!
+//! # Metrics
+//!
+//! The paper's three: stalled playbacks, total stalled time and average stalled time, summed over
+//! every viewer as the increase of its reported counters from the run's start (or from its first
+//! report during the run) until [`SETTLE_MS`] after the last kill, so stalls caused by the last
+//! kills are counted. A viewer killed with rejoin keeps its peer id and its counters, so its
+//! stalls while re-joining count too. Also kills, repairs (children re-attached by the
+//! supervisor), repair times as viewers measure them (parent lost to first chunk from the new
+//! parent: median and p95), chunks rejected, and viewers over time, one sample per second.
+//!
+//! Sans-IO: time comes in as milliseconds and randomness from the seed.
+
+use crate::ids::PeerId;
+use crate::protocol::{PeerStats, MAX_REPAIR_SAMPLES};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rand_distr::{Beta, Binomial, ChiSquared, Distribution as _, Poisson, Uniform};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// How long after a run's last kill its metrics keep counting.
+pub const SETTLE_MS: u64 = 5000;
+/// Fastest failure rate accepted (per second).
+pub const MAX_RATE: f64 = 100.0;
+/// Longest run accepted (seconds).
+pub const MAX_DURATION_S: f64 = 3600.0;
+/// Repair-time samples kept per run.
+const MAX_RUN_SAMPLES: usize = 100_000;
+
+/// What is wrong with a failure request. The text is the HTTP 400 answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FailureError {
+    /// Not one of the five.
+    #[error("unknown distribution `{0}`: use uniform, binomial, poisson, beta or chisquared")]
+    UnknownDistribution(String),
+    /// A parameter the distribution does not take.
+    #[error("`{distribution}` takes no parameter `{param}` (it takes: {accepted})")]
+    UnknownParam {
+        /// The distribution.
+        distribution: &'static str,
+        /// The offending parameter.
+        param: String,
+        /// What it takes.
+        accepted: &'static str,
+    },
+    /// A parameter outside its domain.
+    #[error("{0}")]
+    BadParam(String),
+    /// Rate not in (0, MAX_RATE].
+    #[error(
+        "rate must be a number of failures per second above 0 and at most {MAX_RATE}, got {0}"
+    )]
+    BadRate(f64),
+    /// Duration not in (0, MAX_DURATION_S].
+    #[error("duration_s must be above 0 and at most {MAX_DURATION_S}, got {0}")]
+    BadDuration(f64),
+}
+
+/// A failure run as the operator asks for it (the JSON body of `POST .../failures`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRequest {
+    /// `uniform`, `binomial`, `poisson`, `beta` or `chisquared`.
+    pub distribution: String,
+    /// Overrides of the paper's parameters (`n`, `p`; `mean`; `alpha`, `beta`; `k`).
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    /// Failures per second.
+    pub rate: f64,
+    /// Length of the run in seconds.
+    pub duration_s: f64,
+    /// Seed of the run's RNG; random when absent.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Killed viewers join again as new viewers (default true, as in the paper).
+    #[serde(default = "yes")]
+    pub rejoin: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A distribution with its parameters resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum Distribution {
+    /// Uniform over the viewers.
+    Uniform,
+    /// `k / n` of `n` trials of probability `p`.
+    Binomial {
+        /// Trials.
+        n: u64,
+        /// Success probability.
+        p: f64,
+    },
+    /// A count with this mean; `None`: half the viewers at each kill.
+    Poisson {
+        /// Mean.
+        mean: Option<f64>,
+    },
+    /// Beta(alpha, beta) over [0, 1].
+    Beta {
+        /// Alpha.
+        alpha: f64,
+        /// Beta.
+        beta: f64,
+    },
+    /// Chi-squared with `k` degrees of freedom.
+    #[serde(rename = "chisquared")]
+    ChiSquared {
+        /// Degrees of freedom.
+        k: f64,
+    },
+}
+
+/// A validated run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureSpec {
+    /// The distribution and its parameters.
+    pub distribution: Distribution,
+    /// Failures per second.
+    pub rate: f64,
+    /// Length of the run in milliseconds.
+    pub duration_ms: u64,
+    /// Seed of the run's RNG.
+    pub seed: u64,
+    /// Killed viewers join again.
+    pub rejoin: bool,
+}
+
+impl FailureRequest {
+    /// Checks every field; `default_seed` is used when the request names none.
+    pub fn validate(&self, default_seed: u64) -> Result<FailureSpec, FailureError> {
+        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+            return Err(FailureError::BadRate(self.rate));
+        }
+        if !(self.duration_s > 0.0 && self.duration_s <= MAX_DURATION_S) {
+            return Err(FailureError::BadDuration(self.duration_s));
+        }
+        Ok(FailureSpec {
+            distribution: Distribution::parse(&self.distribution, &self.params)?,
+            rate: self.rate,
+            duration_ms: (self.duration_s * 1000.0).round() as u64,
+            seed: self.seed.unwrap_or(default_seed),
+            rejoin: self.rejoin,
+        })
+    }
+}
+
+fn positive(name: &str, v: f64) -> Result<f64, FailureError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(FailureError::BadParam(format!(
+            "{name} must be a positive number, got {v}"
+        )))
+    }
+}
+
+impl Distribution {
+    /// The distribution named `name` with the paper's parameters, overridden by `params`.
+    pub fn parse(name: &str, params: &BTreeMap<String, f64>) -> Result<Self, FailureError> {
+        let (canonical, accepted): (&'static str, &'static str) = match name {
+            "uniform" => ("uniform", "none"),
+            "binomial" => ("binomial", "n, p"),
+            "poisson" => ("poisson", "mean"),
+            "beta" => ("beta", "alpha, beta"),
+            "chisquared" | "chi-squared" | "chi2" => ("chisquared", "k"),
+            other => return Err(FailureError::UnknownDistribution(other.to_string())),
+        };
+        for param in params.keys() {
+            if !accepted.split(", ").any(|a| a == param) {
+                return Err(FailureError::UnknownParam {
+                    distribution: canonical,
+                    param: param.clone(),
+                    accepted,
+                });
+            }
+        }
+        let get = |k: &str, default: f64| params.get(k).copied().unwrap_or(default);
+        Ok(match canonical {
+            "uniform" => Distribution::Uniform,
+            "binomial" => {
+                let n = get("n", 20.0);
+                if !(n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 1e6) {
+                    return Err(FailureError::BadParam(format!(
+                        "binomial n must be a whole number of trials from 1 to 1000000, got {n}"
+                    )));
+                }
+                let p = get("p", 0.8);
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(FailureError::BadParam(format!(
+                        "binomial p is a probability: it must be between 0 and 1, got {p}"
+                    )));
+                }
+                Distribution::Binomial { n: n as u64, p }
+            }
+            "poisson" => Distribution::Poisson {
+                mean: match params.get("mean") {
+                    Some(m) => Some(positive("poisson mean", *m)?),
+                    None => None,
+                },
+            },
+            "beta" => Distribution::Beta {
+                alpha: positive("beta alpha", get("alpha", 0.5))?,
+                beta: positive("beta beta", get("beta", 3.0))?,
+            },
+            _ => Distribution::ChiSquared {
+                k: positive("chi-squared k (degrees of freedom)", get("k", 5.0))?,
+            },
+        })
+    }
+
+    /// The index (in breadth-first order) of the viewer to kill among `n` (`n` > 0).
+    pub fn pick(&self, rng: &mut StdRng, n: usize) -> usize {
+        let scaled = |x: f64| (x * n as f64).floor();
+        let index = match *self {
+            Distribution::Uniform => scaled(sample(Uniform::new(0.0, 1.0), rng)),
+            Distribution::Binomial { n: trials, p } => {
+                let k = Binomial::new(trials, p).map_or(0, |d| d.sample(rng));
+                scaled(k as f64 / trials as f64)
+            }
+            Distribution::Poisson { mean } => {
+                let lambda = mean.unwrap_or(n as f64 / 2.0).max(f64::MIN_POSITIVE);
+                sample(Poisson::new(lambda), rng)
+            }
+            Distribution::Beta { alpha, beta } => scaled(sample(Beta::new(alpha, beta), rng)),
+            Distribution::ChiSquared { k } => sample(ChiSquared::new(k), rng).floor(),
+        };
+        // NaN (cannot happen with validated parameters) and negatives land on 0.
+        (index.max(0.0) as usize).min(n.saturating_sub(1))
+    }
+}
+
+/// Draws from a distribution whose construction may fail (it cannot with validated parameters;
+/// 0 then).
+fn sample<D: rand_distr::Distribution<f64>, E>(d: Result<D, E>, rng: &mut StdRng) -> f64 {
+    d.map_or(0.0, |d| d.sample(rng))
+}
+
+/// One viewer's counters as a run sees them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    stalls: u64,
+    stalled_ms: u64,
+    rejected: u64,
+}
+
+impl From<&PeerStats> for Counters {
+    fn from(s: &PeerStats) -> Self {
+        Counters {
+            stalls: u64::from(s.stalls),
+            stalled_ms: s.stalled_ms,
+            rejected: s.chunks_rejected,
+        }
+    }
+}
+
+/// A sample of the run's timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelinePoint {
+    /// Since the run started (ms).
+    pub t_ms: u64,
+    /// Viewers in the tree.
+    pub viewers: usize,
+    /// Kills so far.
+    pub kills: u64,
+    /// Stalled playbacks so far.
+    pub stalls: u64,
+    /// Total stalled time so far (ms).
+    pub stalled_ms: u64,
+}
+
+/// A run's metrics, live or final.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunMetrics {
+    /// Viewers killed.
+    pub kills: u64,
+    /// Kills that found no viewer.
+    pub missed_kills: u64,
+    /// Children re-attached by the supervisor during the run.
+    pub repairs: u64,
+    /// Stalled playbacks (the paper's "stalled").
+    pub stalls: u64,
+    /// Total stalled time (ms).
+    pub stalled_ms: u64,
+    /// Average stalled time: `stalled_ms / stalls` (ms; 0 without stalls).
+    pub avg_stall_ms: u64,
+    /// Chunks viewers rejected for a bad tag.
+    pub chunks_rejected: u64,
+    /// Repair times reported by viewers.
+    pub repair_samples: usize,
+    /// Median repair time (ms).
+    pub repair_ms_median: Option<u64>,
+    /// 95th percentile of repair times (ms).
+    pub repair_ms_p95: Option<u64>,
+}
+
+/// A run's state as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Run number, per supervisor.
+    pub id: u64,
+    /// The stream.
+    pub stream: String,
+    /// What was asked.
+    pub spec: FailureSpec,
+    /// `running`, `settling` (kills done, metrics still counting), `finished` or `stopped`.
+    pub state: &'static str,
+    /// Since the run started (ms).
+    pub elapsed_ms: u64,
+    /// Kills the run plans.
+    pub planned_kills: u64,
+    /// The metrics so far.
+    pub metrics: RunMetrics,
+    /// One sample per second.
+    pub timeline: Vec<TimelinePoint>,
+    /// Peers killed, in order.
+    pub victims: Vec<PeerId>,
+}
+
+/// One failure run (see the module docs).
+pub struct Run {
+    id: u64,
+    stream: String,
+    spec: FailureSpec,
+    rng: StdRng,
+    started_ms: u64,
+    planned: u64,
+    kills_done: u64,
+    missed: u64,
+    repairs: u64,
+    stopped_ms: Option<u64>,
+    baseline: HashMap<PeerId, Counters>,
+    latest: HashMap<PeerId, Counters>,
+    repair_times: Vec<u32>,
+    timeline: Vec<TimelinePoint>,
+    victims: Vec<PeerId>,
+    next_sample_ms: u64,
+}
+
+impl Run {
+    /// A run starting at `now_ms`; `current` holds the latest stats of the stream's viewers, the
+    /// baseline its metrics count from.
+    pub fn new(
+        id: u64,
+        stream: &str,
+        spec: FailureSpec,
+        now_ms: u64,
+        current: impl IntoIterator<Item = (PeerId, PeerStats)>,
+    ) -> Run {
+        let planned = (spec.rate * spec.duration_ms as f64 / 1000.0).floor() as u64;
+        let baseline: HashMap<PeerId, Counters> = current
+            .into_iter()
+            .map(|(p, s)| (p, Counters::from(&s)))
+            .collect();
+        Run {
+            id,
+            stream: stream.to_string(),
+            rng: StdRng::seed_from_u64(spec.seed),
+            spec,
+            started_ms: now_ms,
+            planned,
+            kills_done: 0,
+            missed: 0,
+            repairs: 0,
+            stopped_ms: None,
+            latest: baseline.clone(),
+            baseline,
+            repair_times: Vec::new(),
+            timeline: Vec::new(),
+            victims: Vec::new(),
+            next_sample_ms: now_ms,
+        }
+    }
+
+    /// The run's number.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The run's stream.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Whether killed viewers rejoin.
+    pub fn rejoin(&self) -> bool {
+        self.spec.rejoin
+    }
+
+    /// When kill `i` (from 0) is due: the first one period after the start, the last at the end.
+    fn kill_at(&self, i: u64) -> u64 {
+        self.started_ms + ((i + 1) as f64 * 1000.0 / self.spec.rate).round() as u64
+    }
+
+    /// When metrics stop counting.
+    fn end_ms(&self) -> u64 {
+        let last_kill = self
+            .kill_at(self.planned.saturating_sub(1))
+            .max(self.started_ms);
+        self.stopped_ms
+            .unwrap_or(last_kill.max(self.started_ms + self.spec.duration_ms) + SETTLE_MS)
+    }
+
+    /// Kills are over (all done, or stopped).
+    pub fn kills_over(&self) -> bool {
+        self.stopped_ms.is_some() || self.kills_done + self.missed >= self.planned
+    }
+
+    /// Metrics no longer change.
+    pub fn finished(&self, now_ms: u64) -> bool {
+        now_ms >= self.end_ms()
+    }
+
+    /// The next moment the run needs [`Run::handle_timeout`].
+    pub fn poll_timeout(&self, now_ms: u64) -> Option<u64> {
+        if self.finished(now_ms) {
+            return None;
+        }
+        let kill = (!self.kills_over()).then(|| self.kill_at(self.kills_done + self.missed));
+        let sample = self.next_sample_ms.min(self.end_ms());
+        Some(kill.map_or(sample, |k| k.min(sample)))
+    }
+
+    /// Time passed. `viewers` are the stream's viewers in breadth-first order; returns the
+    /// viewers to kill now (at most one per due kill).
+    pub fn handle_timeout(&mut self, now_ms: u64, viewers: &[PeerId]) -> Vec<PeerId> {
+        let mut victims = Vec::new();
+        while !self.kills_over() && self.kill_at(self.kills_done + self.missed) <= now_ms {
+            if viewers.is_empty() {
+                self.missed += 1;
+                continue;
+            }
+            let alive: Vec<PeerId> = viewers
+                .iter()
+                .filter(|v| !victims.contains(*v))
+                .copied()
+                .collect();
+            if alive.is_empty() {
+                self.missed += 1;
+                continue;
+            }
+            let victim = alive[self.spec.distribution.pick(&mut self.rng, alive.len())];
+            victims.push(victim);
+            self.victims.push(victim);
+            self.kills_done += 1;
+        }
+        if now_ms >= self.next_sample_ms && now_ms <= self.end_ms() {
+            self.sample(now_ms, viewers.len());
+            self.next_sample_ms = now_ms + 1000;
+        }
+        victims
+    }
+
+    fn sample(&mut self, now_ms: u64, viewers: usize) {
+        let m = self.metrics();
+        self.timeline.push(TimelinePoint {
+            t_ms: now_ms.saturating_sub(self.started_ms),
+            viewers,
+            kills: m.kills,
+            stalls: m.stalls,
+            stalled_ms: m.stalled_ms,
+        });
+    }
+
+    /// A viewer's report, at `now_ms`; ignored once the run is finished.
+    pub fn handle_stats(&mut self, now_ms: u64, peer: PeerId, stats: &PeerStats) {
+        if self.finished(now_ms) {
+            return;
+        }
+        let c = Counters::from(stats);
+        // A viewer first seen during the run counts from this first report: it joined during
+        // the run and its counters start near zero anyway.
+        self.baseline.entry(peer).or_insert(c);
+        self.latest.insert(peer, c);
+        let room = MAX_RUN_SAMPLES.saturating_sub(self.repair_times.len());
+        let take = stats
+            .repair_times_ms
+            .len()
+            .min(MAX_REPAIR_SAMPLES)
+            .min(room);
+        self.repair_times
+            .extend_from_slice(&stats.repair_times_ms[..take]);
+    }
+
+    /// The supervisor re-attached `n` children while the run counts.
+    pub fn handle_repairs(&mut self, now_ms: u64, n: u64) {
+        if !self.finished(now_ms) {
+            self.repairs += n;
+        }
+    }
+
+    /// The operator stopped the run: no more kills; metrics freeze now.
+    pub fn stop(&mut self, now_ms: u64) {
+        if self.stopped_ms.is_none() && !self.finished(now_ms) {
+            self.stopped_ms = Some(now_ms);
+        }
+    }
+
+    /// The metrics so far.
+    pub fn metrics(&self) -> RunMetrics {
+        let (mut stalls, mut stalled_ms, mut rejected) = (0, 0, 0);
+        for (peer, latest) in &self.latest {
+            let base = self.baseline.get(peer).copied().unwrap_or_default();
+            stalls += latest.stalls.saturating_sub(base.stalls);
+            stalled_ms += latest.stalled_ms.saturating_sub(base.stalled_ms);
+            rejected += latest.rejected.saturating_sub(base.rejected);
+        }
+        let mut times = self.repair_times.clone();
+        times.sort_unstable();
+        RunMetrics {
+            kills: self.kills_done,
+            missed_kills: self.missed,
+            repairs: self.repairs,
+            stalls,
+            stalled_ms,
+            avg_stall_ms: stalled_ms.checked_div(stalls).unwrap_or(0),
+            chunks_rejected: rejected,
+            repair_samples: times.len(),
+            repair_ms_median: percentile(&times, 50),
+            repair_ms_p95: percentile(&times, 95),
+        }
+    }
+
+    /// The run as the API shows it.
+    pub fn report(&self, now_ms: u64) -> RunReport {
+        let state = if self.finished(now_ms) {
+            if self.stopped_ms.is_some() {
+                "stopped"
+            } else {
+                "finished"
+            }
+        } else if self.kills_over() {
+            "settling"
+        } else {
+            "running"
+        };
+        RunReport {
+            id: self.id,
+            stream: self.stream.clone(),
+            spec: self.spec.clone(),
+            state,
+            elapsed_ms: now_ms.min(self.end_ms()).saturating_sub(self.started_ms),
+            planned_kills: self.planned,
+            metrics: self.metrics(),
+            timeline: self.timeline.clone(),
+            victims: self.victims.clone(),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[u32], p: usize) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(u64::from(sorted[rank - 1]))
+}
