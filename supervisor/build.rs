@@ -1,18 +1,31 @@
-//! Embeds the browser receiver (`../receiver-web/`) in the supervisor binary, so the pages work from
-//! any working directory. Generates `$OUT_DIR/assets.rs` with one `(path, bytes)` entry per file;
-//! tests, node_modules and npm manifests are left out.
+//! Embeds the browser pages (`../receiver-web/`, and `../monitor/` under `monitor/`) in the
+//! supervisor binary, so they work from any working directory. Generates `$OUT_DIR/assets.rs` with
+//! one `(path, bytes)` entry per file; tests, benches, node_modules and npm manifests are left out.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const SKIP: &[&str] = &["node_modules", "tests", "package.json", "package-lock.json"];
+const SKIP: &[&str] = &[
+    "node_modules",
+    "tests",
+    "bench",
+    "package.json",
+    "package-lock.json",
+];
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../receiver-web");
-    println!("cargo:rerun-if-changed={}", root.display());
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    if root.is_dir() {
-        collect(&root, &root, &mut files);
+    for (dir, prefix) in [("receiver-web", ""), ("monitor", "monitor/")] {
+        let root = top.join(dir);
+        println!("cargo:rerun-if-changed={}", root.display());
+        if root.is_dir() {
+            let start = files.len();
+            collect(&root, &root, &mut files);
+            for (rel, _) in &mut files[start..] {
+                rel.insert_str(0, prefix);
+            }
+        }
     }
     files.sort();
     let mut code = String::from("/// Every file of receiver-web/, by path relative to it.\npub static ASSETS: &[(&str, &[u8])] = &[\n");

@@ -1,6 +1,7 @@
 //! The browser receiver's files, embedded at build time (see `build.rs`), and the routes that serve
 //! them: `/` (stream list), `/watch/{name}` (watch page), `/broadcast` (go live from a camera),
-//! `/assets/{path}` (modules, styles).
+//! `/monitor` (the operator's dashboard, from `monitor/`), `/assets/{path}` (modules, styles;
+//! the monitor's under `/assets/monitor/`).
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -63,6 +64,11 @@ pub async fn watch(Path(name): Path<String>) -> Response {
 /// `GET /broadcast`: the page that goes live from a camera.
 pub async fn broadcast() -> Response {
     serve("broadcast.html")
+}
+
+/// `GET /monitor`: the operator's dashboard (its API needs the admin token; the page asks for it).
+pub async fn monitor() -> Response {
+    serve("monitor/index.html")
 }
 
 /// `GET /assets/{*path}`: any other embedded file.

@@ -30,6 +30,8 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Token the monitor and its API require; empty: a random one is made at start.
+    pub admin_token: String,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             tls_cert: None,
             tls_key: None,
+            admin_token: String::new(),
         }
     }
 }

@@ -2,10 +2,12 @@
 
 use crate::config::Config;
 use crate::hub::HubHandle;
+use crate::monitor;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ownstream_core::auth::Identity;
 use ownstream_core::protocol::{PeerStats, MAX_MESSAGE_LEN};
@@ -21,6 +23,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The hub.
     pub hub: HubHandle,
+    /// Totals the shell counts itself.
+    pub metrics: Arc<crate::metrics::ShellMetrics>,
 }
 
 /// All routes.
@@ -34,6 +38,16 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(crate::assets::index))
         .route("/watch/{name}", get(crate::assets::watch))
         .route("/broadcast", get(crate::assets::broadcast))
+        .route("/monitor", get(crate::assets::monitor))
+        .route("/metrics", get(crate::metrics::metrics))
+        .route(
+            "/api/streams/{name}/failures",
+            post(monitor::start_run).delete(monitor::stop_run),
+        )
+        .route("/api/streams/{name}/runs", get(monitor::runs))
+        .route("/api/peers/{id}/kill", post(monitor::kill))
+        .route("/api/monitor/events", get(monitor::events))
+        .layer(DefaultBodyLimit::max(monitor::MAX_BODY))
         .route("/assets/{*path}", get(crate::assets::file))
         .with_state(state)
 }

@@ -8,6 +8,8 @@ pub mod assets;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod metrics;
+pub mod monitor;
 pub mod ws;
 
 use anyhow::Context;
@@ -41,6 +43,11 @@ impl Bound {
     /// The plain loopback listener's address, when TLS is on.
     pub fn plain_local_addr(&self) -> Option<SocketAddr> {
         self.local.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The admin token that the monitor and its API require.
+    pub fn admin_token(&self) -> &str {
+        &self.state.config.admin_token
     }
 
     /// The supervisor key's fingerprint, for peers to pin.
@@ -128,8 +135,16 @@ async fn load_tls(
     Ok(Some(tls))
 }
 
-/// Loads or generates the supervisor key and binds the listener.
-pub async fn bind(config: Config) -> anyhow::Result<Bound> {
+/// Loads or generates the supervisor key and binds the listener. An empty admin token is replaced
+/// by a fresh random one (see [`Bound::admin_token`]).
+pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
+    if config.admin_token.is_empty() {
+        config.admin_token = random_token();
+    }
+    anyhow::ensure!(
+        config.admin_token.len() >= 16,
+        "the admin token must be at least 16 characters (it guards the monitor's kill switches)"
+    );
     let identity = Arc::new(load_identity(&config)?);
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -148,6 +163,7 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         identity,
         config: Arc::new(config),
         hub: handle,
+        metrics: Arc::default(),
     };
     Ok(Bound {
         listener,
@@ -156,6 +172,12 @@ pub async fn bind(config: Config) -> anyhow::Result<Bound> {
         state,
         hub,
     })
+}
+
+/// 128 random bits, hex.
+fn random_token() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn load_identity(config: &Config) -> anyhow::Result<Identity> {

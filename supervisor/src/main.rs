@@ -41,6 +41,10 @@ struct Cli {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Token the monitor (/monitor) and its API require (at least 16 characters). Without it, a
+    /// random token is made and printed at start.
+    #[arg(long, env = "OWNSTREAM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
     #[arg(long)]
     demo: bool,
@@ -82,6 +86,7 @@ async fn run() -> anyhow::Result<()> {
         heartbeat_ms: (cli.heartbeat_timeout_ms / 3).max(100),
         tls_cert: cli.tls_cert.clone(),
         tls_key: cli.tls_key.clone(),
+        admin_token: cli.admin_token.clone().unwrap_or_default(),
         ..Config::default()
     };
     let bound = ownstream_supervisor::bind(config).await?;
@@ -103,6 +108,13 @@ async fn run() -> anyhow::Result<()> {
         println!("watch the demo in a browser: {page}/watch/{}", demo::STREAM);
     }
     println!("live streams: {page}/");
+    match cli.admin_token {
+        Some(_) => println!("monitor: {page}/monitor  (admin token: the one you gave)"),
+        None => println!(
+            "monitor: {page}/monitor  (admin token: {})",
+            bound.admin_token()
+        ),
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(bound.serve(wait_true(stop_rx.clone())));
     let demo = if cli.demo {

@@ -22,6 +22,10 @@ pub async fn serve_socket(mut socket: WebSocket, state: AppState) {
         Ok(peer) => peer,
         Err(reason) => {
             tracing::info!(%reason, "authentication failed");
+            state
+                .metrics
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             close(&mut socket, CLOSE_POLICY, &reason).await;
             return;
         }

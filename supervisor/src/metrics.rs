@@ -1,0 +1,117 @@
+//! `GET /metrics`: Prometheus text exposition of the supervisor's totals (joins, leaves, repairs,
+//! kills, authentication failures, chunks rejected, stalls) and current gauges (peers, streams,
+//! viewers per stream). Read-only and unauthenticated, as scrapers expect; it reveals counts only.
+//!
+//! The totals live in the registry (the hub owns it); each scrape takes one snapshot and encodes it
+//! with `prometheus-client`, so there is no second copy of the numbers to keep in step.
+
+use crate::http::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Totals counted by the shell itself (outside the registry).
+#[derive(Debug, Default)]
+pub struct ShellMetrics {
+    /// Handshakes that failed (bad answer, bad key, timeout, malformed message...).
+    pub auth_failures: AtomicU64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabel {
+    stream: String,
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state
+        .hub
+        .query(|reg, _| (reg.counters(), reg.streams(), reg.peer_count()))
+        .await;
+    let Some((c, streams, peers)) = snapshot else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "supervisor shutting down").into_response();
+    };
+    let mut r = Registry::with_prefix("ownstream");
+    let counter = |v: u64| ConstCounter::new(v);
+    r.register(
+        "joins",
+        "Viewers placed in a tree, re-joins included",
+        counter(c.joins),
+    );
+    r.register(
+        "leaves",
+        "Viewers that left a tree (closed, failed or killed)",
+        counter(c.leaves),
+    );
+    r.register(
+        "repairs",
+        "Children re-attached by a tree repair",
+        counter(c.repairs),
+    );
+    r.register(
+        "kills",
+        "Peers killed by the operator or a failure run",
+        counter(c.kills),
+    );
+    let auth = state.metrics.auth_failures.load(Ordering::Relaxed);
+    r.register(
+        "auth_failures",
+        "Failed authentication handshakes",
+        counter(auth),
+    );
+    r.register(
+        "chunks_rejected",
+        "Chunks viewers dropped for a bad HMAC tag",
+        counter(c.chunks_rejected),
+    );
+    r.register(
+        "stalls",
+        "Stalled playbacks reported by viewers",
+        counter(c.stalls),
+    );
+    r.register(
+        "stalled_milliseconds",
+        "Stalled playback time reported by viewers",
+        counter(c.stalled_ms),
+    );
+    r.register(
+        "peers",
+        "Authenticated peers connected",
+        ConstGauge::new(peers as i64),
+    );
+    r.register(
+        "streams",
+        "Live streams",
+        ConstGauge::new(streams.len() as i64),
+    );
+    let viewers = Family::<StreamLabel, Gauge>::default();
+    for s in &streams {
+        let label = StreamLabel {
+            stream: s.name.clone(),
+        };
+        viewers.get_or_create(&label).set(s.viewers as i64);
+    }
+    r.register("viewers", "Viewers in each stream's tree", viewers);
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &r).is_err() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
