@@ -122,6 +122,9 @@ export class BroadcasterNode extends EventTarget {
       case 'SIGNAL':
         this.down.handleSignal(msg.from, msg.payload).catch((e) => console.warn(`bad signaling from ${msg.from}: ${e.message}`));
         break;
+      case 'KILL':
+        this.fail(`The operator stopped this broadcast${msg.reason ? ` (${msg.reason})` : ''}.`);
+        break;
       case 'STREAM_LIST': {
         const info = (msg.streams || []).find((s) => s.name === this.stream);
         this.viewers = info ? info.viewers : 0;

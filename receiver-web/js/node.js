@@ -139,7 +139,11 @@ export class ReceiverNode extends EventTarget {
         if (this.stopped) return sig.close();
         return this.attachSignaling(sig);
       } catch (e) {
-        if (e.kind === 'refused') return this.fatal(`The supervisor refused this browser: ${e.message}`);
+        // A refusal is final, except "already connected": our previous connection (closed by a
+        // kill or a network change) may not be gone from the supervisor yet.
+        if (e.kind === 'refused' && !/already connected/.test(e.message)) {
+          return this.fatal(`The supervisor refused this browser: ${e.message}`);
+        }
         const wait = BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)];
         this.setStatus('reconnecting', `Cannot reach the supervisor. Trying again in ${Math.round(wait / 1000)} s…`);
         await new Promise((r) => setTimeout(r, wait));
@@ -150,8 +154,9 @@ export class ReceiverNode extends EventTarget {
   attachSignaling(sig) {
     this.sig = sig;
     this.marks.authenticated ??= this.now();
-    sig.addEventListener('message', (e) => this.onServer(e.detail));
-    sig.addEventListener('close', (e) => this.onSignalingClosed(e.detail.reason));
+    // Events of a connection this node has already replaced or dropped are stale.
+    sig.addEventListener('message', (e) => this.sig === sig && this.onServer(e.detail));
+    sig.addEventListener('close', (e) => this.sig === sig && this.onSignalingClosed(e.detail.reason));
     this.setStatus('connecting', 'Joining the stream…');
     sig.send({ type: 'JOIN_STREAM', stream: this.stream, wait: true });
     clearInterval(this.statsTimer);

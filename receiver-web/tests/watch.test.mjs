@@ -194,3 +194,29 @@ async function freePort() {
     });
   });
 }
+
+test('a tab killed by the operator re-joins as a new viewer and plays on', { timeout: 120_000 }, async () => {
+  const h = new Harness('tab-killed');
+  const token = 'tab-kill-test-token-0123';
+  try {
+    await h.supervisor(['--admin-token', token]);
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const tab = await join(h, 'tab', { size: 2 });
+    const node = (await h.tree('s')).find((n) => n.id === tab.peerId);
+    assert.equal(node.agent, 'browser', 'the tree knows it is a browser tab');
+    await advances(tab, 2);
+    const res = await fetch(`${h.base}/api/peers/${tab.peerId}/kill`, {
+      method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{"rejoin":true}',
+    });
+    assert.equal(res.status, 200, await res.text());
+    await waitFor('the tab to count the kill', 10_000, async () => (await stats(tab)).kills === 1);
+    await waitFor('the tab back in the tree', 20_000, async () => (await h.tree('s')).some((n) => n.id === tab.peerId));
+    await advances(tab, 3);
+    const s = await stats(tab);
+    assert.equal(s.peer_id, tab.peerId, 'same peer id');
+    assert.ok(s.repairs >= 1, JSON.stringify(s));
+    await allVerified(tab);
+  } finally {
+    await h.stop();
+  }
+});
