@@ -177,7 +177,7 @@ export class MsePlayer extends EventTarget {
 
   maybeStart() {
     if (!this.video.paused || this.failed || !this.seekedToStart) return;
-    if (!this.started) this.skipToLastRange();
+    if (!this.started) this.skipShortRanges();
     if (this.aheadMs() >= this.config.startupMs || this.ended) {
       this.video.play().catch((e) => {
         if (e.name === 'NotAllowedError') {
@@ -216,13 +216,18 @@ export class MsePlayer extends EventTarget {
     return 0;
   }
 
-  /** Before playback begins, holes in what was received (a live recorder may drop a few audio
-   *  frames as it starts) would hold the start forever: begin at the newest contiguous range. */
-  skipToLastRange() {
+  /** Before playback begins, a hole in what was received (a live recorder may drop a few audio
+   *  frames as it starts) would hold the start forever: skip ranges too short to start in, one
+   *  at a time, so no more media is skipped than the start-up buffer's worth. */
+  skipShortRanges() {
     const b = this.video.buffered;
-    if (b.length < 2) return;
-    const last = b.start(b.length - 1);
-    if (this.video.currentTime < last) this.video.currentTime = last;
+    const t = this.video.currentTime;
+    for (let i = 0; i + 1 < b.length; i++) {
+      const inside = t >= b.start(i) - 0.05 && t <= b.end(i);
+      if (!inside) continue;
+      if ((b.end(i) - t) * 1000 < this.config.startupMs) this.video.currentTime = b.start(i + 1);
+      return;
+    }
   }
 
   /** If the play position sits in a hole before buffered media, move past the hole. */

@@ -85,7 +85,8 @@ test('mixed tree: broadcaster, tab, headless receiver, tab', { timeout: 150_000 
     await b.exitPromise;
     for (const t of [first, last]) await allVerified(t);
     await waitFor('the last tab to play to the end', 30_000, async () => (await stats(last)).state === 'ended');
-    assert.ok((await stats(last)).current_time_s >= 7, 'the last tab played the 8 s clip through');
+    const end = await stats(last);
+    assert.ok(end.current_time_s >= 7, `the last tab played the 8 s clip through: ${JSON.stringify(end)}`);
   } finally {
     await h.stop();
   }
