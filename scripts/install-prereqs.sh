@@ -2,6 +2,7 @@
 # Installs what ownstream's tests and demo need beyond the Rust toolchain, on Debian:
 #   - ffmpeg (the end-to-end tests decode every receiver's output with it),
 #   - chromium (the browser tests drive Debian's Chromium with Playwright),
+#   - fonts-dejavu-core (the experiments' charts draw their text with it),
 #   - node and npm if absent (Debian's nodejs), then the npm packages of package.json (playwright-core).
 # Safe to run again: does nothing when everything is there. Needs root or sudo only to install.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 

@@ -40,6 +40,9 @@ struct Cli {
     /// Hold the first chunk until this many viewers are connected.
     #[arg(long, default_value_t = 0)]
     wait_viewers: usize,
+    /// Write a JSON summary at exit, with the release time of every chunk.
+    #[arg(long)]
+    stats: Option<PathBuf>,
 }
 
 fn parse_size(text: &str) -> Result<String, String> {
@@ -93,6 +96,11 @@ async fn run_cli() -> anyhow::Result<()> {
     )
     .await?;
     eprintln!("broadcast finished: {}", summary.ending);
+    if let Some(path) = &cli.stats {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, json)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
     if summary.ending.starts_with("supervisor connection lost") {
         anyhow::bail!("{}", summary.ending);
     }

@@ -99,6 +99,8 @@ pub struct PeerStats {
     pub stalled_ms: u64,
     /// Times this peer's parent changed after its first one.
     pub repairs: u32,
+    /// Chunks never received: holes a new parent's buffer no longer covered after a repair.
+    pub chunks_skipped: u64,
     /// Media buffered ahead of the play position, in milliseconds.
     pub buffer_ahead_ms: u64,
     /// Whether playback is running.

@@ -94,7 +94,14 @@ pub struct Summary {
     pub stats: PeerStats,
     /// Gaps skipped because a parent's buffer did not cover a repair.
     pub chunks_skipped: u64,
+    /// `(seq, unix_ms)`: when each chunk reached this node (for the broadcaster: when it was
+    /// released), the latest [`MAX_ARRIVALS`]. Nodes on one machine share the clock, so the
+    /// experiments derive per-hop latency from these.
+    pub arrivals: Vec<(u64, u64)>,
 }
+
+/// Chunk arrival times kept for the summary.
+pub const MAX_ARRIVALS: usize = 20_000;
 
 enum Input {
     /// An event of signaling connection number `.0` (a re-join after a kill opens a new one).
@@ -175,6 +182,8 @@ pub struct Node {
     repair_start: Option<Instant>,
     /// Repair times (ms) measured since the last stats report.
     repair_times: Vec<u32>,
+    /// See [`Summary::arrivals`].
+    arrivals: std::collections::VecDeque<(u64, u64)>,
     end_seen: bool,
     ending: Option<(Ending, Instant)>,
     next_list: Instant,
@@ -245,6 +254,7 @@ impl Node {
             sig_conn: 0,
             repair_start: None,
             repair_times: Vec::new(),
+            arrivals: std::collections::VecDeque::new(),
             end_seen: false,
             ending: None,
             next_list: Instant::now(),
@@ -463,6 +473,7 @@ impl Node {
             ending: ending_text,
             stats: self.stats.clone(),
             chunks_skipped: self.skipped,
+            arrivals: self.arrivals.iter().copied().collect(),
         }
     }
 }

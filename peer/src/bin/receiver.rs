@@ -20,9 +20,13 @@ struct Cli {
     /// Write the received WebM (init segment + clusters from where this receiver joined) here.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Write a JSON summary of the run here at exit.
+    /// Write a JSON summary of the run here at exit (with --count: an array, one per receiver).
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// Run this many independent receivers in this one process (each its own key, peer id and
+    /// place in the tree): how load tests and the experiments put many viewers on one machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    count: u32,
     /// Fraction of chunks whose HMAC tag is checked (0.0-1.0); init and end chunks always are.
     #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
     verify_fraction: f64,
@@ -48,6 +52,13 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     init_logging();
     let cli = Cli::parse();
+    if cli.count > 1 {
+        anyhow::ensure!(
+            cli.out.is_none(),
+            "--out writes one receiver's media: it does not go with --count"
+        );
+        return run_many(&cli).await;
+    }
     let mut config = cli
         .common
         .node_config(ownstream_core::protocol::ComponentType::Receiver)?;
@@ -83,6 +94,51 @@ async fn run() -> anyhow::Result<()> {
     }
     if summary.ending.starts_with("supervisor connection lost") {
         anyhow::bail!("{}", summary.ending);
+    }
+    Ok(())
+}
+
+/// `--count N`: N receivers in one process, stopped together.
+async fn run_many(cli: &Cli) -> anyhow::Result<()> {
+    // Keys are the slow part of starting many peers: make them on every core.
+    let mut keygen = tokio::task::JoinSet::new();
+    for _ in 0..cli.count {
+        let common = cli.common.clone();
+        keygen.spawn_blocking(move || {
+            common.node_config(ownstream_core::protocol::ComponentType::Receiver)
+        });
+    }
+    let mut nodes = tokio::task::JoinSet::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    while let Some(config) = keygen.join_next().await {
+        let mut config = config.context("key generation panicked")??;
+        config.verify_fraction = cli.verify_fraction;
+        let (node, handle) = Node::connect(config, &cli.stream).await?;
+        eprintln!(
+            "receiver {} joining stream `{}`",
+            node.peer_id(),
+            cli.stream
+        );
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            handle.stop();
+        });
+        nodes.spawn(node.run());
+    }
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut summaries = Vec::new();
+    while let Some(summary) = nodes.join_next().await {
+        let summary = summary.context("a receiver panicked")?;
+        eprintln!("receiver {} finished: {}", summary.peer_id, summary.ending);
+        summaries.push(summary);
+    }
+    if let Some(path) = &cli.stats {
+        let json = serde_json::to_string_pretty(&summaries)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

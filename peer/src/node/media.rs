@@ -65,7 +65,15 @@ impl Node {
         }
         if let Some(last) = self.last_seq {
             self.skipped += chunk.seq.0.saturating_sub(last.0 + 1);
+            self.stats.chunks_skipped = self.skipped;
         }
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if self.arrivals.len() == super::MAX_ARRIVALS {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back((chunk.seq.0, unix_ms));
         self.last_seq = Some(chunk.seq);
         self.stats.last_seq = Some(chunk.seq);
         if let Some(sink) = self.sink.as_mut() {

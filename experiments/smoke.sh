@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Smoke test of the experiments (run by .ci/run): the quick mode of every subcommand, then checks
+# that each wrote its results and that the numbers are sane. Needs the release binaries
+# (cargo build --release --bins) and the prerequisites of scripts/install-prereqs.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/experiments-smoke}
+rm -rf "$out"
+bin=target/release/experiments
+
+fail() { echo "experiments smoke test FAILED: $*" >&2; exit 1; }
+need() { [ -s "$1" ] || fail "$1 is missing or empty"; }
+# csv_field FILE ROW COLUMN-NAME: the value of a column (by header name) in data row ROW (1-based).
+csv_field() {
+  awk -F, -v row="$2" -v name="$3" 'NR==1 { for (i = 1; i <= NF; i++) if ($i == name) col = i; next }
+    NR == row + 1 { print $col }' "$1"
+}
+
+echo "== experiments security --quick"
+$bin security --quick --out "$out/security"
+for f in security.csv summary.md fig12-rsa-keygen.svg fig12-rsa-keygen.png fig13-security-overhead.svg fig13-security-overhead.png; do
+  need "$out/security/$f"
+done
+integrity=$(grep '^"integrity' "$out/security/security.csv" | cut -d, -f3)
+awk -v v="$integrity" 'BEGIN { exit !(v > 0 && v < 50) }' || fail "integrity check median $integrity ms is not sane"
+
+echo "== experiments scale --quick"
+$bin scale --quick --out "$out/scale"
+for f in scale.csv latency.csv summary.md scale-cpu.svg scale-cpu.png; do need "$out/scale/$f"; done
+rows=$(($(wc -l < "$out/scale/scale.csv") - 1))
+[ "$rows" -ge 1 ] || fail "scale.csv has no step"
+mbps=$(csv_field "$out/scale/scale.csv" 1 relayed_mbps)
+awk -v v="$mbps" 'BEGIN { exit !(v > 1 && v < 1000) }' || fail "relayed Mbit/s $mbps is not sane"
+hop=$(csv_field "$out/scale/latency.csv" 1 hop_ms_median)
+awk -v v="$hop" 'BEGIN { exit !(v > 0 && v < 5000) }' || fail "per-hop latency $hop ms is not sane"
+
+echo "== experiments failures --quick"
+$bin failures --quick --out "$out/failures"
+for f in results.csv summary.md fig6-uniform.svg fig6-uniform.png fig11-average-stalled-time.svg fig11-average-stalled-time.png; do
+  need "$out/failures/$f"
+done
+kills=$(csv_field "$out/failures/results.csv" 1 kills)
+[ "$kills" -ge 15 ] && [ "$kills" -le 20 ] || fail "$kills kills, expected about 20 (2/s for 10 s)"
+repairs=$(csv_field "$out/failures/results.csv" 1 repairs)
+[ "$repairs" -ge 1 ] || fail "no repair after $kills kills"
+
+echo "experiments smoke test passed: integrity check ${integrity} ms, ${mbps} Mbit/s relayed, ${hop} ms per hop, ${kills} kills and ${repairs} repairs"

@@ -1,0 +1,359 @@
+//! `experiments failures`: the paper's failure experiments (section IV.B-C, figures 6-11). One
+//! stream of N headless receivers; for every distribution, rate and sample, a failure run through
+//! the supervisor's API (the monitor's), measured by the supervisor from the viewers' reports: the
+//! paper's stalled playbacks, total and average stalled time, plus kills, repairs, repair time,
+//! chunks lost by the surviving viewers, and CPU. Between runs the tree is let heal: every killed
+//! viewer back and playing.
+
+use crate::paper;
+use crate::plot::{self, format_value, Series};
+use crate::stats::{cpu_percent, mean};
+use crate::testbed::{Testbed, STREAM};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Settings of a failure experiment.
+pub struct FailuresConfig {
+    /// Headless receivers.
+    pub receivers: usize,
+    /// Distributions, as the API names them.
+    pub distributions: Vec<String>,
+    /// Failures per second.
+    pub rates: Vec<u32>,
+    /// Length of each run.
+    pub duration: Duration,
+    /// Runs per distribution and rate.
+    pub samples: u32,
+    /// Base seed; each run's seed derives from it.
+    pub seed: u64,
+    /// Receivers per process.
+    pub per_process: usize,
+    /// Peer key size.
+    pub key_bits: u32,
+}
+
+/// One run's results.
+#[derive(Debug, Clone)]
+pub struct Row {
+    distribution: String,
+    rate: u32,
+    sample: u32,
+    seed: u64,
+    kills: u64,
+    repairs: u64,
+    stalls: u64,
+    stalled_ms: u64,
+    avg_stall_ms: u64,
+    repair_ms_median: Option<u64>,
+    repair_ms_p95: Option<u64>,
+    chunks_lost_by_survivors: u64,
+    cpu_percent: f64,
+    viewers_min: u64,
+}
+
+/// Runs the whole grid and writes `results.csv`, the charts and `summary.md`.
+pub fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let mut bed = Testbed::start(
+        &out.join("testbed"),
+        clip,
+        cfg.receivers,
+        cfg.per_process,
+        cfg.key_bits,
+    )?;
+    bed.wait_playing(Duration::from_secs(60 + cfg.receivers as u64))?;
+    let cells = cfg.distributions.len() * cfg.rates.len() * cfg.samples as usize;
+    let bar = ProgressBar::new(cells as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left {msg}",
+    )?);
+    let mut rows = Vec::new();
+    let mut index = 0;
+    for dist in &cfg.distributions {
+        for &rate in &cfg.rates {
+            for sample in 0..cfg.samples {
+                index += 1;
+                let seed = cfg.seed.wrapping_mul(1000).wrapping_add(index);
+                bar.set_message(format!("{dist} {rate}/s #{}", sample + 1));
+                let row = one_run(&mut bed, cfg, dist, rate, sample, seed)
+                    .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
+                bar.suspend(|| {
+                    eprintln!(
+                        "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled",
+                        sample + 1,
+                        row.kills,
+                        row.stalls,
+                        row.stalled_ms as f64 / 1000.0
+                    )
+                });
+                rows.push(row);
+                bar.inc(1);
+                write_csv(out, &rows)?;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let _ = bed.stop();
+    write_charts(out, cfg, &rows)?;
+    write_summary(out, clip, cfg, &rows)
+}
+
+fn one_run(
+    bed: &mut Testbed,
+    cfg: &FailuresConfig,
+    dist: &str,
+    rate: u32,
+    sample: u32,
+    seed: u64,
+) -> anyhow::Result<Row> {
+    let before: Vec<Value> = bed.stats();
+    let (c0, t0) = (bed.cpu(), Instant::now());
+    let body = json!({
+        "distribution": dist, "rate": rate, "duration_s": cfg.duration.as_secs_f64(),
+        "seed": seed, "rejoin": true,
+    });
+    let id = bed.api.start_run(STREAM, &body)?;
+    let limit = cfg.duration + Duration::from_secs(60);
+    let report = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let runs = bed.api.runs(STREAM)?;
+        let run = runs
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .context("the run vanished")?;
+        if run["state"] == "finished" {
+            break run;
+        }
+        anyhow::ensure!(
+            t0.elapsed() < limit,
+            "the run did not finish within {limit:?}"
+        );
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = c0.until(&bed.cpu());
+    let after = bed.stats();
+    let victims: HashSet<&str> = report["victims"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let skipped = |stats: &[Value], id: &str| {
+        stats
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["stats"]["chunks_skipped"].as_u64())
+            .unwrap_or(0)
+    };
+    let lost = before
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .filter(|id| !victims.contains(id))
+        .map(|id| skipped(&after, id).saturating_sub(skipped(&before, id)))
+        .sum();
+    let m = &report["metrics"];
+    let viewers_min = report["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().filter_map(|p| p["viewers"].as_u64()).min())
+        .unwrap_or(0);
+    // Heal before the next run: every viewer back and playing.
+    bed.wait_playing(Duration::from_secs(90))?;
+    Ok(Row {
+        distribution: dist.to_string(),
+        rate,
+        sample: sample + 1,
+        seed,
+        kills: m["kills"].as_u64().unwrap_or(0),
+        repairs: m["repairs"].as_u64().unwrap_or(0),
+        stalls: m["stalls"].as_u64().unwrap_or(0),
+        stalled_ms: m["stalled_ms"].as_u64().unwrap_or(0),
+        avg_stall_ms: m["avg_stall_ms"].as_u64().unwrap_or(0),
+        repair_ms_median: m["repair_ms_median"].as_u64(),
+        repair_ms_p95: m["repair_ms_p95"].as_u64(),
+        chunks_lost_by_survivors: lost,
+        cpu_percent: cpu_percent(cpu.total(), wall),
+        viewers_min,
+    })
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(String::new, |v| v.to_string())
+}
+
+fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
+    let mut csv = String::from("distribution,rate_per_s,sample,seed,kills,repairs,stalls,stalled_ms,avg_stall_ms,repair_ms_median,repair_ms_p95,chunks_lost_by_survivors,cpu_percent,viewers_min\n");
+    for r in rows {
+        writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{}",
+            r.distribution,
+            r.rate,
+            r.sample,
+            r.seed,
+            r.kills,
+            r.repairs,
+            r.stalls,
+            r.stalled_ms,
+            r.avg_stall_ms,
+            opt(r.repair_ms_median),
+            opt(r.repair_ms_p95),
+            r.chunks_lost_by_survivors,
+            r.cpu_percent,
+            r.viewers_min
+        )?;
+    }
+    std::fs::write(out.join("results.csv"), csv)?;
+    Ok(())
+}
+
+/// Mean over samples of `f` for one distribution and rate.
+fn cell(rows: &[Row], dist: &str, rate: u32, f: impl Fn(&Row) -> f64) -> Option<f64> {
+    let v: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.distribution == dist && r.rate == rate)
+        .map(f)
+        .collect();
+    mean(&v)
+}
+
+fn write_charts(out: &Path, cfg: &FailuresConfig, rows: &[Row]) -> anyhow::Result<()> {
+    for (i, dist) in cfg.distributions.iter().enumerate() {
+        let pts = |f: &dyn Fn(&Row) -> f64| -> Vec<(f64, f64)> {
+            cfg.rates
+                .iter()
+                .filter_map(|&r| Some((f64::from(r), cell(rows, dist, r, f)?)))
+                .collect()
+        };
+        plot::line_chart(
+            &out.join(format!("fig{}-{dist}", 6 + i)),
+            &format!("{dist}: stalled playbacks and total stalled time"),
+            "failures per second",
+            "stalled playbacks / total stalled time (s)",
+            &[
+                Series {
+                    name: "stalled playbacks".into(),
+                    points: pts(&|r| r.stalls as f64),
+                },
+                Series {
+                    name: "total stalled time (s)".into(),
+                    points: pts(&|r| r.stalled_ms as f64 / 1000.0),
+                },
+            ],
+        )?;
+    }
+    let series: Vec<Series> = cfg
+        .distributions
+        .iter()
+        .map(|dist| Series {
+            name: dist.clone(),
+            points: cfg
+                .rates
+                .iter()
+                .filter_map(|&r| {
+                    let stalls = cell(rows, dist, r, |x| x.stalls as f64)?;
+                    let ms = cell(rows, dist, r, |x| x.stalled_ms as f64)?;
+                    Some((
+                        f64::from(r),
+                        if stalls > 0.0 {
+                            ms / stalls / 1000.0
+                        } else {
+                            0.0
+                        },
+                    ))
+                })
+                .collect(),
+        })
+        .collect();
+    plot::line_chart(
+        &out.join("fig11-average-stalled-time"),
+        "Average stalled time per distribution",
+        "failures per second",
+        "average stalled time (s)",
+        &series,
+    )
+}
+
+fn write_summary(
+    out: &Path,
+    clip: &Path,
+    cfg: &FailuresConfig,
+    rows: &[Row],
+) -> anyhow::Result<()> {
+    let mut md = String::new();
+    writeln!(
+        md,
+        "# Failure experiments (paper section IV, figures 6-11)\n"
+    )?;
+    writeln!(
+        md,
+        "Measured by `experiments failures` on {}: one stream of {} headless receivers ({} per process) in a binary tree, a broadcaster of `{}` on a loop, every process a release build on loopback. {} runs per distribution and rate, {} s each (+5 s for the last kills' stalls to show), seeds from {}; killed viewers re-join as new viewers, as in the paper. Values are means over the samples; `results.csv` has every run.\n",
+        crate::machine(),
+        cfg.receivers,
+        cfg.per_process,
+        clip.file_name().map_or_else(String::new, |f| f.to_string_lossy().to_string()),
+        cfg.samples,
+        cfg.duration.as_secs(),
+        cfg.seed
+    )?;
+    writeln!(md, "| distribution | failures/s | kills | stalled playbacks | total stalled time | average stalled time | repair median / p95 | chunks lost by survivors | CPU (% of a core) | paper says |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    for dist in &cfg.distributions {
+        for &rate in &cfg.rates {
+            let Some(kills) = cell(rows, dist, rate, |r| r.kills as f64) else {
+                continue;
+            };
+            let stalls = cell(rows, dist, rate, |r| r.stalls as f64).unwrap_or(0.0);
+            let ms = cell(rows, dist, rate, |r| r.stalled_ms as f64).unwrap_or(0.0);
+            let med =
+                cell(rows, dist, rate, |r| r.repair_ms_median.unwrap_or(0) as f64).unwrap_or(0.0);
+            let p95 =
+                cell(rows, dist, rate, |r| r.repair_ms_p95.unwrap_or(0) as f64).unwrap_or(0.0);
+            let lost = cell(rows, dist, rate, |r| r.chunks_lost_by_survivors as f64).unwrap_or(0.0);
+            let cpu = cell(rows, dist, rate, |r| r.cpu_percent).unwrap_or(0.0);
+            let says = paper::note(dist, rate).map_or_else(
+                || "no value printed".to_string(),
+                |n| match (n.stalls, n.stalled_s) {
+                    (Some(s), Some(t)) => format!("{s} stalls, {t} s"),
+                    _ => n.text.to_string(),
+                },
+            );
+            writeln!(
+                md,
+                "| {dist} | {rate} | {} | {} | {} s | {} s | {} / {} ms | {} | {:.0} | {says} |",
+                format_value(kills),
+                format_value(stalls),
+                format_value(ms / 1000.0),
+                format_value(if stalls > 0.0 {
+                    ms / stalls / 1000.0
+                } else {
+                    0.0
+                }),
+                format_value(med),
+                format_value(p95),
+                format_value(lost),
+                cpu
+            )?;
+        }
+    }
+    writeln!(
+        md,
+        "\nWhat the paper's text says about each distribution (its figures print no values):\n"
+    )?;
+    for n in paper::NOTES
+        .iter()
+        .filter(|n| cfg.distributions.iter().any(|d| d == n.distribution))
+    {
+        writeln!(
+            md,
+            "- {}{}: {}",
+            n.distribution,
+            n.rate.map_or(String::new(), |r| format!(" at {r}/s")),
+            n.text
+        )?;
+    }
+    writeln!(md, "\nCharts: `fig6-*` to `fig10-*` (one per distribution, in the order given), `fig11-average-stalled-time`, each as SVG and PNG.")?;
+    std::fs::write(out.join("summary.md"), md)?;
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! `experiments`: reproduces the OwnStream paper's measurements on one machine, with real WebRTC
+//! between headless Rust receivers, and plots them (see `experiments/README.md`).
+
+mod api;
+mod failures;
+mod paper;
+mod plot;
+mod procs;
+mod scale;
+mod security;
+mod stats;
+mod testbed;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Reproduce the OwnStream paper's experiments on this machine and plot them.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Failure runs (paper figures 6-11): stalled playbacks, total and average stalled time
+    /// against the failure rate, for each distribution.
+    Failures(FailuresArgs),
+    /// Security layer costs (paper figures 12-13): RSA key generation, keyed hash, digest,
+    /// nonce, integrity check per chunk.
+    Security(SecurityArgs),
+    /// How many receivers this machine carries at the paper's bitrate; CPU per relayed Mbit/s;
+    /// per-hop latency by depth; join to first chunk.
+    Scale(ScaleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// Directory for the results (CSV, charts, summary.md, logs).
+    #[arg(long)]
+    out: PathBuf,
+    /// WebM clip to broadcast (default: the paper-like clip, made at first use).
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// A short run (minutes, not hours) for a smoke test; the numbers are not the paper's.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct FailuresArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Headless receivers in the tree.
+    #[arg(long, default_value_t = 80)]
+    receivers: usize,
+    /// Distributions, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "uniform,binomial,poisson,beta,chisquared"
+    )]
+    distributions: Vec<String>,
+    /// Failure rates (per second), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,4,5")]
+    rates: Vec<u32>,
+    /// Length of each run, e.g. 60s or 2m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Runs per distribution and rate.
+    #[arg(long, default_value_t = 4)]
+    samples: u32,
+    /// Base seed of the runs.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Receivers per process.
+    #[arg(long, default_value_t = 40)]
+    per_process: usize,
+    /// RSA key size of every peer.
+    #[arg(long, default_value_t = 2048)]
+    key_bits: u32,
+}
+
+#[derive(clap::Args, Debug)]
+struct SecurityArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(clap::Args, Debug)]
+struct ScaleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Receiver counts to try, comma-separated, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,40,80,120,160,200,250,300,400,500"
+    )]
+    steps: Vec<usize>,
+    /// Measured window per step, e.g. 20s.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    window: Duration,
+    /// Stop the ramp above this CPU use of all processes together (% of one core).
+    #[arg(long, default_value_t = 180.0)]
+    cpu_limit: f64,
+    /// Receivers per process.
+    #[arg(long, default_value_t = 40)]
+    per_process: usize,
+    /// RSA key size of every peer.
+    #[arg(long, default_value_t = 2048)]
+    key_bits: u32,
+}
+
+/// `90`, `90s`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (num, unit) = match t.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (t.strip_suffix('s').unwrap_or(t), 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 60s or 2m"))?;
+    if n == 0 {
+        return Err("the duration must be above 0".into());
+    }
+    Ok(Duration::from_secs(n * unit))
+}
+
+/// One line describing this machine, for the reports.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = procs::run(
+        std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]),
+        "date",
+    )
+    .map(|d| d.trim().to_string())
+    .unwrap_or_default();
+    format!("{date}, {cores} cores ({cpu})")
+}
+
+fn clip(common: &Common, seconds: u32) -> anyhow::Result<PathBuf> {
+    match &common.clip {
+        Some(p) => Ok(p.clone()),
+        None => procs::paper_clip(seconds),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Security(a) => {
+            let clip = clip(&a.common, 20)?;
+            security::run(&a.common.out, &clip, a.common.quick)?;
+            println!("wrote {}", a.common.out.join("summary.md").display());
+        }
+        Cmd::Scale(a) => {
+            let clip = clip(&a.common, 20)?;
+            let cfg = if a.common.quick {
+                scale::ScaleConfig {
+                    steps: vec![5, 10],
+                    window: Duration::from_secs(8),
+                    per_process: a.per_process,
+                    cpu_limit: a.cpu_limit,
+                    key_bits: a.key_bits,
+                }
+            } else {
+                scale::ScaleConfig {
+                    steps: a.steps,
+                    window: a.window,
+                    per_process: a.per_process,
+                    cpu_limit: a.cpu_limit,
+                    key_bits: a.key_bits,
+                }
+            };
+            scale::run(&a.common.out, &clip, &cfg)?;
+            println!("wrote {}", a.common.out.join("summary.md").display());
+        }
+        Cmd::Failures(a) => {
+            let clip = clip(&a.common, 20)?;
+            let mut cfg = failures::FailuresConfig {
+                receivers: a.receivers,
+                distributions: a.distributions,
+                rates: a.rates,
+                duration: a.duration,
+                samples: a.samples,
+                seed: a.seed,
+                per_process: a.per_process,
+                key_bits: a.key_bits,
+            };
+            for d in &cfg.distributions {
+                let known = ["uniform", "binomial", "poisson", "beta", "chisquared"];
+                anyhow::ensure!(
+                    known.contains(&d.as_str()),
+                    "unknown distribution `{d}`: use {}",
+                    known.join(", ")
+                );
+            }
+            anyhow::ensure!(
+                cfg.rates.iter().all(|r| (1..=100).contains(r)),
+                "rates are failures per second, 1 to 100"
+            );
+            if a.common.quick {
+                cfg = failures::FailuresConfig {
+                    receivers: 15,
+                    distributions: vec!["uniform".into()],
+                    rates: vec![2],
+                    duration: Duration::from_secs(10),
+                    samples: 1,
+                    ..cfg
+                };
+            }
+            failures::run(&a.common.out, &clip, &cfg).context("the failure experiment failed")?;
+            println!("wrote {}", a.common.out.join("summary.md").display());
+        }
+    }
+    Ok(())
+}

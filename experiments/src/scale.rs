@@ -1,0 +1,313 @@
+//! `experiments scale`: how many headless receivers this machine carries at the paper's bitrate
+//! with no failures. For each step of a ramp, a fresh stream of N receivers is started; once all
+//! play, a window is measured: stalls, CPU of every process, megabits relayed, per-hop latency by
+//! depth (from each chunk's arrival time at a node and at its parent, one clock on one machine),
+//! and join-to-first-chunk. The ramp stops at the first step with stalls or with CPU past the
+//! limit.
+
+use crate::plot::{self, format_value, Series};
+use crate::stats::{cpu_percent, median, percentile};
+use crate::testbed::Testbed;
+use indicatif::ProgressBar;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Settings of a scale run.
+pub struct ScaleConfig {
+    /// Receiver counts to try, in order.
+    pub steps: Vec<usize>,
+    /// Measured window per step.
+    pub window: Duration,
+    /// Receivers per process.
+    pub per_process: usize,
+    /// Stop when all processes together use more than this (% of one core).
+    pub cpu_limit: f64,
+    /// Peer key size.
+    pub key_bits: u32,
+}
+
+/// What one step measured.
+#[derive(Debug, Default)]
+pub struct Step {
+    n: usize,
+    stalls: u64,
+    stalled_ms: u64,
+    cpu_percent: f64,
+    receivers_cpu_percent: f64,
+    relayed_mbps: f64,
+    join_first_chunk_ms: Vec<f64>,
+    hop_ms: BTreeMap<u64, Vec<f64>>,
+    e2e_ms: BTreeMap<u64, Vec<f64>>,
+    depth: u64,
+}
+
+fn sum(stats: &[Value], field: &str) -> u64 {
+    stats
+        .iter()
+        .filter_map(|n| n["stats"][field].as_u64())
+        .sum()
+}
+
+/// Measures one step.
+fn step(out: &Path, clip: &Path, n: usize, cfg: &ScaleConfig) -> anyhow::Result<Step> {
+    let dir = out.join("raw").join(format!("step-{n}"));
+    let mut bed = Testbed::start(&dir, clip, n, cfg.per_process, cfg.key_bits)?;
+    bed.wait_playing(Duration::from_secs(60 + n as u64))?;
+    // Let the start-up bursts (keyframe backlogs to every new child) settle first.
+    std::thread::sleep(Duration::from_secs(3));
+    let (s0, c0, t0) = (bed.stats(), bed.cpu(), Instant::now());
+    std::thread::sleep(cfg.window);
+    let (s1, c1, wall) = (bed.stats(), bed.cpu(), t0.elapsed().as_secs_f64());
+    let tree = bed.api.tree(crate::testbed::STREAM);
+    let cpu = c0.until(&c1);
+    let (broadcaster, receivers) = bed.stop()?;
+    let mut step = Step {
+        n,
+        stalls: sum(&s1, "stalls").saturating_sub(sum(&s0, "stalls")),
+        stalled_ms: sum(&s1, "stalled_ms").saturating_sub(sum(&s0, "stalled_ms")),
+        cpu_percent: cpu_percent(cpu.total(), wall),
+        receivers_cpu_percent: cpu_percent(cpu.receivers, wall),
+        relayed_mbps: (sum(&s1, "bytes_sent").saturating_sub(sum(&s0, "bytes_sent"))) as f64 * 8.0
+            / wall
+            / 1e6,
+        join_first_chunk_ms: s1
+            .iter()
+            .filter_map(|n| n["stats"]["first_chunk_latency_ms"].as_f64())
+            .collect(),
+        depth: tree.iter().map(|t| t.2).max().unwrap_or(0),
+        ..Step::default()
+    };
+    latencies(&mut step, &tree, &broadcaster, &receivers);
+    Ok(step)
+}
+
+/// Per-hop and end-to-end latency by depth from the nodes' chunk arrival times.
+fn latencies(
+    step: &mut Step,
+    tree: &[(String, Option<String>, u64)],
+    broadcaster: &Value,
+    receivers: &[Value],
+) {
+    let arrivals = |v: &Value| -> HashMap<u64, f64> {
+        v["arrivals"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p[0].as_u64()?, p[1].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut by_id: HashMap<String, HashMap<u64, f64>> = HashMap::new();
+    if let Some(id) = broadcaster["peer_id"].as_str() {
+        by_id.insert(id.to_string(), arrivals(broadcaster));
+    }
+    for r in receivers {
+        if let Some(id) = r["peer_id"].as_str() {
+            by_id.insert(id.to_string(), arrivals(r));
+        }
+    }
+    let root = tree.iter().find(|t| t.1.is_none()).map(|t| t.0.clone());
+    let Some(release) = root.and_then(|r| by_id.get(&r)).cloned() else {
+        return;
+    };
+    for (id, parent, depth) in tree {
+        let (Some(parent), Some(mine)) = (parent, by_id.get(id)) else {
+            continue;
+        };
+        let Some(theirs) = by_id.get(parent) else {
+            continue;
+        };
+        for (seq, t) in mine {
+            // Chunk 0 and the joiner's backlog are sent at once, not at their release: skip the
+            // first seconds of each node by comparing only chunks both saw after the start.
+            if *seq < 5 {
+                continue;
+            }
+            if let Some(tp) = theirs.get(seq) {
+                step.hop_ms.entry(*depth).or_default().push(t - tp);
+            }
+            if let Some(tr) = release.get(seq) {
+                step.e2e_ms.entry(*depth).or_default().push(t - tr);
+            }
+        }
+    }
+}
+
+/// Runs the ramp and writes `scale.csv`, `latency.csv`, charts and `summary.md`.
+pub fn run(out: &Path, clip: &Path, cfg: &ScaleConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let bar = ProgressBar::new(cfg.steps.len() as u64);
+    let mut steps = Vec::new();
+    for &n in &cfg.steps {
+        bar.set_message(format!("{n} receivers"));
+        let s = step(out, clip, n, cfg)?;
+        bar.suspend(|| {
+            eprintln!(
+                "{n} receivers: {} stalls, CPU {:.0}%, relayed {:.1} Mbit/s, depth {}",
+                s.stalls, s.cpu_percent, s.relayed_mbps, s.depth
+            )
+        });
+        bar.inc(1);
+        let stop = s.stalls > 0 || s.cpu_percent > cfg.cpu_limit;
+        steps.push(s);
+        if stop {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    write_outputs(out, clip, cfg, &steps)
+}
+
+fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> anyhow::Result<()> {
+    let mut csv = String::from(
+        "receivers,depth,stalls,stalled_ms,cpu_percent,receivers_cpu_percent,relayed_mbps,cpu_percent_per_relayed_mbps,join_first_chunk_ms_median,join_first_chunk_ms_p95\n",
+    );
+    let mut lat = String::from(
+        "receivers,depth,hop_ms_median,hop_ms_p95,end_to_end_ms_median,end_to_end_ms_p95,samples\n",
+    );
+    for s in steps {
+        writeln!(
+            csv,
+            "{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.0},{:.0}",
+            s.n,
+            s.depth,
+            s.stalls,
+            s.stalled_ms,
+            s.cpu_percent,
+            s.receivers_cpu_percent,
+            s.relayed_mbps,
+            s.cpu_percent / s.relayed_mbps.max(1e-9),
+            median(&s.join_first_chunk_ms).unwrap_or(0.0),
+            percentile(&s.join_first_chunk_ms, 95.0).unwrap_or(0.0)
+        )?;
+        for (depth, hops) in &s.hop_ms {
+            let e2e = s.e2e_ms.get(depth).cloned().unwrap_or_default();
+            writeln!(
+                lat,
+                "{},{depth},{:.1},{:.1},{:.1},{:.1},{}",
+                s.n,
+                median(hops).unwrap_or(0.0),
+                percentile(hops, 95.0).unwrap_or(0.0),
+                median(&e2e).unwrap_or(0.0),
+                percentile(&e2e, 95.0).unwrap_or(0.0),
+                hops.len()
+            )?;
+        }
+    }
+    std::fs::write(out.join("scale.csv"), csv)?;
+    std::fs::write(out.join("latency.csv"), lat)?;
+    let pts = |f: &dyn Fn(&Step) -> f64| steps.iter().map(|s| (s.n as f64, f(s))).collect();
+    plot::line_chart(
+        &out.join("scale-cpu"),
+        "CPU and relayed traffic against receivers",
+        "receivers",
+        "CPU (% of one core) / relayed Mbit/s",
+        &[
+            Series {
+                name: "CPU, all processes (%)".into(),
+                points: pts(&|s| s.cpu_percent),
+            },
+            Series {
+                name: "relayed (Mbit/s)".into(),
+                points: pts(&|s| s.relayed_mbps),
+            },
+        ],
+    )?;
+    let ok = steps.iter().filter(|s| s.stalls == 0).map(|s| s.n).max();
+    let last_ok = steps.iter().rfind(|s| s.stalls == 0);
+    if let Some(s) = last_ok {
+        let series = vec![
+            Series {
+                name: "per hop (median)".into(),
+                points: s
+                    .hop_ms
+                    .iter()
+                    .map(|(d, v)| (*d as f64, median(v).unwrap_or(0.0)))
+                    .collect(),
+            },
+            Series {
+                name: "per hop (p95)".into(),
+                points: s
+                    .hop_ms
+                    .iter()
+                    .map(|(d, v)| (*d as f64, percentile(v, 95.0).unwrap_or(0.0)))
+                    .collect(),
+            },
+            Series {
+                name: "from the broadcaster (median)".into(),
+                points: s
+                    .e2e_ms
+                    .iter()
+                    .map(|(d, v)| (*d as f64, median(v).unwrap_or(0.0)))
+                    .collect(),
+            },
+        ];
+        plot::line_chart(
+            &out.join("scale-latency"),
+            &format!("Chunk latency by depth, {} receivers", s.n),
+            "depth",
+            "milliseconds",
+            &series,
+        )?;
+    }
+    let mut md = String::new();
+    writeln!(
+        md,
+        "# Scale: receivers on one machine at the paper's bitrate\n"
+    )?;
+    writeln!(
+        md,
+        "Measured by `experiments scale` on {}: a supervisor, a broadcaster of `{}` on a loop and N headless receivers ({} per process), all release builds on loopback, a fresh stream per step, a {} s window once every receiver plays; the ramp stops at the first step with a stall or above {:.0}% CPU.\n",
+        crate::machine(),
+        clip.file_name().map_or_else(String::new, |f| f.to_string_lossy().to_string()),
+        cfg.per_process,
+        cfg.window.as_secs(),
+        cfg.cpu_limit
+    )?;
+    writeln!(md, "| receivers | depth | stalls | CPU (all, % of a core) | relayed Mbit/s | CPU % per relayed Mbit/s | join to first chunk, median / p95 |\n|---:|---:|---:|---:|---:|---:|---:|")?;
+    for s in steps {
+        writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {} / {} ms |",
+            s.n,
+            s.depth,
+            s.stalls,
+            s.cpu_percent,
+            s.relayed_mbps,
+            s.cpu_percent / s.relayed_mbps.max(1e-9),
+            format_value(median(&s.join_first_chunk_ms).unwrap_or(0.0)),
+            format_value(percentile(&s.join_first_chunk_ms, 95.0).unwrap_or(0.0))
+        )?;
+    }
+    let ended_clean = steps
+        .last()
+        .is_some_and(|s| s.stalls == 0 && s.cpu_percent <= cfg.cpu_limit);
+    match ok {
+        Some(n) if ended_clean => writeln!(
+            md,
+            "\n**Largest N without a stall: {n}, the ramp's last step: the machine may carry more.**"
+        )?,
+        Some(n) => writeln!(md, "\n**Largest N without a stall: {n}.**")?,
+        None => writeln!(md, "\n**Every step stalled.**")?,
+    }
+    if let Some(s) = last_ok {
+        writeln!(md, "\nLatency by depth at {} receivers (a chunk's arrival at a node minus its arrival at the parent; from the broadcaster: minus its release):\n\n| depth | per hop median | per hop p95 | from the broadcaster, median |\n|---:|---:|---:|---:|", s.n)?;
+        for (d, hops) in &s.hop_ms {
+            let e2e = s.e2e_ms.get(d).cloned().unwrap_or_default();
+            writeln!(
+                md,
+                "| {d} | {} ms | {} ms | {} ms |",
+                format_value(median(hops).unwrap_or(0.0)),
+                format_value(percentile(hops, 95.0).unwrap_or(0.0)),
+                format_value(median(&e2e).unwrap_or(0.0))
+            )?;
+        }
+    }
+    writeln!(md, "\nCharts: `scale-cpu.svg/png`, `scale-latency.svg/png`; numbers: `scale.csv`, `latency.csv`.")?;
+    std::fs::write(out.join("summary.md"), md)?;
+    Ok(())
+}
