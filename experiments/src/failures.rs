@@ -60,7 +60,7 @@ pub struct Row {
 pub fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let mut bed = Testbed::start(
-        &out.join("testbed"),
+        &out.join("raw"),
         clip,
         cfg.receivers,
         cfg.per_process,
