@@ -76,7 +76,11 @@ test('a broadcast tab goes live; tabs and a headless receiver watch; Stop ends i
     }
     const status = await rust.exitPromise;
     assert.equal(status.code, 0, `the headless receiver ended cleanly: ${JSON.stringify(status)}`);
-    assert.equal(decodeErrors(rust.out), '', 'its output decodes');
+    // MediaRecorder under load may stamp two frames with the same millisecond; ffmpeg's null muxer
+    // then warns about the repeated DTS. That is the recording's own timing, copied unchanged,
+    // not a decoding error: anything else is.
+    const errors = decodeErrors(rust.out).split('\n').filter((l) => l && !/non monotonically increasing dts/.test(l));
+    assert.deepEqual(errors, [], 'its output decodes');
     assert.ok(videoFrames(rust.out) >= 15 * 20, 'it holds at least 15 s of the camera');
   } finally {
     await h.stop();
