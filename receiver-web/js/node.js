@@ -167,7 +167,7 @@ export class ReceiverNode extends EventTarget {
   }
 
   onSignalingClosed(reason) {
-    if (this.stopped || this.state === 'killed' || this.state === 'ended' || this.state === 'error') return;
+    if (this.stopped || this.endingAt != null || ['killed', 'ended', 'error'].includes(this.state)) return;
     this.sig = null;
     this.closeEdges();
     this.repairStart ??= this.now();
@@ -277,7 +277,10 @@ export class ReceiverNode extends EventTarget {
         clearInterval(check);
         this.reportStats();
         this.closeEdges();
-        this.sig?.close('stream ended');
+        // Forget the connection first: closing it on purpose is not a loss to recover from.
+        const sig = this.sig;
+        this.sig = null;
+        sig?.close('stream ended');
         clearInterval(this.statsTimer);
         clearInterval(this.listTimer);
       }

@@ -4,8 +4,12 @@
 // - The init segment comes first and fixes the MIME type; then media chunks, each one or more whole
 //   clusters with absolute timestamps. The first media chunk a viewer gets starts on a keyframe
 //   (its parent sends from the latest keyframe); the player seeks to the start of what is buffered.
-// - Playback starts once `startupMs` of media is buffered ahead (the first frame shows before that,
-//   paused), so a chunk that arrives a little late does not stall a viewer who just joined.
+// - Playback starts once a start-up buffer is ahead of the play position (the first frame shows
+//   before that, paused), so a chunk that arrives a little late does not stall a viewer who just
+//   joined. Media arrives a whole chunk at a time, so the buffer is one and a half chunks (the
+//   first chunk's duration says how long they are; at least 800 ms): 1.5 s for a file broadcast's
+//   one-second chunks, less for a browser broadcast's half-second ones, whose viewers then start
+//   sooner. `startupMs` fixes it instead.
 // - Bounded memory: media more than `keepBehindMs` behind the play position is removed; a
 //   QuotaExceededError evicts down to the play position and retries; if chunks wait to be appended
 //   for more than `maxQueueMs` of media (the tab was throttled), the queue skips to its latest
@@ -20,7 +24,8 @@
 import { mimeType } from './webm.js';
 
 export const DEFAULT_PLAYER_CONFIG = Object.freeze({
-  startupMs: 1500,
+  startupMs: null, // adaptive: see the header
+  minStartupMs: 800,
   keepBehindMs: 30_000,
   maxQueueMs: 20_000,
   maxLagMs: 8000,
@@ -111,6 +116,7 @@ export class MsePlayer extends EventTarget {
   /** A verified media chunk, in order. */
   appendMedia(chunk) {
     if (this.failed) return;
+    this.chunkMs ??= chunk.durationMs;
     this.queue.push({ seq: chunk.seq, bytes: chunk.payload, keyframe: chunk.isKeyframe, durationMs: chunk.durationMs });
     this.trimQueue();
     this.pump();
@@ -175,10 +181,16 @@ export class MsePlayer extends EventTarget {
     this.maybeStart();
   }
 
+  /** The start-up buffer (see the header). */
+  startupMs() {
+    if (this.config.startupMs != null) return this.config.startupMs;
+    return Math.min(3000, Math.max(this.config.minStartupMs, 1.5 * (this.chunkMs ?? 1000)));
+  }
+
   maybeStart() {
     if (!this.video.paused || this.failed || !this.seekedToStart) return;
     if (!this.started) this.skipShortRanges();
-    if (this.aheadMs() >= this.config.startupMs || this.ended) {
+    if (this.aheadMs() >= this.startupMs() || this.ended) {
       this.video.play().catch((e) => {
         if (e.name === 'NotAllowedError') {
           this.dispatchEvent(new CustomEvent('autoplay-blocked'));
@@ -225,7 +237,7 @@ export class MsePlayer extends EventTarget {
     for (let i = 0; i + 1 < b.length; i++) {
       const inside = t >= b.start(i) - 0.05 && t <= b.end(i);
       if (!inside) continue;
-      if ((b.end(i) - t) * 1000 < this.config.startupMs) this.video.currentTime = b.start(i + 1);
+      if ((b.end(i) - t) * 1000 < this.startupMs()) this.video.currentTime = b.start(i + 1);
       return;
     }
   }
