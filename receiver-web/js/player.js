@@ -188,7 +188,8 @@ export class MsePlayer extends EventTarget {
   }
 
   maybeStart() {
-    if (!this.video.paused || this.failed || !this.seekedToStart) return;
+    // play() on an element that played to its end would restart it from the beginning.
+    if (!this.video.paused || this.video.ended || this.failed || !this.seekedToStart) return;
     if (!this.started) this.skipShortRanges();
     if (this.aheadMs() >= this.startupMs() || this.ended) {
       this.video.play().catch((e) => {
