@@ -32,6 +32,10 @@ const END_GRACE: Duration = Duration::from_secs(5);
 /// A child that has heard nothing this long after its HELLO says it again: webrtc 0.21 was seen to
 /// lose a browser's first message right after the channel opened (1 join in ~15 on loopback).
 const HELLO_REPEAT: Duration = Duration::from_millis(500);
+/// A parent edge that has not opened this long after the supervisor named the parent is given up
+/// and reported as lost, so the supervisor places the child elsewhere: an offer lost on the way or
+/// ICE checks that never end would otherwise leave the child waiting forever.
+const PARENT_OPEN_LIMIT: Duration = Duration::from_secs(8);
 
 /// Where received chunks go besides the relay (the receiver's `--out` file).
 pub trait ChunkSink: Send + Sync {
@@ -92,8 +96,6 @@ pub struct Summary {
     /// Counters.
     #[serde(flatten)]
     pub stats: PeerStats,
-    /// Gaps skipped because a parent's buffer did not cover a repair.
-    pub chunks_skipped: u64,
     /// `(seq, unix_ms)`: when each chunk reached this node (for the broadcaster: when it was
     /// released), the latest [`MAX_ARRIVALS`]. Nodes on one machine share the clock, so the
     /// experiments derive per-hop latency from these.
@@ -123,6 +125,19 @@ struct ParentEdge {
     edge: Option<(Arc<Edge>, u64)>,
     /// When HELLO was last sent on this edge, while nothing has come back yet.
     greeted: Option<Instant>,
+    /// Since when the child has waited for this edge to open (`None` once it opened).
+    waiting_since: Option<Instant>,
+}
+
+impl ParentEdge {
+    fn new(peer: PeerId) -> Self {
+        ParentEdge {
+            peer,
+            edge: None,
+            greeted: None,
+            waiting_since: Some(Instant::now()),
+        }
+    }
 }
 
 /// Controls a running node from outside: stop it, feed the broadcaster's chunks, learn the key.
@@ -294,6 +309,7 @@ impl Node {
             }
             self.poll_viewers();
             self.repeat_hello().await;
+            self.check_parent_open().await;
             self.pump_relay().await;
             if let Some(ending) = self.finished().await {
                 return self.finish(ending).await;
@@ -348,11 +364,7 @@ impl Node {
                     self.stats.repairs += 1; // back as a new viewer after a kill
                 }
                 self.joined_at.get_or_insert_with(Instant::now);
-                self.parent = Some(ParentEdge {
-                    peer: parent,
-                    edge: None,
-                    greeted: None,
-                });
+                self.parent = Some(ParentEdge::new(parent));
             }
             ServerMessage::StreamWaiting { stream } => {
                 tracing::info!(%stream, "stream not live yet; waiting for it");
@@ -367,11 +379,7 @@ impl Node {
                 self.stats.repairs += 1;
                 self.repair_start.get_or_insert_with(Instant::now);
                 self.reassembler = Reassembler::default();
-                self.parent = Some(ParentEdge {
-                    peer: parent,
-                    edge: None,
-                    greeted: None,
-                });
+                self.parent = Some(ParentEdge::new(parent));
             }
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child).await,
             ServerMessage::DropChild { child, .. } => self.drop_child(child).await,
@@ -472,7 +480,6 @@ impl Node {
             stream: self.stream.clone(),
             ending: ending_text,
             stats: self.stats.clone(),
-            chunks_skipped: self.skipped,
             arrivals: self.arrivals.iter().copied().collect(),
         }
     }

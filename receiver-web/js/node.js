@@ -30,6 +30,9 @@ const DRAIN_TIMEOUT_MS = 10_000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10_000];
 const MAX_REPAIR_SAMPLES = 64;
 const HELLO_REPEAT_MS = 500;
+// A parent edge not open this long after the supervisor named the parent is reported lost, so the
+// child is placed elsewhere instead of waiting forever on a lost offer or endless ICE checks.
+const PARENT_OPEN_LIMIT_MS = 8000;
 
 export class ReceiverNode extends EventTarget {
   constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {} }) {
@@ -220,6 +223,7 @@ export class ReceiverNode extends EventTarget {
     await this.setKey(msg.key);
     this.closeParent();
     this.parent = { peer: msg.parent, edge: null };
+    this.watchParentOpen(this.parent);
     this.depth = msg.depth;
     this.reassembler = new Reassembler();
     this.emitPlace();
@@ -231,9 +235,22 @@ export class ReceiverNode extends EventTarget {
     this.counters.repairs += 1;
     this.repairStart ??= this.now();
     this.parent = { peer: msg.parent, edge: null };
+    this.watchParentOpen(this.parent);
     this.depth = msg.depth;
     this.reassembler = new Reassembler();
     this.emitPlace();
+  }
+
+  /** Reports `place`'s parent lost if its edge has not opened in time (see PARENT_OPEN_LIMIT_MS). */
+  watchParentOpen(place) {
+    setTimeout(() => {
+      if (this.parent !== place || place.opened || !this.isLive() || !this.sig) return;
+      console.info('the edge to the parent did not open in time; asking to be moved');
+      this.closeParent();
+      this.repairStart ??= this.now();
+      this.send({ type: 'PARENT_LOST', parent: place.peer });
+      this.watchParentOpen(place);
+    }, PARENT_OPEN_LIMIT_MS);
   }
 
   onKill(msg) {
@@ -314,6 +331,7 @@ export class ReceiverNode extends EventTarget {
     edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: parent, payload: e.detail }));
     edge.addEventListener('open', () => {
       if (!current()) return;
+      this.parent.opened = true;
       this.marks.parent_open ??= this.now();
       this.marks.first_edge ??= Object.fromEntries(Object.entries(edge.timings).map(([k, v]) => [k, Math.round(v)]));
       edge.send(encodeHello(this.lastSeq));
@@ -399,7 +417,8 @@ export class ReceiverNode extends EventTarget {
       }
       c.chunks_verified += 1;
     }
-    if (this.lastSeq != null) this.skipped += Math.max(0, chunk.seq - this.lastSeq - 1);
+    // A tab that joins mid-stream starts at its parent's latest keyframe: only later gaps are losses.
+    if (this.lastSeq > 0) this.skipped += Math.max(0, chunk.seq - this.lastSeq - 1);
     this.lastSeq = chunk.seq;
     if (chunk.isEnd) {
       this.endSeen = true;

@@ -107,6 +107,9 @@ impl Node {
         match ev {
             EdgeEvent::Signal(payload) => self.send(PeerMessage::Signal { to: peer, payload }),
             EdgeEvent::Open => {
+                if let Some(p) = self.parent.as_mut() {
+                    p.waiting_since = None;
+                }
                 self.greet_parent(&edge).await;
                 self.stats.connected = true;
                 self.report_stats();
@@ -158,6 +161,31 @@ impl Node {
             tracing::debug!(parent = %p.peer, "nothing from the parent yet; repeating HELLO");
             self.greet_parent(&edge).await;
         }
+    }
+
+    /// Gives up a parent edge that did not open in time (see `PARENT_OPEN_LIMIT`).
+    pub(super) async fn check_parent_open(&mut self) {
+        if self.ending.is_some() {
+            return;
+        }
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        if p.waiting_since
+            .is_none_or(|t| t.elapsed() < super::PARENT_OPEN_LIMIT)
+        {
+            return;
+        }
+        let parent = p.peer;
+        tracing::warn!(%parent, "the edge to the parent did not open in time; asking to be moved");
+        // Wait again before the next report, should the supervisor keep this parent.
+        p.waiting_since = Some(std::time::Instant::now());
+        if let Some((edge, _)) = p.edge.take() {
+            edge.close().await;
+        }
+        self.repair_start
+            .get_or_insert_with(std::time::Instant::now);
+        self.send(PeerMessage::ParentLost { parent });
     }
 
     pub(super) async fn handle_child_event(&mut self, peer: PeerId, ev: EdgeEvent) {

@@ -63,7 +63,9 @@ impl Node {
                 self.stats.chunks_verified += 1;
             }
         }
-        if let Some(last) = self.last_seq {
+        // A viewer that joins mid-stream starts at its parent's latest keyframe: only gaps after
+        // its first media chunk are chunks it lost.
+        if let Some(last) = self.last_seq.filter(|l| l.0 > 0) {
             self.skipped += chunk.seq.0.saturating_sub(last.0 + 1);
             self.stats.chunks_skipped = self.skipped;
         }
