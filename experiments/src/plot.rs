@@ -103,6 +103,8 @@ fn draw_lines<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(err)?;
@@ -238,6 +240,12 @@ fn draw_bars<DB: DrawingBackend>(
             .map_err(err)?;
     }
     root.present().map_err(err)
+}
+
+/// An axis tick: `50`, not `50.0`.
+fn tick(v: f64) -> String {
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A value with 3 significant digits.
