@@ -85,8 +85,11 @@ test('mixed tree: broadcaster, tab, headless receiver, tab', { timeout: 150_000 
     await b.exitPromise;
     for (const t of [first, last]) await allVerified(t);
     await waitFor('the last tab to play to the end', 30_000, async () => (await stats(last)).state === 'ended');
+    // The player's upkeep runs every 250 ms: a second later the video must still sit at its end
+    // (calling play() on an ended element would restart it from 0).
+    await new Promise((r) => setTimeout(r, 1000));
     const end = await stats(last);
-    assert.ok(end.current_time_s >= 7, `the last tab played the 8 s clip through: ${JSON.stringify(end)}`);
+    assert.ok(end.current_time_s >= 7, `the last tab played the 8 s clip through and stays at its end: ${JSON.stringify(end)}`);
   } finally {
     await h.stop();
   }
