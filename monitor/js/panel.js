@@ -9,6 +9,7 @@ const short = (id) => (id ? id.slice(0, 8) : '–');
 export function renderNode(box, snapshot, id, rates, onError) {
   const node = snapshot?.nodes.find((n) => n.id === id);
   if (!node) {
+    delete box.dataset.node;
     box.innerHTML = '<p class="hint">Click a node for its statistics.</p>';
     return;
   }
@@ -33,6 +34,14 @@ export function renderNode(box, snapshot, id, rates, onError) {
     dd.textContent = String(v);
     dl.append(dt, dd);
   }
+  // Snapshots re-render the panel twice a second: keep the buttons of the node on show, so the
+  // operator's re-join choice and a click in progress survive the refresh.
+  const buttonsShown = box.dataset.node === id && box.querySelector('.buttons');
+  if (buttonsShown) {
+    box.replaceChildren(dl, buttonsShown);
+    return;
+  }
+  box.dataset.node = id;
   const kill = document.createElement('button');
   kill.type = 'button';
   kill.className = 'danger';
@@ -47,7 +56,8 @@ export function renderNode(box, snapshot, id, rates, onError) {
       await call('POST', `/api/peers/${node.id}/kill`, { rejoin: rejoin.querySelector('input').checked });
     } catch (e) {
       onError(`Kill failed: ${e.message}`);
-      kill.disabled = false;
+    } finally {
+      kill.disabled = false; // a viewer that re-joins keeps its id and can be killed again
     }
   });
   const buttons = document.createElement('div');

@@ -55,6 +55,9 @@ test('the monitor draws the tree, kills a relay, and runs uniform failures', { t
     const orphans = nodes.filter((n) => n.parent === victim.id).map((n) => n.id);
     await page.click(`#tree .node[data-id="${victim.id}"]`);
     await page.uncheck('#kill-rejoin');
+    // Snapshots refresh the panel twice a second: the operator's choice must survive them.
+    await page.waitForTimeout(1200);
+    assert.equal(await page.isChecked('#kill-rejoin'), false, 're-join stays unchecked across refreshes');
     await page.click('#kill');
     const killedAt = Date.now();
     await waitFor('the children re-attached in the drawing', 2000, async () => {
