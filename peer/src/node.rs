@@ -185,7 +185,6 @@ pub struct Node {
     reassembler: Reassembler,
     player: Player,
     stats: PeerStats,
-    skipped: u64,
     last_seq: Option<ChunkSeq>,
     sink: Option<Box<dyn ChunkSink>>,
     rng: StdRng,
@@ -260,7 +259,6 @@ impl Node {
             reassembler: Reassembler::default(),
             player: Player::new(config.player),
             stats: PeerStats::default(),
-            skipped: 0,
             last_seq: None,
             sink: None,
             rng: StdRng::from_rng(&mut rand::rng()),
@@ -309,7 +307,7 @@ impl Node {
             }
             self.poll_viewers();
             self.repeat_hello().await;
-            self.check_parent_open().await;
+            self.check_parent_open();
             self.pump_relay().await;
             if let Some(ending) = self.finished().await {
                 return self.finish(ending).await;

@@ -164,7 +164,7 @@ impl Node {
     }
 
     /// Gives up a parent edge that did not open in time (see `PARENT_OPEN_LIMIT`).
-    pub(super) async fn check_parent_open(&mut self) {
+    pub(super) fn check_parent_open(&mut self) {
         if self.ending.is_some() {
             return;
         }
@@ -176,13 +176,22 @@ impl Node {
         {
             return;
         }
-        let parent = p.peer;
-        tracing::warn!(%parent, "the edge to the parent did not open in time; asking to be moved");
+        tracing::warn!(parent = %p.peer, "the edge to the parent did not open in time; asking to be moved");
         // Wait again before the next report, should the supervisor keep this parent.
         p.waiting_since = Some(std::time::Instant::now());
+        self.leave_parent();
+    }
+
+    /// Closes the edge to the parent and asks the supervisor for another one.
+    pub(super) fn leave_parent(&mut self) {
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        let parent = p.peer;
         if let Some((edge, _)) = p.edge.take() {
-            edge.close().await;
+            tokio::spawn(async move { edge.close().await });
         }
+        self.stats.connected = false;
         self.repair_start
             .get_or_insert_with(std::time::Instant::now);
         self.send(PeerMessage::ParentLost { parent });

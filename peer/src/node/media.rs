@@ -24,15 +24,7 @@ impl Node {
                 tracing::warn!(error = %e, "malformed data from parent; asking to be moved");
                 self.stats.chunks_rejected += 1;
                 self.reassembler = Reassembler::default();
-                self.repair_start.get_or_insert_with(Instant::now);
-                if let Some(p) = self.parent.as_mut() {
-                    let parent = p.peer;
-                    if let Some((edge, _)) = p.edge.take() {
-                        tokio::spawn(async move { edge.close().await });
-                    }
-                    self.stats.connected = false;
-                    self.send(PeerMessage::ParentLost { parent });
-                }
+                self.leave_parent();
             }
         }
     }
@@ -66,8 +58,7 @@ impl Node {
         // A viewer that joins mid-stream starts at its parent's latest keyframe: only gaps after
         // its first media chunk are chunks it lost.
         if let Some(last) = self.last_seq.filter(|l| l.0 > 0) {
-            self.skipped += chunk.seq.0.saturating_sub(last.0 + 1);
-            self.stats.chunks_skipped = self.skipped;
+            self.stats.chunks_skipped += chunk.seq.0.saturating_sub(last.0 + 1);
         }
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
