@@ -15,19 +15,20 @@
 use crate::failures::Run;
 use crate::ids::PeerId;
 use crate::protocol::{
-    validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, StreamInfo,
-    TopologyName,
+    validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
 };
 use crate::topology::{Topology, TopologyKind};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+mod repair;
 mod runs;
+mod views;
 pub use runs::{Counters, RunError};
+pub use views::{TreeNode, TreeView};
 
 /// Settings for every stream.
 #[derive(Clone, Copy, Debug)]
@@ -57,30 +58,6 @@ pub enum Output {
     Send(PeerId, ServerMessage),
     /// Close a peer's connection with a reason (after sending anything queued before it).
     Close(PeerId, String),
-}
-
-/// One node of a stream's tree, for the HTTP API and the monitor.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TreeNode {
-    /// The peer.
-    pub id: PeerId,
-    /// Its parent; `None` for the broadcaster.
-    pub parent: Option<PeerId>,
-    /// Hops from the broadcaster.
-    pub depth: usize,
-    /// `broadcaster` or `receiver`.
-    pub kind: ComponentType,
-    /// `native` (a Rust peer) or `browser` (a tab).
-    pub agent: Agent,
-}
-
-/// A stream's whole topology.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TreeView {
-    /// Stream name.
-    pub name: String,
-    /// Every node, breadth-first from the broadcaster.
-    pub nodes: Vec<TreeNode>,
 }
 
 struct PeerEntry {
@@ -245,70 +222,6 @@ impl Registry {
         heartbeats.chain(runs).min()
     }
 
-    /// Live streams, by name.
-    pub fn streams(&self) -> Vec<StreamInfo> {
-        self.streams
-            .iter()
-            .map(|(name, s)| StreamInfo {
-                name: name.clone(),
-                topology: self.config.topology,
-                viewers: s.topology.len(),
-                live: true,
-                ready: s
-                    .topology
-                    .nodes()
-                    .iter()
-                    .filter(|n| {
-                        self.peers
-                            .get(&n.peer)
-                            .and_then(|e| e.stats.as_ref())
-                            .is_some_and(|st| st.connected)
-                    })
-                    .count(),
-            })
-            .collect()
-    }
-
-    /// When a stream went live, in the shell's milliseconds.
-    pub fn started_at_ms(&self, stream: &str) -> Option<u64> {
-        self.streams.get(stream).map(|s| s.started_at_ms)
-    }
-
-    /// A stream's topology, breadth-first.
-    pub fn tree(&self, stream: &str) -> Option<TreeView> {
-        let s = self.streams.get(stream)?;
-        let nodes = s
-            .topology
-            .nodes()
-            .into_iter()
-            .map(|n| TreeNode {
-                id: n.peer,
-                parent: n.parent,
-                depth: n.depth as usize,
-                kind: if n.parent.is_none() {
-                    ComponentType::Broadcaster
-                } else {
-                    ComponentType::Receiver
-                },
-                agent: self.peers.get(&n.peer).map_or(Agent::Native, |e| e.agent),
-            })
-            .collect();
-        Some(TreeView {
-            name: stream.to_string(),
-            nodes,
-        })
-    }
-
-    /// The latest stats a peer reported.
-    pub fn stats(&self, peer: PeerId) -> Option<&PeerStats> {
-        self.peers.get(&peer)?.stats.as_ref()
-    }
-
-    /// Number of authenticated peers.
-    pub fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
     fn send(&mut self, to: PeerId, msg: ServerMessage) {
         if matches!(msg, ServerMessage::Joined { .. }) {
             self.counters.joins += 1;
@@ -424,144 +337,6 @@ impl Registry {
                 "stream_not_found",
                 format!("no live stream named `{stream}`"),
                 false,
-            );
-        }
-    }
-
-    fn place_viewer(&mut self, stream: &str, viewer: PeerId) {
-        let Some(s) = self.streams.get_mut(stream) else {
-            return;
-        };
-        let Ok(placement) = s.topology.join(viewer) else {
-            return;
-        };
-        let (parent, depth) = (placement.parent, placement.depth as usize);
-        let key = B64.encode(s.key);
-        if let Some(e) = self.peers.get_mut(&viewer) {
-            e.waiting_for = None;
-            e.stream = Some(stream.to_string());
-        }
-        self.send(
-            viewer,
-            ServerMessage::Joined {
-                stream: stream.to_string(),
-                key,
-                parent,
-                depth,
-            },
-        );
-        self.send(
-            parent,
-            ServerMessage::ConnectChild {
-                stream: stream.to_string(),
-                child: viewer,
-            },
-        );
-    }
-
-    fn relay_signal(&mut self, from: PeerId, to: PeerId, payload: crate::protocol::SignalPayload) {
-        let neighbours = self
-            .peers
-            .get(&from)
-            .and_then(|e| e.stream.as_ref())
-            .and_then(|name| self.streams.get(name))
-            .is_some_and(|s| {
-                s.topology.parent(to) == Some(from) || s.topology.parent(from) == Some(to)
-            });
-        if neighbours {
-            self.send(to, ServerMessage::Signal { from, payload });
-        }
-        // Otherwise the edge was re-wired while this was in flight: a stale candidate or answer
-        // for an edge that no longer exists is dropped, not an error.
-    }
-
-    fn parent_lost(&mut self, now_ms: u64, child: PeerId, parent: PeerId) {
-        let Some(stream) = self.peers.get(&child).and_then(|e| e.stream.clone()) else {
-            return;
-        };
-        let Some(s) = self.streams.get_mut(&stream) else {
-            return;
-        };
-        if s.topology.parent(child) != Some(parent) {
-            return; // already repaired
-        }
-        // Only this edge is known to be broken; the parent may be alive for its other children.
-        // Moving the child's subtree elsewhere repairs it now; a dead parent is caught by its own
-        // socket closing or its heartbeat stopping.
-        let before: HashMap<PeerId, Option<PeerId>> = s
-            .topology
-            .nodes()
-            .into_iter()
-            .map(|n| (n.peer, n.parent))
-            .collect();
-        if let Ok(repair) = s.topology.reattach(child, parent) {
-            let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
-            for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
-                let old = before.get(&peer).copied().flatten();
-                self.apply_moves(&stream, &[(peer, new_parent)], old);
-            }
-            self.count_repairs(now_ms, &stream, moved);
-        }
-    }
-
-    fn remove_viewer(&mut self, now_ms: u64, stream: &str, viewer: PeerId) {
-        let Some(s) = self.streams.get_mut(stream) else {
-            return;
-        };
-        // Rebalanced leaves leave a live parent behind, which must drop them: remember parents.
-        let before: HashMap<PeerId, Option<PeerId>> = s
-            .topology
-            .nodes()
-            .into_iter()
-            .map(|n| (n.peer, n.parent))
-            .collect();
-        let Ok(repair) = s.topology.remove(viewer) else {
-            return;
-        };
-        let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
-        self.count_repairs(now_ms, stream, moved);
-        self.apply_moves(stream, &repair.rewired, None);
-        for (leaf, new_parent) in repair.rebalanced {
-            let old = before.get(&leaf).copied().flatten();
-            self.apply_moves(stream, &[(leaf, new_parent)], old);
-        }
-    }
-
-    fn apply_moves(
-        &mut self,
-        stream: &str,
-        moves: &[(PeerId, PeerId)],
-        old_parent: Option<PeerId>,
-    ) {
-        for &(child, parent) in moves {
-            if let Some(old) = old_parent {
-                self.send(
-                    old,
-                    ServerMessage::DropChild {
-                        stream: stream.to_string(),
-                        child,
-                    },
-                );
-            }
-            let depth = self
-                .streams
-                .get(stream)
-                .and_then(|s| s.topology.depth(child))
-                .map_or(1, |d| d as usize);
-            self.send(
-                child,
-                ServerMessage::SetParent {
-                    stream: stream.to_string(),
-                    parent,
-                    depth,
-                },
-            );
-            self.send(
-                parent,
-                ServerMessage::ConnectChild {
-                    stream: stream.to_string(),
-                    child,
-                },
             );
         }
     }

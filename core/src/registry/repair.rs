@@ -1,0 +1,151 @@
+//! Where the registry puts viewers: placing a new viewer, relaying signaling between neighbours
+//! only, and repairing the tree when a viewer leaves, fails, or reports a broken parent edge. Each
+//! repair tells a moved child its new parent (`SET_PARENT`) before telling the parent to connect
+//! (`CONNECT_CHILD`), and tells a live old parent to drop the child.
+
+use super::Registry;
+use crate::ids::PeerId;
+use crate::protocol::{ServerMessage, SignalPayload};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use std::collections::HashMap;
+
+impl Registry {
+    pub(super) fn place_viewer(&mut self, stream: &str, viewer: PeerId) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let Ok(placement) = s.topology.join(viewer) else {
+            return;
+        };
+        let (parent, depth) = (placement.parent, placement.depth as usize);
+        let key = B64.encode(s.key);
+        if let Some(e) = self.peers.get_mut(&viewer) {
+            e.waiting_for = None;
+            e.stream = Some(stream.to_string());
+        }
+        self.send(
+            viewer,
+            ServerMessage::Joined {
+                stream: stream.to_string(),
+                key,
+                parent,
+                depth,
+            },
+        );
+        self.send(
+            parent,
+            ServerMessage::ConnectChild {
+                stream: stream.to_string(),
+                child: viewer,
+            },
+        );
+    }
+
+    pub(super) fn relay_signal(&mut self, from: PeerId, to: PeerId, payload: SignalPayload) {
+        let neighbours = self
+            .peers
+            .get(&from)
+            .and_then(|e| e.stream.as_ref())
+            .and_then(|name| self.streams.get(name))
+            .is_some_and(|s| {
+                s.topology.parent(to) == Some(from) || s.topology.parent(from) == Some(to)
+            });
+        if neighbours {
+            self.send(to, ServerMessage::Signal { from, payload });
+        }
+        // Otherwise the edge was re-wired while this was in flight: a stale candidate or answer
+        // for an edge that no longer exists is dropped, not an error.
+    }
+
+    pub(super) fn parent_lost(&mut self, now_ms: u64, child: PeerId, parent: PeerId) {
+        let Some(stream) = self.peers.get(&child).and_then(|e| e.stream.clone()) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if s.topology.parent(child) != Some(parent) {
+            return; // already repaired
+        }
+        // Only this edge is known to be broken; the parent may be alive for its other children.
+        // Moving the child's subtree elsewhere repairs it now; a dead parent is caught by its own
+        // socket closing or its heartbeat stopping.
+        let before: HashMap<PeerId, Option<PeerId>> = s
+            .topology
+            .nodes()
+            .into_iter()
+            .map(|n| (n.peer, n.parent))
+            .collect();
+        if let Ok(repair) = s.topology.reattach(child, parent) {
+            let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
+            for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
+                let old = before.get(&peer).copied().flatten();
+                self.apply_moves(&stream, &[(peer, new_parent)], old);
+            }
+            self.count_repairs(now_ms, &stream, moved);
+        }
+    }
+
+    pub(super) fn remove_viewer(&mut self, now_ms: u64, stream: &str, viewer: PeerId) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        // Rebalanced leaves leave a live parent behind, which must drop them: remember parents.
+        let before: HashMap<PeerId, Option<PeerId>> = s
+            .topology
+            .nodes()
+            .into_iter()
+            .map(|n| (n.peer, n.parent))
+            .collect();
+        let Ok(repair) = s.topology.remove(viewer) else {
+            return;
+        };
+        let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
+        self.count_repairs(now_ms, stream, moved);
+        self.apply_moves(stream, &repair.rewired, None);
+        for (leaf, new_parent) in repair.rebalanced {
+            let old = before.get(&leaf).copied().flatten();
+            self.apply_moves(stream, &[(leaf, new_parent)], old);
+        }
+    }
+
+    pub(super) fn apply_moves(
+        &mut self,
+        stream: &str,
+        moves: &[(PeerId, PeerId)],
+        old_parent: Option<PeerId>,
+    ) {
+        for &(child, parent) in moves {
+            if let Some(old) = old_parent {
+                self.send(
+                    old,
+                    ServerMessage::DropChild {
+                        stream: stream.to_string(),
+                        child,
+                    },
+                );
+            }
+            let depth = self
+                .streams
+                .get(stream)
+                .and_then(|s| s.topology.depth(child))
+                .map_or(1, |d| d as usize);
+            self.send(
+                child,
+                ServerMessage::SetParent {
+                    stream: stream.to_string(),
+                    parent,
+                    depth,
+                },
+            );
+            self.send(
+                parent,
+                ServerMessage::ConnectChild {
+                    stream: stream.to_string(),
+                    child,
+                },
+            );
+        }
+    }
+}
