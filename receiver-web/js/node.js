@@ -1,7 +1,8 @@
 // A browser tab as a full peer of a stream's tree: the twin of peer/src/node.rs. One object owns
-// everything of this node: the signaling connection, the edge to its parent and to each child,
-// the relay (the same rules as the Rust core's), the reassembler, the verification pipeline and the
-// MSE player. Edge and socket callbacks only feed it.
+// everything of this node: the signaling connection, the side toward its parent (`Upstream`: the
+// edge, HELLO, reassembly), the side toward its children (`Downstream`: edges and the relay, the
+// same rules as the Rust core's), the verification pipeline and the MSE player. Edge and socket
+// callbacks only feed it.
 //
 // - Every chunk's HMAC tag is checked (a random fraction `verifyFraction` of them, 1.0 by default;
 //   always the init and end chunks) before it is played or relayed; a chunk that fails is dropped
@@ -12,27 +13,23 @@
 // - When the supervisor connection drops, every edge is closed (the supervisor repairs the tree
 //   around us) and the tab reconnects with backoff, then joins again, resuming from its last chunk.
 // - KILL from the supervisor (the operator's failure injection) is a crash: every edge closes at
-//   once; with `rejoin` the tab comes back as a new viewer under a fresh peer id.
+//   once; with `rejoin` the tab comes back as a new viewer (placed anew, under the same peer id).
 //
 // Events: 'status' (detail: {state, message}), 'place' (detail: {depth, parent, children}),
 // 'viewers' (detail: {viewers}), 'notice' (detail: {message}).
 
 import { generateIdentity } from './auth.js';
 import { Signaling } from './signaling.js';
-import { Edge } from './edge.js';
-import { FrameError, Reassembler, decodeMessage, encodeHello, importStreamKey, verifyChunk } from './frame.js';
+import { importStreamKey, verifyChunk } from './frame.js';
 import { DEFAULT_RELAY_CONFIG } from './relay.js';
 import { Downstream } from './children.js';
+import { Upstream } from './upstream.js';
 import { MsePlayer } from './player.js';
 
 const END_GRACE_MS = 5000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10_000];
 const MAX_REPAIR_SAMPLES = 64;
-const HELLO_REPEAT_MS = 500;
-// A parent edge not open this long after the supervisor named the parent is reported lost, so the
-// child is placed elsewhere instead of waiting forever on a lost offer or endless ICE checks.
-const PARENT_OPEN_LIMIT_MS = 8000;
 
 export class ReceiverNode extends EventTarget {
   constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {} }) {
@@ -46,15 +43,35 @@ export class ReceiverNode extends EventTarget {
       iceServers: () => this.sig?.session.iceServers ?? [],
     });
     this.down.addEventListener('change', () => this.emitPlace());
+    this.up = new Upstream({
+      signal: (parent, payload) => this.send({ type: 'SIGNAL', to: parent, payload }),
+      iceServers: () => this.sig?.session.iceServers ?? [],
+      lastSeq: () => this.lastSeq,
+      active: () => this.isLive() && !!this.sig,
+    });
+    this.up.addEventListener('open', (e) => {
+      this.marks.parent_open ??= this.now();
+      this.marks.first_edge ??= Object.fromEntries(Object.entries(e.detail.timings).map(([k, v]) => [k, Math.round(v)]));
+      this.reportStats();
+    });
+    this.up.addEventListener('chunk', (e) => {
+      this.pipeline = this.pipeline.then(() => this.accept(e.detail)).catch((err) => console.error(err));
+    });
+    this.up.addEventListener('malformed', (e) => {
+      this.counters.chunks_rejected += 1;
+      this.emit('notice', { message: `Malformed data from the parent (${e.detail.message}); moving to another one.` });
+    });
+    this.up.addEventListener('lost', (e) => {
+      this.repairStart ??= this.now();
+      this.send({ type: 'PARENT_LOST', parent: e.detail.parent });
+    });
     this.playerConfig = playerConfig;
     this.playerBase = { stalls: 0, stalled_ms: 0 }; // counters of players replaced by resetMedia
     this.player = this.makePlayer();
-    this.reassembler = new Reassembler();
     this.pipeline = Promise.resolve();
     this.sig = null;
     this.key = null;
     this.keyText = null;
-    this.parent = null; // {peer, edge}
     this.depth = null;
     this.lastSeq = null;
     this.skipped = 0;
@@ -93,7 +110,6 @@ export class ReceiverNode extends EventTarget {
     this.playerBase.stalled_ms += old.stalled_ms;
     this.player = this.makePlayer();
     this.down.reset();
-    this.reassembler = new Reassembler();
     this.lastSeq = null;
     this.skipped = 0;
     this.endSeen = false;
@@ -215,42 +231,24 @@ export class ReceiverNode extends EventTarget {
   }
 
   async onJoined(msg) {
-    if (this.parent) this.counters.repairs += 1; // a re-join after a reconnect or a kill
+    if (this.up.peer) this.counters.repairs += 1; // a re-join after a reconnect or a kill
     this.joinedAt ??= this.now();
     this.marks.joined ??= this.joinedAt;
     // Each broadcast gets a fresh key: a different one means a different broadcast.
     if (this.keyText != null && msg.key !== this.keyText) this.resetMedia();
     await this.setKey(msg.key);
-    this.closeParent();
-    this.parent = { peer: msg.parent, edge: null };
-    this.watchParentOpen(this.parent);
+    this.up.attach(msg.parent);
     this.depth = msg.depth;
-    this.reassembler = new Reassembler();
     this.emitPlace();
     if (this.lastSeq == null) this.setStatus('joined', 'Connecting to the tree…');
   }
 
   onSetParent(msg) {
-    this.closeParent();
     this.counters.repairs += 1;
     this.repairStart ??= this.now();
-    this.parent = { peer: msg.parent, edge: null };
-    this.watchParentOpen(this.parent);
+    this.up.attach(msg.parent);
     this.depth = msg.depth;
-    this.reassembler = new Reassembler();
     this.emitPlace();
-  }
-
-  /** Reports `place`'s parent lost if its edge has not opened in time (see PARENT_OPEN_LIMIT_MS). */
-  watchParentOpen(place) {
-    setTimeout(() => {
-      if (this.parent !== place || place.opened || !this.isLive() || !this.sig) return;
-      console.info('the edge to the parent did not open in time; asking to be moved');
-      this.closeParent();
-      this.repairStart ??= this.now();
-      this.send({ type: 'PARENT_LOST', parent: place.peer });
-      this.watchParentOpen(place);
-    }, PARENT_OPEN_LIMIT_MS);
   }
 
   onKill(msg) {
@@ -308,87 +306,15 @@ export class ReceiverNode extends EventTarget {
 
   async routeSignal(from, payload) {
     try {
-      if (this.parent?.peer === from) {
-        if (payload.kind === 'offer') {
-          // A fresh offer means a fresh edge (the parent may have restarted it).
-          this.closeParent();
-          this.openParentEdge();
-        }
-        await this.parent.edge?.handleSignal(payload);
-      } else {
-        await this.down.handleSignal(from, payload);
-      }
+      if (this.up.peer === from) await this.up.handleSignal(payload);
+      else await this.down.handleSignal(from, payload);
     } catch (e) {
       console.warn(`bad signaling from ${from}: ${e.message}`);
     }
   }
 
-  openParentEdge() {
-    const parent = this.parent.peer;
-    const edge = new Edge('answerer', { iceServers: this.sig?.session.iceServers ?? [] });
-    this.parent.edge = edge;
-    const current = () => this.parent?.edge === edge;
-    edge.addEventListener('signal', (e) => this.send({ type: 'SIGNAL', to: parent, payload: e.detail }));
-    edge.addEventListener('open', () => {
-      if (!current()) return;
-      this.parent.opened = true;
-      this.marks.parent_open ??= this.now();
-      this.marks.first_edge ??= Object.fromEntries(Object.entries(edge.timings).map(([k, v]) => [k, Math.round(v)]));
-      edge.send(encodeHello(this.lastSeq));
-      this.reportStats();
-      // Until the parent sends something, say HELLO again now and then: a first message right
-      // after the channel opens was seen lost by webrtc-rs parents (1 join in ~15). Repeats are
-      // ignored by the parent.
-      const repeat = setInterval(() => {
-        if (!current() || heard) clearInterval(repeat);
-        else edge.send(encodeHello(this.lastSeq));
-      }, HELLO_REPEAT_MS);
-    });
-    let heard = false;
-    edge.addEventListener('message', (e) => {
-      heard = true;
-      if (current()) this.onParentMessage(e.detail);
-    });
-    edge.addEventListener('closed', (e) => {
-      if (!current()) return;
-      this.parent.edge = null;
-      if (this.isLive() && this.sig) {
-        this.repairStart ??= this.now();
-        console.info(`parent edge closed (${e.detail.reason}); asking to be moved`);
-        this.send({ type: 'PARENT_LOST', parent });
-      }
-    });
-  }
-
-  onParentMessage(bytes) {
-    let chunk;
-    try {
-      const msg = decodeMessage(bytes);
-      if (msg.type !== 'fragment') return;
-      chunk = this.reassembler.handleFragment(msg);
-    } catch (e) {
-      if (!(e instanceof FrameError)) throw e;
-      // An ordered channel that delivered a bad fragment cannot resynchronise: leave this parent.
-      this.counters.chunks_rejected += 1;
-      this.emit('notice', { message: `Malformed data from the parent (${e.message}); moving to another one.` });
-      const parent = this.parent.peer;
-      this.closeParent();
-      this.repairStart ??= this.now();
-      this.send({ type: 'PARENT_LOST', parent });
-      return;
-    }
-    if (chunk) this.pipeline = this.pipeline.then(() => this.accept(chunk)).catch((e) => console.error(e));
-  }
-
-  closeParent() {
-    if (this.parent?.edge) {
-      this.parent.edge.close();
-      this.parent.edge = null;
-    }
-  }
-
   closeEdges() {
-    this.closeParent();
+    this.up.closeEdge();
     this.down.closeAll();
   }
 
@@ -451,7 +377,7 @@ export class ReceiverNode extends EventTarget {
       chunks_skipped: this.skipped,
       buffer_ahead_ms: p.buffer_ahead_ms,
       playing: p.playing,
-      connected: !!this.parent?.edge?.open,
+      connected: this.up.connected,
     };
     if (c.first_chunk_latency_ms != null) s.first_chunk_latency_ms = c.first_chunk_latency_ms;
     if (this.lastSeq != null) s.last_seq = this.lastSeq;
@@ -474,7 +400,7 @@ export class ReceiverNode extends EventTarget {
       stream: this.stream,
       state: this.state,
       depth: this.depth,
-      parent: this.parent?.peer ?? null,
+      parent: this.up.peer,
       children: this.down.ids(),
       viewers: this.viewers,
       chunks_appended: p.chunks_appended,
@@ -494,7 +420,7 @@ export class ReceiverNode extends EventTarget {
   }
 
   emitPlace() {
-    this.emit('place', { depth: this.depth, parent: this.parent?.peer ?? null, children: this.down.ids() });
+    this.emit('place', { depth: this.depth, parent: this.up.peer, children: this.down.ids() });
   }
 
   setStatus(state, message) {
