@@ -1,0 +1,83 @@
+//! Unit tests of the edge: configuration, SDP helpers, and bad remote input.
+
+use super::*;
+
+#[test]
+fn first_mid_reads_the_first_media_section() {
+    let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\na=mid:1\r\n";
+    assert_eq!(first_mid(sdp), Some("0"));
+    assert_eq!(first_mid("v=0\r\n"), None);
+}
+
+#[test]
+fn default_config_gathers_on_interfaces_and_loopback() {
+    let config = EdgeConfig::default();
+    assert!(config.bind_ips.iter().any(IpAddr::is_unspecified));
+    assert!(config.bind_ips.iter().any(IpAddr::is_loopback));
+    assert_eq!(config.max_message_size, 65_536);
+    assert_eq!(
+        EdgeConfig::loopback().bind_ips,
+        vec![IpAddr::from(Ipv4Addr::LOCALHOST)]
+    );
+}
+
+#[tokio::test]
+async fn bad_remote_sdp_is_an_error_not_a_panic() {
+    let (tx, _rx) = mpsc::channel(16);
+    let edge = Edge::start(Role::Answerer, &EdgeConfig::loopback(), tx)
+        .await
+        .expect("edge starts");
+    let bad = SignalPayload::Offer {
+        sdp: "not sdp".into(),
+    };
+    assert!(edge.handle_signal(bad).await.is_err());
+    let answer = SignalPayload::Answer { sdp: String::new() };
+    assert!(matches!(
+        edge.handle_signal(answer).await,
+        Err(EdgeError::UnexpectedSignal { .. })
+    ));
+    assert!(matches!(
+        edge.send(Bytes::from_static(b"x")).await,
+        Err(EdgeError::NotOpen)
+    ));
+    edge.close().await;
+}
+
+fn candidate(line: &str) -> SignalPayload {
+    SignalPayload::Candidate {
+        candidate: line.into(),
+        sdp_mid: Some("0".into()),
+        sdp_mline_index: Some(0),
+    }
+}
+
+#[tokio::test]
+async fn bad_remote_candidates_never_break_the_edge() {
+    let (tx, mut rx) = mpsc::channel(16);
+    let offerer = Edge::start(Role::Offerer, &EdgeConfig::loopback(), tx).await;
+    let offerer = offerer.expect("offerer starts");
+    let Some(EdgeEvent::Signal(offer)) = rx.recv().await else {
+        panic!("the offer comes first")
+    };
+    let (tx, _rx) = mpsc::channel(16);
+    let answerer = Edge::start(Role::Answerer, &EdgeConfig::loopback(), tx).await;
+    let answerer = answerer.expect("answerer starts");
+    // Queued before the offer, then dropped with a log when it fails to apply.
+    answerer
+        .handle_signal(candidate("garbage"))
+        .await
+        .expect("queued");
+    answerer.handle_signal(offer).await.expect("offer applies");
+    assert!(answerer.handle_signal(candidate("garbage")).await.is_err());
+    // Chrome's mDNS host candidate: whatever add does with it, the edge stays usable.
+    let mdns = "candidate:1 1 udp 2122260223 0b1e5c9e-6a8f-4b7e-9c4e-1f2a3b4c5d6e.local \
+                54321 typ host generation 0";
+    let _ = answerer.handle_signal(candidate(mdns)).await;
+    let end = candidate("");
+    answerer
+        .handle_signal(end)
+        .await
+        .expect("end of candidates");
+    offerer.close().await;
+    answerer.close().await;
+}
