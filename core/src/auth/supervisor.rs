@@ -1,0 +1,243 @@
+//! The supervisor's side of the handshake: exactly one expected message per state, every failure
+//! terminal, the answer compared in constant time, the whole exchange bounded by `timeout_ms`.
+
+use super::{
+    challenge_answer, encrypt, parse_public_key, split_nonce, AuthError, Identity,
+    DEFAULT_KEY_BITS, DEFAULT_TIMEOUT_MS, MAX_KEY_BITS,
+};
+use crate::ids::PeerId;
+use crate::protocol::{
+    Agent, ComponentType, IceServer, PeerMessage, ServerMessage, PROTOCOL_VERSION,
+};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rsa::rand_core::CryptoRng;
+use rsa::traits::PublicKeyParts;
+use rsa::RsaPublicKey;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// Settings of the supervisor's side.
+#[derive(Clone, Copy, Debug)]
+pub struct HandshakeConfig {
+    /// Smallest peer key accepted.
+    pub min_key_bits: usize,
+    /// Deadline for the whole handshake.
+    pub timeout_ms: u64,
+    /// Advertised heartbeat interval.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for HandshakeConfig {
+    fn default() -> Self {
+        HandshakeConfig {
+            min_key_bits: DEFAULT_KEY_BITS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            heartbeat_ms: 1000,
+        }
+    }
+}
+
+/// A peer that proved possession of its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedPeer {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Broadcaster or receiver.
+    pub component: ComponentType,
+    /// Rust peer or browser tab, as it says.
+    pub agent: Agent,
+    /// Its public key, SPKI DER.
+    pub public_der: Vec<u8>,
+}
+
+struct Claimed {
+    peer_id: PeerId,
+    component: ComponentType,
+    agent: Agent,
+    key: RsaPublicKey,
+    der: Vec<u8>,
+}
+
+enum SupState {
+    AwaitInfo,
+    AwaitAck(Claimed),
+    AwaitAnswer(Claimed, [u8; 32]),
+    Done,
+    Failed,
+}
+
+/// The supervisor's side of one connection's handshake.
+pub struct SupervisorHandshake {
+    identity: Arc<Identity>,
+    config: HandshakeConfig,
+    ice_servers: Vec<IceServer>,
+    state: SupState,
+    deadline_ms: u64,
+    outbox: VecDeque<ServerMessage>,
+}
+
+impl SupervisorHandshake {
+    /// Starts a handshake at `now_ms`; the first message (`COLLECT_PEER_INFO_REQUEST`) is queued.
+    pub fn new(
+        identity: Arc<Identity>,
+        config: HandshakeConfig,
+        ice_servers: Vec<IceServer>,
+        now_ms: u64,
+    ) -> Self {
+        let mut outbox = VecDeque::new();
+        outbox.push_back(ServerMessage::CollectPeerInfoRequest {
+            protocol: PROTOCOL_VERSION,
+        });
+        SupervisorHandshake {
+            identity,
+            config,
+            ice_servers,
+            state: SupState::AwaitInfo,
+            deadline_ms: now_ms.saturating_add(config.timeout_ms),
+            outbox,
+        }
+    }
+
+    /// Feeds one message from the peer. Returns the peer once the challenge is answered correctly.
+    pub fn handle_message<R: CryptoRng + ?Sized>(
+        &mut self,
+        now_ms: u64,
+        msg: PeerMessage,
+        rng: &mut R,
+    ) -> Result<Option<AuthenticatedPeer>, AuthError> {
+        if now_ms >= self.deadline_ms {
+            return self.fail(AuthError::Timeout);
+        }
+        let state = std::mem::replace(&mut self.state, SupState::Failed);
+        let result = self.step(state, msg, rng);
+        if result.is_err() {
+            self.state = SupState::Failed;
+        }
+        result
+    }
+
+    fn step<R: CryptoRng + ?Sized>(
+        &mut self,
+        state: SupState,
+        msg: PeerMessage,
+        rng: &mut R,
+    ) -> Result<Option<AuthenticatedPeer>, AuthError> {
+        match (state, msg) {
+            (
+                SupState::AwaitInfo,
+                PeerMessage::CollectPeerInfoResponse {
+                    peer_id,
+                    public_key,
+                    component_type,
+                    agent,
+                },
+            ) => {
+                let (key, der) = parse_public_key(&public_key, "public_key")?;
+                self.check_key_size(key.n().bits() as usize)?;
+                self.outbox.push_back(ServerMessage::AuthenticationRequest {
+                    supervisor_key: B64.encode(self.identity.public_der()),
+                });
+                self.state = SupState::AwaitAck(Claimed {
+                    peer_id,
+                    component: component_type,
+                    agent,
+                    key,
+                    der,
+                });
+                Ok(None)
+            }
+            (SupState::AwaitAck(claimed), PeerMessage::AuthenticationResponse {}) => {
+                let mut nonce = [0u8; 32];
+                rng.fill_bytes(&mut nonce);
+                let (a, b) = split_nonce(&nonce);
+                let expected = challenge_answer(claimed.peer_id, &a, &b);
+                let challenge = encrypt(rng, &claimed.key, &nonce)?;
+                self.outbox
+                    .push_back(ServerMessage::AuthenticationChallengeRequest { challenge });
+                self.state = SupState::AwaitAnswer(claimed, expected);
+                Ok(None)
+            }
+            (
+                SupState::AwaitAnswer(claimed, expected),
+                PeerMessage::AuthenticationChallengeResponse { response },
+            ) => {
+                let ct = B64
+                    .decode(&response)
+                    .map_err(|_| AuthError::BadBase64("response"))?;
+                let answer = self.identity.decrypt("challenge response", &ct)?;
+                if !bool::from(answer.as_slice().ct_eq(&expected[..])) {
+                    return Err(AuthError::WrongAnswer);
+                }
+                self.outbox.push_back(ServerMessage::Authenticated {
+                    peer_id: claimed.peer_id,
+                    heartbeat_ms: self.config.heartbeat_ms,
+                    ice_servers: self.ice_servers.clone(),
+                });
+                self.state = SupState::Done;
+                Ok(Some(AuthenticatedPeer {
+                    peer_id: claimed.peer_id,
+                    component: claimed.component,
+                    agent: claimed.agent,
+                    public_der: claimed.der,
+                }))
+            }
+            (SupState::Failed, _) => Err(AuthError::AlreadyFailed),
+            (state, msg) => Err(AuthError::OutOfOrder {
+                expected: expected_name(&state),
+                got: msg.name(),
+            }),
+        }
+    }
+
+    fn check_key_size(&self, bits: usize) -> Result<(), AuthError> {
+        if bits < self.config.min_key_bits {
+            Err(AuthError::KeyTooSmall {
+                bits,
+                min: self.config.min_key_bits,
+            })
+        } else if bits > MAX_KEY_BITS {
+            Err(AuthError::KeyTooLarge(bits))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn fail<T>(&mut self, e: AuthError) -> Result<T, AuthError> {
+        self.state = SupState::Failed;
+        Err(e)
+    }
+
+    /// Fails the handshake if its deadline has passed.
+    pub fn handle_timeout(&mut self, now_ms: u64) -> Result<(), AuthError> {
+        match self.state {
+            SupState::Done | SupState::Failed => Ok(()),
+            _ if now_ms >= self.deadline_ms => self.fail(AuthError::Timeout),
+            _ => Ok(()),
+        }
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match self.state {
+            SupState::Done | SupState::Failed => None,
+            _ => Some(self.deadline_ms),
+        }
+    }
+
+    /// Next message to send to the peer.
+    pub fn poll_message(&mut self) -> Option<ServerMessage> {
+        self.outbox.pop_front()
+    }
+}
+
+fn expected_name(state: &SupState) -> &'static str {
+    match state {
+        SupState::AwaitInfo => "COLLECT_PEER_INFO_RESPONSE",
+        SupState::AwaitAck(_) => "AUTHENTICATION_RESPONSE",
+        SupState::AwaitAnswer(..) => "AUTHENTICATION_CHALLENGE_RESPONSE",
+        SupState::Done => "nothing: already authenticated",
+        SupState::Failed => "nothing: failed",
+    }
+}
