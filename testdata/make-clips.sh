@@ -4,7 +4,7 @@
 # Every clip is synthetic (lavfi testsrc2 + sine), so it carries no third-party content and is
 # reproducible with any ffmpeg that has libvpx, libvorbis and libopus (measured with ffmpeg 5.1).
 # `-bitexact` and `-fflags +bitexact` keep encoder version strings out of the files so diffs stay
-# small; the expected packet counts in core/tests/webm_chunker.rs come from `ffprobe -count_packets`
+# small; the expected packet counts in core/tests/webm_clips/mod.rs come from `ffprobe -count_packets`
 # (see the end of this script) and must be updated if the clips are regenerated with other settings.
 set -eu
 cd "$(dirname "$0")"
@@ -45,7 +45,7 @@ ffmpeg -v error -y $(common_in 320x240 6) \
     -c:v libvpx -g 30 -keyint_min 30 -b:v 200k -c:a libopus -b:a 64k \
     -fflags +bitexact -f webm clip-opus.webm
 
-# Expected per-stream packet counts (copy them into core/tests/webm_chunker.rs).
+# Expected per-stream packet counts (copy them into core/tests/webm_clips/mod.rs).
 for f in clip-keyframe-clusters.webm clip-pipe.webm clip-big-clusters.webm clip-opus.webm; do
     printf '%s: ' "$f"
     ffprobe -v error -count_packets -show_entries stream=index,codec_type,nb_read_packets \

@@ -1,5 +1,5 @@
 // The peer side of the supervisor's RSA challenge handshake (paper section III.C.1), with
-// WebCrypto; the mirror of `PeerHandshake` in core/src/auth.rs:
+// WebCrypto; the mirror of `PeerHandshake` in core/src/auth/peer.rs:
 //
 //   S: COLLECT_PEER_INFO_REQUEST            P: COLLECT_PEER_INFO_RESPONSE {peer_id, public_key, component_type, agent}
 //   S: AUTHENTICATION_REQUEST {supervisor_key}                     P: AUTHENTICATION_RESPONSE

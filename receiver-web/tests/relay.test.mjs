@@ -1,5 +1,5 @@
-// The browser relay on simulated time, mirroring core/tests/relay_scenarios.rs: what a new and a
-// re-attached child get, pacing, backpressure, bounded queues, and a seeded random run that checks
+// The browser relay on simulated time, mirroring core/tests/relay_scenarios.rs and relay_props.rs:
+// what a new and a re-attached child get, pacing, backpressure, bounded queues, and a seeded random run that checks
 // the delivery invariants (per child: in order, no duplicates, no interleaved fragments, every hole
 // reported, queues bounded).
 
