@@ -68,7 +68,9 @@ use webrtc::peer_connection::{
     RTCIceServer, RTCSessionDescription, SettingEngineBuilder,
 };
 
+mod runtime;
 mod task;
+use runtime::BufferedRuntime;
 use task::{run, Handler, Internal};
 
 /// Label of the one data channel of an edge.
@@ -101,7 +103,14 @@ pub struct EdgeConfig {
     pub ice_failed_timeout: Duration,
     /// How often ICE sends a consent check on the selected pair.
     pub ice_keepalive_interval: Duration,
+    /// Receive buffer asked for each UDP socket (bytes; 0 keeps the system's default). See
+    /// `edge/runtime.rs`: drops there cost SCTP at least a second.
+    pub udp_recv_buffer: usize,
 }
+
+/// Default [`EdgeConfig::udp_recv_buffer`]: Debian's default `net.core.rmem_max`, the most an
+/// unprivileged process gets.
+pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 << 20;
 
 impl Default for EdgeConfig {
     fn default() -> Self {
@@ -112,6 +121,7 @@ impl Default for EdgeConfig {
             ice_disconnected_timeout: Duration::from_secs(3),
             ice_failed_timeout: Duration::from_secs(2),
             ice_keepalive_interval: Duration::from_secs(1),
+            udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
         }
     }
 }
@@ -380,6 +390,7 @@ async fn build_peer_connection(
         .map(|ip| SocketAddr::new(*ip, 0))
         .collect();
     let pc = PeerConnectionBuilder::new()
+        .with_runtime(BufferedRuntime::shared(config.udp_recv_buffer))
         .with_configuration(
             RTCConfigurationBuilder::new()
                 .with_ice_servers(ice_servers)
