@@ -98,7 +98,7 @@ struct ScaleArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "10,20,40,80,120,160,200,250,300,400,500"
+        default_value = "10,20,40,80,120,160,200,250,300,400,500,600,700,800,1000"
     )]
     steps: Vec<usize>,
     /// Measured window per step, e.g. 20s.
