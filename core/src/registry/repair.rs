@@ -6,6 +6,7 @@
 use super::Registry;
 use crate::ids::PeerId;
 use crate::protocol::{ServerMessage, SignalPayload};
+use crate::topology::Topology;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use std::collections::HashMap;
@@ -33,13 +34,7 @@ impl Registry {
                 depth,
             },
         );
-        self.send(
-            parent,
-            ServerMessage::ConnectChild {
-                stream: stream.to_string(),
-                child: viewer,
-            },
-        );
+        self.connect_child(stream, parent, viewer);
     }
 
     pub(super) fn relay_signal(&mut self, from: PeerId, to: PeerId, payload: SignalPayload) {
@@ -71,17 +66,12 @@ impl Registry {
         // Only this edge is known to be broken; the parent may be alive for its other children.
         // Moving the child's subtree elsewhere repairs it now; a dead parent is caught by its own
         // socket closing or its heartbeat stopping.
-        let before: HashMap<PeerId, Option<PeerId>> = s
-            .topology
-            .nodes()
-            .into_iter()
-            .map(|n| (n.peer, n.parent))
-            .collect();
+        let before = parents(&s.topology);
         if let Ok(repair) = s.topology.reattach(child, parent) {
             let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
             for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
                 let old = before.get(&peer).copied().flatten();
-                self.apply_moves(&stream, &[(peer, new_parent)], old);
+                self.move_child(&stream, peer, new_parent, old);
             }
             self.count_repairs(now_ms, &stream, moved);
         }
@@ -92,60 +82,73 @@ impl Registry {
             return;
         };
         // Rebalanced leaves leave a live parent behind, which must drop them: remember parents.
-        let before: HashMap<PeerId, Option<PeerId>> = s
-            .topology
-            .nodes()
-            .into_iter()
-            .map(|n| (n.peer, n.parent))
-            .collect();
+        let before = parents(&s.topology);
         let Ok(repair) = s.topology.remove(viewer) else {
             return;
         };
         let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
         self.count_repairs(now_ms, stream, moved);
-        self.apply_moves(stream, &repair.rewired, None);
+        // The rewired children's old parent is the viewer that left: nobody to tell.
+        for (child, new_parent) in repair.rewired {
+            self.move_child(stream, child, new_parent, None);
+        }
         for (leaf, new_parent) in repair.rebalanced {
             let old = before.get(&leaf).copied().flatten();
-            self.apply_moves(stream, &[(leaf, new_parent)], old);
+            self.move_child(stream, leaf, new_parent, old);
         }
     }
 
-    pub(super) fn apply_moves(
+    /// Moves `child` under `parent`: a live `old_parent` drops it, then the child learns its new
+    /// parent before the parent is told to connect (see the module invariants).
+    fn move_child(
         &mut self,
         stream: &str,
-        moves: &[(PeerId, PeerId)],
+        child: PeerId,
+        parent: PeerId,
         old_parent: Option<PeerId>,
     ) {
-        for &(child, parent) in moves {
-            if let Some(old) = old_parent {
-                self.send(
-                    old,
-                    ServerMessage::DropChild {
-                        stream: stream.to_string(),
-                        child,
-                    },
-                );
-            }
-            let depth = self
-                .streams
-                .get(stream)
-                .and_then(|s| s.topology.depth(child))
-                .map_or(1, |d| d as usize);
+        if let Some(old) = old_parent {
             self.send(
-                child,
-                ServerMessage::SetParent {
-                    stream: stream.to_string(),
-                    parent,
-                    depth,
-                },
-            );
-            self.send(
-                parent,
-                ServerMessage::ConnectChild {
+                old,
+                ServerMessage::DropChild {
                     stream: stream.to_string(),
                     child,
                 },
             );
         }
+        let depth = self
+            .streams
+            .get(stream)
+            .and_then(|s| s.topology.depth(child))
+            .map_or(1, |d| d as usize);
+        self.send(
+            child,
+            ServerMessage::SetParent {
+                stream: stream.to_string(),
+                parent,
+                depth,
+            },
+        );
+        self.connect_child(stream, parent, child);
     }
+
+    fn connect_child(&mut self, stream: &str, parent: PeerId, child: PeerId) {
+        self.send(
+            parent,
+            ServerMessage::ConnectChild {
+                stream: stream.to_string(),
+                child,
+            },
+        );
+    }
+}
+
+/// Every node's parent, taken before a repair so the live old parents of moved children can be
+/// told to drop them.
+fn parents(topology: &Topology) -> HashMap<PeerId, Option<PeerId>> {
+    topology
+        .nodes()
+        .into_iter()
+        .map(|n| (n.peer, n.parent))
+        .collect()
 }
