@@ -96,6 +96,8 @@ test('the monitor draws the tree, kills a relay, and runs uniform failures', { t
     assert.match(csv.split('\n')[0], /^run,stream,distribution,rate_per_s/);
     assert.equal(csv.trim().split('\n').length, 2);
     await page.screenshot({ path: path.join(h.dir, 'monitor.png'), fullPage: true });
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }

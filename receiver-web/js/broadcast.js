@@ -85,6 +85,7 @@ async function goLive(ev) {
   });
   node.addEventListener('status', (e) => {
     const { state, message } = e.detail;
+    console.info(`status ${state}${message ? `: ${message}` : ''}`); // a timeline for devtools and tests
     health(state);
     banner(state === 'live' ? null : message, state === 'error' ? 'bad' : 'warn');
     $('stop').disabled = state !== 'live';
@@ -97,7 +98,10 @@ async function goLive(ev) {
     $('count').textContent = n;
     $('tree').textContent = `${n + 1} nodes`;
   });
-  node.addEventListener('children', () => { $('children').textContent = node.down.ids().length; });
+  node.addEventListener('children', () => {
+    $('children').textContent = node.down.ids().length;
+    console.info(`children [${node.down.ids().map((id) => id.slice(0, 8)).join(', ')}]`);
+  });
   const url = `${location.origin}/watch/${encodeURIComponent(name)}`;
   $('link').href = url;
   $('link').textContent = url;

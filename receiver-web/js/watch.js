@@ -25,6 +25,14 @@ const HEALTH = {
 };
 const LABEL = { joined: 'connecting', ending: 'ending', blocked: 'paused' };
 
+// A timeline in the console (devtools, and the browser tests' logs): where the tab went, and why.
+node.addEventListener('status', (e) => console.info(`status ${e.detail.state}${e.detail.message ? `: ${e.detail.message}` : ''}`));
+node.addEventListener('place', (e) => {
+  const { depth, parent, children } = e.detail;
+  console.info(`place: depth ${depth ?? '-'}, parent ${short(parent)}, children [${children.map(short).join(', ')}]`);
+});
+node.addEventListener('notice', (e) => console.info(`notice: ${e.detail.message}`));
+
 node.addEventListener('status', (e) => {
   const { state, message } = e.detail;
   $('health').dataset.level = HEALTH[state] ?? 'warn';

@@ -6,20 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Harness, waitFor, decodeErrors } from './harness.mjs';
+import { Harness, advances, tabStats as stats, waitFor, decodeErrors } from './harness.mjs';
 
 const FAKE_MEDIA = ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'];
-const stats = (page) => page.evaluate(() => window.ownstream.stats());
 
 async function watch(h, label) {
   const page = await h.tab(label, '/watch/cam');
   await waitFor(`${label} to join`, 30_000, async () => (await stats(page)).parent);
   return page;
-}
-
-async function advances(page, seconds) {
-  const from = (await stats(page)).current_time_s;
-  await waitFor(`${page.label} to play ${seconds} s`, 45_000, async () => (await stats(page)).current_time_s - from >= seconds);
 }
 
 test('a broadcast tab goes live; tabs and a headless receiver watch; Stop ends it', { timeout: 180_000 }, async () => {
@@ -86,6 +80,8 @@ test('a broadcast tab goes live; tabs and a headless receiver watch; Stop ends i
       .stdout.split('\n').map(Number).filter((t) => Number.isFinite(t) && t > 0);
     const span = Math.max(...pts) - Math.min(...pts);
     assert.ok(span >= 15, `it holds at least 15 s of the camera: ${span} s`);
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
+/** Lines of each log a failed test prints (see `Harness.failed`). */
+const LOG_TAIL_LINES = 40;
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN_DIR = process.env.OWNSTREAM_BIN_DIR || path.join(ROOT, 'target', 'debug');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -36,6 +38,37 @@ function bin(name) {
   return file;
 }
 
+/** What a tab's page says of itself (`window.ownstream.stats()`). */
+export const tabStats = (page) => page.evaluate(() => window.ownstream.stats());
+
+/**
+ * Waits until the tab's play position has advanced `seconds` from where it is now. Fails at once
+ * if the tab reports an error, and says where the tab stood if it times out (CI keeps only what a
+ * test prints).
+ */
+export async function advances(page, seconds, ms = 45_000) {
+  const from = (await tabStats(page)).current_time_s;
+  try {
+    await waitFor(`${page.label} to play ${seconds} s`, ms, async () => {
+      const s = await tabStats(page);
+      if (s.state === 'error') throw new FatalWait(`${page.label} failed: ${brief(s)}`);
+      return s.current_time_s - from >= seconds;
+    });
+  } catch (e) {
+    if (!(e instanceof FatalWait)) e.message += `; it was at ${from} s, now ${await tabStats(page).then(brief, (x) => x.message)}`;
+    throw e;
+  }
+}
+
+/** A tab's stats for an error message: without the list of every appended chunk. */
+function brief(stats) {
+  const { appended_seqs: seqs, ...rest } = stats;
+  return JSON.stringify({ ...rest, appended: seqs?.length ? `${seqs[0]}..${seqs.at(-1)} (${seqs.length})` : 'none' });
+}
+
+/** An error that ends a `waitFor` at once instead of being retried. */
+export class FatalWait extends Error {}
+
 /** Polls `f` every 100 ms until it returns a truthy value, which it returns; throws after `ms`. */
 export async function waitFor(what, ms, f) {
   const deadline = Date.now() + ms;
@@ -45,6 +78,7 @@ export async function waitFor(what, ms, f) {
       const v = await f();
       if (v) return v;
     } catch (e) {
+      if (e instanceof FatalWait) throw e;
       last = e;
     }
     if (Date.now() > deadline) {
@@ -63,7 +97,19 @@ export class Harness {
     this.test = test;
     this.dir = outDir(test);
     this.procs = [];
+    this.logs = new Map(); // log file name -> its lines, for `failed`
     this.browser = null;
+  }
+
+  /** A log file `name` in the test directory, also kept in memory; returns a writer of lines. */
+  log(name) {
+    const file = fs.createWriteStream(path.join(this.dir, name));
+    const lines = [];
+    this.logs.set(name, lines);
+    return (line) => {
+      lines.push(line);
+      file.write(`${line}\n`);
+    };
   }
 
   /** Starts a process, echoing its stderr prefixed by `name` and keeping its lines. */
@@ -78,15 +124,15 @@ export class Harness {
         resolve(proc.exited);
       });
     });
-    const log = fs.createWriteStream(path.join(this.dir, `${name}.log`));
+    const log = this.log(`${name}.log`);
     createInterface({ input: child.stderr }).on('line', (line) => {
       proc.lines.push(line);
-      log.write(`${line}\n`);
+      log(line);
       if (process.env.OWNSTREAM_TEST_VERBOSE) console.error(`[${name}] ${line}`);
     });
     createInterface({ input: child.stdout }).on('line', (line) => {
       proc.stdout.push(line);
-      log.write(`${line}\n`);
+      log(line);
     });
     this.procs.push(proc);
     return proc;
@@ -172,12 +218,28 @@ export class Harness {
     if (!this.browser) await this.launch();
     const context = await this.browser.newContext({ viewport: { width: 1100, height: 760 } });
     const page = await context.newPage();
-    const log = fs.createWriteStream(path.join(this.dir, `${label}.console.log`));
-    page.on('console', (m) => log.write(`${m.type()}: ${m.text()}\n`));
-    page.on('pageerror', (e) => log.write(`pageerror: ${e.stack || e}\n`));
+    const log = this.log(`${label}.console.log`);
+    page.on('console', (m) => log(`${m.type()}: ${m.text()}`));
+    page.on('pageerror', (e) => log(`pageerror: ${e.stack || e}`));
     page.label = label;
     if (url) await page.goto(url.startsWith('http') ? url : `${this.base}${url}`);
     return page;
+  }
+
+  /**
+   * Prints the end of every log this test wrote (processes and tabs) and returns `error`: CI keeps
+   * only what a test prints, so a failure there must carry what each part was doing.
+   * Use as `catch (e) { throw h.failed(e); }`.
+   */
+  failed(error) {
+    for (const [name, lines] of [...this.logs].sort(([a], [b]) => a.localeCompare(b))) {
+      if (!lines.length) continue;
+      const tail = lines.slice(-LOG_TAIL_LINES);
+      const skipped = lines.length - tail.length;
+      console.log(`--- ${this.test}/${name}${skipped ? ` (last ${tail.length} of ${lines.length} lines)` : ''}`);
+      for (const line of tail) console.log(`  ${line}`);
+    }
+    return error;
   }
 
   /** Ends every browser and process this harness started. */
