@@ -30,6 +30,10 @@ const END_GRACE_MS = 5000;
 const DRAIN_TIMEOUT_MS = 10_000;
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10_000];
 const MAX_REPAIR_SAMPLES = 64;
+// A player that fails on the media (a chunk the browser cannot parse or decode) is replaced and
+// starts again at the next keyframe, at most this many times in this window; more is fatal.
+const MAX_MEDIA_RECOVERIES = 3;
+const MEDIA_RECOVERY_WINDOW_MS = 60_000;
 
 export class ReceiverNode extends EventTarget {
   constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {} }) {
@@ -66,7 +70,11 @@ export class ReceiverNode extends EventTarget {
       this.send({ type: 'PARENT_LOST', parent: e.detail.parent });
     });
     this.playerConfig = playerConfig;
-    this.playerBase = { stalls: 0, stalled_ms: 0 }; // counters of players replaced by resetMedia
+    // Counters of players replaced by resetMedia or a media recovery.
+    this.playerBase = { stalls: 0, stalled_ms: 0, chunks_appended: 0, catch_ups: 0, nudges: 0 };
+    this.initPayload = null; // the stream's init segment, for a replacement player
+    this.awaitKeyframe = false; // a replacement player starts at a keyframe chunk
+    this.recoveries = []; // times of recent media recoveries
     this.player = this.makePlayer();
     this.pipeline = Promise.resolve();
     this.sig = null;
@@ -86,13 +94,13 @@ export class ReceiverNode extends EventTarget {
     this.marks = {}; // first times (performance.now) of the join's steps, for the benchmark
     this.counters = {
       chunks_received: 0, chunks_verified: 0, chunks_rejected: 0, bytes_received: 0,
-      repairs: 0, first_chunk_latency_ms: null, reconnects: 0, kills: 0,
+      repairs: 0, first_chunk_latency_ms: null, reconnects: 0, kills: 0, media_recoveries: 0,
     };
   }
 
   makePlayer() {
     const player = new MsePlayer(this.video, this.playerConfig);
-    player.addEventListener('error', (e) => this.fatal(e.detail.message));
+    player.addEventListener('error', (e) => this.onPlayerError(player, e.detail));
     player.addEventListener('state', (e) => {
       if (['playing', 'stalled', 'buffering'].includes(e.detail.state) && this.isLive()) this.setStatus(e.detail.state);
       if (e.detail.state === 'ended') this.setStatus('ended', 'The broadcast has ended.');
@@ -104,16 +112,40 @@ export class ReceiverNode extends EventTarget {
   /** A new broadcast under the same name (after a supervisor restart): its sequence numbers and
    *  timestamps start again, so the media state starts again too. */
   resetMedia() {
-    this.player.destroy();
-    const old = this.player.stats();
-    this.playerBase.stalls += old.stalls;
-    this.playerBase.stalled_ms += old.stalled_ms;
-    this.player = this.makePlayer();
+    this.replacePlayer();
+    this.initPayload = null;
+    this.awaitKeyframe = false;
     this.down.reset();
     this.lastSeq = null;
     this.skipped = 0;
     this.endSeen = false;
     this.firstMedia = null;
+  }
+
+  replacePlayer() {
+    this.player.destroy();
+    const old = this.player.stats();
+    for (const k of Object.keys(this.playerBase)) this.playerBase[k] += old[k];
+    this.player = this.makePlayer();
+  }
+
+  /** The browser refused the media: a live viewer gets a new player that starts at the next
+   *  keyframe (relaying goes on untouched), unless it cannot play the stream at all or keeps
+   *  failing. */
+  onPlayerError(player, { message, recoverable }) {
+    if (player !== this.player) return;
+    const now = this.now();
+    this.recoveries = this.recoveries.filter((t) => now - t < MEDIA_RECOVERY_WINDOW_MS);
+    if (!recoverable || !this.isLive() || this.initPayload == null || this.recoveries.length >= MAX_MEDIA_RECOVERIES) {
+      return this.fatal(message);
+    }
+    this.recoveries.push(now);
+    this.counters.media_recoveries += 1;
+    console.warn(`player failed (${message}); a new one starts at the next keyframe`);
+    this.emit('notice', { message: `The browser could not play part of the stream (${message}); restarting at the next keyframe.` });
+    this.replacePlayer();
+    this.player.appendInit(this.initPayload);
+    this.awaitKeyframe = true;
   }
 
   /** Checks the browser, makes this tab's key pair and joins the stream. */
@@ -351,10 +383,12 @@ export class ReceiverNode extends EventTarget {
       this.player.end();
       if (this.endingAt == null) this.onStreamEnded('end of stream');
     } else if (chunk.isInit) {
+      this.initPayload = chunk.payload;
       this.player.appendInit(chunk.payload);
     } else {
       this.firstMedia ??= { seq: chunk.seq, keyframe: chunk.isKeyframe, timestamp_ms: chunk.timestampMs };
-      this.player.appendMedia(chunk);
+      if (this.awaitKeyframe && chunk.isKeyframe) this.awaitKeyframe = false;
+      if (!this.awaitKeyframe) this.player.appendMedia(chunk);
     }
     this.down.handleChunk(chunk);
   }
@@ -403,11 +437,14 @@ export class ReceiverNode extends EventTarget {
       parent: this.up.peer,
       children: this.down.ids(),
       viewers: this.viewers,
-      chunks_appended: p.chunks_appended,
+      chunks_appended: this.playerBase.chunks_appended + p.chunks_appended,
       appended_seqs: [...this.player.appendedSeqs],
       first_media: this.firstMedia ?? null,
-      catch_ups: p.catch_ups,
+      catch_ups: this.playerBase.catch_ups + p.catch_ups,
+      nudges: this.playerBase.nudges + p.nudges,
+      media_recoveries: this.counters.media_recoveries,
       current_time_s: p.current_time_s,
+      buffered_s: p.buffered_s,
       reconnects: this.counters.reconnects,
       kills: this.counters.kills,
       marks: {

@@ -18,8 +18,12 @@
 //   `targetLagMs` behind it; between `rateUpLagMs` and that, it plays 10% fast.
 // - Stalls are the element's `waiting` events after playback began (not while seeking to catch
 //   up, not at the end); stalled time runs from `waiting` to the next `playing`.
+// - Never stuck: an element told to play that has not moved for `stuckMs` with media ahead of it
+//   is nudged a little forward (a seek restarts its pipeline); every seek the player makes is
+//   logged to the console with its reason.
 //
-// Events: 'error' (detail: {message}), 'state' (detail: {state}), 'appended' (detail: {seq}).
+// Events: 'error' (detail: {message, recoverable}: recoverable unless the browser cannot play the
+// stream's codecs at all), 'state' (detail: {state}), 'appended' (detail: {seq}).
 
 import { mimeType } from './webm.js';
 
@@ -31,6 +35,7 @@ export const DEFAULT_PLAYER_CONFIG = Object.freeze({
   maxLagMs: 8000,
   targetLagMs: 2500,
   rateUpLagMs: 4000,
+  stuckMs: 3000,
 });
 
 export class MsePlayer extends EventTarget {
@@ -52,6 +57,8 @@ export class MsePlayer extends EventTarget {
     this.stallStart = null;
     this.catchUps = 0;
     this.queueSkips = 0;
+    this.nudges = 0;
+    this.stuck = null; // {at, since}: the play position that has not moved, and since when
     this.firstFrameAt = null;
     this.onWaiting = () => {
       if (this.started && !this.video.seeking && !this.finished() && this.stallStart == null) {
@@ -91,10 +98,10 @@ export class MsePlayer extends EventTarget {
     try {
       mime = mimeType(bytes);
     } catch (e) {
-      return this.fail(e.message);
+      return this.fail(e.message, false);
     }
     if (!window.MediaSource || !MediaSource.isTypeSupported(mime)) {
-      return this.fail(`this browser cannot play ${mime}`);
+      return this.fail(`this browser cannot play ${mime}`, false);
     }
     this.mime = mime;
     this.queue.unshift({ seq: 0, bytes, init: true, durationMs: 0 });
@@ -103,7 +110,7 @@ export class MsePlayer extends EventTarget {
       try {
         this.sb = this.ms.addSourceBuffer(mime);
       } catch (e) {
-        return this.fail(`cannot create a media buffer for ${mime}: ${e.message}`);
+        return this.fail(`cannot create a media buffer for ${mime}: ${e.message}`, false);
       }
       this.sb.addEventListener('updateend', () => this.pump());
       this.sb.addEventListener('error', () => this.fail('the browser refused a chunk of media'));
@@ -136,6 +143,7 @@ export class MsePlayer extends EventTarget {
     if (k <= 0) return;
     // Keep an unappended init segment; skip the media before the latest keyframe.
     const init = this.queue[0].init ? [this.queue[0]] : [];
+    console.info(`player: ${(queuedMs / 1000).toFixed(1)} s of media wait to be appended; skipping to the latest keyframe`);
     this.queue = [...init, ...this.queue.slice(k)];
     this.queueSkips += 1;
   }
@@ -175,7 +183,7 @@ export class MsePlayer extends EventTarget {
     const b = this.video.buffered;
     if (!this.seekedToStart && b.length) {
       this.seekedToStart = true;
-      this.video.currentTime = b.start(0);
+      this.seek(b.start(0), 'to the first media');
     }
     this.evict(false);
     this.maybeStart();
@@ -229,18 +237,27 @@ export class MsePlayer extends EventTarget {
     return 0;
   }
 
-  /** Before playback begins, a hole in what was received (a live recorder may drop a few audio
-   *  frames as it starts) would hold the start forever: skip ranges too short to start in, one
-   *  at a time, so no more media is skipped than the start-up buffer's worth. */
+  /** Before playback begins, the play position must sit in media that can fill the start-up
+   *  buffer, or the start waits forever. A hole in what was received (a live recorder may drop a
+   *  few audio frames as it starts) is passed by skipping ranges too short to start in, one at a
+   *  time, so no more media is skipped than the start-up buffer's worth; a position in no range
+   *  at all moves to the next range (or the last one). */
   skipShortRanges() {
     const b = this.video.buffered;
     const t = this.video.currentTime;
-    for (let i = 0; i + 1 < b.length; i++) {
-      const inside = t >= b.start(i) - 0.05 && t <= b.end(i);
-      if (!inside) continue;
-      if ((b.end(i) - t) * 1000 < this.startupMs()) this.video.currentTime = b.start(i + 1);
-      return;
+    for (let i = 0; i < b.length; i++) {
+      if (t >= b.start(i) - 0.05 && t <= b.end(i)) {
+        if (i + 1 < b.length && (b.end(i) - t) * 1000 < this.startupMs()) this.seek(b.start(i + 1), 'past a range too short to start in');
+        return;
+      }
+      if (b.start(i) > t) return this.seek(b.start(i), 'the start position held no media');
     }
+    if (b.length) this.seek(b.start(b.length - 1), 'the start position was past the media');
+  }
+
+  seek(t, why) {
+    console.info(`player: seek ${this.video.currentTime.toFixed(3)} -> ${t.toFixed(3)} s (${why})`);
+    this.video.currentTime = t;
   }
 
   /** If the play position sits in a hole before buffered media, move past the hole. */
@@ -250,7 +267,7 @@ export class MsePlayer extends EventTarget {
     for (let i = 0; i < b.length; i++) {
       if (t >= b.start(i) && t < b.end(i) - 0.1) return;
       if (b.start(i) > t) {
-        this.video.currentTime = b.start(i) + 0.01;
+        this.seek(b.start(i) + 0.01, 'over a hole');
         return;
       }
     }
@@ -266,10 +283,27 @@ export class MsePlayer extends EventTarget {
     if (this.started && !this.ended && lag > this.config.maxLagMs) {
       this.catchUps += 1;
       this.closeStall();
-      this.video.currentTime = b.end(b.length - 1) - this.config.targetLagMs / 1000;
+      this.seek(b.end(b.length - 1) - this.config.targetLagMs / 1000, `catching up, ${(lag / 1000).toFixed(1)} s behind`);
     }
     this.video.playbackRate = !this.ended && lag > this.config.rateUpLagMs ? 1.1 : 1.0;
     if (this.video.readyState < 3 && !this.video.paused) this.jumpHole();
+    this.unstick();
+  }
+
+  /** An element told to play, with a second of media ahead, whose position has not moved for
+   *  `stuckMs`, is stuck (a decoder that never delivered its first frame, a pipeline that missed
+   *  a wake-up): a small seek forward restarts it. */
+  unstick() {
+    const t = this.video.currentTime;
+    const moving = this.video.paused || this.video.seeking || this.aheadMs() < 1000 || this.stuck?.at !== t;
+    if (moving) {
+      this.stuck = { at: t, since: performance.now() };
+      return;
+    }
+    if (performance.now() - this.stuck.since < this.config.stuckMs) return;
+    this.nudges += 1;
+    this.stuck = null;
+    this.seek(t + 0.1, `stuck for ${(this.config.stuckMs / 1000).toFixed(0)} s with media ahead (readyState ${this.video.readyState})`);
   }
 
   closeStall() {
@@ -294,8 +328,17 @@ export class MsePlayer extends EventTarget {
       chunks_appended: this.chunksAppended,
       catch_ups: this.catchUps,
       queue_skips: this.queueSkips,
+      nudges: this.nudges,
       current_time_s: this.video.currentTime,
+      buffered_s: this.bufferedRanges(),
     };
+  }
+
+  /** What the media element holds, as [start, end] pairs in seconds (ms precision). */
+  bufferedRanges() {
+    const b = this.video.buffered;
+    const r = (x) => Math.round(x * 1000) / 1000;
+    return Array.from({ length: b.length }, (_, i) => [r(b.start(i)), r(b.end(i))]);
   }
 
   setState(state) {
@@ -304,10 +347,10 @@ export class MsePlayer extends EventTarget {
     this.dispatchEvent(new CustomEvent('state', { detail: { state } }));
   }
 
-  fail(message) {
+  fail(message, recoverable = true) {
     if (this.failed) return;
     this.failed = true;
-    this.dispatchEvent(new CustomEvent('error', { detail: { message } }));
+    this.dispatchEvent(new CustomEvent('error', { detail: { message, recoverable } }));
   }
 
   /** Detaches from the media element; the player does nothing afterwards. */

@@ -1,28 +1,17 @@
 // The browser receiver in real Chromium against the real supervisor, broadcaster and headless
 // receivers on loopback: tabs play and relay, a mixed tree of tabs and Rust receivers, a late
 // joiner starts at a keyframe, a relay tab that closes is repaired around, and an altered chunk is
-// rejected and never appended.
+// rejected and never appended, and a player that fails on the media is replaced.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Harness, clip, waitFor, videoFrames, decodeErrors } from './harness.mjs';
+import { Harness, advances, clip, tabStats as stats, waitFor, videoFrames, decodeErrors } from './harness.mjs';
 
-const stats = (page) => page.evaluate(() => window.ownstream.stats());
 const mediaError = (page) => page.evaluate(() => {
   const e = document.getElementById('video').error;
   return e ? `${e.code}: ${e.message}` : null;
 });
-
-/** Waits until the tab's play position has advanced `seconds` from where it is now. */
-async function advances(page, seconds, ms = 45_000) {
-  const from = (await stats(page)).current_time_s;
-  await waitFor(`${page.label} to play ${seconds} s`, ms, async () => {
-    const s = await stats(page);
-    if (s.state === 'error') throw new Error(`${page.label} failed: ${JSON.stringify(s)}`);
-    return s.current_time_s - from >= seconds;
-  });
-}
 
 /** Opens a tab on stream `s` and waits until the supervisor has placed it in the tree. */
 async function join(h, label, { stream = 's', size } = {}) {
@@ -57,6 +46,8 @@ test('three tabs play a Rust broadcast, one of them relaying', { timeout: 120_00
     const deep = all.find((s) => s.depth === 2);
     assert.ok(deep, 'one tab sits under another tab');
     await tabs[2].screenshot({ path: path.join(h.dir, 'playing-tab.png') });
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
@@ -90,6 +81,8 @@ test('mixed tree: broadcaster, tab, headless receiver, tab', { timeout: 150_000 
     await new Promise((r) => setTimeout(r, 1000));
     const end = await stats(last);
     assert.ok(end.current_time_s >= 7, `the last tab played the 8 s clip through and stays at its end: ${JSON.stringify(end)}`);
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
@@ -109,6 +102,8 @@ test('a tab that joins 10 s into the stream starts at a keyframe and plays', { t
     assert.equal(s.first_media.keyframe, true, `first media chunk ${JSON.stringify(s.first_media)}`);
     assert.ok(s.first_media.timestamp_ms >= 8000, `started near live, not at the beginning: ${JSON.stringify(s.first_media)}`);
     await allVerified(late);
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
@@ -139,6 +134,8 @@ test('closing a relay tab re-attaches its children, which keep playing', { timeo
     await Promise.all(orphans.map((t) => advances(t, 4)));
     for (const t of orphans) await allVerified(t);
     assert.equal((await h.tree('s')).length, 4, 'the tree holds the broadcaster and three tabs');
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
@@ -161,6 +158,40 @@ test('a chunk altered by a relay is rejected and never appended', { timeout: 120
     assert.ok(!s.appended_seqs.includes(6), `chunk 6 never appended: ${s.appended_seqs}`);
     assert.ok(s.appended_seqs.includes(7) || s.appended_seqs.includes(8), 'it goes on after the rejected chunk');
     assert.equal(await mediaError(tab), null);
+  } catch (e) {
+    throw h.failed(e);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('a tab whose player fails on the media starts a new one at the next keyframe and keeps relaying', { timeout: 120_000 }, async () => {
+  const h = new Harness('media-recovery');
+  try {
+    await h.supervisor(['--topology', 'chain']);
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const tab = await join(h, 'tab', { size: 2 });
+    const below = h.receiver('below', 's');
+    const belowId = await h.peerId(below);
+    await waitFor('a receiver under the tab', 30_000, async () => (await h.tree('s')).some((n) => n.id === belowId));
+    await advances(tab, 2);
+    // Bytes that are not WebM, appended as if they were the next chunk: the media element refuses
+    // them, as it would an undecodable chunk that passed its HMAC check.
+    await tab.evaluate(() => window.ownstream.node.player.appendMedia({
+      seq: -1, payload: new Uint8Array(64), isKeyframe: false, durationMs: 0,
+    }));
+    await waitFor('the tab to recover', 10_000, async () => (await stats(tab)).media_recoveries === 1);
+    const sent = (await stats(tab)).bytes_sent;
+    await waitFor('the new player to play', 10_000, async () => (await stats(tab)).playing);
+    await advances(tab, 3);
+    const s = await stats(tab);
+    assert.notEqual(s.state, 'error', JSON.stringify(s));
+    assert.equal(await mediaError(tab), null, 'the new player has no media error');
+    assert.ok(s.bytes_sent > sent, `the tab relayed on to its child: ${sent} -> ${s.bytes_sent} bytes`);
+    const notice = await tab.evaluate(() => document.getElementById('notice').textContent);
+    assert.match(notice, /could not play part of the stream/);
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
@@ -183,6 +214,8 @@ test('a tab re-joins by itself when the supervisor comes back with the stream', 
     const s = await stats(tab);
     assert.ok(s.reconnects >= 1, JSON.stringify(s));
     await allVerified(tab);
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
@@ -220,6 +253,8 @@ test('a tab killed by the operator re-joins as a new viewer and plays on', { tim
     assert.equal(s.peer_id, tab.peerId, 'same peer id');
     assert.ok(s.repairs >= 1, JSON.stringify(s));
     await allVerified(tab);
+  } catch (e) {
+    throw h.failed(e);
   } finally {
     await h.stop();
   }
