@@ -18,8 +18,10 @@
 //   `targetLagMs` behind it; between `rateUpLagMs` and that, it plays 10% fast.
 // - Stalls are the element's `waiting` events after playback began (not while seeking to catch
 //   up, not at the end); stalled time runs from `waiting` to the next `playing`.
-// - Never stuck: an element told to play that has not moved for `stuckMs` with media ahead of it
-//   is nudged a little forward (a seek restarts its pipeline); every seek the player makes is
+// - Never stuck: an element told to play that has not moved for `stuckMs` while media lies ahead
+//   of it is moved to the next keyframe chunk it holds (or a little forward if it holds none).
+//   Seen in a browser broadcast's first second, whose gaps (the recorder starting up) left a
+//   viewer waiting forever at a position it could not decode. Every seek the player makes is
 //   logged to the console with its reason.
 //
 // Events: 'error' (detail: {message, recoverable}: recoverable unless the browser cannot play the
@@ -51,6 +53,7 @@ export class MsePlayer extends EventTarget {
     this.started = false; // playback has begun at least once
     this.seekedToStart = false;
     this.appendedSeqs = [];
+    this.keyframesS = []; // start times (s) of the keyframe chunks appended, oldest first
     this.chunksAppended = 0;
     this.stalls = 0;
     this.stalledMs = 0;
@@ -58,6 +61,7 @@ export class MsePlayer extends EventTarget {
     this.catchUps = 0;
     this.queueSkips = 0;
     this.nudges = 0;
+    this.playWanted = false; // play() was called for the start-up buffer, and not refused for autoplay
     this.stuck = null; // {at, since}: the play position that has not moved, and since when
     this.firstFrameAt = null;
     this.onWaiting = () => {
@@ -124,7 +128,9 @@ export class MsePlayer extends EventTarget {
   appendMedia(chunk) {
     if (this.failed) return;
     this.chunkMs ??= chunk.durationMs;
-    this.queue.push({ seq: chunk.seq, bytes: chunk.payload, keyframe: chunk.isKeyframe, durationMs: chunk.durationMs });
+    this.queue.push({
+      seq: chunk.seq, bytes: chunk.payload, keyframe: chunk.isKeyframe, durationMs: chunk.durationMs, timestampMs: chunk.timestampMs,
+    });
     this.trimQueue();
     this.pump();
   }
@@ -178,6 +184,10 @@ export class MsePlayer extends EventTarget {
       this.chunksAppended += 1;
       this.appendedSeqs.push(done.seq);
       if (this.appendedSeqs.length > 1000) this.appendedSeqs.splice(0, 500);
+      if (done.keyframe) {
+        this.keyframesS.push(done.timestampMs / 1000);
+        if (this.keyframesS.length > 200) this.keyframesS.splice(0, 100);
+      }
       this.dispatchEvent(new CustomEvent('appended', { detail: { seq: done.seq } }));
     }
     const b = this.video.buffered;
@@ -200,9 +210,14 @@ export class MsePlayer extends EventTarget {
     if (!this.video.paused || this.video.ended || this.failed || !this.seekedToStart) return;
     if (!this.started) this.skipShortRanges();
     if (this.aheadMs() >= this.startupMs() || this.ended) {
+      this.playWanted = true;
       this.video.play().catch((e) => {
         if (e.name === 'NotAllowedError') {
+          this.playWanted = false; // only the viewer's click can start it
           this.dispatchEvent(new CustomEvent('autoplay-blocked'));
+        } else if (e.message !== this.lastPlayError) {
+          this.lastPlayError = e.message;
+          console.info(`player: play() refused (${e.name}: ${e.message})`);
         }
       });
     } else if (!this.started) {
@@ -240,14 +255,18 @@ export class MsePlayer extends EventTarget {
   /** Before playback begins, the play position must sit in media that can fill the start-up
    *  buffer, or the start waits forever. A hole in what was received (a live recorder may drop a
    *  few audio frames as it starts) is passed by skipping ranges too short to start in, one at a
-   *  time, so no more media is skipped than the start-up buffer's worth; a position in no range
-   *  at all moves to the next range (or the last one). */
+   *  time, to the first keyframe held in what follows; a position in no range at all moves to the
+   *  next range (or the last one). */
   skipShortRanges() {
     const b = this.video.buffered;
     const t = this.video.currentTime;
     for (let i = 0; i < b.length; i++) {
       if (t >= b.start(i) - 0.05 && t <= b.end(i)) {
-        if (i + 1 < b.length && (b.end(i) - t) * 1000 < this.startupMs()) this.seek(b.start(i + 1), 'past a range too short to start in');
+        if (i + 1 < b.length && (b.end(i) - t) * 1000 < this.startupMs()) {
+          // Where media resumes after a hole need not be decodable: start at a keyframe if one is held.
+          const k = this.nextKeyframe(b.start(i + 1) - 0.1);
+          this.seek(k ?? b.start(i + 1), `past a range too short to start in${k != null ? ', to a keyframe' : ''}`);
+        }
         return;
       }
       if (b.start(i) > t) return this.seek(b.start(i), 'the start position held no media');
@@ -290,21 +309,37 @@ export class MsePlayer extends EventTarget {
     this.unstick();
   }
 
-  /** An element told to play, with a second of media ahead, whose position has not moved for
-   *  `stuckMs`, is stuck (a decoder that never delivered its first frame, a pipeline that missed
-   *  a wake-up): a small seek forward restarts it. */
+  /** An element told to play (or whose play() keeps being refused) whose position has not moved
+   *  for `stuckMs`, with media ahead of it, is stuck (it sits where it cannot decode, or its
+   *  pipeline missed a wake-up): seek to the next
+   *  keyframe chunk held, where decoding can start afresh; without one, a little forward. */
   unstick() {
     const t = this.video.currentTime;
-    const moving = this.video.paused || this.video.seeking || this.aheadMs() < 1000 || this.stuck?.at !== t;
-    if (moving) {
+    const b = this.video.buffered;
+    const mediaAhead = b.length > 0 && b.end(b.length - 1) - t > 0.3;
+    const toldToPlay = !this.video.paused || (this.playWanted && !this.video.ended);
+    if (!toldToPlay || this.video.seeking || !mediaAhead || this.stuck?.at !== t) {
       this.stuck = { at: t, since: performance.now() };
       return;
     }
     if (performance.now() - this.stuck.since < this.config.stuckMs) return;
     this.nudges += 1;
     this.stuck = null;
-    this.seek(t + 0.1, `stuck for ${(this.config.stuckMs / 1000).toFixed(0)} s with media ahead (readyState ${this.video.readyState})`);
+    const why = `stuck for ${(this.config.stuckMs / 1000).toFixed(0)} s (readyState ${this.video.readyState})`;
+    const k = this.nextKeyframe(t);
+    if (k != null) this.seek(k, `${why}, to the next keyframe`);
+    else this.seek(t + 0.1, `${why}, a little forward`);
   }
+
+  /** The start (s) of the first keyframe chunk held after `t`, if it lies in buffered media. */
+  nextKeyframe(t) {
+    const b = this.video.buffered;
+    const k = this.keyframesS.find((x) => x > t + 0.05);
+    if (k == null) return null;
+    for (let i = 0; i < b.length; i++) if (k >= b.start(i) - 0.05 && k < b.end(i)) return Math.max(k, b.start(i));
+    return null;
+  }
+
 
   closeStall() {
     if (this.stallStart != null) {
