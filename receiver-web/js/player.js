@@ -21,13 +21,14 @@
 // - Never stuck: an element told to play that has not moved for `stuckMs` while media lies ahead
 //   of it is moved to the next keyframe chunk it holds (or a little forward if it holds none).
 //   Seen in a browser broadcast's first second, whose gaps (the recorder starting up) left a
-//   viewer waiting forever at a position it could not decode. Every seek the player makes is
-//   logged to the console with its reason.
+//   viewer waiting forever at a position it could not decode. These decisions are pure functions
+//   in playhead.js. Every seek the player makes is logged to the console with its reason.
 //
 // Events: 'error' (detail: {message, recoverable}: recoverable unless the browser cannot play the
 // stream's codecs at all), 'state' (detail: {state}), 'appended' (detail: {seq}).
 
 import { mimeType } from './webm.js';
+import { StuckWatch, aheadMs, holeSeek, startSeek } from './playhead.js';
 
 export const DEFAULT_PLAYER_CONFIG = Object.freeze({
   startupMs: null, // adaptive: see the header
@@ -62,7 +63,7 @@ export class MsePlayer extends EventTarget {
     this.queueSkips = 0;
     this.nudges = 0;
     this.playWanted = false; // play() was called for the start-up buffer, and not refused for autoplay
-    this.stuck = null; // {at, since}: the play position that has not moved, and since when
+    this.stuckWatch = new StuckWatch(this.config.stuckMs);
     this.firstFrameAt = null;
     this.onWaiting = () => {
       if (this.started && !this.video.seeking && !this.finished() && this.stallStart == null) {
@@ -242,36 +243,21 @@ export class MsePlayer extends EventTarget {
     }
   }
 
-  /** Seconds of contiguous media from the play position. */
-  aheadMs() {
+  /** The element's buffered ranges as [start, end] pairs (s). */
+  ranges() {
     const b = this.video.buffered;
-    const t = this.video.currentTime;
-    for (let i = 0; i < b.length; i++) {
-      if (t >= b.start(i) - 0.05 && t <= b.end(i)) return Math.max(0, (b.end(i) - t) * 1000);
-    }
-    return 0;
+    return Array.from({ length: b.length }, (_, i) => [b.start(i), b.end(i)]);
   }
 
-  /** Before playback begins, the play position must sit in media that can fill the start-up
-   *  buffer, or the start waits forever. A hole in what was received (a live recorder may drop a
-   *  few audio frames as it starts) is passed by skipping ranges too short to start in, one at a
-   *  time, to the first keyframe held in what follows; a position in no range at all moves to the
-   *  next range (or the last one). */
+  /** Milliseconds of contiguous media from the play position. */
+  aheadMs() {
+    return aheadMs(this.ranges(), this.video.currentTime);
+  }
+
+  /** Before the start: see `startSeek`. */
   skipShortRanges() {
-    const b = this.video.buffered;
-    const t = this.video.currentTime;
-    for (let i = 0; i < b.length; i++) {
-      if (t >= b.start(i) - 0.05 && t <= b.end(i)) {
-        if (i + 1 < b.length && (b.end(i) - t) * 1000 < this.startupMs()) {
-          // Where media resumes after a hole need not be decodable: start at a keyframe if one is held.
-          const k = this.nextKeyframe(b.start(i + 1) - 0.1);
-          this.seek(k ?? b.start(i + 1), `past a range too short to start in${k != null ? ', to a keyframe' : ''}`);
-        }
-        return;
-      }
-      if (b.start(i) > t) return this.seek(b.start(i), 'the start position held no media');
-    }
-    if (b.length) this.seek(b.start(b.length - 1), 'the start position was past the media');
+    const s = startSeek(this.ranges(), this.video.currentTime, this.startupMs(), this.keyframesS);
+    if (s) this.seek(s.to, s.why);
   }
 
   seek(t, why) {
@@ -279,17 +265,10 @@ export class MsePlayer extends EventTarget {
     this.video.currentTime = t;
   }
 
-  /** If the play position sits in a hole before buffered media, move past the hole. */
+  /** During playback: see `holeSeek`. */
   jumpHole() {
-    const b = this.video.buffered;
-    const t = this.video.currentTime;
-    for (let i = 0; i < b.length; i++) {
-      if (t >= b.start(i) && t < b.end(i) - 0.1) return;
-      if (b.start(i) > t) {
-        this.seek(b.start(i) + 0.01, 'over a hole');
-        return;
-      }
-    }
+    const s = holeSeek(this.ranges(), this.video.currentTime);
+    if (s) this.seek(s.to, s.why);
   }
 
   /** Every 250 ms: start, catch up, jump holes, close a stall the element forgot to report. */
@@ -309,37 +288,21 @@ export class MsePlayer extends EventTarget {
     this.unstick();
   }
 
-  /** An element told to play (or whose play() keeps being refused) whose position has not moved
-   *  for `stuckMs`, with media ahead of it, is stuck (it sits where it cannot decode, or its
-   *  pipeline missed a wake-up): seek to the next
-   *  keyframe chunk held, where decoding can start afresh; without one, a little forward. */
+  /** An element told to play (or whose play() keeps being refused) that does not move: see
+   *  `StuckWatch`. */
   unstick() {
-    const t = this.video.currentTime;
-    const b = this.video.buffered;
-    const mediaAhead = b.length > 0 && b.end(b.length - 1) - t > 0.3;
-    const toldToPlay = !this.video.paused || (this.playWanted && !this.video.ended);
-    if (!toldToPlay || this.video.seeking || !mediaAhead || this.stuck?.at !== t) {
-      this.stuck = { at: t, since: performance.now() };
-      return;
-    }
-    if (performance.now() - this.stuck.since < this.config.stuckMs) return;
+    const s = this.stuckWatch.observe(performance.now(), {
+      t: this.video.currentTime,
+      toldToPlay: !this.video.paused || (this.playWanted && !this.video.ended),
+      seeking: this.video.seeking,
+      readyState: this.video.readyState,
+      ranges: this.ranges(),
+      keyframes: this.keyframesS,
+    });
+    if (!s) return;
     this.nudges += 1;
-    this.stuck = null;
-    const why = `stuck for ${(this.config.stuckMs / 1000).toFixed(0)} s (readyState ${this.video.readyState})`;
-    const k = this.nextKeyframe(t);
-    if (k != null) this.seek(k, `${why}, to the next keyframe`);
-    else this.seek(t + 0.1, `${why}, a little forward`);
+    this.seek(s.to, s.why);
   }
-
-  /** The start (s) of the first keyframe chunk held after `t`, if it lies in buffered media. */
-  nextKeyframe(t) {
-    const b = this.video.buffered;
-    const k = this.keyframesS.find((x) => x > t + 0.05);
-    if (k == null) return null;
-    for (let i = 0; i < b.length; i++) if (k >= b.start(i) - 0.05 && k < b.end(i)) return Math.max(k, b.start(i));
-    return null;
-  }
-
 
   closeStall() {
     if (this.stallStart != null) {
@@ -371,9 +334,8 @@ export class MsePlayer extends EventTarget {
 
   /** What the media element holds, as [start, end] pairs in seconds (ms precision). */
   bufferedRanges() {
-    const b = this.video.buffered;
     const r = (x) => Math.round(x * 1000) / 1000;
-    return Array.from({ length: b.length }, (_, i) => [r(b.start(i)), r(b.end(i))]);
+    return this.ranges().map(([start, end]) => [r(start), r(end)]);
   }
 
   setState(state) {

@@ -1,0 +1,94 @@
+// Where the play position should go: the player's decisions over what the media element holds,
+// as pure functions of the buffered ranges ([start, end] pairs in seconds, in order), the play
+// position and the start times of the keyframe chunks appended. No media element here, so the
+// decisions are unit-tested in Node (tests/playhead.test.mjs) on the states seen in real tabs.
+//
+// A seek is {to, why}: the new position and the reason the player logs with it.
+
+/** A position this close before a range counts as inside it (the element rounds positions). */
+const EDGE_S = 0.05;
+/** A stuck element with less media than this ahead of it is waiting for data, not stuck. */
+const STUCK_AHEAD_S = 0.3;
+
+/** The index of the range holding `t`, or -1. */
+export function rangeAt(ranges, t) {
+  return ranges.findIndex(([start, end]) => t >= start - EDGE_S && t <= end);
+}
+
+/** Milliseconds of contiguous media from `t`. */
+export function aheadMs(ranges, t) {
+  const i = rangeAt(ranges, t);
+  return i < 0 ? 0 : Math.max(0, (ranges[i][1] - t) * 1000);
+}
+
+/** The start of the first keyframe chunk after `t` that lies in buffered media, or null. Decoding
+ *  can start afresh there, which a range's start after a hole does not promise. */
+export function nextKeyframe(ranges, keyframes, t) {
+  for (const k of keyframes) {
+    if (k <= t + EDGE_S) continue;
+    const i = ranges.findIndex(([start, end]) => k >= start - EDGE_S && k < end);
+    if (i >= 0) return Math.max(k, ranges[i][0]);
+  }
+  return null;
+}
+
+/**
+ * Before playback begins, the play position must sit in media that can fill the start-up buffer,
+ * or the start waits forever. A hole in what was received (a live recorder may drop a few frames
+ * as it starts) is passed by skipping a range too short to start in, to the first keyframe held
+ * after it (or the next range's start); a position in no range moves to the next range (or the
+ * last one). Null: stay.
+ */
+export function startSeek(ranges, t, startupMs, keyframes) {
+  for (let i = 0; i < ranges.length; i++) {
+    const [start, end] = ranges[i];
+    if (t >= start - EDGE_S && t <= end) {
+      if (i + 1 === ranges.length || (end - t) * 1000 >= startupMs) return null;
+      const k = nextKeyframe(ranges, keyframes, ranges[i + 1][0] - 2 * EDGE_S);
+      return k != null
+        ? { to: k, why: 'past a range too short to start in, to a keyframe' }
+        : { to: ranges[i + 1][0], why: 'past a range too short to start in' };
+    }
+    if (start > t) return { to: start, why: 'the start position held no media' };
+  }
+  return ranges.length ? { to: ranges.at(-1)[0], why: 'the start position was past the media' } : null;
+}
+
+/** During playback: a position in a hole (or at the very end of a range) before more media moves
+ *  just past the hole. Null: stay. */
+export function holeSeek(ranges, t) {
+  for (const [start, end] of ranges) {
+    if (t >= start && t < end - 0.1) return null;
+    if (start > t) return { to: start + 0.01, why: 'over a hole' };
+  }
+  return null;
+}
+
+/**
+ * Notices an element that was told to play but does not move: it sits where it cannot decode, or
+ * its pipeline missed a wake-up (seen in a browser broadcast's first second: a viewer waiting
+ * forever at 1.363 s with 0.94 s of media ahead). `observe` is called every tick; once the position
+ * has stood still for `stuckMs` with media ahead, it returns the seek that frees it: to the next
+ * keyframe chunk held, or a little forward without one.
+ */
+export class StuckWatch {
+  constructor(stuckMs) {
+    this.stuckMs = stuckMs;
+    this.at = null;
+    this.since = 0;
+  }
+
+  observe(nowMs, { t, toldToPlay, seeking, readyState, ranges, keyframes }) {
+    const mediaAhead = ranges.length > 0 && ranges.at(-1)[1] - t > STUCK_AHEAD_S;
+    if (!toldToPlay || seeking || !mediaAhead || this.at !== t) {
+      this.at = t;
+      this.since = nowMs;
+      return null;
+    }
+    if (nowMs - this.since < this.stuckMs) return null;
+    this.at = null;
+    const why = `stuck for ${(this.stuckMs / 1000).toFixed(0)} s (readyState ${readyState})`;
+    const k = nextKeyframe(ranges, keyframes, t);
+    return k != null ? { to: k, why: `${why}, to the next keyframe` } : { to: t + 0.1, why: `${why}, a little forward` };
+  }
+}

@@ -1,0 +1,80 @@
+// The player's play-position decisions (js/playhead.js) on the media states seen in real tabs.
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { StuckWatch, aheadMs, holeSeek, nextKeyframe, rangeAt, startSeek } from '../js/playhead.js';
+
+// A browser broadcast's keyframe chunks, one a second.
+const KEYFRAMES = Array.from({ length: 60 }, (_, i) => i);
+
+test('ahead of the position counts contiguous media only', () => {
+  const ranges = [[0, 2.304], [2.563, 47.523]];
+  assert.equal(rangeAt(ranges, 1.363), 0);
+  assert.equal(Math.round(aheadMs(ranges, 1.363)), 941);
+  assert.equal(aheadMs(ranges, 2.4), 0, 'in the hole');
+  assert.equal(rangeAt(ranges, 2.53), 1, 'just before a range counts as inside it');
+});
+
+test('the next keyframe is one held in buffered media, after the position', () => {
+  const ranges = [[0, 2.304], [2.563, 47.523]];
+  assert.equal(nextKeyframe(ranges, KEYFRAMES, 1.363), 2);
+  assert.equal(nextKeyframe(ranges, KEYFRAMES, 2.0), 3, 'not the one at the position itself');
+  assert.equal(nextKeyframe([[0, 2.304]], KEYFRAMES, 2.1), null, 'none held after it');
+  assert.equal(nextKeyframe([[0.5, 1.5], [3.2, 4]], [0, 3.18], 1), 3.2, 'a keyframe just before a range starts with it');
+});
+
+test('before the start, a range too short to start in is skipped to a keyframe', () => {
+  // The skips a tab made in a browser broadcast's first second (its console log).
+  assert.deepEqual(startSeek([[0, 0.4], [0.403, 1.2], [1.363, 2.304]], 0, 800, KEYFRAMES),
+    { to: 1, why: 'past a range too short to start in, to a keyframe' });
+  // Without a keyframe held after the hole: the next range's start.
+  assert.deepEqual(startSeek([[0, 0.4], [0.45, 3]], 0, 800, [0]),
+    { to: 0.45, why: 'past a range too short to start in' });
+  assert.equal(startSeek([[0, 2.304], [2.563, 47.523]], 1.363, 800, KEYFRAMES), null, '941 ms is enough for 800');
+  assert.equal(startSeek([[0, 0.5]], 0, 800, KEYFRAMES), null, 'the live edge: wait for more');
+});
+
+test('before the start, a position in no range moves to the media', () => {
+  assert.deepEqual(startSeek([[4, 9]], 1, 800, KEYFRAMES), { to: 4, why: 'the start position held no media' });
+  assert.deepEqual(startSeek([[0, 1], [4, 9]], 2, 800, KEYFRAMES), { to: 4, why: 'the start position held no media' });
+  assert.deepEqual(startSeek([[0, 1], [4, 9]], 12, 800, KEYFRAMES), { to: 4, why: 'the start position was past the media' });
+  assert.equal(startSeek([], 1, 800, KEYFRAMES), null);
+});
+
+test('during playback, a hole is jumped and media is not', () => {
+  assert.deepEqual(holeSeek([[0, 2.304], [2.563, 10]], 2.3), { to: 2.573, why: 'over a hole' });
+  assert.deepEqual(holeSeek([[0, 2.304], [2.563, 10]], 2.4), { to: 2.573, why: 'over a hole' });
+  assert.equal(holeSeek([[0, 2.304], [2.563, 10]], 1.5), null);
+  assert.equal(holeSeek([[0, 2.304]], 2.3), null, 'the live edge: nothing to jump to');
+});
+
+test('an element told to play that stands still with media ahead is sent to the next keyframe', () => {
+  // The state of the tab that waited 45 s in CI: told to play at 1.363 s, media held far ahead.
+  const w = new StuckWatch(3000);
+  const state = { t: 1.363, toldToPlay: true, seeking: false, readyState: 1, ranges: [[0, 2.304], [2.563, 47.523]], keyframes: KEYFRAMES };
+  for (let now = 0; now < 3000; now += 250) assert.equal(w.observe(now, state), null, `not yet at ${now} ms`);
+  assert.deepEqual(w.observe(3000, state), { to: 2, why: 'stuck for 3 s (readyState 1), to the next keyframe' });
+  // Once sent, it watches afresh.
+  assert.equal(w.observe(3250, state), null);
+  // Without a keyframe held ahead: a little forward.
+  const bare = new StuckWatch(3000);
+  const noKeys = { ...state, keyframes: [0] };
+  bare.observe(0, noKeys);
+  assert.equal(bare.observe(3000, noKeys).to.toFixed(3), '1.463');
+});
+
+test('an element that moves, waits for data, seeks or was not told to play is not stuck', () => {
+  const ranges = [[0, 20]];
+  const cases = {
+    moving: (now) => ({ t: now / 1000, toldToPlay: true, seeking: false, ranges }),
+    'at the live edge': () => ({ t: 19.8, toldToPlay: true, seeking: false, ranges }),
+    paused: () => ({ t: 5, toldToPlay: false, seeking: false, ranges }),
+    seeking: () => ({ t: 5, toldToPlay: true, seeking: true, ranges }),
+  };
+  for (const [name, at] of Object.entries(cases)) {
+    const w = new StuckWatch(3000);
+    for (let now = 0; now <= 10_000; now += 250) {
+      assert.equal(w.observe(now, { readyState: 4, keyframes: KEYFRAMES, ...at(now) }), null, `${name} at ${now} ms`);
+    }
+  }
+});
