@@ -4,8 +4,8 @@
 // - The init segment comes first and fixes the MIME type; then media chunks, each one or more whole
 //   clusters with absolute timestamps. The first media chunk a viewer gets starts on a keyframe
 //   (its parent sends from the latest keyframe); the player seeks to the start of what is buffered.
-// - Playback starts once a start-up buffer is ahead of the play position (the first frame shows
-//   before that, paused), so a chunk that arrives a little late does not stall a viewer who just
+// - Playback starts once a start-up buffer is ahead of the play position (holes under half a
+//   second count as media: they are jumped; the first frame shows before that, paused), so a chunk that arrives a little late does not stall a viewer who just
 //   joined. Media arrives a whole chunk at a time, so the buffer is one and a half chunks (the
 //   first chunk's duration says how long they are; at least 800 ms): 1.5 s for a file broadcast's
 //   one-second chunks, less for a browser broadcast's half-second ones, whose viewers then start
@@ -28,7 +28,7 @@
 // stream's codecs at all), 'state' (detail: {state}), 'appended' (detail: {seq}).
 
 import { mimeType } from './webm.js';
-import { StuckWatch, aheadMs, holeSeek, startSeek } from './playhead.js';
+import { StuckWatch, aheadMs, holeSeek, playableAheadMs, startSeek } from './playhead.js';
 
 export const DEFAULT_PLAYER_CONFIG = Object.freeze({
   startupMs: null, // adaptive: see the header
@@ -210,7 +210,7 @@ export class MsePlayer extends EventTarget {
     // play() on an element that played to its end would restart it from the beginning.
     if (!this.video.paused || this.video.ended || this.failed || !this.seekedToStart) return;
     if (!this.started) this.skipShortRanges();
-    if (this.aheadMs() >= this.startupMs() || this.ended) {
+    if (playableAheadMs(this.ranges(), this.video.currentTime) >= this.startupMs() || this.ended) {
       this.playWanted = true;
       this.video.play().catch((e) => {
         if (e.name === 'NotAllowedError') {

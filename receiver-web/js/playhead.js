@@ -9,6 +9,10 @@
 const EDGE_S = 0.05;
 /** A stuck element with less media than this ahead of it is waiting for data, not stuck. */
 const STUCK_AHEAD_S = 0.3;
+/** A hole this short is jumped during playback (`holeSeek`), so the start-up buffer counts the
+ *  media on both sides of it: a recorder under load drops a few frames now and then, and waiting
+ *  for a long unbroken range then never ends. */
+export const JUMPABLE_GAP_S = 0.5;
 
 /** The index of the range holding `t`, or -1. */
 export function rangeAt(ranges, t) {
@@ -19,6 +23,18 @@ export function rangeAt(ranges, t) {
 export function aheadMs(ranges, t) {
   const i = rangeAt(ranges, t);
   return i < 0 ? 0 : Math.max(0, (ranges[i][1] - t) * 1000);
+}
+
+/** Milliseconds of media from `t` up to the first hole longer than `JUMPABLE_GAP_S` (shorter holes
+ *  not counted as media). */
+export function playableAheadMs(ranges, t) {
+  let i = rangeAt(ranges, t);
+  if (i < 0) return 0;
+  let ms = Math.max(0, (ranges[i][1] - t) * 1000);
+  for (; i + 1 < ranges.length && ranges[i + 1][0] - ranges[i][1] <= JUMPABLE_GAP_S; i++) {
+    ms += (ranges[i + 1][1] - ranges[i + 1][0]) * 1000;
+  }
+  return ms;
 }
 
 /** The start of the first keyframe chunk after `t` that lies in buffered media, or null. Decoding
@@ -34,23 +50,27 @@ export function nextKeyframe(ranges, keyframes, t) {
 
 /**
  * Before playback begins, the play position must sit in media that can fill the start-up buffer,
- * or the start waits forever. A hole in what was received (a live recorder may drop a few frames
- * as it starts) is passed by skipping a range too short to start in, to the first keyframe held
- * after it (or the next range's start); a position in no range moves to the next range (or the
- * last one). Null: stay.
+ * or the start waits forever. Short holes count as media (see `JUMPABLE_GAP_S`); media too short
+ * to start in before a longer hole is skipped, to the first keyframe chunk held after the hole
+ * (where media resumes need not be decodable), or to where media resumes if none is held. A
+ * position in no range moves to the next range (or the last one). Null: stay (and wait for more
+ * media at the live edge).
  */
 export function startSeek(ranges, t, startupMs, keyframes) {
-  for (let i = 0; i < ranges.length; i++) {
-    const [start, end] = ranges[i];
-    if (t >= start - EDGE_S && t <= end) {
-      if (i + 1 === ranges.length || (end - t) * 1000 >= startupMs) return null;
-      const k = nextKeyframe(ranges, keyframes, ranges[i + 1][0] - 2 * EDGE_S);
-      return k != null
-        ? { to: k, why: 'past a range too short to start in, to a keyframe' }
-        : { to: ranges[i + 1][0], why: 'past a range too short to start in' };
-    }
-    if (start > t) return { to: start, why: 'the start position held no media' };
+  const i = rangeAt(ranges, t);
+  if (i >= 0) {
+    if (playableAheadMs(ranges, t) >= startupMs) return null;
+    let j = i;
+    while (j + 1 < ranges.length && ranges[j + 1][0] - ranges[j][1] <= JUMPABLE_GAP_S) j++;
+    if (j + 1 === ranges.length) return null;
+    const resume = ranges[j + 1][0];
+    const k = nextKeyframe(ranges, keyframes, resume - 2 * EDGE_S);
+    return k != null
+      ? { to: k, why: 'past media too short to start in, to a keyframe' }
+      : { to: resume, why: 'past media too short to start in' };
   }
+  const next = ranges.find(([start]) => start > t);
+  if (next) return { to: next[0], why: 'the start position held no media' };
   return ranges.length ? { to: ranges.at(-1)[0], why: 'the start position was past the media' } : null;
 }
 

@@ -2,7 +2,7 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { StuckWatch, aheadMs, holeSeek, nextKeyframe, rangeAt, startSeek } from '../js/playhead.js';
+import { StuckWatch, aheadMs, holeSeek, nextKeyframe, playableAheadMs, rangeAt, startSeek } from '../js/playhead.js';
 
 // A browser broadcast's keyframe chunks, one a second.
 const KEYFRAMES = Array.from({ length: 60 }, (_, i) => i);
@@ -23,15 +23,28 @@ test('the next keyframe is one held in buffered media, after the position', () =
   assert.equal(nextKeyframe([[0.5, 1.5], [3.2, 4]], [0, 3.18], 1), 3.2, 'a keyframe just before a range starts with it');
 });
 
-test('before the start, a range too short to start in is skipped to a keyframe', () => {
-  // The skips a tab made in a browser broadcast's first second (its console log).
-  assert.deepEqual(startSeek([[0, 0.4], [0.403, 1.2], [1.363, 2.304]], 0, 800, KEYFRAMES),
-    { to: 1, why: 'past a range too short to start in, to a keyframe' });
-  // Without a keyframe held after the hole: the next range's start.
-  assert.deepEqual(startSeek([[0, 0.4], [0.45, 3]], 0, 800, [0]),
-    { to: 0.45, why: 'past a range too short to start in' });
+test('before the start, short holes count as media', () => {
+  // The holes a browser broadcast's first second had (a tab's console log in CI): start at once.
+  assert.equal(Math.round(playableAheadMs([[0, 0.4], [0.403, 1.2], [1.363, 2.304]], 0)), 2138);
+  assert.equal(startSeek([[0, 0.4], [0.403, 1.2], [1.363, 2.304]], 0, 800, KEYFRAMES), null);
+  // A late viewer in a local run with a core kept busy skipped from range to range (15.75 ->
+  // 16.846 -> 17.835 -> 18.9) and played 3.5 s after joining: ranges like these, with short holes
+  // between them, now start at once.
+  const fragmented = [[15.75, 16.3], [16.35, 17.2], [17.25, 18.1], [18.15, 19]];
+  assert.equal(startSeek(fragmented, 15.75, 800, KEYFRAMES), null);
+  assert.equal(Math.round(playableAheadMs(fragmented, 15.75)), 3100);
   assert.equal(startSeek([[0, 2.304], [2.563, 47.523]], 1.363, 800, KEYFRAMES), null, '941 ms is enough for 800');
   assert.equal(startSeek([[0, 0.5]], 0, 800, KEYFRAMES), null, 'the live edge: wait for more');
+  assert.equal(startSeek([[0, 0.3], [0.4, 0.6]], 0, 800, KEYFRAMES), null, 'the live edge past a short hole: wait');
+});
+
+test('before the start, media too short to start in before a long hole is skipped to a keyframe', () => {
+  assert.deepEqual(startSeek([[0, 0.4], [1.2, 3]], 0, 800, [0, 1.5]),
+    { to: 1.5, why: 'past media too short to start in, to a keyframe' });
+  assert.deepEqual(startSeek([[0, 0.3], [0.35, 0.6], [1.2, 3]], 0, 800, [0, 1.5]),
+    { to: 1.5, why: 'past media too short to start in, to a keyframe' }, 'the short hole before it is part of the media');
+  // Without a keyframe held after the hole: where media resumes.
+  assert.deepEqual(startSeek([[0, 0.4], [1.2, 3]], 0, 800, [0]), { to: 1.2, why: 'past media too short to start in' });
 });
 
 test('before the start, a position in no range moves to the media', () => {
