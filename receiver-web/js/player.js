@@ -5,11 +5,12 @@
 //   clusters with absolute timestamps. The first media chunk a viewer gets starts on a keyframe
 //   (its parent sends from the latest keyframe); the player seeks to the start of what is buffered.
 // - Playback starts once a start-up buffer is ahead of the play position (holes under half a
-//   second count as media: they are jumped; the first frame shows before that, paused), so a chunk that arrives a little late does not stall a viewer who just
-//   joined. Media arrives a whole chunk at a time, so the buffer is one and a half chunks (the
-//   first chunk's duration says how long they are; at least 800 ms): 1.5 s for a file broadcast's
-//   one-second chunks, less for a browser broadcast's half-second ones, whose viewers then start
-//   sooner. `startupMs` fixes it instead.
+//   second count as media: they are jumped; the first frame shows before that, paused), so a chunk
+//   that arrives a little late does not stall a viewer who just joined. Media arrives a whole
+//   chunk at a time, so the buffer is one and a half chunks (the first chunk's duration says how
+//   long they are; at least 800 ms): 1.5 s for a file broadcast's one-second chunks, less for a
+//   browser broadcast's half-second ones, whose viewers then start sooner. `startupMs` fixes it
+//   instead.
 // - Bounded memory: media more than `keepBehindMs` behind the play position is removed; a
 //   QuotaExceededError evicts down to the play position and retries; if chunks wait to be appended
 //   for more than `maxQueueMs` of media (the tab was throttled), the queue skips to its latest

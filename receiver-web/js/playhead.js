@@ -9,9 +9,9 @@
 const EDGE_S = 0.05;
 /** A stuck element with less media than this ahead of it is waiting for data, not stuck. */
 const STUCK_AHEAD_S = 0.3;
-/** A hole this short is jumped during playback (`holeSeek`), so the start-up buffer counts the
- *  media on both sides of it: a recorder under load drops a few frames now and then, and waiting
- *  for a long unbroken range then never ends. */
+/** Holes are jumped during playback (`holeSeek`); one this short costs a viewer little, so the
+ *  start-up buffer counts the media on both sides of it: a recorder under load drops a few frames
+ *  now and then, and waiting for a long unbroken range then never ends. */
 export const JUMPABLE_GAP_S = 0.5;
 
 /** The index of the range holding `t`, or -1. */
@@ -25,15 +25,19 @@ export function aheadMs(ranges, t) {
   return i < 0 ? 0 : Math.max(0, (ranges[i][1] - t) * 1000);
 }
 
+/** The index of the last range reached from range `i` across holes of at most `JUMPABLE_GAP_S`. */
+function lastJoined(ranges, i) {
+  while (i + 1 < ranges.length && ranges[i + 1][0] - ranges[i][1] <= JUMPABLE_GAP_S) i++;
+  return i;
+}
+
 /** Milliseconds of media from `t` up to the first hole longer than `JUMPABLE_GAP_S` (shorter holes
  *  not counted as media). */
 export function playableAheadMs(ranges, t) {
-  let i = rangeAt(ranges, t);
+  const i = rangeAt(ranges, t);
   if (i < 0) return 0;
   let ms = Math.max(0, (ranges[i][1] - t) * 1000);
-  for (; i + 1 < ranges.length && ranges[i + 1][0] - ranges[i][1] <= JUMPABLE_GAP_S; i++) {
-    ms += (ranges[i + 1][1] - ranges[i + 1][0]) * 1000;
-  }
+  for (let j = i + 1; j <= lastJoined(ranges, i); j++) ms += (ranges[j][1] - ranges[j][0]) * 1000;
   return ms;
 }
 
@@ -60,8 +64,7 @@ export function startSeek(ranges, t, startupMs, keyframes) {
   const i = rangeAt(ranges, t);
   if (i >= 0) {
     if (playableAheadMs(ranges, t) >= startupMs) return null;
-    let j = i;
-    while (j + 1 < ranges.length && ranges[j + 1][0] - ranges[j][1] <= JUMPABLE_GAP_S) j++;
+    const j = lastJoined(ranges, i);
     if (j + 1 === ranges.length) return null;
     const resume = ranges[j + 1][0];
     const k = nextKeyframe(ranges, keyframes, resume - 2 * EDGE_S);
