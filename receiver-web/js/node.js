@@ -445,6 +445,7 @@ export class ReceiverNode extends EventTarget {
       media_recoveries: this.counters.media_recoveries,
       current_time_s: p.current_time_s,
       buffered_s: p.buffered_s,
+      element: p.element,
       reconnects: this.counters.reconnects,
       kills: this.counters.kills,
       marks: {

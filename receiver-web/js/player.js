@@ -20,7 +20,8 @@
 // - Stalls are the element's `waiting` events after playback began (not while seeking to catch
 //   up, not at the end); stalled time runs from `waiting` to the next `playing`.
 // - Never stuck: an element told to play that has not moved for `stuckMs` while media lies ahead
-//   of it is moved to the next keyframe chunk it holds (or a little forward if it holds none).
+//   of it (a seek that has not finished included) is moved to the next keyframe chunk it holds (or
+//   a little forward if it holds none).
 //   Seen in a browser broadcast's first second, whose gaps (the recorder starting up) left a
 //   viewer waiting forever at a position it could not decode. These decisions are pure functions
 //   in playhead.js. Every seek the player makes is logged to the console with its reason.
@@ -330,6 +331,7 @@ export class MsePlayer extends EventTarget {
       nudges: this.nudges,
       current_time_s: this.video.currentTime,
       buffered_s: this.bufferedRanges(),
+      element: { paused: this.video.paused, seeking: this.video.seeking, ready_state: this.video.readyState },
     };
   }
 

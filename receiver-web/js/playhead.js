@@ -89,10 +89,12 @@ export function holeSeek(ranges, t) {
 
 /**
  * Notices an element that was told to play but does not move: it sits where it cannot decode, or
- * its pipeline missed a wake-up (seen in a browser broadcast's first second: a viewer waiting
- * forever at 1.363 s with 0.94 s of media ahead). `observe` is called every tick; once the position
- * has stood still for `stuckMs` with media ahead, it returns the seek that frees it: to the next
- * keyframe chunk held, or a little forward without one.
+ * its pipeline missed a wake-up, or a seek of ours never finishes (seen in browser broadcasts'
+ * first seconds: viewers waiting forever exactly at the targets of the player's own seeks, 1.363 s
+ * with 0.94 s of media ahead, 1.0 s with 0.15 s ahead of a 0.2 s hole). A seek into held media
+ * takes milliseconds, so a seek still running after `stuckMs` is stuck too. `observe` is called
+ * every tick; once the position has stood still for `stuckMs` with media ahead, it returns the
+ * seek that frees it: to the next keyframe chunk held, or a little forward without one.
  */
 export class StuckWatch {
   constructor(stuckMs) {
@@ -103,14 +105,14 @@ export class StuckWatch {
 
   observe(nowMs, { t, toldToPlay, seeking, readyState, ranges, keyframes }) {
     const mediaAhead = ranges.length > 0 && ranges.at(-1)[1] - t > STUCK_AHEAD_S;
-    if (!toldToPlay || seeking || !mediaAhead || this.at !== t) {
+    if (!toldToPlay || !mediaAhead || this.at !== t) {
       this.at = t;
       this.since = nowMs;
       return null;
     }
     if (nowMs - this.since < this.stuckMs) return null;
     this.at = null;
-    const why = `stuck for ${(this.stuckMs / 1000).toFixed(0)} s (readyState ${readyState})`;
+    const why = `stuck for ${(this.stuckMs / 1000).toFixed(0)} s (readyState ${readyState}${seeking ? ', seeking' : ''})`;
     const k = nextKeyframe(ranges, keyframes, t);
     return k != null ? { to: k, why: `${why}, to the next keyframe` } : { to: t + 0.1, why: `${why}, a little forward` };
   }

@@ -76,13 +76,21 @@ test('an element told to play that stands still with media ahead is sent to the 
   assert.equal(bare.observe(3000, noKeys).to.toFixed(3), '1.463');
 });
 
-test('an element that moves, waits for data, seeks or was not told to play is not stuck', () => {
+test('a seek that does not finish with media ahead is stuck too', () => {
+  // A tab in a local run: told to play, seeking 45 s at 1.0 s with [[1, 1.149], [1.344, 47.544]].
+  const w = new StuckWatch(3000);
+  const state = { t: 1, toldToPlay: true, seeking: true, readyState: 1, ranges: [[1, 1.149], [1.344, 47.544]], keyframes: KEYFRAMES };
+  for (let now = 0; now < 3000; now += 250) assert.equal(w.observe(now, state), null, `not yet at ${now} ms`);
+  assert.deepEqual(w.observe(3000, state), { to: 2, why: 'stuck for 3 s (readyState 1, seeking), to the next keyframe' });
+});
+
+test('an element that moves, waits for data or was not told to play is not stuck', () => {
   const ranges = [[0, 20]];
   const cases = {
     moving: (now) => ({ t: now / 1000, toldToPlay: true, seeking: false, ranges }),
     'at the live edge': () => ({ t: 19.8, toldToPlay: true, seeking: false, ranges }),
     paused: () => ({ t: 5, toldToPlay: false, seeking: false, ranges }),
-    seeking: () => ({ t: 5, toldToPlay: true, seeking: true, ranges }),
+    'seeking, paused': () => ({ t: 5, toldToPlay: false, seeking: true, ranges }),
   };
   for (const [name, at] of Object.entries(cases)) {
     const w = new StuckWatch(3000);
