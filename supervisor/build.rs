@@ -1,6 +1,7 @@
 //! Embeds the browser pages (`../receiver-web/`, and `../monitor/` under `monitor/`) in the
 //! supervisor binary, so they work from any working directory. Generates `$OUT_DIR/assets.rs` with
-//! one `(path, bytes)` entry per file; tests, benches, node_modules and npm manifests are left out.
+//! one `(path, bytes)` entry per file; tests, benches, node_modules, npm manifests and READMEs are
+//! left out.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ const SKIP: &[&str] = &[
     "bench",
     "package.json",
     "package-lock.json",
+    "README.md",
 ];
 
 fn main() {

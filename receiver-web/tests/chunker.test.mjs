@@ -6,8 +6,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { Chunker } from '../js/chunker.js';
-import { WebmError, mimeType } from '../js/webm.js';
+import { Chunker } from '../js/core/chunker.js';
+import { WebmError, mimeType } from '../js/core/webm.js';
 
 const clip = (name) => new Uint8Array(fs.readFileSync(new URL(`../../testdata/${name}`, import.meta.url)));
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import {
   Chunk, FrameError, Reassembler, decodeMessage, encodeHello, fragment, importStreamKey,
   verifyChunk, base64Encode, FLAG_KEYFRAME, MAX_MESSAGE,
-} from '../js/frame.js';
+} from '../js/core/frame.js';
 
 const KEY = new TextEncoder().encode('0123456789abcdef0123456789abcdef');
 const KNOWN_ANSWER = '00000000000000070200000000000004d2000003e800000009'

@@ -1,8 +1,8 @@
-// The player's play-position decisions (js/playhead.js) on the media states seen in real tabs.
+// The player's play-position decisions (js/media/playhead.js) on the media states seen in real tabs.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { StuckWatch, aheadMs, holeSeek, nextKeyframe, playableAheadMs, rangeAt, startSeek } from '../js/playhead.js';
+import { StuckWatch, aheadMs, holeSeek, nextKeyframe, playableAheadMs, rangeAt, startSeek } from '../js/media/playhead.js';
 
 // A browser broadcast's keyframe chunks, one a second.
 const KEYFRAMES = Array.from({ length: 60 }, (_, i) => i);

@@ -5,8 +5,8 @@
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { Relay, DEFAULT_RELAY_CONFIG } from '../js/relay.js';
-import { FLAG_INIT, FLAG_KEYFRAME } from '../js/frame.js';
+import { Relay, DEFAULT_RELAY_CONFIG } from '../js/core/relay.js';
+import { FLAG_INIT, FLAG_KEYFRAME } from '../js/core/frame.js';
 
 const MSG = 16 * 1024;
 const FPS = 30;

@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn types_follow_extensions() {
-        assert_eq!(content_type("js/node.js"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("js/tab/receiver.js"),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type("watch.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("x"), "application/octet-stream");
     }

@@ -1,7 +1,7 @@
 // A browser tab as the broadcaster and root of a stream's tree: the twin of the Rust broadcaster.
 // It records a MediaStream (camera and microphone) with MediaRecorder as VP8/Opus WebM in short
 // timeslices, cuts the recording into an init segment and chunks with the same chunker as the Rust
-// side (js/chunker.js), signs every chunk with the stream key the supervisor issued, and pushes
+// side (js/core/chunker.js), signs every chunk with the stream key the supervisor issued, and pushes
 // the chunks to its children through the same relay, pacing and bounds as every other node.
 //
 // MediaRecorder writes keyframes only where asked: it is asked for one every `keyframeIntervalMs`,
@@ -11,12 +11,12 @@
 //
 // Events: 'status' (detail: {state, message}), 'viewers' (detail: {viewers}).
 
-import { generateIdentity } from './auth.js';
-import { Signaling } from './signaling.js';
-import { Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, importStreamKey } from './frame.js';
-import { DEFAULT_RELAY_CONFIG } from './relay.js';
+import { generateIdentity } from '../core/auth.js';
+import { Signaling } from '../net/signaling.js';
+import { Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, importStreamKey } from '../core/frame.js';
+import { DEFAULT_RELAY_CONFIG } from '../core/relay.js';
 import { Downstream } from './children.js';
-import { Chunker } from './chunker.js';
+import { Chunker } from '../core/chunker.js';
 
 export const RECORDER_TYPES = ['video/webm;codecs=vp8,opus', 'video/webm;codecs=vp8'];
 const DRAIN_TIMEOUT_MS = 10_000;

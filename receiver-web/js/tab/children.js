@@ -5,9 +5,9 @@
 //
 // Events: 'change' (the set of children changed).
 
-import { Edge } from './edge.js';
-import { decodeMessage } from './frame.js';
-import { Relay, RelayError } from './relay.js';
+import { Edge } from '../net/edge.js';
+import { decodeMessage } from '../core/frame.js';
+import { Relay, RelayError } from '../core/relay.js';
 
 export class Downstream extends EventTarget {
   /**

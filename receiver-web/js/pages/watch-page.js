@@ -2,8 +2,8 @@
 // shows the video, this tab's place in the tree, its health and (optionally) its statistics.
 // Tests read `window.ownstream.stats()`.
 
-import { ReceiverNode } from './node.js';
-import { defaultSupervisorUrl } from './signaling.js';
+import { ReceiverNode } from '../tab/receiver.js';
+import { defaultSupervisorUrl } from '../net/signaling.js';
 
 const $ = (id) => document.getElementById(id);
 const video = $('video');

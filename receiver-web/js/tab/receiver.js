@@ -18,13 +18,13 @@
 // Events: 'status' (detail: {state, message}), 'place' (detail: {depth, parent, children}),
 // 'viewers' (detail: {viewers}), 'notice' (detail: {message}).
 
-import { generateIdentity } from './auth.js';
-import { Signaling } from './signaling.js';
-import { importStreamKey, verifyChunk } from './frame.js';
-import { DEFAULT_RELAY_CONFIG } from './relay.js';
+import { generateIdentity } from '../core/auth.js';
+import { Signaling } from '../net/signaling.js';
+import { importStreamKey, verifyChunk } from '../core/frame.js';
+import { DEFAULT_RELAY_CONFIG } from '../core/relay.js';
 import { Downstream } from './children.js';
 import { Upstream } from './upstream.js';
-import { MsePlayer } from './player.js';
+import { MsePlayer } from '../media/player.js';
 
 const END_GRACE_MS = 5000;
 const DRAIN_TIMEOUT_MS = 10_000;

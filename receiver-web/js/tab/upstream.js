@@ -8,8 +8,8 @@
 // 'lost' ({parent}: the edge closed, failed to open in time or carried garbage; the node asks the
 // supervisor to be moved).
 
-import { Edge } from './edge.js';
-import { FrameError, Reassembler, decodeMessage, encodeHello } from './frame.js';
+import { Edge } from '../net/edge.js';
+import { FrameError, Reassembler, decodeMessage, encodeHello } from '../core/frame.js';
 
 /** Until the parent sends something, HELLO is said again this often: a first message right after
  *  the channel opens was seen lost by webrtc-rs parents (1 join in ~15). Parents ignore repeats. */

@@ -2,7 +2,7 @@
 // before anything else, then JSON messages both ways and a heartbeat. Incoming frames are bounded
 // like the supervisor bounds ours; a malformed one closes the connection with a reason.
 
-import { PeerHandshake } from './auth.js';
+import { PeerHandshake } from '../core/auth.js';
 
 export const MAX_MESSAGE_LEN = 64 * 1024;
 const HANDSHAKE_TIMEOUT_MS = 10_000;

@@ -29,7 +29,7 @@
 // Events: 'error' (detail: {message, recoverable}: recoverable unless the browser cannot play the
 // stream's codecs at all), 'state' (detail: {state}), 'appended' (detail: {seq}).
 
-import { mimeType } from './webm.js';
+import { mimeType } from '../core/webm.js';
 import { StuckWatch, aheadMs, holeSeek, playableAheadMs, startSeek } from './playhead.js';
 
 export const DEFAULT_PLAYER_CONFIG = Object.freeze({

@@ -1,9 +1,9 @@
 // The broadcast page: pick a camera and microphone, see the preview, name the stream, go live.
-// The tab becomes the stream's broadcaster (js/broadcaster.js). Tests read
+// The tab becomes the stream's broadcaster (js/tab/broadcaster.js). Tests read
 // `window.ownstream.stats()`.
 
-import { BroadcasterNode, STREAM_NAME } from './broadcaster.js';
-import { defaultSupervisorUrl } from './signaling.js';
+import { BroadcasterNode, STREAM_NAME } from '../tab/broadcaster.js';
+import { defaultSupervisorUrl } from '../net/signaling.js';
 
 const $ = (id) => document.getElementById(id);
 const preview = $('preview');
