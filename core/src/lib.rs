@@ -10,6 +10,7 @@ pub mod auth;
 pub mod failures;
 pub mod frame;
 pub mod ids;
+pub mod node;
 pub mod pacer;
 pub mod player;
 pub mod protocol;

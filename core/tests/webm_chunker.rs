@@ -172,7 +172,7 @@ fn chunk_bytes_are_shared_not_copied_per_poll() {
 }
 
 /// SHA-256 over every chunk's kind, keyframe flag, timestamp, duration, length and bytes: the
-/// known answer the browser's port of the chunker (`receiver-web/js/chunker.js`) must reproduce.
+/// known answer the browser's port of the chunker (`receiver-web/js/core/chunker.js`) must reproduce.
 fn output_digest(out: &[MediaChunk]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

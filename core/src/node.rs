@@ -1,0 +1,612 @@
+//! One peer of a stream's tree, broadcaster (the root) or receiver, as a deterministic state
+//! machine: everything a node decides, none of the I/O.
+//!
+//! The driver (the Rust peer in `ownstream-peer`, the browser tab's port of this module, the
+//! simulator) owns the sockets, the WebRTC edges, the clock and the output file. It feeds the
+//! node `handle_*` inputs, each with `now_ms` (milliseconds on one monotonic clock), drains
+//! [`Node::poll_output`] after every input, and calls [`Node::handle_timeout`] at
+//! [`Node::poll_timeout`]. Before each timeout it reports the buffered amount of every edge it
+//! holds ([`Node::handle_buffered_amount`]). Randomness (sampled verification) comes from a seeded
+//! RNG, so a run is reproducible from its inputs.
+//!
+//! What the node decides, each rule once (the numbers are in [`rules`]):
+//! - **the supervisor connection** ([`session`]): connecting and, after a failure, reconnecting
+//!   with backoff; the first message (`REGISTER_STREAM` or `JOIN_STREAM`); heartbeats, statistics
+//!   and stream-list polls; which refusals and errors end the node; the operator's kill and the
+//!   re-join that may follow; a broadcaster waiting for its first viewers;
+//! - **the edges** ([`edges`]): the edge to the parent the supervisor named (answering its offer,
+//!   HELLO and its repeat, giving up an edge that never opens, reporting a lost parent), and one
+//!   edge per child (offering, routing its signaling, its HELLO, dropping a child that misbehaves);
+//! - **the media** ([`media`]): reassembly, duplicates, sampled HMAC verification, holes, the
+//!   playback model, delivery to the output, the relay to the children;
+//! - **the end** ([`ending`]): the grace for the end chunk, the drain, the final report.
+//!
+//! Invariants:
+//! - edge ids are never reused: events of an edge the node already replaced or closed are ignored;
+//! - chunks are delivered ([`Output::Deliver`]) in strictly increasing sequence order, never twice,
+//!   and only after their tag was checked when sampled (always for the init and end chunks);
+//! - every hole after the first media chunk counts in `chunks_skipped`;
+//! - after [`Output::Ended`] nothing more is emitted and every input is ignored.
+
+mod edges;
+mod ending;
+mod media;
+pub mod rules;
+mod session;
+#[cfg(test)]
+mod test;
+
+use crate::frame::{self, Chunk, Reassembler, StreamKey};
+use crate::ids::{ChunkSeq, PeerId};
+use crate::player::{Player, PlayerConfig};
+use crate::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage, SignalPayload};
+use crate::relay::{Relay, RelayConfig, RelayEvent};
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+/// One edge (peer connection + data channel) of this node, numbered by the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeId(pub u64);
+
+impl fmt::Display for EdgeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "edge#{}", self.0)
+    }
+}
+
+/// What a node is and how it behaves.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Broadcaster (registers the stream, is the root) or receiver.
+    pub component: ComponentType,
+    /// The stream to register or join.
+    pub stream: String,
+    /// Fraction of the parent's chunks whose tag is checked (init and end chunks always are).
+    pub verify_fraction: f64,
+    /// Relay buffer and pacing.
+    pub relay: RelayConfig,
+    /// Playback model.
+    pub player: PlayerConfig,
+    /// Broadcaster: hold the first chunk until this many viewers are connected.
+    pub wait_viewers: usize,
+    /// Whether a first connection that fails is retried (a page: the viewer may open the link
+    /// before the supervisor is up) or ends the node (a command: a wrong URL, fingerprint or
+    /// certificate should be seen at once). Later losses are always retried by receivers.
+    pub retry_first_connect: bool,
+    /// Ask for the stream list every [`rules::VIEWER_LIST_MS`] and report the viewer count
+    /// ([`NodeEvent::Viewers`]): pages show it.
+    pub list_viewers: bool,
+    /// Fault injection for tests: alter this chunk's payload before relaying it (the node keeps
+    /// and plays the original).
+    pub corrupt_relayed_seq: Option<u64>,
+    /// Seed of the node's RNG.
+    pub seed: u64,
+}
+
+impl NodeConfig {
+    /// The defaults for a `component` of `stream`.
+    pub fn new(component: ComponentType, stream: &str) -> Self {
+        NodeConfig {
+            component,
+            stream: stream.to_string(),
+            verify_fraction: 1.0,
+            relay: RelayConfig::default(),
+            player: PlayerConfig::default(),
+            wait_viewers: 0,
+            retry_first_connect: false,
+            list_viewers: false,
+            corrupt_relayed_seq: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Why a connection attempt to the supervisor failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing answered, or the connection broke before the handshake finished.
+    Unreachable(String),
+    /// The supervisor (or the peer's own pin) refused the handshake.
+    Refused(String),
+}
+
+impl fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectFailure::Unreachable(r) | ConnectFailure::Refused(r) => f.write_str(r),
+        }
+    }
+}
+
+/// How a node's run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The stream ended normally.
+    StreamEnded(String),
+    /// The node was asked to stop.
+    Stopped,
+    /// The supervisor could not be reached or refused this peer, before it ever joined.
+    ConnectFailed(String),
+    /// The supervisor connection was lost or refused a request for good.
+    SupervisorLost(String),
+    /// The operator killed this peer without asking it to come back.
+    Killed(String),
+    /// The output (the receiver's file) could not be written.
+    OutputFailed(String),
+}
+
+impl Ending {
+    /// One line for people and for the `--stats` summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::StreamEnded(r) => format!("stream ended: {r}"),
+            Ending::Stopped => "stopped".into(),
+            Ending::ConnectFailed(r) => r.clone(),
+            Ending::SupervisorLost(r) => format!("supervisor connection lost: {r}"),
+            Ending::Killed(r) => format!("killed by the operator: {r}"),
+            Ending::OutputFailed(r) => format!("cannot write the output: {r}"),
+        }
+    }
+
+    /// Whether the run failed (a command exits with an error).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Ending::ConnectFailed(_) | Ending::SupervisorLost(_) | Ending::OutputFailed(_)
+        )
+    }
+}
+
+/// What the node tells its driver to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Open a new connection to the supervisor and authenticate; answer with
+    /// [`Node::handle_connected`] or [`Node::handle_connect_failed`].
+    Connect,
+    /// Close the current supervisor connection after what is queued on it; its later events
+    /// must not reach the node.
+    Disconnect(String),
+    /// Send a message to the supervisor.
+    Send(PeerMessage),
+    /// Create an edge to `peer`: as the offerer (a child's edge: create the data channel and the
+    /// offer) or as the answerer (the parent's edge: an offer follows in [`Output::SignalEdge`]).
+    OpenEdge {
+        /// The node's number for it.
+        edge: EdgeId,
+        /// The remote peer.
+        peer: PeerId,
+        /// Offerer (toward a child) or answerer (toward the parent).
+        offerer: bool,
+    },
+    /// Apply the remote's signaling (offer, answer, candidate) to an edge.
+    SignalEdge {
+        /// The edge.
+        edge: EdgeId,
+        /// What the remote sent.
+        payload: SignalPayload,
+    },
+    /// Close an edge; no event of it may reach the node any more.
+    CloseEdge(EdgeId),
+    /// Send one data-channel message; then report the edge's buffered amount.
+    Transmit {
+        /// The edge.
+        edge: EdgeId,
+        /// The message.
+        message: Bytes,
+    },
+    /// A verified chunk for the output and the player, in order.
+    Deliver(Chunk),
+    /// Broadcaster: the stream is registered (and the viewers it waits for are there): start the
+    /// source and sign its chunks with this key.
+    Ready(StreamKey),
+    /// Something to log or to show.
+    Event(NodeEvent),
+    /// The node is done; the last output.
+    Ended(Ending),
+}
+
+/// What happened, for logs and pages; the node has already acted on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// Authenticated with the supervisor.
+    Connected,
+    /// A connection attempt failed; the next one is due at `retry_at_ms`.
+    ConnectFailed {
+        /// Why.
+        reason: String,
+        /// When the node tries again.
+        retry_at_ms: u64,
+    },
+    /// The supervisor connection was lost; the edges were closed and the node reconnects.
+    SupervisorLost {
+        /// The close reason.
+        reason: String,
+    },
+    /// The stream is not live yet; the join completes when it is.
+    Waiting,
+    /// Joined the tree under `parent`.
+    Joined {
+        /// The parent.
+        parent: PeerId,
+        /// This node's depth.
+        depth: usize,
+    },
+    /// Moved under a new parent by a repair.
+    Reattached {
+        /// The new parent.
+        parent: PeerId,
+        /// This node's new depth.
+        depth: usize,
+    },
+    /// The supervisor handed a different stream key: a new broadcast under the same name, so the
+    /// media state started over.
+    NewBroadcast,
+    /// The edge to the parent opened (HELLO sent).
+    ParentOpen {
+        /// The parent.
+        parent: PeerId,
+    },
+    /// The edge to the parent closed.
+    ParentClosed {
+        /// The parent.
+        parent: PeerId,
+        /// Why, as the driver said.
+        reason: String,
+    },
+    /// The edge to the parent did not open in time; asked to be moved.
+    ParentOpenTimeout {
+        /// The parent.
+        parent: PeerId,
+    },
+    /// The parent sent bytes that are not our wire format; asked to be moved.
+    MalformedFromParent {
+        /// What was wrong.
+        error: String,
+    },
+    /// HELLO was said again: nothing came from the parent yet.
+    HelloRepeated,
+    /// A child said HELLO (`last`: the newest chunk it holds).
+    ChildHello {
+        /// The child.
+        child: PeerId,
+        /// Its newest chunk.
+        last: Option<ChunkSeq>,
+    },
+    /// A child sent something other than HELLO; its edge was closed.
+    ChildMisbehaved {
+        /// The child.
+        child: PeerId,
+    },
+    /// A chunk failed verification and was dropped.
+    ChunkRejected {
+        /// Its sequence number.
+        seq: ChunkSeq,
+    },
+    /// The relay refused a chunk (out of order).
+    RelayRefused {
+        /// Why.
+        error: String,
+    },
+    /// Something the relay reports (a lagging child, a gap).
+    Relay(RelayEvent),
+    /// The supervisor refused a request (and the node went on, or ended if `fatal`).
+    Refused {
+        /// Its code.
+        code: String,
+        /// Its message.
+        message: String,
+        /// Whether this ended the node.
+        fatal: bool,
+    },
+    /// The operator killed this peer.
+    Killed {
+        /// Why.
+        reason: String,
+        /// Whether it comes back as a new viewer.
+        rejoin: bool,
+    },
+    /// The stream is ending: playing what is left.
+    StreamEnding {
+        /// Why.
+        reason: String,
+    },
+    /// The stream's viewer count, from the stream list (`None`: not live).
+    Viewers {
+        /// Viewers in the tree.
+        viewers: Option<usize>,
+    },
+}
+
+/// The edge to the parent the supervisor named.
+#[derive(Debug)]
+struct Parent {
+    peer: PeerId,
+    edge: Option<EdgeId>,
+    open: bool,
+    /// When the current wait for the edge to open began (the open limit counts from it).
+    waiting_since: Option<u64>,
+    /// When HELLO was last said, while nothing came back yet.
+    greeted_at: Option<u64>,
+}
+
+/// The edge to one child.
+#[derive(Debug)]
+struct Child {
+    edge: EdgeId,
+    /// The channel's buffered amount as last reported by the driver.
+    buffered: u64,
+}
+
+/// Where the node is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Live,
+    /// Told the stream ended; waiting for the end chunk until `until`.
+    Grace {
+        until: u64,
+        reason: String,
+    },
+    /// Letting the children take the last chunks until `until`.
+    Draining {
+        until: u64,
+        ending: Ending,
+    },
+    Done,
+}
+
+/// The state machine of one peer: see the module docs.
+pub struct Node {
+    config: NodeConfig,
+    rng: StdRng,
+    now_ms: u64,
+    outputs: VecDeque<Output>,
+    phase: Phase,
+    link: session::Link,
+    key: Option<StreamKey>,
+    parent: Option<Parent>,
+    children: BTreeMap<PeerId, Child>,
+    next_edge: u64,
+    relay: Relay,
+    reassembler: Reassembler,
+    player: Player,
+    /// Stalls of players replaced by a new broadcast.
+    player_base: (u32, u64),
+    stats: PeerStats,
+    last_seq: Option<ChunkSeq>,
+    joined_at: Option<u64>,
+    /// Since when this node has been without a parent, until its next chunk arrives.
+    repair_start: Option<u64>,
+    /// Repair times (ms) measured since the last report.
+    repair_times: Vec<u32>,
+    /// `(seq, now_ms)` of the latest chunks received (the broadcaster: released).
+    arrivals: VecDeque<(u64, u64)>,
+    end_seen: bool,
+    kills: u32,
+    reconnects: u32,
+}
+
+fn new_relay(config: RelayConfig) -> Relay {
+    // A chunk too large to frame reaches no child; the relay reports the hole.
+    Relay::new(config, |c: &Chunk| {
+        frame::fragment(c, frame::MAX_MESSAGE).unwrap_or_default()
+    })
+}
+
+impl Node {
+    /// A node that has done nothing yet; its first output is [`Output::Connect`].
+    pub fn new(config: NodeConfig, now_ms: u64) -> Self {
+        let mut node = Node {
+            rng: StdRng::seed_from_u64(config.seed),
+            now_ms,
+            outputs: VecDeque::new(),
+            phase: Phase::Live,
+            link: session::Link::new(),
+            key: None,
+            parent: None,
+            children: BTreeMap::new(),
+            next_edge: 0,
+            relay: new_relay(config.relay),
+            reassembler: Reassembler::default(),
+            player: Player::new(config.player),
+            player_base: (0, 0),
+            stats: PeerStats::default(),
+            last_seq: None,
+            joined_at: None,
+            repair_start: None,
+            repair_times: Vec::new(),
+            arrivals: VecDeque::new(),
+            end_seen: false,
+            kills: 0,
+            reconnects: 0,
+            config,
+        };
+        node.connect();
+        node
+    }
+
+    /// This node's settings.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Whether this node is the stream's broadcaster.
+    pub fn is_broadcaster(&self) -> bool {
+        self.config.component == ComponentType::Broadcaster
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] is next due (`None` once the node has ended).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.phase == Phase::Done {
+            return None;
+        }
+        let ticking = matches!(self.phase, Phase::Draining { .. })
+            || self
+                .children
+                .iter()
+                .any(|(p, c)| c.buffered > 0 || self.relay.queued_bytes(*p).unwrap_or(0) > 0);
+        [
+            self.session_timeout(),
+            self.parent_timeout(),
+            self.ending_timeout(),
+            self.relay.poll_timeout(),
+            self.player.poll_timeout(),
+            ticking.then_some(self.now_ms + rules::TICK_MS),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Time passed: fires whatever is due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if !self.advance(now_ms) {
+            return;
+        }
+        self.player.handle_timeout(self.now_ms);
+        self.session_timers();
+        self.parent_timers();
+        self.ending_timers();
+        self.pump();
+    }
+
+    /// The node was asked to stop: it reports, closes everything and ends at once.
+    pub fn handle_stop(&mut self, now_ms: u64) {
+        if self.advance(now_ms) {
+            self.finish(Ending::Stopped);
+        }
+    }
+
+    /// The output could not take a delivered chunk: the node ends.
+    pub fn handle_output_failed(&mut self, now_ms: u64, reason: &str) {
+        if self.advance(now_ms) {
+            self.finish(Ending::OutputFailed(reason.to_string()));
+        }
+    }
+
+    /// The counters a peer reports (`STATS`), as of now.
+    pub fn stats(&self) -> PeerStats {
+        let p = self.player.stats();
+        let mut stats = self.stats.clone();
+        stats.stalls = self.player_base.0 + p.stalls;
+        stats.stalled_ms = self.player_base.1 + p.stalled_ms;
+        stats.buffer_ahead_ms = p.buffer_ahead_ms;
+        stats.playing = p.playing;
+        stats.connected = self.parent.as_ref().is_some_and(|p| p.open);
+        stats
+    }
+
+    /// `(seq, now_ms)` of the latest chunks received (the broadcaster: released), at most
+    /// [`rules::MAX_ARRIVALS`].
+    pub fn arrivals(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.arrivals.iter().copied()
+    }
+
+    /// Times the operator killed this node (it came back each time).
+    pub fn kills(&self) -> u32 {
+        self.kills
+    }
+
+    /// Times the node reconnected to the supervisor after losing it.
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects
+    }
+
+    /// The current parent, if any.
+    pub fn parent(&self) -> Option<PeerId> {
+        self.parent.as_ref().map(|p| p.peer)
+    }
+
+    /// The current children.
+    pub fn children(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.children.keys().copied()
+    }
+
+    /// The newest chunk held.
+    pub fn last_seq(&self) -> Option<ChunkSeq> {
+        self.last_seq
+    }
+
+    /// The media chunks the relay holds for children that resume: oldest and newest.
+    pub fn buffered_range(&self) -> Option<(ChunkSeq, ChunkSeq)> {
+        self.relay.buffered_range()
+    }
+
+    /// The player model's state (receivers).
+    pub fn player(&self) -> &Player {
+        &self.player
+    }
+
+    /// Whether the node has ended.
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Moves the clock; false once the node has ended (inputs are then ignored).
+    fn advance(&mut self, now_ms: u64) -> bool {
+        self.now_ms = self.now_ms.max(now_ms);
+        self.phase != Phase::Done
+    }
+
+    fn live(&self) -> bool {
+        self.phase == Phase::Live
+    }
+
+    fn emit(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    fn event(&mut self, event: NodeEvent) {
+        self.emit(Output::Event(event));
+    }
+
+    fn send(&mut self, msg: PeerMessage) {
+        if self.link.is_connected() {
+            self.emit(Output::Send(msg));
+        }
+    }
+
+    fn new_edge(&mut self) -> EdgeId {
+        self.next_edge += 1;
+        EdgeId(self.next_edge)
+    }
+
+    /// A message from the supervisor on the current connection.
+    pub fn handle_server(&mut self, now_ms: u64, msg: ServerMessage) {
+        if !self.advance(now_ms) {
+            return;
+        }
+        match msg {
+            ServerMessage::StreamRegistered { key, .. } => self.registered(&key),
+            ServerMessage::Joined {
+                key, parent, depth, ..
+            } => self.joined(&key, parent, depth),
+            ServerMessage::StreamWaiting { .. } => self.event(NodeEvent::Waiting),
+            ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
+            ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
+            ServerMessage::DropChild { child, .. } => self.drop_child(child),
+            ServerMessage::Signal { from, payload } => self.route_signal(from, payload),
+            ServerMessage::StreamList { streams } => self.stream_list(&streams),
+            ServerMessage::Kill { reason, rejoin } => self.killed(reason, rejoin),
+            ServerMessage::StreamEnded { reason, .. } => self.stream_ended(reason),
+            ServerMessage::Error {
+                code,
+                message,
+                fatal,
+            } => self.refused(code, message, fatal),
+            // Handshake messages belong to the driver's handshake, before the node sees a link.
+            ServerMessage::CollectPeerInfoRequest { .. }
+            | ServerMessage::AuthenticationRequest { .. }
+            | ServerMessage::AuthenticationChallengeRequest { .. }
+            | ServerMessage::Authenticated { .. } => {}
+        }
+        self.pump();
+    }
+}

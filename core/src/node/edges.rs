@@ -1,0 +1,289 @@
+//! The node's edges: the one to the parent the supervisor named and one per child, their
+//! signaling, HELLO and its repeat, the limit on how long the parent's edge may take to open, and
+//! what a closed or misbehaving edge means.
+//!
+//! The parent's edge is created when the parent's offer arrives (a fresh offer means a fresh edge:
+//! the parent may have restarted it); a child's edge is created at `CONNECT_CHILD` and offers. A
+//! child is sent nothing before its HELLO, and may send nothing else.
+
+use super::rules::{HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS};
+use super::{Child, EdgeId, Node, NodeEvent, Output, Parent};
+use crate::frame::{Message as WireMessage, Reassembler};
+use crate::ids::PeerId;
+use crate::protocol::{PeerMessage, SignalPayload};
+use crate::relay::RelayError;
+use bytes::Bytes;
+
+impl Parent {
+    pub(super) fn new(peer: PeerId, now_ms: u64) -> Self {
+        Parent {
+            peer,
+            edge: None,
+            open: false,
+            waiting_since: Some(now_ms),
+            greeted_at: None,
+        }
+    }
+}
+
+impl Node {
+    /// Local signaling of an edge (its offer or answer, a candidate) for the remote end.
+    pub fn handle_edge_signal(&mut self, now_ms: u64, edge: EdgeId, payload: SignalPayload) {
+        if !self.advance(now_ms) {
+            return;
+        }
+        if let Some(to) = self.edge_peer(edge) {
+            self.send(PeerMessage::Signal { to, payload });
+        }
+    }
+
+    /// An edge's data channel opened.
+    pub fn handle_edge_open(&mut self, now_ms: u64, edge: EdgeId) {
+        if !self.advance(now_ms) || !self.is_parent_edge(edge) {
+            return; // a child's edge is used once its HELLO comes
+        }
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        p.open = true;
+        p.waiting_since = None;
+        let parent = p.peer;
+        self.greet_parent();
+        self.event(NodeEvent::ParentOpen { parent });
+        // The supervisor counts connected viewers (a broadcaster may be waiting for them).
+        self.report_stats();
+    }
+
+    /// A data-channel message arrived on an edge.
+    pub fn handle_edge_message(&mut self, now_ms: u64, edge: EdgeId, message: Bytes) {
+        if !self.advance(now_ms) {
+            return;
+        }
+        if self.is_parent_edge(edge) {
+            if let Some(p) = self.parent.as_mut() {
+                p.greeted_at = None;
+            }
+            self.parent_message(message);
+        } else if let Some(child) = self.child_of(edge) {
+            self.child_message(child, message);
+        }
+        self.pump();
+    }
+
+    /// An edge closed by itself (the remote left, ICE failed) or could not be created.
+    pub fn handle_edge_closed(&mut self, now_ms: u64, edge: EdgeId, reason: &str) {
+        if !self.advance(now_ms) {
+            return;
+        }
+        if self.is_parent_edge(edge) {
+            let Some(p) = self.parent.as_mut() else {
+                return;
+            };
+            p.edge = None;
+            p.open = false;
+            p.greeted_at = None;
+            let parent = p.peer;
+            self.repair_start.get_or_insert(self.now_ms);
+            self.event(NodeEvent::ParentClosed {
+                parent,
+                reason: reason.to_string(),
+            });
+            if self.live() {
+                self.send(PeerMessage::ParentLost { parent });
+            }
+        } else if let Some(child) = self.child_of(edge) {
+            self.children.remove(&child);
+            let _ = self.relay.remove_child(child);
+        }
+    }
+
+    /// The channel of an edge holds `bytes` not yet sent (its `bufferedAmount`).
+    pub fn handle_buffered_amount(&mut self, edge: EdgeId, bytes: u64) {
+        if let Some(child) = self.child_of(edge) {
+            if let Some(c) = self.children.get_mut(&child) {
+                c.buffered = bytes;
+            }
+            let _ = self.relay.handle_buffered_amount(child, bytes);
+        }
+    }
+
+    fn edge_peer(&self, edge: EdgeId) -> Option<PeerId> {
+        if self.is_parent_edge(edge) {
+            return self.parent.as_ref().map(|p| p.peer);
+        }
+        self.child_of(edge)
+    }
+
+    fn is_parent_edge(&self, edge: EdgeId) -> bool {
+        self.parent.as_ref().is_some_and(|p| p.edge == Some(edge))
+    }
+
+    pub(super) fn child_of(&self, edge: EdgeId) -> Option<PeerId> {
+        self.children
+            .iter()
+            .find(|(_, c)| c.edge == edge)
+            .map(|(p, _)| *p)
+    }
+
+    pub(super) fn child_edge(&self, child: PeerId) -> Option<EdgeId> {
+        self.children.get(&child).map(|c| c.edge)
+    }
+
+    pub(super) fn route_signal(&mut self, from: PeerId, payload: SignalPayload) {
+        if self.parent.as_ref().is_some_and(|p| p.peer == from) {
+            if matches!(payload, SignalPayload::Offer { .. }) {
+                self.close_parent_edge();
+                let edge = self.new_edge();
+                if let Some(p) = self.parent.as_mut() {
+                    p.edge = Some(edge);
+                }
+                self.emit(Output::OpenEdge {
+                    edge,
+                    peer: from,
+                    offerer: false,
+                });
+            }
+            if let Some(edge) = self.parent.as_ref().and_then(|p| p.edge) {
+                self.emit(Output::SignalEdge { edge, payload });
+            }
+        } else if let Some(edge) = self.child_edge(from) {
+            self.emit(Output::SignalEdge { edge, payload });
+        }
+        // Otherwise it is for an edge that no longer exists.
+    }
+
+    pub(super) fn set_parent(&mut self, parent: PeerId, depth: usize) {
+        if self.is_broadcaster() {
+            return;
+        }
+        self.close_parent_edge();
+        self.stats.repairs += 1;
+        self.repair_start.get_or_insert(self.now_ms);
+        self.reassembler = Reassembler::default();
+        self.parent = Some(Parent::new(parent, self.now_ms));
+        self.event(NodeEvent::Reattached { parent, depth });
+    }
+
+    pub(super) fn connect_child(&mut self, child: PeerId) {
+        if !self.live() {
+            return;
+        }
+        self.drop_child(child);
+        let edge = self.new_edge();
+        let _ = self.relay.add_child(child);
+        self.children.insert(child, Child { edge, buffered: 0 });
+        self.emit(Output::OpenEdge {
+            edge,
+            peer: child,
+            offerer: true,
+        });
+    }
+
+    pub(super) fn drop_child(&mut self, child: PeerId) {
+        if let Some(old) = self.children.remove(&child) {
+            self.emit(Output::CloseEdge(old.edge));
+        }
+        let _ = self.relay.remove_child(child);
+    }
+
+    fn child_message(&mut self, child: PeerId, message: Bytes) {
+        match WireMessage::decode(message) {
+            Ok(WireMessage::Hello { last }) => {
+                match self.relay.handle_hello(self.now_ms, child, last) {
+                    Ok(()) => self.event(NodeEvent::ChildHello { child, last }),
+                    // A child that heard nothing yet repeats its HELLO: nothing to do.
+                    Err(RelayError::DuplicateHello(_)) => {}
+                    Err(e) => self.event(NodeEvent::RelayRefused {
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Ok(_) | Err(_) => {
+                self.event(NodeEvent::ChildMisbehaved { child });
+                self.drop_child(child);
+            }
+        }
+    }
+
+    /// Says HELLO on the parent's edge with the newest chunk held.
+    fn greet_parent(&mut self) {
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        let Some(edge) = p.edge.filter(|_| p.open) else {
+            return;
+        };
+        p.greeted_at = Some(self.now_ms);
+        let message = WireMessage::Hello {
+            last: self.last_seq,
+        }
+        .encode();
+        self.emit(Output::Transmit { edge, message });
+    }
+
+    pub(super) fn parent_timeout(&self) -> Option<u64> {
+        let p = self.parent.as_ref()?;
+        let hello = p.greeted_at.map(|t| t + HELLO_REPEAT_MS);
+        let open = p
+            .waiting_since
+            .filter(|_| self.live())
+            .map(|t| t + PARENT_OPEN_LIMIT_MS);
+        hello.into_iter().chain(open).min()
+    }
+
+    pub(super) fn parent_timers(&mut self) {
+        let now = self.now_ms;
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        if p.greeted_at.is_some_and(|t| now >= t + HELLO_REPEAT_MS) {
+            self.event(NodeEvent::HelloRepeated);
+            self.greet_parent();
+        }
+        let live = self.live();
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        let overdue = p
+            .waiting_since
+            .is_some_and(|t| now >= t + PARENT_OPEN_LIMIT_MS);
+        if overdue && live {
+            // Wait again before the next report, should the supervisor keep this parent.
+            p.waiting_since = Some(now);
+            let parent = p.peer;
+            self.event(NodeEvent::ParentOpenTimeout { parent });
+            self.leave_parent();
+        }
+    }
+
+    /// Closes the edge to the parent and asks the supervisor for another parent.
+    pub(super) fn leave_parent(&mut self) {
+        let Some(parent) = self.parent.as_ref().map(|p| p.peer) else {
+            return;
+        };
+        self.close_parent_edge();
+        self.repair_start.get_or_insert(self.now_ms);
+        self.send(PeerMessage::ParentLost { parent });
+    }
+
+    pub(super) fn close_parent_edge(&mut self) {
+        let Some(p) = self.parent.as_mut() else {
+            return;
+        };
+        p.open = false;
+        p.greeted_at = None;
+        if let Some(edge) = p.edge.take() {
+            self.emit(Output::CloseEdge(edge));
+        }
+    }
+
+    /// Closes every edge, as a crash would.
+    pub(super) fn close_all_edges(&mut self) {
+        self.close_parent_edge();
+        self.parent = None;
+        let children: Vec<PeerId> = self.children.keys().copied().collect();
+        for child in children {
+            self.drop_child(child);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The node's media path: reassembling the parent's fragments, dropping duplicates, checking
+//! tags (a sampled fraction; always the init and end chunks), counting holes, feeding the playback
+//! model, delivering to the output, and relaying to the children, paced.
+//!
+//! A chunk at or before the newest one held is a duplicate (a re-attached child may be sent the
+//! init segment again) and is ignored. A viewer that joins mid-stream starts at its parent's
+//! latest keyframe: only holes after its first media chunk are chunks it lost.
+
+use super::rules::MAX_ARRIVALS;
+use super::{new_relay, Ending, Node, NodeEvent, Output, Phase};
+use crate::frame::{Chunk, Message as WireMessage, Reassembler};
+use crate::player::Player;
+use bytes::Bytes;
+use rand::RngExt;
+
+impl Node {
+    /// Broadcaster: a signed chunk of the source to distribute (the end chunk last).
+    pub fn handle_source_chunk(&mut self, now_ms: u64, chunk: Chunk) {
+        if !self.advance(now_ms) || !self.is_broadcaster() || !self.live() {
+            return;
+        }
+        self.accept(chunk, false);
+        self.pump();
+    }
+
+    pub(super) fn parent_message(&mut self, message: Bytes) {
+        let result = WireMessage::decode(message).and_then(|m| match m {
+            WireMessage::Fragment(f) => self.reassembler.handle_fragment(f),
+            WireMessage::Hello { .. } => Ok(None),
+        });
+        match result {
+            Ok(Some(chunk)) => self.accept(chunk, true),
+            Ok(None) => {}
+            Err(e) => {
+                // An ordered channel that delivered a bad fragment cannot resynchronise: leave
+                // this parent and let the supervisor find another.
+                self.stats.chunks_rejected += 1;
+                self.reassembler = Reassembler::default();
+                self.event(NodeEvent::MalformedFromParent {
+                    error: e.to_string(),
+                });
+                self.leave_parent();
+            }
+        }
+    }
+
+    /// Takes a chunk from the parent (`from_parent`) or from the broadcaster's source.
+    fn accept(&mut self, chunk: Chunk, from_parent: bool) {
+        if from_parent {
+            self.repair_done();
+        }
+        if self.last_seq.is_some_and(|last| chunk.seq <= last) {
+            return;
+        }
+        if from_parent && !self.check(&chunk) {
+            return;
+        }
+        if let Some(last) = self.last_seq.filter(|l| l.0 > 0) {
+            self.stats.chunks_skipped += chunk.seq.0.saturating_sub(last.0 + 1);
+        }
+        if self.arrivals.len() == MAX_ARRIVALS {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back((chunk.seq.0, self.now_ms));
+        self.last_seq = Some(chunk.seq);
+        self.stats.last_seq = Some(chunk.seq);
+        if chunk.is_end() {
+            self.end_seen = true;
+            self.player.handle_end();
+            self.begin_drain(Ending::StreamEnded("end of stream".into()));
+        } else if !chunk.is_init() && !self.is_broadcaster() {
+            self.player
+                .handle_chunk(self.now_ms, chunk.timestamp_ms, chunk.duration_ms);
+        }
+        if !self.is_broadcaster() {
+            self.emit(Output::Deliver(chunk.clone()));
+        }
+        let relayed = self.maybe_corrupt(chunk);
+        if let Err(e) = self.relay.handle_chunk(self.now_ms, &relayed) {
+            self.event(NodeEvent::RelayRefused {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    /// Counts a chunk from the parent and checks its tag if sampled; false if it must be dropped.
+    fn check(&mut self, chunk: &Chunk) -> bool {
+        self.stats.chunks_received += 1;
+        self.stats.bytes_received += chunk.payload.len() as u64;
+        if self.stats.first_chunk_latency_ms.is_none() {
+            let since = self.joined_at.map_or(0, |t| self.now_ms - t);
+            self.stats.first_chunk_latency_ms = Some(since);
+        }
+        let must = chunk.is_init() || chunk.is_end();
+        if !must && self.rng.random::<f64>() >= self.config.verify_fraction {
+            return true;
+        }
+        let ok = self.key.as_ref().is_some_and(|k| chunk.verify(k).is_ok());
+        if ok {
+            self.stats.chunks_verified += 1;
+        } else {
+            self.stats.chunks_rejected += 1;
+            self.event(NodeEvent::ChunkRejected { seq: chunk.seq });
+        }
+        ok
+    }
+
+    fn maybe_corrupt(&self, chunk: Chunk) -> Chunk {
+        if self.config.corrupt_relayed_seq != Some(chunk.seq.0) || chunk.payload.is_empty() {
+            return chunk;
+        }
+        let mut payload = chunk.payload.to_vec();
+        let mid = payload.len() / 2;
+        payload[mid] ^= 0xff;
+        Chunk {
+            payload: Bytes::from(payload),
+            ..chunk
+        }
+    }
+
+    /// Moves what the relay allows now into the children's channels.
+    pub(super) fn pump(&mut self) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        let now = self.now_ms;
+        self.relay.handle_timeout(now);
+        while let Some(t) = self.relay.poll_transmit(now) {
+            let Some(child) = self.children.get_mut(&t.child) else {
+                continue;
+            };
+            // Counted as buffered until the driver reports the channel's real amount, so a
+            // draining node does not end before its last messages left.
+            child.buffered += t.message.len() as u64;
+            let edge = child.edge;
+            self.stats.bytes_sent += t.message.len() as u64;
+            self.emit(Output::Transmit {
+                edge,
+                message: t.message,
+            });
+        }
+        while let Some(ev) = self.relay.poll_event() {
+            self.event(NodeEvent::Relay(ev));
+        }
+        self.check_drained();
+    }
+
+    /// A new broadcast under the same name: its numbering and timestamps start again, and so does
+    /// everything that depends on them. (A node re-joins only after losing its edges, so there
+    /// are no children to keep; any left are dropped and get placed again.)
+    pub(super) fn reset_media(&mut self) {
+        let old = self.player.stats();
+        self.player_base.0 += old.stalls;
+        self.player_base.1 += old.stalled_ms;
+        self.player = Player::new(self.config.player);
+        let children: Vec<_> = self.children.keys().copied().collect();
+        for child in children {
+            self.drop_child(child);
+        }
+        self.relay = new_relay(self.config.relay);
+        self.reassembler = Reassembler::default();
+        self.last_seq = None;
+        self.stats.last_seq = None;
+        self.end_seen = false;
+    }
+
+    /// Whether every child has been sent all that is queued for it.
+    pub(super) fn drained(&self) -> bool {
+        self.children
+            .iter()
+            .all(|(peer, c)| c.buffered == 0 && self.relay.queued_bytes(*peer).unwrap_or(0) == 0)
+    }
+}

@@ -1,0 +1,178 @@
+//! The numbers and the decisions every node follows, Rust peer or browser tab: each has its one
+//! home here. The browser side reads them from `receiver-web/js/core/rules.js`, which is generated
+//! from [`js_module`] and checked in; `core/tests/node_rules_js.rs` fails while the two differ
+//! (run it with `OWNSTREAM_BLESS=1` to rewrite the file after changing a rule here).
+
+use crate::auth::DEFAULT_TIMEOUT_MS;
+use crate::frame::{MAX_CHUNK_LEN, MAX_MESSAGE};
+use crate::protocol::{MAX_MESSAGE_LEN, MAX_REPAIR_SAMPLES};
+use crate::relay::RelayConfig;
+use std::fmt::Write as _;
+
+/// A child that has heard nothing this long after its HELLO says it again: webrtc 0.21 was seen to
+/// lose a browser's first message right after the channel opened (1 join in ~15 on loopback).
+/// A parent ignores a repeat.
+pub const HELLO_REPEAT_MS: u64 = 500;
+
+/// A parent edge that has not opened this long after the supervisor named the parent is given up
+/// and reported lost, so the supervisor places the child elsewhere: an offer lost on the way, or
+/// ICE checks that never end, would otherwise leave the child waiting forever. The limit is
+/// armed again after each report, should the supervisor keep this parent.
+pub const PARENT_OPEN_LIMIT_MS: u64 = 8000;
+
+/// How long a receiver told that the stream ended waits for the end chunk to come down the tree.
+pub const END_GRACE_MS: u64 = 5000;
+
+/// How long a finished node waits for its children to take what is queued for them.
+pub const DRAIN_TIMEOUT_MS: u64 = 10_000;
+
+/// Statistics go to the supervisor this often (its runs and `/metrics` read them).
+pub const STATS_INTERVAL_MS: u64 = 1000;
+
+/// A broadcaster holding its first chunk until `wait_viewers` are connected asks for the stream
+/// list this often.
+pub const READY_POLL_MS: u64 = 200;
+
+/// A node that shows its stream's viewer count (a page) asks for the stream list this often.
+pub const VIEWER_LIST_MS: u64 = 2000;
+
+/// While a child has data queued or in its channel, or the node drains, the node wakes at least
+/// this often so the driver can report the channels' buffered amounts.
+pub const TICK_MS: u64 = 250;
+
+/// The heartbeat interval the supervisor asks for is clamped to this range.
+pub const HEARTBEAT_RANGE_MS: (u64, u64) = (100, 10_000);
+
+/// Waits before reconnecting to the supervisor, by attempt; the last one repeats.
+pub const RECONNECT_BACKOFF_MS: [u64; 5] = [1000, 2000, 4000, 8000, 10_000];
+
+/// A refusal whose reason contains one of these is worth retrying: after a kill, the previous
+/// connection under the same peer id may not be gone from the supervisor yet.
+pub const RETRYABLE_REFUSALS: [&str; 1] = ["already connected"];
+
+/// Arrival times a node keeps for its summary (the latest ones).
+pub const MAX_ARRIVALS: usize = 20_000;
+
+/// The peer gives up an authentication handshake not finished in this time (the supervisor's
+/// deadline is the same).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = DEFAULT_TIMEOUT_MS;
+
+/// Wait before reconnection attempt number `attempt` (0-based).
+pub fn reconnect_delay_ms(attempt: u32) -> u64 {
+    let last = RECONNECT_BACKOFF_MS.len() - 1;
+    RECONNECT_BACKOFF_MS[(attempt as usize).min(last)]
+}
+
+/// Whether the supervisor's refusal of a connection ends the node (see [`RETRYABLE_REFUSALS`]).
+pub fn refusal_is_final(reason: &str) -> bool {
+    !RETRYABLE_REFUSALS.iter().any(|r| reason.contains(r))
+}
+
+/// Whether an `ERROR` from the supervisor ends the node: a fatal one always; any error before
+/// the node is in its stream on this connection, since it answers the join or the registration
+/// and nothing would follow. A later non-fatal error is only reported.
+pub fn error_ends_node(fatal: bool, in_stream: bool) -> bool {
+    fatal || !in_stream
+}
+
+/// The rules above as a JavaScript module, for the browser side (see the module docs).
+pub fn js_module() -> String {
+    let relay = RelayConfig::default();
+    let mut js = String::new();
+    js.push_str(
+        "// GENERATED from core/src/node/rules.rs by `OWNSTREAM_BLESS=1 cargo test -p ownstream-core\n\
+         // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
+         // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
+    );
+    let numbers: [(&str, u64); 14] = [
+        ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
+        ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
+        ("END_GRACE_MS", END_GRACE_MS),
+        ("DRAIN_TIMEOUT_MS", DRAIN_TIMEOUT_MS),
+        ("STATS_INTERVAL_MS", STATS_INTERVAL_MS),
+        ("READY_POLL_MS", READY_POLL_MS),
+        ("VIEWER_LIST_MS", VIEWER_LIST_MS),
+        ("TICK_MS", TICK_MS),
+        ("MAX_ARRIVALS", MAX_ARRIVALS as u64),
+        ("HANDSHAKE_TIMEOUT_MS", HANDSHAKE_TIMEOUT_MS),
+        ("MAX_REPAIR_SAMPLES", MAX_REPAIR_SAMPLES as u64),
+        ("MAX_SIGNALING_MESSAGE_LEN", MAX_MESSAGE_LEN as u64),
+        ("MAX_DATA_MESSAGE_LEN", MAX_MESSAGE as u64),
+        ("MAX_CHUNK_LEN", MAX_CHUNK_LEN as u64),
+    ];
+    for (name, value) in numbers {
+        let _ = writeln!(js, "export const {name} = {value};");
+    }
+    let _ = writeln!(
+        js,
+        "export const HEARTBEAT_RANGE_MS = Object.freeze([{}, {}]);",
+        HEARTBEAT_RANGE_MS.0, HEARTBEAT_RANGE_MS.1
+    );
+    let backoff: Vec<String> = RECONNECT_BACKOFF_MS.iter().map(u64::to_string).collect();
+    let _ = writeln!(
+        js,
+        "export const RECONNECT_BACKOFF_MS = Object.freeze([{}]);",
+        backoff.join(", ")
+    );
+    let refusals: Vec<String> = RETRYABLE_REFUSALS
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    let _ = writeln!(
+        js,
+        "export const RETRYABLE_REFUSALS = Object.freeze([{}]);",
+        refusals.join(", ")
+    );
+    let _ = writeln!(
+        js,
+        "/** The relay's defaults (core/src/relay.rs `RelayConfig::default`). */\n\
+         export const DEFAULT_RELAY_CONFIG = Object.freeze({{\n  \
+         keepMs: {},\n  maxBytes: {},\n  rateBytesPerS: {},\n  burstBytes: {},\n  \
+         maxBuffered: {},\n  maxQueueBytes: {},\n}});",
+        relay.keep_ms,
+        relay.max_bytes,
+        relay.rate_bytes_per_s,
+        relay.burst_bytes,
+        relay.max_buffered,
+        relay.max_queue_bytes
+    );
+    js.push_str(
+        "\n/** Wait before reconnection attempt number `attempt` (0-based); the last one repeats. */\n\
+         export function reconnectDelayMs(attempt) {\n  \
+         return RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)];\n}\n\n\
+         /** Whether the supervisor's refusal of a connection ends the node. */\n\
+         export function refusalIsFinal(reason) {\n  \
+         return !RETRYABLE_REFUSALS.some((r) => reason.includes(r));\n}\n\n\
+         /** Whether an ERROR from the supervisor ends the node: a fatal one, or any before the\n * \
+         node is in its stream on this connection. */\n\
+         export function errorEndsNode(fatal, inStream) {\n  return fatal || !inStream;\n}\n",
+    );
+    js
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_stays_at_its_cap() {
+        let waits: Vec<u64> = (0..8).map(reconnect_delay_ms).collect();
+        assert_eq!(
+            waits,
+            [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000]
+        );
+    }
+
+    #[test]
+    fn only_a_duplicate_id_refusal_is_retried() {
+        assert!(!refusal_is_final("peer id 1 is already connected"));
+        assert!(refusal_is_final("key of 1024 bits is below the minimum"));
+    }
+
+    #[test]
+    fn errors_end_a_node_that_is_not_in_its_stream() {
+        assert!(error_ends_node(true, true));
+        assert!(error_ends_node(false, false));
+        assert!(!error_ends_node(false, true));
+    }
+}

@@ -1,0 +1,193 @@
+//! Unit tests of what the shared scenarios (`testdata/node-scenarios`) do not cover: the playback
+//! model, arrivals, sampling, fault injection, the tick that keeps buffered amounts fresh.
+
+use super::*;
+use crate::frame::{Message, FLAG_INIT, FLAG_KEYFRAME};
+
+const KEY: [u8; 32] = [7; 32];
+
+fn peer(n: u8) -> PeerId {
+    PeerId::from_bytes([n; 16])
+}
+
+fn key_b64() -> String {
+    StreamKey::new(KEY).to_base64()
+}
+
+fn chunk(seq: u64, flags: u8) -> Chunk {
+    let ts = seq.saturating_sub(1) * 1000;
+    let dur = if flags & FLAG_INIT != 0 { 0 } else { 1000 };
+    Chunk::sign(
+        &StreamKey::new(KEY),
+        ChunkSeq(seq),
+        flags,
+        ts,
+        dur,
+        Bytes::from(vec![seq as u8; 300]),
+    )
+}
+
+fn drain(node: &mut Node) -> Vec<Output> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+/// A receiver joined under `peer(1)` with its parent edge (edge 1) open at 30 ms.
+fn joined(config: NodeConfig) -> Node {
+    let mut n = Node::new(config, 0);
+    n.handle_connected(5, 1000);
+    n.handle_server(
+        10,
+        ServerMessage::Joined {
+            stream: "s".into(),
+            key: key_b64(),
+            parent: peer(1),
+            depth: 1,
+        },
+    );
+    n.handle_server(
+        20,
+        ServerMessage::Signal {
+            from: peer(1),
+            payload: SignalPayload::Offer { sdp: "o".into() },
+        },
+    );
+    n.handle_edge_open(30, EdgeId(1));
+    drain(&mut n);
+    n
+}
+
+fn feed(n: &mut Node, now: u64, c: &Chunk) {
+    for m in frame::fragment(c, frame::MAX_MESSAGE).unwrap() {
+        n.handle_edge_message(now, EdgeId(1), m);
+    }
+}
+
+fn receiver() -> NodeConfig {
+    NodeConfig::new(ComponentType::Receiver, "s")
+}
+
+#[test]
+fn playback_model_plays_and_counts_a_stall_at_a_hole() {
+    let mut n = joined(receiver());
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    for seq in 1..=3 {
+        feed(&mut n, 40 + seq * 1000, &chunk(seq, FLAG_KEYFRAME));
+    }
+    // Playing since 2 s of media arrived (2040 ms); chunk 4 never comes, so it runs dry at 3 s
+    // of media, 5040 ms.
+    n.handle_timeout(5000);
+    assert!(n.stats().playing);
+    n.handle_timeout(6000);
+    let s = n.stats();
+    assert!(!s.playing);
+    assert_eq!(s.stalls, 1);
+}
+
+#[test]
+fn arrivals_record_when_each_chunk_came() {
+    let mut n = joined(receiver());
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    feed(&mut n, 70, &chunk(1, FLAG_KEYFRAME));
+    assert_eq!(n.arrivals().collect::<Vec<_>>(), [(0, 40), (1, 70)]);
+}
+
+#[test]
+fn sampled_verification_checks_about_the_asked_fraction() {
+    let mut config = receiver();
+    config.verify_fraction = 0.25;
+    config.seed = 42;
+    let mut n = joined(config);
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    for seq in 1..=400 {
+        feed(&mut n, 40 + seq, &chunk(seq, 0));
+    }
+    let checked = n.stats().chunks_verified - 1; // the init chunk is always checked
+    assert!((70..=130).contains(&checked), "{checked} of 400 checked");
+}
+
+#[test]
+fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
+    let mut config = receiver();
+    config.corrupt_relayed_seq = Some(2);
+    let mut n = joined(config);
+    n.handle_server(
+        35,
+        ServerMessage::ConnectChild {
+            stream: "s".into(),
+            child: peer(9),
+        },
+    );
+    n.handle_edge_message(36, EdgeId(2), Message::Hello { last: None }.encode());
+    drain(&mut n);
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    feed(&mut n, 41, &chunk(1, FLAG_KEYFRAME));
+    feed(&mut n, 42, &chunk(2, 0));
+    let outs = drain(&mut n);
+    let delivered = outs.iter().find_map(|o| match o {
+        Output::Deliver(c) if c.seq == ChunkSeq(2) => Some(c.clone()),
+        _ => None,
+    });
+    assert!(delivered.unwrap().verify(&StreamKey::new(KEY)).is_ok());
+    let mut reassembler = Reassembler::default();
+    let relayed = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { edge, message } if *edge == EdgeId(2) => Some(message.clone()),
+            _ => None,
+        })
+        .filter_map(|m| match Message::decode(m).unwrap() {
+            Message::Fragment(f) => reassembler.handle_fragment(f).unwrap(),
+            Message::Hello { .. } => None,
+        })
+        .find(|c| c.seq == ChunkSeq(2))
+        .unwrap();
+    assert!(relayed.verify(&StreamKey::new(KEY)).is_err());
+}
+
+#[test]
+fn a_node_with_queued_children_wakes_to_refresh_buffered_amounts() {
+    let mut n = joined(receiver());
+    n.handle_server(
+        35,
+        ServerMessage::ConnectChild {
+            stream: "s".into(),
+            child: peer(9),
+        },
+    );
+    n.handle_edge_message(36, EdgeId(2), Message::Hello { last: None }.encode());
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    // The init chunk went out; its bytes count as buffered until the driver reports.
+    assert_eq!(n.poll_timeout(), Some(40 + rules::TICK_MS));
+    n.handle_buffered_amount(EdgeId(2), 0);
+    assert!(n.poll_timeout().unwrap() > 40 + rules::TICK_MS);
+}
+
+#[test]
+fn nothing_comes_out_of_a_node_that_ended() {
+    let mut n = joined(receiver());
+    n.handle_stop(40);
+    assert!(matches!(
+        drain(&mut n).last(),
+        Some(Output::Ended(Ending::Stopped))
+    ));
+    assert_eq!(n.poll_timeout(), None);
+    feed(&mut n, 50, &chunk(0, FLAG_INIT));
+    n.handle_timeout(100_000);
+    n.handle_connected(100_001, 1000);
+    assert!(drain(&mut n).is_empty());
+}
+
+#[test]
+fn endings_say_what_happened() {
+    let e = Ending::ConnectFailed("cannot reach the supervisor at ws://x/ws: refused".into());
+    assert_eq!(
+        e.describe(),
+        "cannot reach the supervisor at ws://x/ws: refused"
+    );
+    assert!(e.is_failure());
+    assert_eq!(
+        Ending::StreamEnded("end of stream".into()).describe(),
+        "stream ended: end of stream"
+    );
+    assert!(!Ending::Stopped.is_failure());
+}
