@@ -7,8 +7,9 @@
 //!
 //! A child is sent nothing before its hello. A new child (`last = None`) gets the init chunk, then
 //! every chunk from the latest keyframe-first chunk. A re-attached child (`last = Some(s)`) gets
-//! exactly the chunks after `s`; if the buffer no longer reaches back to `s + 1`, it restarts like a
-//! new child.
+//! exactly the chunks after `s`; if the buffer no longer reaches back to `s + 1` (or that backlog
+//! would overflow its queue), it resumes at the earliest keyframe-first chunk held after `s`, so it
+//! skips as little as it can.
 //!
 //! Invariants per child: media chunks go out in increasing seq order, never twice, and every hole
 //! in what a child receives is reported by a [`RelayEvent::GapSkipped`] when the chunk after it

@@ -144,10 +144,26 @@ impl Child {
                 self.push(entry);
             }
         } else {
-            // The hole is reported as a `GapSkipped` when the restart point goes out.
-            self.start_fresh(buf, max_queue);
+            // The hole is reported as a `GapSkipped` when the resume point goes out.
+            self.resume_at_keyframe(buf, from, max_queue);
         }
         Ok(())
+    }
+
+    /// Resumes a child whose next chunk the buffer no longer holds (or that would overflow its
+    /// queue) at the earliest keyframe-first chunk after it that fits, so it skips as little as
+    /// it can; it already holds the init chunk. Without one, waits for the next live keyframe.
+    fn resume_at_keyframe(&mut self, buf: &Buffer, from: usize, max_queue: usize) {
+        let start = (from..buf.media.len())
+            .find(|&i| buf.media[i].is_keyframe() && buf.bytes_from(i) <= max_queue);
+        match start {
+            Some(i) => {
+                for entry in buf.media.range(i..) {
+                    self.push(entry);
+                }
+            }
+            None => self.wait_keyframe = true,
+        }
     }
 
     /// Queues `entry` without any check; the caller made sure it belongs next.

@@ -7,7 +7,8 @@
 //   chunk is fragmented once, on arrival, into messages shared by all children.
 // - A child is sent nothing before its HELLO. A new child (last = null) gets the init chunk, then
 //   every chunk from the latest keyframe-first chunk. A re-attached child (last = s) gets exactly
-//   the chunks after s; if the buffer no longer reaches back to s + 1, it restarts like a new one.
+//   the chunks after s; if the buffer no longer reaches back to s + 1 (or that backlog would
+//   overflow its queue), it resumes at the earliest keyframe-first chunk held after s.
 // - Per child: media chunks go out in increasing seq order, never twice; every hole is reported
 //   (a 'gap-skipped' event) when the chunk after it goes out; a chunk's messages are never
 //   interleaved with another's. Output is paced by a token bucket and stops while the child's
@@ -124,8 +125,20 @@ class Child {
     if (covered && buf.bytesFrom(from) <= maxQueue) {
       for (let i = from; i < buf.media.length; i++) this.push(buf.media[i]);
     } else {
-      this.startFresh(buf, maxQueue); // the hole is reported when the restart point goes out
+      this.resumeAtKeyframe(buf, from, maxQueue); // the hole is reported when the resume point goes out
     }
+  }
+
+  /** Resumes at the earliest keyframe-first chunk after `from` that fits (the child holds the
+   *  init chunk), so it skips as little as it can; without one, waits for the next live keyframe. */
+  resumeAtKeyframe(buf, from, maxQueue) {
+    for (let i = from; i < buf.media.length; i++) {
+      if (isKeyframe(buf.media[i]) && buf.bytesFrom(i) <= maxQueue) {
+        for (let j = i; j < buf.media.length; j++) this.push(buf.media[j]);
+        return;
+      }
+    }
+    this.waitKeyframe = true;
   }
 
   push(entry) {
