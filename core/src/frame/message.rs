@@ -7,7 +7,7 @@
 //! in-progress chunk is dropped; the shell is expected to close the edge, since an ordered channel
 //! that delivered a bad fragment cannot be trusted to resynchronise.
 
-use super::{be_u16, be_u32, be_u64, Chunk, FrameError, MAX_CHUNK_LEN};
+use super::{be_u16, be_u32, be_u64, Chunk, FrameError, HEADER_LEN, MAX_CHUNK_LEN, TAG_LEN};
 use crate::ids::ChunkSeq;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -55,12 +55,7 @@ impl Message {
         match self {
             Message::Fragment(f) => {
                 let mut out = BytesMut::with_capacity(FRAGMENT_HEADER_LEN + f.bytes.len());
-                out.put_u8(VERSION);
-                out.put_u8(TYPE_FRAGMENT);
-                out.put_u64(f.seq.0);
-                out.put_u16(f.index);
-                out.put_u16(f.count);
-                out.put_u32(f.total_len);
+                put_fragment_header(&mut out, f.seq, f.index, f.count, f.total_len);
                 out.put_slice(&f.bytes);
                 out.freeze()
             }
@@ -142,26 +137,42 @@ pub fn fragment(chunk: &Chunk, max_message: usize) -> Result<Vec<Bytes>, FrameEr
             max: MAX_CHUNK_LEN,
         });
     }
-    let encoded = chunk.encode();
-    let pieces = encoded.len().div_ceil(room);
+    // Each message is written straight from the chunk's parts: the chunk's encoding is never
+    // built whole, so a relay copies each payload byte once per chunk, not twice.
+    let mut prefix = [0u8; HEADER_LEN + TAG_LEN];
+    prefix[..HEADER_LEN].copy_from_slice(&chunk.header());
+    prefix[HEADER_LEN..].copy_from_slice(&chunk.tag);
+    let len = chunk.encoded_len();
+    let pieces = len.div_ceil(room);
     let count = u16::try_from(pieces).map_err(|_| FrameError::TooManyFragments(pieces))?;
     // MAX_CHUNK_LEN (16 MiB) fits in u32, checked above.
-    let total_len = encoded.len() as u32;
+    let total_len = len as u32;
     let messages = (0..count)
         .map(|index| {
             let start = usize::from(index) * room;
-            let end = (start + room).min(encoded.len());
-            Message::Fragment(Fragment {
-                seq: chunk.seq,
-                index,
-                count,
-                total_len,
-                bytes: encoded.slice(start..end),
-            })
-            .encode()
+            let end = (start + room).min(len);
+            let mut out = BytesMut::with_capacity(FRAGMENT_HEADER_LEN + end - start);
+            put_fragment_header(&mut out, chunk.seq, index, count, total_len);
+            let p = prefix.len();
+            if start < p {
+                out.put_slice(&prefix[start..end.min(p)]);
+            }
+            if end > p {
+                out.put_slice(&chunk.payload[start.max(p) - p..end - p]);
+            }
+            out.freeze()
         })
         .collect();
     Ok(messages)
+}
+
+fn put_fragment_header(out: &mut BytesMut, seq: ChunkSeq, index: u16, count: u16, total_len: u32) {
+    out.put_u8(VERSION);
+    out.put_u8(TYPE_FRAGMENT);
+    out.put_u64(seq.0);
+    out.put_u16(index);
+    out.put_u16(count);
+    out.put_u32(total_len);
 }
 
 /// The chunk being reassembled.
