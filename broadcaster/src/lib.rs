@@ -28,7 +28,7 @@ pub async fn run(
     config: BroadcastConfig,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Summary> {
-    let (node, handle) = Node::connect(config.node, &config.name).await?;
+    let (node, handle) = Node::new(config.node, &config.name);
     let stopper = handle.clone();
     tokio::spawn(async move {
         stop.await;

@@ -101,7 +101,7 @@ async fn run_cli() -> anyhow::Result<()> {
         std::fs::write(path, json)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    if summary.ending.starts_with("supervisor connection lost") {
+    if summary.outcome.is_failure() {
         anyhow::bail!("{}", summary.ending);
     }
     Ok(())

@@ -1,13 +1,14 @@
-//! The signaling client: WebSocket to the supervisor, the peer side of the RSA handshake, heartbeats.
+//! The signaling client: WebSocket to the supervisor and the peer side of the RSA handshake.
 //!
 //! [`connect`] returns only once the peer is authenticated. After that one task owns the socket: it
-//! writes what the node sends, forwards what the supervisor sends (bounded in size), and sends a
-//! heartbeat at the interval the supervisor asked for. When the socket ends, the event stream yields
+//! writes what the node sends (heartbeats included: the node decides when) and forwards what the
+//! supervisor sends (bounded in size). When the socket ends, the event stream yields
 //! [`SignalingEvent::Closed`] with the supervisor's close reason and then ends.
 
 use futures_util::{SinkExt, StreamExt};
 use ownstream_core::auth::{Identity, PeerHandshake, Session};
 use ownstream_core::ids::PeerId;
+use ownstream_core::node::rules::HANDSHAKE_TIMEOUT_MS;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -23,7 +24,7 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long the whole handshake may take before the peer gives up.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
 
 /// Why connecting failed.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +101,7 @@ pub async fn connect(url: &str, who: &PeerIdentity) -> Result<Signaling, Signali
         })??;
     let (outgoing, out_rx) = mpsc::unbounded_channel();
     let (ev_tx, events) = mpsc::unbounded_channel();
-    let heartbeat = Duration::from_millis(session.heartbeat_ms.clamp(100, 10_000));
-    tokio::spawn(pump(socket, out_rx, ev_tx, heartbeat));
+    tokio::spawn(pump(socket, out_rx, ev_tx));
     Ok(Signaling {
         session,
         outgoing,
@@ -182,9 +182,7 @@ async fn pump(
     mut socket: Socket,
     mut out_rx: mpsc::UnboundedReceiver<PeerMessage>,
     events: mpsc::UnboundedSender<SignalingEvent>,
-    heartbeat: Duration,
 ) {
-    let mut tick = tokio::time::interval(heartbeat);
     let reason = loop {
         tokio::select! {
             msg = next_message(&mut socket) => match msg {
@@ -206,12 +204,6 @@ async fn pump(
                     break "node stopped".to_string();
                 }
             },
-            _ = tick.tick() => {
-                let hb = PeerMessage::Heartbeat {}.encode();
-                if let Err(e) = socket.send(Message::text(hb)).await {
-                    break format!("send failed: {e}");
-                }
-            }
         }
     };
     let _ = events.send(SignalingEvent::Closed(reason));

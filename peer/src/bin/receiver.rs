@@ -72,7 +72,7 @@ async fn run() -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let (mut node, handle) = Node::connect(config, &cli.stream).await?;
+    let (mut node, handle) = Node::new(config, &cli.stream);
     if let Some(sink) = sink {
         node.set_sink(Box::new(sink));
     }
@@ -92,7 +92,7 @@ async fn run() -> anyhow::Result<()> {
         let json = serde_json::to_string_pretty(&summary)?;
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if summary.ending.starts_with("supervisor connection lost") {
+    if summary.outcome.is_failure() {
         anyhow::bail!("{}", summary.ending);
     }
     Ok(())
@@ -113,7 +113,7 @@ async fn run_many(cli: &Cli) -> anyhow::Result<()> {
     while let Some(config) = keygen.join_next().await {
         let mut config = config.context("key generation panicked")??;
         config.verify_fraction = cli.verify_fraction;
-        let (node, handle) = Node::connect(config, &cli.stream).await?;
+        let (node, handle) = Node::new(config, &cli.stream);
         eprintln!(
             "receiver {} joining stream `{}`",
             node.peer_id(),
@@ -139,6 +139,18 @@ async fn run_many(cli: &Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.stats {
         let json = serde_json::to_string_pretty(&summaries)?;
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let failed: Vec<&str> = summaries
+        .iter()
+        .filter(|s| s.outcome.is_failure())
+        .map(|s| s.ending.as_str())
+        .collect();
+    if let Some(first) = failed.first() {
+        anyhow::bail!(
+            "{} of {} receivers failed; the first: {first}",
+            failed.len(),
+            summaries.len()
+        );
     }
     Ok(())
 }
