@@ -13,7 +13,8 @@
 //! - A hole is not played through: the player stalls at it, and while stalled it jumps to the
 //!   next buffered interval after the position (what the receiver's shell does with
 //!   `currentTime = buffered.start`), so a hole costs one stall of at least the time to buffer
-//!   `rebuffer_ms` after it.
+//!   `rebuffer_ms` after it. Chunks arrive in order, so a hole is never filled: while starting or
+//!   stalled, media too short to (re)start in before a hole is skipped too.
 //! - After [`Player::handle_end`] no more media is expected: whatever is buffered plays out even if
 //!   shorter than the thresholds, and running out is the end of playback, not a stall (a stall
 //!   already under way ends there).
@@ -209,10 +210,16 @@ impl Player {
             State::Idle if self.ended => return self.finish(),
             _ => return,
         };
-        if self.contiguous_end(self.position_ms) == self.position_ms {
-            // Nothing at the position: skip a hole if media resumes after it.
-            if let Some((&start, _)) = self.ranges.range(self.position_ms + 1..).next() {
-                self.position_ms = start;
+        // Chunks arrive in order, so a hole is never filled: media too short to start (or
+        // restart) in before a hole is skipped, as a player jumps to what it can play.
+        loop {
+            let end = self.contiguous_end(self.position_ms);
+            if end - self.position_ms >= threshold {
+                break;
+            }
+            match self.ranges.range(end + 1..).next() {
+                Some((&start, _)) => self.position_ms = start,
+                None => break,
             }
         }
         let ahead = self.contiguous_end(self.position_ms) - self.position_ms;
@@ -287,10 +294,10 @@ mod test {
     #[test]
     fn intervals_merge_and_contiguity_stops_at_holes() {
         let mut p = Player::new(ONE_SECOND_START);
-        p.handle_chunk(0, 0, 100);
-        p.handle_chunk(0, 200, 100);
+        p.insert(0, 100);
+        p.insert(200, 300);
         assert_eq!(p.contiguous_end(0), 100);
-        p.handle_chunk(0, 100, 100);
+        p.insert(100, 200);
         assert_eq!(p.contiguous_end(0), 300);
         assert_eq!(p.ranges.len(), 1);
     }
@@ -309,6 +316,31 @@ mod test {
         let s = p.stats();
         assert!(s.playing);
         assert_eq!((s.stalls, s.stalled_ms), (1, 300));
+    }
+
+    #[test]
+    fn media_too_short_before_a_hole_is_skipped_at_start_and_in_a_stall() {
+        let mut p = Player::new(ONE_SECOND_START);
+        p.handle_chunk(0, 0, 600);
+        p.handle_chunk(10, 3000, 500);
+        assert!(
+            !p.stats().playing,
+            "600 ms then a hole: not enough to start"
+        );
+        p.handle_chunk(20, 3500, 500);
+        let s = p.stats();
+        assert!(
+            s.playing,
+            "started after the hole instead of waiting forever"
+        );
+        assert_eq!((s.position_ms, s.stalls), (3000, 0));
+        p.handle_chunk(500, 4200, 200);
+        p.handle_timeout(1020);
+        assert_eq!(p.stats().stalls, 1);
+        p.handle_chunk(1100, 6000, 600);
+        let s = p.stats();
+        assert!(s.playing, "200 ms then a hole: the stall moves on to 6000");
+        assert_eq!((s.position_ms, s.stalled_ms), (6000, 80));
     }
 
     #[test]
