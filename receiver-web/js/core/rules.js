@@ -1,0 +1,46 @@
+// GENERATED from core/src/node/rules.rs by `OWNSTREAM_BLESS=1 cargo test -p ownstream-core
+// --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,
+// Rust peer or browser tab; the Rust test fails while this file differs from the core.
+
+export const HELLO_REPEAT_MS = 500;
+export const PARENT_OPEN_LIMIT_MS = 8000;
+export const END_GRACE_MS = 5000;
+export const DRAIN_TIMEOUT_MS = 10000;
+export const STATS_INTERVAL_MS = 1000;
+export const READY_POLL_MS = 200;
+export const VIEWER_LIST_MS = 2000;
+export const TICK_MS = 250;
+export const MAX_ARRIVALS = 20000;
+export const HANDSHAKE_TIMEOUT_MS = 10000;
+export const MAX_REPAIR_SAMPLES = 64;
+export const MAX_SIGNALING_MESSAGE_LEN = 65536;
+export const MAX_DATA_MESSAGE_LEN = 16384;
+export const MAX_CHUNK_LEN = 16777216;
+export const HEARTBEAT_RANGE_MS = Object.freeze([100, 10000]);
+export const RECONNECT_BACKOFF_MS = Object.freeze([1000, 2000, 4000, 8000, 10000]);
+export const RETRYABLE_REFUSALS = Object.freeze(["already connected"]);
+/** The relay's defaults (core/src/relay.rs `RelayConfig::default`). */
+export const DEFAULT_RELAY_CONFIG = Object.freeze({
+  keepMs: 6000,
+  maxBytes: 67108864,
+  rateBytesPerS: 1000000,
+  burstBytes: 65536,
+  maxBuffered: 1048576,
+  maxQueueBytes: 16777216,
+});
+
+/** Wait before reconnection attempt number `attempt` (0-based); the last one repeats. */
+export function reconnectDelayMs(attempt) {
+  return RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)];
+}
+
+/** Whether the supervisor's refusal of a connection ends the node. */
+export function refusalIsFinal(reason) {
+  return !RETRYABLE_REFUSALS.some((r) => reason.includes(r));
+}
+
+/** Whether an ERROR from the supervisor ends the node: a fatal one, or any before the
+ * node is in its stream on this connection. */
+export function errorEndsNode(fatal, inStream) {
+  return fatal || !inStream;
+}
