@@ -44,4 +44,12 @@ kills=$(csv_field "$out/failures/results.csv" 1 kills)
 repairs=$(csv_field "$out/failures/results.csv" 1 repairs)
 [ "$repairs" -ge 1 ] || fail "no repair after $kills kills"
 
+echo "== experiments failures --sim --quick"
+$bin failures --sim --quick --out "$out/failures-sim"
+for f in results.csv summary.md fig6-uniform.svg fig6-uniform.png; do need "$out/failures-sim/$f"; done
+skills=$(csv_field "$out/failures-sim/results.csv" 1 kills)
+[ "$skills" -eq 20 ] || fail "simulated run: $skills kills, expected 20 (2/s for 10 s)"
+slost=$(csv_field "$out/failures-sim/results.csv" 1 chunks_lost_by_survivors)
+[ "$slost" -eq 0 ] || fail "simulated run: survivors lost $slost chunks"
+
 echo "experiments smoke test passed: integrity check ${integrity} ms, ${mbps} Mbit/s relayed, ${hop} ms per hop, ${kills} kills and ${repairs} repairs"

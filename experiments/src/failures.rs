@@ -17,6 +17,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod simulated;
+pub use simulated::run_simulated;
+
 /// Settings of a failure experiment.
 pub struct FailuresConfig {
     /// Headless receivers.
@@ -52,8 +55,18 @@ pub struct Row {
     repair_ms_median: Option<u64>,
     repair_ms_p95: Option<u64>,
     chunks_lost_by_survivors: u64,
-    cpu_percent: f64,
+    /// CPU of every process (a real run only: the simulator models no CPU).
+    cpu_percent: Option<f64>,
     viewers_min: u64,
+}
+
+/// Where a grid's numbers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Real processes over real WebRTC on this machine.
+    Real,
+    /// `ownstream-sim`: the same code on virtual time over a modelled network.
+    Simulated,
 }
 
 /// Runs the whole grid and writes `results.csv`, the charts and `summary.md`.
@@ -100,7 +113,7 @@ pub fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> 
     bar.finish_and_clear();
     let _ = bed.stop();
     write_charts(out, cfg, &rows)?;
-    write_summary(out, clip, cfg, &rows)
+    write_summary(out, clip, cfg, &rows, Mode::Real)
 }
 
 fn one_run(
@@ -174,7 +187,7 @@ fn one_run(
         repair_ms_median: m["repair_ms_median"].as_u64(),
         repair_ms_p95: m["repair_ms_p95"].as_u64(),
         chunks_lost_by_survivors: lost,
-        cpu_percent: cpu_percent(cpu.total(), wall),
+        cpu_percent: Some(cpu_percent(cpu.total(), wall)),
         viewers_min,
     })
 }
@@ -183,12 +196,12 @@ fn opt(v: Option<u64>) -> String {
     v.map_or_else(String::new, |v| v.to_string())
 }
 
-fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
+pub(crate) fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
     let mut csv = String::from("distribution,rate_per_s,sample,seed,kills,repairs,stalls,stalled_ms,avg_stall_ms,repair_ms_median,repair_ms_p95,chunks_lost_by_survivors,cpu_percent,viewers_min\n");
     for r in rows {
         writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.distribution,
             r.rate,
             r.sample,
@@ -201,7 +214,8 @@ fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
             opt(r.repair_ms_median),
             opt(r.repair_ms_p95),
             r.chunks_lost_by_survivors,
-            r.cpu_percent,
+            r.cpu_percent
+                .map_or_else(String::new, |c| format!("{c:.1}")),
             r.viewers_min
         )?;
     }
@@ -219,7 +233,7 @@ fn cell(rows: &[Row], dist: &str, rate: u32, f: impl Fn(&Row) -> f64) -> Option<
     mean(&v)
 }
 
-fn write_charts(out: &Path, cfg: &FailuresConfig, rows: &[Row]) -> anyhow::Result<()> {
+pub(crate) fn write_charts(out: &Path, cfg: &FailuresConfig, rows: &[Row]) -> anyhow::Result<()> {
     for (i, dist) in cfg.distributions.iter().enumerate() {
         let pts = |f: &dyn Fn(&Row) -> f64| -> Vec<(f64, f64)> {
             cfg.rates
@@ -276,28 +290,44 @@ fn write_charts(out: &Path, cfg: &FailuresConfig, rows: &[Row]) -> anyhow::Resul
     )
 }
 
-fn write_summary(
+pub(crate) fn write_summary(
     out: &Path,
     clip: &Path,
     cfg: &FailuresConfig,
     rows: &[Row],
+    mode: Mode,
 ) -> anyhow::Result<()> {
     let mut md = String::new();
     writeln!(
         md,
         "# Failure experiments (paper section IV, figures 6-11)\n"
     )?;
-    writeln!(
-        md,
-        "Measured by `experiments failures` on {}: one stream of {} headless receivers ({} per process) in a binary tree, a broadcaster of `{}` on a loop, every process a release build on loopback. {} runs per distribution and rate, {} s each (+5 s for the last kills' stalls to show), seeds from {}; killed viewers re-join as new viewers, as in the paper. Values are means over the samples; `results.csv` has every run.\n",
-        crate::machine(),
-        cfg.receivers,
-        cfg.per_process,
-        clip.file_name().map_or_else(String::new, |f| f.to_string_lossy().to_string()),
-        cfg.samples,
-        cfg.duration.as_secs(),
-        cfg.seed
-    )?;
+    let clip_name = clip
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().to_string());
+    match mode {
+        Mode::Real => writeln!(
+            md,
+            "Measured by `experiments failures` on {}: one stream of {} headless receivers ({} per process) in a binary tree, a broadcaster of `{}` on a loop, every process a release build on loopback. {} runs per distribution and rate, {} s each (+5 s for the last kills' stalls to show), seeds from {}; killed viewers re-join as new viewers, as in the paper. Values are means over the samples; `results.csv` has every run.\n",
+            crate::machine(),
+            cfg.receivers,
+            cfg.per_process,
+            clip_name,
+            cfg.samples,
+            cfg.duration.as_secs(),
+            cfg.seed
+        )?,
+        Mode::Simulated => writeln!(
+            md,
+            "Simulated by `experiments failures --sim` on {}: the same grid on `ownstream-sim` (the supervisor's registry and {} receiver nodes of the real code on virtual time, over a modelled loopback: 1 ms links, edges open 0.3-0.9 s after the answer, a silent peer noticed after 5 s), broadcasting the chunks of `{}` on a loop. {} runs per distribution and rate, {} s each (+5 s to settle), seeds from {}; killed viewers re-join as new viewers. The model has no CPU: the `CPU` column is empty. Values are means over the samples; `results.csv` has every run.\n",
+            crate::machine(),
+            cfg.receivers,
+            clip_name,
+            cfg.samples,
+            cfg.duration.as_secs(),
+            cfg.seed
+        )?,
+    }
     writeln!(md, "| distribution | failures/s | kills | stalled playbacks | total stalled time | average stalled time | repair median / p95 | chunks lost by survivors | CPU (% of a core) | paper says |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     for dist in &cfg.distributions {
         for &rate in &cfg.rates {
@@ -311,7 +341,13 @@ fn write_summary(
             let p95 =
                 cell(rows, dist, rate, |r| r.repair_ms_p95.unwrap_or(0) as f64).unwrap_or(0.0);
             let lost = cell(rows, dist, rate, |r| r.chunks_lost_by_survivors as f64).unwrap_or(0.0);
-            let cpu = cell(rows, dist, rate, |r| r.cpu_percent).unwrap_or(0.0);
+            let cpu = match mode {
+                Mode::Real => {
+                    let c = cell(rows, dist, rate, |r| r.cpu_percent.unwrap_or(0.0));
+                    format!("{:.0}", c.unwrap_or(0.0))
+                }
+                Mode::Simulated => "-".to_string(),
+            };
             let says = paper::note(dist, rate).map_or_else(
                 || "no value printed".to_string(),
                 |n| match (n.stalls, n.stalled_s) {
@@ -321,7 +357,7 @@ fn write_summary(
             );
             writeln!(
                 md,
-                "| {dist} | {rate} | {} | {} | {} s | {} s | {} / {} ms | {} | {:.0} | {says} |",
+                "| {dist} | {rate} | {} | {} | {} s | {} s | {} / {} ms | {} | {} | {says} |",
                 format_value(kills),
                 format_value(stalls),
                 format_value(ms / 1000.0),

@@ -82,6 +82,10 @@ struct FailuresArgs {
     /// RSA key size of every peer.
     #[arg(long, default_value_t = 2048)]
     key_bits: u32,
+    /// Run the grid on the simulator (`ownstream-sim`: the real registry and nodes on virtual
+    /// time over a modelled loopback) instead of real processes: minutes, not hours.
+    #[arg(long)]
+    sim: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -223,7 +227,13 @@ fn main() -> anyhow::Result<()> {
                     ..cfg
                 };
             }
-            failures::run(&a.common.out, &clip, &cfg).context("the failure experiment failed")?;
+            if a.sim {
+                failures::run_simulated(&a.common.out, &clip, &cfg)
+                    .context("the simulated failure experiment failed")?;
+            } else {
+                failures::run(&a.common.out, &clip, &cfg)
+                    .context("the failure experiment failed")?;
+            }
             println!("wrote {}", a.common.out.join("summary.md").display());
         }
     }
