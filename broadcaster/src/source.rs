@@ -66,23 +66,23 @@ pub enum SourceError {
 impl Source {
     fn describe(&self) -> String {
         match self {
-            Source::File { path, .. } => path.display().to_string(),
-            Source::Stdin => "standard input".into(),
-            Source::Webcam(cam) => format!("the camera {}", cam.device.display()),
-            Source::Memory { .. } => "the bundled clip".into(),
+            Self::File { path, .. } => path.display().to_string(),
+            Self::Stdin => "standard input".into(),
+            Self::Webcam(cam) => format!("the camera {}", cam.device.display()),
+            Self::Memory { .. } => "the bundled clip".into(),
         }
     }
 
     fn looped(&self) -> bool {
         matches!(
             self,
-            Source::File { looped: true, .. } | Source::Memory { looped: true, .. }
+            Self::File { looped: true, .. } | Self::Memory { looped: true, .. }
         )
     }
 
     async fn open(&self) -> Result<Box<dyn AsyncRead + Unpin + Send>, SourceError> {
         Ok(match self {
-            Source::File { path, .. } => {
+            Self::File { path, .. } => {
                 let file = tokio::fs::File::open(path)
                     .await
                     .map_err(|source| SourceError::Io {
@@ -91,12 +91,12 @@ impl Source {
                     })?;
                 Box::new(file)
             }
-            Source::Stdin => Box::new(tokio::io::stdin()),
-            Source::Webcam(cam) => Box::new(cam.spawn().map_err(|e| SourceError::Io {
+            Self::Stdin => Box::new(tokio::io::stdin()),
+            Self::Webcam(cam) => Box::new(cam.spawn().map_err(|e| SourceError::Io {
                 what: self.describe(),
                 source: std::io::Error::other(e),
             })?),
-            Source::Memory { data, .. } => Box::new(std::io::Cursor::new(data.clone())),
+            Self::Memory { data, .. } => Box::new(std::io::Cursor::new(data.clone())),
         })
     }
 
@@ -105,10 +105,10 @@ impl Source {
     /// wrong path, a file of another format or a missing camera fails at once instead of
     /// announcing a stream that ends without media. Other sources pass.
     pub async fn check(&self) -> Result<(), SourceError> {
-        if let Source::Webcam(cam) = self {
+        if let Self::Webcam(cam) = self {
             return cam.check().map_err(SourceError::Webcam);
         }
-        if !matches!(self, Source::File { .. }) {
+        if !matches!(self, Self::File { .. }) {
             return Ok(());
         }
         let mut reader = self.open().await?;
@@ -243,7 +243,7 @@ struct Pacer {
 
 impl Pacer {
     fn new(key: StreamKey) -> Self {
-        Pacer {
+        Self {
             key,
             seq: 0,
             sent_init: false,

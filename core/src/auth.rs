@@ -142,7 +142,7 @@ impl Identity {
             .to_public_key_der()
             .map_err(|e| AuthError::Rsa(e.to_string()))?
             .into_vec();
-        Ok(Identity {
+        Ok(Self {
             key,
             public,
             public_der,

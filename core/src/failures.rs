@@ -67,7 +67,7 @@ struct Counters {
 
 impl From<&PeerStats> for Counters {
     fn from(s: &PeerStats) -> Self {
-        Counters {
+        Self {
             stalls: u64::from(s.stalls),
             stalled_ms: s.stalled_ms,
             rejected: s.chunks_rejected,
@@ -167,13 +167,13 @@ impl Run {
         spec: FailureSpec,
         now_ms: u64,
         current: impl IntoIterator<Item = (PeerId, PeerStats)>,
-    ) -> Run {
+    ) -> Self {
         let planned = (spec.rate * spec.duration_ms as f64 / 1000.0).floor() as u64;
         let baseline: HashMap<PeerId, Counters> = current
             .into_iter()
             .map(|(p, s)| (p, Counters::from(&s)))
             .collect();
-        Run {
+        Self {
             id,
             stream: stream.to_string(),
             rng: StdRng::seed_from_u64(spec.seed),

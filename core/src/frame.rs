@@ -183,14 +183,14 @@ pub struct StreamKey([u8; 32]);
 impl StreamKey {
     /// Wraps 32 key bytes.
     pub fn new(bytes: [u8; 32]) -> Self {
-        StreamKey(bytes)
+        Self(bytes)
     }
 
     /// A fresh key from a cryptographic RNG.
     pub fn random(rng: &mut impl rand::CryptoRng) -> Self {
         let mut bytes = [0u8; 32];
         rng.fill_bytes(&mut bytes);
-        StreamKey(bytes)
+        Self(bytes)
     }
 
     /// Builds a key from a slice, which must be exactly 32 bytes.
@@ -198,7 +198,7 @@ impl StreamKey {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| FrameError::KeyLength(bytes.len()))?;
-        Ok(StreamKey(arr))
+        Ok(Self(arr))
     }
 
     /// The raw key bytes.
@@ -249,8 +249,8 @@ impl Chunk {
         timestamp_ms: u64,
         duration_ms: u32,
         payload: Bytes,
-    ) -> Chunk {
-        let mut chunk = Chunk {
+    ) -> Self {
+        let mut chunk = Self {
             seq,
             flags,
             timestamp_ms,
@@ -280,7 +280,7 @@ impl Chunk {
     }
 
     /// Parses an encoded chunk; the payload shares `bytes`' memory. Does not verify the tag.
-    pub fn decode(bytes: Bytes) -> Result<Chunk, FrameError> {
+    pub fn decode(bytes: Bytes) -> Result<Self, FrameError> {
         let fixed = HEADER_LEN + TAG_LEN;
         if bytes.len() < fixed {
             return Err(FrameError::Truncated {
@@ -296,7 +296,7 @@ impl Chunk {
         }
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&bytes[HEADER_LEN..fixed]);
-        Ok(Chunk {
+        Ok(Self {
             seq: ChunkSeq(be_u64(&bytes[0..8])),
             flags: bytes[8],
             timestamp_ms: be_u64(&bytes[9..17]),

@@ -11,11 +11,11 @@ pub struct PeerId(pub uuid::Uuid);
 impl PeerId {
     /// A fresh random id.
     pub fn random() -> Self {
-        PeerId(uuid::Uuid::new_v4())
+        Self(uuid::Uuid::new_v4())
     }
     /// Builds an id from 16 bytes (deterministic tests, seeded RNGs).
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        PeerId(uuid::Uuid::from_bytes(bytes))
+        Self(uuid::Uuid::from_bytes(bytes))
     }
 }
 

@@ -89,7 +89,7 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The defaults for a `component` of `stream`.
     pub fn new(component: ComponentType, stream: &str) -> Self {
-        NodeConfig {
+        Self {
             component,
             stream: stream.to_string(),
             verify_fraction: 1.0,
@@ -116,7 +116,7 @@ pub enum ConnectFailure {
 impl fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectFailure::Unreachable(r) | ConnectFailure::Refused(r) => f.write_str(r),
+            Self::Unreachable(r) | Self::Refused(r) => f.write_str(r),
         }
     }
 }
@@ -142,12 +142,12 @@ impl Ending {
     /// One line for people and for the `--stats` summary.
     pub fn describe(&self) -> String {
         match self {
-            Ending::StreamEnded(r) => format!("stream ended: {r}"),
-            Ending::Stopped => "stopped".into(),
-            Ending::ConnectFailed(r) => r.clone(),
-            Ending::SupervisorLost(r) => format!("supervisor connection lost: {r}"),
-            Ending::Killed(r) => format!("killed by the operator: {r}"),
-            Ending::OutputFailed(r) => format!("cannot write the output: {r}"),
+            Self::StreamEnded(r) => format!("stream ended: {r}"),
+            Self::Stopped => "stopped".into(),
+            Self::ConnectFailed(r) => r.clone(),
+            Self::SupervisorLost(r) => format!("supervisor connection lost: {r}"),
+            Self::Killed(r) => format!("killed by the operator: {r}"),
+            Self::OutputFailed(r) => format!("cannot write the output: {r}"),
         }
     }
 
@@ -155,7 +155,7 @@ impl Ending {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Ending::ConnectFailed(_) | Ending::SupervisorLost(_) | Ending::OutputFailed(_)
+            Self::ConnectFailed(_) | Self::SupervisorLost(_) | Self::OutputFailed(_)
         )
     }
 }
@@ -398,7 +398,7 @@ fn new_relay(config: RelayConfig) -> Relay {
 impl Node {
     /// A node that has done nothing yet; its first output is [`Output::Connect`].
     pub fn new(config: NodeConfig, now_ms: u64) -> Self {
-        let mut node = Node {
+        let mut node = Self {
             rng: StdRng::seed_from_u64(config.seed),
             now_ms,
             outputs: VecDeque::new(),

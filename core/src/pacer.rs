@@ -26,7 +26,7 @@ pub struct Pacer {
 impl Pacer {
     /// A full bucket refilling at `rate_bytes_per_s` (0 never refills) holding up to `burst_bytes`.
     pub fn new(rate_bytes_per_s: u64, burst_bytes: u64) -> Self {
-        Pacer {
+        Self {
             rate_bytes_per_s,
             burst_bytes,
             tokens: i128::from(burst_bytes) * SCALE,

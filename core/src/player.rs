@@ -39,7 +39,7 @@ impl Default for PlayerConfig {
     /// 1000 ms. Starting with exactly one chunk buffered would make every next chunk due the instant
     /// it arrives, so any hop delay shows as a (tiny) stall; 1500 ms leaves half a chunk of slack.
     fn default() -> Self {
-        PlayerConfig {
+        Self {
             startup_ms: 1500,
             rebuffer_ms: 500,
         }
@@ -107,7 +107,7 @@ pub struct Player {
 impl Player {
     /// A player that has received nothing yet.
     pub fn new(config: PlayerConfig) -> Self {
-        Player {
+        Self {
             config,
             state: State::Idle,
             ranges: BTreeMap::new(),

@@ -207,7 +207,7 @@ pub enum ServerMessage {
         /// The neighbour that sent it.
         from: PeerId,
         /// Offer, answer or candidate.
-        payload: crate::protocol::SignalPayload,
+        payload: SignalPayload,
     },
     /// The stream ended; viewers should finish playing what they hold.
     StreamEnded {
@@ -317,19 +317,17 @@ impl PeerMessage {
     /// The message's wire name, for logs and error texts.
     pub fn name(&self) -> &'static str {
         match self {
-            PeerMessage::CollectPeerInfoResponse { .. } => "COLLECT_PEER_INFO_RESPONSE",
-            PeerMessage::AuthenticationResponse {} => "AUTHENTICATION_RESPONSE",
-            PeerMessage::AuthenticationChallengeResponse { .. } => {
-                "AUTHENTICATION_CHALLENGE_RESPONSE"
-            }
-            PeerMessage::ListStreams {} => "LIST_STREAMS",
-            PeerMessage::RegisterStream { .. } => "REGISTER_STREAM",
-            PeerMessage::JoinStream { .. } => "JOIN_STREAM",
-            PeerMessage::Signal { .. } => "SIGNAL",
-            PeerMessage::Heartbeat {} => "HEARTBEAT",
-            PeerMessage::ParentLost { .. } => "PARENT_LOST",
-            PeerMessage::Stats { .. } => "STATS",
-            PeerMessage::EndStream {} => "END_STREAM",
+            Self::CollectPeerInfoResponse { .. } => "COLLECT_PEER_INFO_RESPONSE",
+            Self::AuthenticationResponse {} => "AUTHENTICATION_RESPONSE",
+            Self::AuthenticationChallengeResponse { .. } => "AUTHENTICATION_CHALLENGE_RESPONSE",
+            Self::ListStreams {} => "LIST_STREAMS",
+            Self::RegisterStream { .. } => "REGISTER_STREAM",
+            Self::JoinStream { .. } => "JOIN_STREAM",
+            Self::Signal { .. } => "SIGNAL",
+            Self::Heartbeat {} => "HEARTBEAT",
+            Self::ParentLost { .. } => "PARENT_LOST",
+            Self::Stats { .. } => "STATS",
+            Self::EndStream {} => "END_STREAM",
         }
     }
 
@@ -349,23 +347,21 @@ impl ServerMessage {
     /// The message's wire name, for logs and error texts.
     pub fn name(&self) -> &'static str {
         match self {
-            ServerMessage::CollectPeerInfoRequest { .. } => "COLLECT_PEER_INFO_REQUEST",
-            ServerMessage::AuthenticationRequest { .. } => "AUTHENTICATION_REQUEST",
-            ServerMessage::AuthenticationChallengeRequest { .. } => {
-                "AUTHENTICATION_CHALLENGE_REQUEST"
-            }
-            ServerMessage::Authenticated { .. } => "AUTHENTICATED",
-            ServerMessage::StreamList { .. } => "STREAM_LIST",
-            ServerMessage::StreamRegistered { .. } => "STREAM_REGISTERED",
-            ServerMessage::StreamWaiting { .. } => "STREAM_WAITING",
-            ServerMessage::Joined { .. } => "JOINED",
-            ServerMessage::SetParent { .. } => "SET_PARENT",
-            ServerMessage::ConnectChild { .. } => "CONNECT_CHILD",
-            ServerMessage::DropChild { .. } => "DROP_CHILD",
-            ServerMessage::Signal { .. } => "SIGNAL",
-            ServerMessage::StreamEnded { .. } => "STREAM_ENDED",
-            ServerMessage::Kill { .. } => "KILL",
-            ServerMessage::Error { .. } => "ERROR",
+            Self::CollectPeerInfoRequest { .. } => "COLLECT_PEER_INFO_REQUEST",
+            Self::AuthenticationRequest { .. } => "AUTHENTICATION_REQUEST",
+            Self::AuthenticationChallengeRequest { .. } => "AUTHENTICATION_CHALLENGE_REQUEST",
+            Self::Authenticated { .. } => "AUTHENTICATED",
+            Self::StreamList { .. } => "STREAM_LIST",
+            Self::StreamRegistered { .. } => "STREAM_REGISTERED",
+            Self::StreamWaiting { .. } => "STREAM_WAITING",
+            Self::Joined { .. } => "JOINED",
+            Self::SetParent { .. } => "SET_PARENT",
+            Self::ConnectChild { .. } => "CONNECT_CHILD",
+            Self::DropChild { .. } => "DROP_CHILD",
+            Self::Signal { .. } => "SIGNAL",
+            Self::StreamEnded { .. } => "STREAM_ENDED",
+            Self::Kill { .. } => "KILL",
+            Self::Error { .. } => "ERROR",
         }
     }
 
@@ -382,7 +378,7 @@ impl ServerMessage {
 
     /// A fatal error message.
     pub fn fatal(code: &str, message: impl Into<String>) -> Self {
-        ServerMessage::Error {
+        Self::Error {
             code: code.to_string(),
             message: message.into(),
             fatal: true,

@@ -43,7 +43,7 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        RegistryConfig {
+        Self {
             topology: TopologyName::Tree,
             fanout: 2,
             heartbeat_timeout_ms: 3000,
@@ -91,7 +91,7 @@ pub struct Registry {
 impl Registry {
     /// An empty registry; `seed` drives stream key generation (the shell seeds it from the OS).
     pub fn new(config: RegistryConfig, seed: [u8; 32]) -> Self {
-        Registry {
+        Self {
             config,
             peers: HashMap::new(),
             streams: BTreeMap::new(),

@@ -93,7 +93,7 @@ pub struct RelayConfig {
 
 impl Default for RelayConfig {
     fn default() -> Self {
-        RelayConfig {
+        Self {
             keep_ms: 6000,
             max_bytes: 64 << 20,
             rate_bytes_per_s: 1_000_000,
@@ -162,7 +162,7 @@ impl<C: RelayChunk> Relay<C> {
         config: RelayConfig,
         fragment: impl Fn(&C) -> Vec<Bytes> + Send + Sync + 'static,
     ) -> Self {
-        Relay {
+        Self {
             config,
             fragment: Box::new(fragment),
             buffer: Buffer::default(),

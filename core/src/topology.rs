@@ -63,8 +63,8 @@ impl TopologyKind {
     /// Most children per node for this kind (at least 1).
     pub fn fanout(self) -> usize {
         match self {
-            TopologyKind::Tree { fanout } => fanout.max(1),
-            TopologyKind::Chain => 1,
+            Self::Tree { fanout } => fanout.max(1),
+            Self::Chain => 1,
         }
     }
 }
@@ -149,7 +149,7 @@ impl Topology {
             depth: 0,
         };
         nodes.insert(root, root_node);
-        Topology {
+        Self {
             kind,
             fanout: kind.fanout(),
             root,

@@ -58,7 +58,7 @@ pub struct ChunkerConfig {
 
 impl Default for ChunkerConfig {
     fn default() -> Self {
-        ChunkerConfig {
+        Self {
             max_element_len: 32 * 1024 * 1024,
             max_chunk_ms: 1000,
             max_chunk_len: 8 * 1024 * 1024,
@@ -202,7 +202,7 @@ pub struct Chunker {
 impl Chunker {
     /// A chunker waiting for the EBML header.
     pub fn new(config: ChunkerConfig) -> Self {
-        Chunker {
+        Self {
             config,
             buf: BytesMut::new(),
             pos: 0,

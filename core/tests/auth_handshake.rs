@@ -111,11 +111,7 @@ fn wrong_answer_is_refused() {
     // A peer that cannot decrypt guesses: encrypts 32 zero bytes to the supervisor's key.
     let sup_key = rsa::RsaPublicKey::from_public_key_der(key(0, 2048).public_der()).unwrap();
     let guess = sup_key
-        .encrypt(
-            &mut rng(),
-            rsa::Oaep::<rsa::sha2::Sha256>::new(),
-            &[0u8; 32],
-        )
+        .encrypt(&mut rng(), rsa::Oaep::<sha2::Sha256>::new(), &[0u8; 32])
         .unwrap();
     use base64::Engine;
     use rsa::pkcs8::DecodePublicKey;

@@ -18,7 +18,7 @@ struct Sim {
 
 impl Sim {
     fn new() -> Self {
-        Sim {
+        Self {
             player: Player::new(PlayerConfig {
                 startup_ms: 1000,
                 rebuffer_ms: 500,

@@ -6,15 +6,15 @@ use serde_json::Value;
 
 /// A supervisor's API at `addr` with the admin token.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     base: String,
     token: String,
 }
 
 impl Api {
     /// The API of the supervisor at `addr`.
-    pub fn new(addr: &str, token: &str) -> Self {
-        Api {
+    pub(crate) fn new(addr: &str, token: &str) -> Self {
+        Self {
             base: format!("http://{addr}"),
             token: token.to_string(),
         }
@@ -31,7 +31,7 @@ impl Api {
     }
 
     /// The stream's tree: `(id, parent, depth)`.
-    pub fn tree(&self, stream: &str) -> Vec<(String, Option<String>, u64)> {
+    pub(crate) fn tree(&self, stream: &str) -> Vec<(String, Option<String>, u64)> {
         let Ok(v) = self.get::<Value>(&format!("/api/streams/{stream}/tree")) else {
             return Vec::new();
         };
@@ -53,13 +53,13 @@ impl Api {
     }
 
     /// Every node's latest stats: `(id, parent, depth, stats)`.
-    pub fn stats(&self, stream: &str) -> Vec<Value> {
+    pub(crate) fn stats(&self, stream: &str) -> Vec<Value> {
         self.get::<Vec<Value>>(&format!("/api/streams/{stream}/stats"))
             .unwrap_or_default()
     }
 
     /// Starts a failure run; returns its id.
-    pub fn start_run(&self, stream: &str, body: &Value) -> anyhow::Result<u64> {
+    pub(crate) fn start_run(&self, stream: &str, body: &Value) -> anyhow::Result<u64> {
         let path = format!("/api/streams/{stream}/failures");
         let answer: Value = ureq::post(format!("{}{path}", self.base))
             .header("Authorization", format!("Bearer {}", self.token))
@@ -71,7 +71,7 @@ impl Api {
     }
 
     /// Every run of the stream.
-    pub fn runs(&self, stream: &str) -> anyhow::Result<Vec<Value>> {
+    pub(crate) fn runs(&self, stream: &str) -> anyhow::Result<Vec<Value>> {
         self.get(&format!("/api/streams/{stream}/runs"))
     }
 }

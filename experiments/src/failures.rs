@@ -18,10 +18,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod simulated;
-pub use simulated::run_simulated;
+pub(crate) use simulated::run_simulated;
 
 /// Settings of a failure experiment.
-pub struct FailuresConfig {
+pub(crate) struct FailuresConfig {
     /// Headless receivers.
     pub receivers: usize,
     /// Distributions, as the API names them.
@@ -42,7 +42,7 @@ pub struct FailuresConfig {
 
 /// One run's results.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     distribution: String,
     rate: u32,
     sample: u32,
@@ -62,7 +62,7 @@ pub struct Row {
 
 /// Where a grid's numbers come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Real processes over real WebRTC on this machine.
     Real,
     /// `ownstream-sim`: the same code on virtual time over a modelled network.
@@ -70,7 +70,7 @@ pub enum Mode {
 }
 
 /// Runs the whole grid and writes `results.csv`, the charts and `summary.md`.
-pub fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> {
+pub(crate) fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let mut bed = Testbed::start(
         &out.join("raw"),

@@ -2,7 +2,7 @@
 //! figures 6-11 show bars and lines without values; only these are stated in words.
 
 /// A statement of the paper about one distribution.
-pub struct PaperNote {
+pub(crate) struct PaperNote {
     /// Distribution name as the API spells it.
     pub distribution: &'static str,
     /// Rate (failures/s) the statement is about, if one.
@@ -16,7 +16,7 @@ pub struct PaperNote {
 }
 
 /// Everything the paper's text states about the failure experiments.
-pub const NOTES: &[PaperNote] = &[
+pub(crate) const NOTES: &[PaperNote] = &[
     PaperNote {
         distribution: "uniform",
         rate: Some(1),
@@ -69,7 +69,7 @@ pub const NOTES: &[PaperNote] = &[
 ];
 
 /// The paper's statement for a cell, if it makes one.
-pub fn note(distribution: &str, rate: u32) -> Option<&'static PaperNote> {
+pub(crate) fn note(distribution: &str, rate: u32) -> Option<&'static PaperNote> {
     NOTES
         .iter()
         .find(|n| n.distribution == distribution && n.rate == Some(rate))

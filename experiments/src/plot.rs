@@ -22,7 +22,7 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 /// One line of a chart.
-pub struct Series {
+pub(crate) struct Series {
     /// Legend text.
     pub name: String,
     /// `(x, y)` points, in x order.
@@ -45,7 +45,7 @@ fn fonts() -> anyhow::Result<()> {
 }
 
 /// Writes `base.svg` and `base.png`: a line chart with markers, one line per series.
-pub fn line_chart(
+pub(crate) fn line_chart(
     base: &Path,
     title: &str,
     x_label: &str,
@@ -134,7 +134,7 @@ fn draw_lines<DB: DrawingBackend>(
 
 /// Writes `base.svg` and `base.png`: one bar per `(label, value)`, with an optional horizontal
 /// reference line `(label, value)`.
-pub fn bar_chart(
+pub(crate) fn bar_chart(
     base: &Path,
     title: &str,
     y_label: &str,
@@ -249,7 +249,7 @@ fn tick(v: f64) -> String {
 }
 
 /// A value with 3 significant digits.
-pub fn format_value(v: f64) -> String {
+pub(crate) fn format_value(v: f64) -> String {
     if v == 0.0 {
         "0".into()
     } else if v.abs() >= 100.0 {

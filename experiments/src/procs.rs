@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where the binaries are: `OWNSTREAM_BIN_DIR`, else `target/release` of this workspace.
-pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let dir = std::env::var_os("OWNSTREAM_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target").join("release"));
@@ -24,14 +24,14 @@ pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The workspace's root.
-pub fn workspace() -> PathBuf {
+pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// A child process, killed when dropped; its stderr goes to a log file.
-pub struct Proc {
+pub(crate) struct Proc {
     /// Its name in messages.
     pub name: String,
     child: Child,
@@ -39,7 +39,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` with stderr into `log`.
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Proc> {
+    pub(crate) fn spawn(name: &str, cmd: &mut Command, log: &Path) -> anyhow::Result<Self> {
         let file = std::fs::File::create(log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let child = cmd
@@ -47,29 +47,29 @@ impl Proc {
             .stderr(file)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
-        Ok(Proc {
+        Ok(Self {
             name: name.to_string(),
             child,
         })
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Takes the piped stdout.
-    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+    pub(crate) fn stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.child.stdout.take()
     }
 
     /// Whether it is still running.
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGINT (the binaries flush their stats on it), then waits up to `limit` for the exit.
-    pub fn interrupt(&mut self, limit: Duration) {
+    pub(crate) fn interrupt(&mut self, limit: Duration) {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
@@ -95,7 +95,7 @@ impl Drop for Proc {
 }
 
 /// A supervisor on a free loopback port, and its address.
-pub fn supervisor(token: &str, log: &Path) -> anyhow::Result<(Proc, String)> {
+pub(crate) fn supervisor(token: &str, log: &Path) -> anyhow::Result<(Proc, String)> {
     let mut cmd = Command::new(bin("supervisor")?);
     cmd.args(["--listen", "127.0.0.1:0", "--admin-token", token])
         .stdout(Stdio::piped());
@@ -121,7 +121,7 @@ pub fn supervisor(token: &str, log: &Path) -> anyhow::Result<(Proc, String)> {
 }
 
 /// CPU seconds (user + system) a process has used, from /proc; 0 if it is gone.
-pub fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -147,7 +147,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// Runs a command to completion, failing with its stderr.
-pub fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+pub(crate) fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         bail!("{what} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -156,7 +156,7 @@ pub fn run(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
 }
 
 /// The paper-like clip (Table I), made by `scripts/make-paper-clip.sh` at first use and cached.
-pub fn paper_clip(seconds: u32) -> anyhow::Result<PathBuf> {
+pub(crate) fn paper_clip(seconds: u32) -> anyhow::Result<PathBuf> {
     let script = workspace().join("scripts").join("make-paper-clip.sh");
     let out = run(
         Command::new("bash").arg(&script).arg(seconds.to_string()),

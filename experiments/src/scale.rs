@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Settings of a scale run.
-pub struct ScaleConfig {
+pub(crate) struct ScaleConfig {
     /// Receiver counts to try, in order.
     pub steps: Vec<usize>,
     /// Measured window per step.
@@ -31,7 +31,7 @@ pub struct ScaleConfig {
 
 /// What one step measured.
 #[derive(Debug, Default)]
-pub struct Step {
+pub(crate) struct Step {
     n: usize,
     stalls: u64,
     stalled_ms: u64,
@@ -138,7 +138,7 @@ fn latencies(
 }
 
 /// Runs the ramp and writes `scale.csv`, `latency.csv`, charts and `summary.md`.
-pub fn run(out: &Path, clip: &Path, cfg: &ScaleConfig) -> anyhow::Result<()> {
+pub(crate) fn run(out: &Path, clip: &Path, cfg: &ScaleConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let bar = ProgressBar::new(cfg.steps.len() as u64);
     let mut steps = Vec::new();

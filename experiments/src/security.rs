@@ -19,10 +19,10 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The paper's integrity check per chunk (section IV.F), each side.
-pub const PAPER_INTEGRITY_MS: f64 = 9.436;
+pub(crate) const PAPER_INTEGRITY_MS: f64 = 9.436;
 
 /// One measured operation.
-pub struct Measure {
+pub(crate) struct Measure {
     /// What was timed.
     pub operation: String,
     /// Timings, ms.
@@ -65,7 +65,7 @@ fn chunks_of(clip: &Path) -> anyhow::Result<Vec<Bytes>> {
 }
 
 /// Runs the measurements; `scale` divides the repetitions (quick mode).
-pub fn run(out: &Path, clip: &Path, quick: bool) -> anyhow::Result<()> {
+pub(crate) fn run(out: &Path, clip: &Path, quick: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let reps = |full: usize| if quick { (full / 10).max(1) } else { full };
     // Key generation time varies tenfold with where the primes fall: enough runs for a stable

@@ -1,7 +1,7 @@
 //! Small, pure statistics for the reports: medians, percentiles, means, and CPU shares.
 
 /// Median of `xs` (mean of the two middle values for an even count); `None` when empty.
-pub fn median(xs: &[f64]) -> Option<f64> {
+pub(crate) fn median(xs: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -16,7 +16,7 @@ pub fn median(xs: &[f64]) -> Option<f64> {
 }
 
 /// Nearest-rank percentile `p` (0-100) of `xs`; `None` when empty.
-pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn percentile(xs: &[f64], p: f64) -> Option<f64> {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -27,12 +27,12 @@ pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
 }
 
 /// Arithmetic mean; `None` when empty.
-pub fn mean(xs: &[f64]) -> Option<f64> {
+pub(crate) fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 /// CPU use as a percentage of one core: `cpu_s` seconds of CPU over `wall_s` seconds.
-pub fn cpu_percent(cpu_s: f64, wall_s: f64) -> f64 {
+pub(crate) fn cpu_percent(cpu_s: f64, wall_s: f64) -> f64 {
     if wall_s > 0.0 {
         100.0 * cpu_s / wall_s
     } else {

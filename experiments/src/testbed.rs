@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The stream's name.
-pub const STREAM: &str = "exp";
+pub(crate) const STREAM: &str = "exp";
 
 /// A running stream.
-pub struct Testbed {
+pub(crate) struct Testbed {
     /// The supervisor's API.
     pub api: Api,
     dir: PathBuf,
@@ -27,7 +27,7 @@ pub struct Testbed {
 
 /// CPU seconds used so far, per role.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Cpu {
+pub(crate) struct Cpu {
     /// The supervisor.
     pub supervisor: f64,
     /// The broadcaster.
@@ -38,13 +38,13 @@ pub struct Cpu {
 
 impl Cpu {
     /// All processes.
-    pub fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         self.supervisor + self.broadcaster + self.receivers
     }
 
     /// Used between `self` (earlier) and `later`.
-    pub fn until(&self, later: &Cpu) -> Cpu {
-        Cpu {
+    pub(crate) fn until(&self, later: &Self) -> Self {
+        Self {
             supervisor: later.supervisor - self.supervisor,
             broadcaster: later.broadcaster - self.broadcaster,
             receivers: later.receivers - self.receivers,
@@ -54,13 +54,13 @@ impl Cpu {
 
 impl Testbed {
     /// Starts everything; `per_process` receivers share one process.
-    pub fn start(
+    pub(crate) fn start(
         dir: &Path,
         clip: &Path,
         n: usize,
         per_process: usize,
         key_bits: u32,
-    ) -> anyhow::Result<Testbed> {
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let token: String = (0..32)
             .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
@@ -95,7 +95,7 @@ impl Testbed {
             left -= count;
             i += 1;
         }
-        Ok(Testbed {
+        Ok(Self {
             api: Api::new(&addr, &token),
             dir: dir.to_path_buf(),
             supervisor,
@@ -106,7 +106,7 @@ impl Testbed {
     }
 
     /// Waits until `n` viewers are in the tree and every one of them plays.
-    pub fn wait_playing(&mut self, limit: Duration) -> anyhow::Result<()> {
+    pub(crate) fn wait_playing(&mut self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         loop {
             let stats = self.api.stats(STREAM);
@@ -140,7 +140,7 @@ impl Testbed {
     }
 
     /// CPU seconds used so far.
-    pub fn cpu(&self) -> Cpu {
+    pub(crate) fn cpu(&self) -> Cpu {
         Cpu {
             supervisor: procs::cpu_seconds(self.supervisor.pid()),
             broadcaster: procs::cpu_seconds(self.broadcaster.pid()),
@@ -153,13 +153,13 @@ impl Testbed {
     }
 
     /// Every node's latest stats.
-    pub fn stats(&self) -> Vec<Value> {
+    pub(crate) fn stats(&self) -> Vec<Value> {
         self.api.stats(STREAM)
     }
 
     /// Stops every peer with SIGINT so they write their summaries; returns the broadcaster's
     /// summary and every receiver's.
-    pub fn stop(mut self) -> anyhow::Result<(Value, Vec<Value>)> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<(Value, Vec<Value>)> {
         for r in &mut self.receivers {
             r.interrupt(Duration::from_secs(20));
         }

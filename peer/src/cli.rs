@@ -55,10 +55,10 @@ impl NodeConfig {
         supervisor_url: &str,
         component: ComponentType,
         key_bits: usize,
-    ) -> anyhow::Result<NodeConfig> {
+    ) -> anyhow::Result<Self> {
         let key =
             Identity::generate(&mut rand::rng(), key_bits).context("cannot generate an RSA key")?;
-        Ok(NodeConfig {
+        Ok(Self {
             supervisor_url: supervisor_url.to_string(),
             identity: PeerIdentity {
                 peer_id: PeerId::random(),

@@ -114,7 +114,7 @@ pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 << 20;
 
 impl Default for EdgeConfig {
     fn default() -> Self {
-        EdgeConfig {
+        Self {
             ice_servers: Vec::new(),
             bind_ips: vec![Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.into()],
             max_message_size: SctpMaxMessageSize::DEFAULT_MESSAGE_SIZE as usize,
@@ -129,9 +129,9 @@ impl Default for EdgeConfig {
 impl EdgeConfig {
     /// The defaults, but gathering on `127.0.0.1` only: for tests and single-host demos.
     pub fn loopback() -> Self {
-        EdgeConfig {
+        Self {
             bind_ips: vec![Ipv4Addr::LOCALHOST.into()],
-            ..EdgeConfig::default()
+            ..Self::default()
         }
     }
 }
@@ -235,7 +235,7 @@ impl Edge {
         role: Role,
         config: &EdgeConfig,
         events: mpsc::Sender<EdgeEvent>,
-    ) -> Result<Edge, EdgeError> {
+    ) -> Result<Self, EdgeError> {
         let (internal, internal_rx) = mpsc::unbounded_channel();
         let pc = build_peer_connection(config, internal.clone()).await?;
         let shared = Arc::new(Shared {
@@ -256,7 +256,7 @@ impl Edge {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), internal_rx, events, shutdown_rx));
-        Ok(Edge {
+        Ok(Self {
             shared,
             shutdown,
             task: Mutex::new(Some(task)),

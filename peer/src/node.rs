@@ -136,7 +136,7 @@ pub struct Node {
 
 impl Node {
     /// A node of `stream` that connects when it runs; [`Node::run`] drives it.
-    pub fn new(config: NodeConfig, stream: &str) -> (Node, NodeHandle) {
+    pub fn new(config: NodeConfig, stream: &str) -> (Self, NodeHandle) {
         let mut c = core::NodeConfig::new(config.identity.component, stream);
         c.verify_fraction = config.verify_fraction;
         c.relay = config.relay;
@@ -146,7 +146,7 @@ impl Node {
         c.seed = rand::random();
         let (inputs, rx) = mpsc::unbounded_channel();
         let (ready, ready_rx) = watch::channel(None);
-        let node = Node {
+        let node = Self {
             core: core::Node::new(c, 0),
             url: config.supervisor_url,
             identity: config.identity,

@@ -15,7 +15,7 @@ pub struct FileSink {
 impl FileSink {
     /// Creates (or truncates) `path`.
     pub fn create(path: &Path) -> std::io::Result<Self> {
-        Ok(FileSink {
+        Ok(Self {
             out: BufWriter::new(File::create(path)?),
         })
     }

@@ -79,7 +79,7 @@ pub struct Host {
 
 impl Host {
     pub(crate) fn new(peer: PeerId, config: NodeConfig, now: u64) -> Self {
-        Host {
+        Self {
             peer,
             component: config.component,
             node: Node::new(config, now),

@@ -78,7 +78,7 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
+        Self {
             seed: 1,
             registry: RegistryConfig::default(),
             net: NetConfig::default(),
@@ -169,7 +169,7 @@ impl Sim {
     pub fn new(config: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let registry = Registry::new(config.registry, rng.random());
-        Sim {
+        Self {
             config,
             now: 0,
             rng,
@@ -320,7 +320,7 @@ impl Sim {
     }
 
     /// Runs until `done` holds (checked after every event) or `limit` ms passed; whether it held.
-    pub fn run_while_not(&mut self, limit: u64, mut done: impl FnMut(&Sim) -> bool) -> bool {
+    pub fn run_while_not(&mut self, limit: u64, mut done: impl FnMut(&Self) -> bool) -> bool {
         let until = self.now + limit;
         while !done(self) {
             match self.next_time() {

@@ -42,7 +42,7 @@ impl MediaPlan {
                 payload: payload.clone(),
             })
             .collect();
-        MediaPlan {
+        Self {
             init: Bytes::from_static(b"sim init segment"),
             chunks,
         }
@@ -66,7 +66,7 @@ impl MediaPlan {
                 }),
             }
         }
-        Ok(MediaPlan { init, chunks })
+        Ok(Self { init, chunks })
     }
 
     /// Media time of one pass: where the next pass's timestamps start.
@@ -89,6 +89,6 @@ impl MediaPlan {
 impl Default for MediaPlan {
     /// The paper's bitrate (Table I: ~1159 kb/s) in 1 s keyframe-first chunks.
     fn default() -> Self {
-        MediaPlan::synthetic(1_159_000, 1000, 1, 20)
+        Self::synthetic(1_159_000, 1000, 1, 20)
     }
 }

@@ -30,7 +30,7 @@ pub struct LinkConfig {
 impl Default for LinkConfig {
     /// Loopback, as in the end-to-end tests and the paper's experiments on one machine.
     fn default() -> Self {
-        LinkConfig {
+        Self {
             latency_ms: 1,
             bandwidth: None,
             loss: 0.0,
@@ -59,7 +59,7 @@ pub struct NetConfig {
 
 impl Default for NetConfig {
     fn default() -> Self {
-        NetConfig {
+        Self {
             signaling_latency_ms: 1,
             connect_ms: 20,
             link: LinkConfig::default(),
@@ -93,7 +93,7 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn new(host: HostId, edge: EdgeId) -> Self {
-        Endpoint {
+        Self {
             host,
             edge,
             remote: None,

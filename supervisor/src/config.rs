@@ -36,7 +36,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
+        Self {
             listen: "127.0.0.1:8080".into(),
             topology: TopologyName::Tree,
             fanout: 2,

@@ -14,10 +14,10 @@ use std::path::Path;
 static SAMPLE: &[u8] = include_bytes!("../../testdata/clip-keyframe-clusters.webm");
 
 /// Name of the demo stream.
-pub const STREAM: &str = "demo";
+pub(crate) const STREAM: &str = "demo";
 
 /// The bundled sample, or `clip` if given.
-pub fn source(clip: Option<&Path>) -> anyhow::Result<Source> {
+pub(crate) fn source(clip: Option<&Path>) -> anyhow::Result<Source> {
     Ok(match clip {
         Some(path) => {
             anyhow::ensure!(path.is_file(), "{} is not a readable file", path.display());
@@ -34,7 +34,7 @@ pub fn source(clip: Option<&Path>) -> anyhow::Result<Source> {
 }
 
 /// Broadcasts `source` to the supervisor at `addr` until `stop`.
-pub async fn run(
+pub(crate) async fn run(
     addr: SocketAddr,
     source: Source,
     stop: impl std::future::Future<Output = ()> + Send + 'static,

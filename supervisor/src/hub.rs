@@ -108,7 +108,7 @@ pub struct HubTask {
 
 impl HubTask {
     /// A hub and its handle.
-    pub fn new(config: &Config) -> (HubTask, HubHandle) {
+    pub fn new(config: &Config) -> (Self, HubHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let registry_config = RegistryConfig {
             topology: config.topology,
@@ -116,7 +116,7 @@ impl HubTask {
             heartbeat_timeout_ms: config.heartbeat_timeout_ms,
         };
         let seed: [u8; 32] = rand::rng().random();
-        let task = HubTask {
+        let task = Self {
             registry: Registry::new(registry_config, seed),
             rx,
             peers: HashMap::new(),

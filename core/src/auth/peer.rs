@@ -57,7 +57,7 @@ impl PeerHandshake {
         component: ComponentType,
         pinned: Option<String>,
     ) -> Self {
-        PeerHandshake {
+        Self {
             identity,
             peer_id,
             component,

@@ -31,7 +31,7 @@ pub struct HandshakeConfig {
 
 impl Default for HandshakeConfig {
     fn default() -> Self {
-        HandshakeConfig {
+        Self {
             min_key_bits: DEFAULT_KEY_BITS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             heartbeat_ms: 1000,
@@ -90,7 +90,7 @@ impl SupervisorHandshake {
         outbox.push_back(ServerMessage::CollectPeerInfoRequest {
             protocol: PROTOCOL_VERSION,
         });
-        SupervisorHandshake {
+        Self {
             identity,
             config,
             ice_servers,

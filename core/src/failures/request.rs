@@ -165,7 +165,7 @@ impl Distribution {
         }
         let get = |k: &str, default: f64| params.get(k).copied().unwrap_or(default);
         Ok(match canonical {
-            "uniform" => Distribution::Uniform,
+            "uniform" => Self::Uniform,
             "binomial" => {
                 let n = get("n", 20.0);
                 if !(n.is_finite() && n >= 1.0 && n.fract() == 0.0 && n <= 1e6) {
@@ -179,19 +179,19 @@ impl Distribution {
                         "binomial p is a probability: it must be between 0 and 1, got {p}"
                     )));
                 }
-                Distribution::Binomial { n: n as u64, p }
+                Self::Binomial { n: n as u64, p }
             }
-            "poisson" => Distribution::Poisson {
+            "poisson" => Self::Poisson {
                 mean: match params.get("mean") {
                     Some(m) => Some(positive("poisson mean", *m)?),
                     None => None,
                 },
             },
-            "beta" => Distribution::Beta {
+            "beta" => Self::Beta {
                 alpha: positive("beta alpha", get("alpha", 0.5))?,
                 beta: positive("beta beta", get("beta", 3.0))?,
             },
-            _ => Distribution::ChiSquared {
+            _ => Self::ChiSquared {
                 k: positive("chi-squared k (degrees of freedom)", get("k", 5.0))?,
             },
         })
@@ -201,17 +201,17 @@ impl Distribution {
     pub fn pick(&self, rng: &mut StdRng, n: usize) -> usize {
         let scaled = |x: f64| (x * n as f64).floor();
         let index = match *self {
-            Distribution::Uniform => scaled(sample(Uniform::new(0.0, 1.0), rng)),
-            Distribution::Binomial { n: trials, p } => {
+            Self::Uniform => scaled(sample(Uniform::new(0.0, 1.0), rng)),
+            Self::Binomial { n: trials, p } => {
                 let k = Binomial::new(trials, p).map_or(0, |d| d.sample(rng));
                 scaled(k as f64 / trials as f64)
             }
-            Distribution::Poisson { mean } => {
+            Self::Poisson { mean } => {
                 let lambda = mean.unwrap_or(n as f64 / 2.0).max(f64::MIN_POSITIVE);
                 sample(Poisson::new(lambda), rng)
             }
-            Distribution::Beta { alpha, beta } => scaled(sample(Beta::new(alpha, beta), rng)),
-            Distribution::ChiSquared { k } => sample(ChiSquared::new(k), rng).floor(),
+            Self::Beta { alpha, beta } => scaled(sample(Beta::new(alpha, beta), rng)),
+            Self::ChiSquared { k } => sample(ChiSquared::new(k), rng).floor(),
         };
         // NaN (cannot happen with validated parameters) and negatives land on 0.
         (index.max(0.0) as usize).min(n.saturating_sub(1))

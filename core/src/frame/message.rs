@@ -12,15 +12,15 @@ use crate::ids::ChunkSeq;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Protocol version carried in every message's first byte.
-pub const VERSION: u8 = 1;
+pub(super) const VERSION: u8 = 1;
 /// Message type of a FRAGMENT.
-pub const TYPE_FRAGMENT: u8 = 1;
+pub(super) const TYPE_FRAGMENT: u8 = 1;
 /// Message type of a HELLO.
-pub const TYPE_HELLO: u8 = 2;
+pub(super) const TYPE_HELLO: u8 = 2;
 /// Bytes before a FRAGMENT's data.
-pub const FRAGMENT_HEADER_LEN: usize = 18;
+pub(super) const FRAGMENT_HEADER_LEN: usize = 18;
 /// Exact length of a HELLO.
-pub const HELLO_LEN: usize = 11;
+pub(super) const HELLO_LEN: usize = 11;
 
 /// One piece of an encoded chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,13 +53,13 @@ impl Message {
     /// Serialises the message.
     pub fn encode(&self) -> Bytes {
         match self {
-            Message::Fragment(f) => {
+            Self::Fragment(f) => {
                 let mut out = BytesMut::with_capacity(FRAGMENT_HEADER_LEN + f.bytes.len());
                 put_fragment_header(&mut out, f.seq, f.index, f.count, f.total_len);
                 out.put_slice(&f.bytes);
                 out.freeze()
             }
-            Message::Hello { last } => {
+            Self::Hello { last } => {
                 let mut out = BytesMut::with_capacity(HELLO_LEN);
                 out.put_u8(VERSION);
                 out.put_u8(TYPE_HELLO);
@@ -71,7 +71,7 @@ impl Message {
     }
 
     /// Parses a message; a fragment's data shares `bytes`' memory.
-    pub fn decode(bytes: Bytes) -> Result<Message, FrameError> {
+    pub fn decode(bytes: Bytes) -> Result<Self, FrameError> {
         if bytes.len() < 2 {
             return Err(FrameError::Truncated {
                 what: "message",

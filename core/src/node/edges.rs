@@ -16,7 +16,7 @@ use bytes::Bytes;
 
 impl Parent {
     pub(super) fn new(peer: PeerId, now_ms: u64) -> Self {
-        Parent {
+        Self {
             peer,
             edge: None,
             open: false,

@@ -44,7 +44,7 @@ enum State {
 
 impl Link {
     pub(super) fn new() -> Self {
-        Link {
+        Self {
             state: State::Closed,
             failures: 0,
             ever_connected: false,

@@ -101,7 +101,7 @@ pub(super) struct Child {
 
 impl Child {
     pub(super) fn new(peer: PeerId, config: &RelayConfig) -> Self {
-        Child {
+        Self {
             peer,
             hello: false,
             queue: VecDeque::new(),

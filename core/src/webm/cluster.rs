@@ -23,7 +23,7 @@ const SIMPLE_BLOCK_KEYFRAME: u8 = 0x80;
 
 /// One SimpleBlock or BlockGroup element, whole, with what the splitter needs to know about it.
 #[derive(Clone, Debug)]
-pub struct Block {
+pub(super) struct Block {
     /// The element's bytes, ID and size included, copied to the output as-is.
     pub bytes: Bytes,
     /// Source media time in milliseconds (cluster timecode + relative timecode, scaled).
@@ -46,7 +46,7 @@ fn block_header(body: &[u8]) -> Result<(u64, i16, u8), WebmError> {
 }
 
 /// Parses a whole SimpleBlock or BlockGroup element (`id`, header of `header_len` bytes).
-pub fn parse_block(
+pub(super) fn parse_block(
     id: u32,
     element: Bytes,
     header_len: usize,
@@ -95,7 +95,7 @@ fn block_group_header(body: &[u8]) -> Result<(u64, i16, bool), WebmError> {
 
 /// Consecutive blocks of one cluster that will become one output cluster.
 #[derive(Clone, Debug, Default)]
-pub struct Piece {
+pub(super) struct Piece {
     blocks: Vec<Bytes>,
     len: usize,
     /// Source time of the first block.
@@ -112,10 +112,10 @@ pub struct Piece {
 
 impl Piece {
     fn new(first_ts: i64) -> Self {
-        Piece {
+        Self {
             first_ts,
             max_ts: first_ts,
-            ..Piece::default()
+            ..Self::default()
         }
     }
 
@@ -133,7 +133,7 @@ impl Piece {
     }
 
     /// The piece as a Cluster with an 8-byte size and an 8-byte-wide Timecode `timecode`.
-    pub fn serialize(&self, timecode: u64) -> Bytes {
+    pub(super) fn serialize(&self, timecode: u64) -> Bytes {
         let body_len = 10 + self.len;
         let mut out = BytesMut::with_capacity(12 + body_len);
         out.put_u32(ebml::ID_CLUSTER);
@@ -151,7 +151,7 @@ impl Piece {
 
 /// Limits that make the splitter cut a piece.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub(super) struct Limits {
     /// Cut before a block this many ms after the piece's first block.
     pub max_chunk_ms: u32,
     /// Cut before a block that would make the piece larger than this.
@@ -162,15 +162,15 @@ pub struct Limits {
 
 /// Groups the blocks of the current cluster into pieces.
 #[derive(Debug)]
-pub struct Splitter {
+pub(super) struct Splitter {
     limits: Limits,
     piece: Option<Piece>,
 }
 
 impl Splitter {
     /// An empty splitter.
-    pub fn new(limits: Limits) -> Self {
-        Splitter {
+    pub(super) fn new(limits: Limits) -> Self {
+        Self {
             limits,
             piece: None,
         }
@@ -178,7 +178,7 @@ impl Splitter {
 
     /// Adds a block; returns the finished previous piece and the source time it ends at (the new
     /// block's time) when the block starts a new piece.
-    pub fn push(&mut self, block: Block) -> Option<(Piece, i64)> {
+    pub(super) fn push(&mut self, block: Block) -> Option<(Piece, i64)> {
         let ts = block.ts_ms;
         let done = match &self.piece {
             Some(p) if self.cuts_before(p, &block) => self.piece.take().map(|p| (p, ts)),
@@ -189,7 +189,7 @@ impl Splitter {
     }
 
     /// Ends the cluster: returns the piece in progress, if any.
-    pub fn finish(&mut self) -> Option<Piece> {
+    pub(super) fn finish(&mut self) -> Option<Piece> {
         self.piece.take()
     }
 

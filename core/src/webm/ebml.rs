@@ -8,53 +8,53 @@
 use super::WebmError;
 
 /// EBML header (level 0).
-pub const ID_EBML: u32 = 0x1A45_DFA3;
+pub(super) const ID_EBML: u32 = 0x1A45_DFA3;
 /// DocType, inside the EBML header.
-pub const ID_DOC_TYPE: u32 = 0x4282;
+pub(super) const ID_DOC_TYPE: u32 = 0x4282;
 /// Segment (level 0).
-pub const ID_SEGMENT: u32 = 0x1853_8067;
+pub(super) const ID_SEGMENT: u32 = 0x1853_8067;
 /// SeekHead (level 1).
-pub const ID_SEEK_HEAD: u32 = 0x114D_9B74;
+pub(super) const ID_SEEK_HEAD: u32 = 0x114D_9B74;
 /// Info (level 1).
-pub const ID_INFO: u32 = 0x1549_A966;
+pub(super) const ID_INFO: u32 = 0x1549_A966;
 /// TimestampScale, inside Info.
-pub const ID_TIMECODE_SCALE: u32 = 0x2A_D7B1;
+pub(super) const ID_TIMECODE_SCALE: u32 = 0x2A_D7B1;
 /// Tracks (level 1).
-pub const ID_TRACKS: u32 = 0x1654_AE6B;
+pub(super) const ID_TRACKS: u32 = 0x1654_AE6B;
 /// TrackEntry, inside Tracks.
-pub const ID_TRACK_ENTRY: u32 = 0xAE;
+pub(super) const ID_TRACK_ENTRY: u32 = 0xAE;
 /// TrackNumber, inside TrackEntry.
-pub const ID_TRACK_NUMBER: u32 = 0xD7;
+pub(super) const ID_TRACK_NUMBER: u32 = 0xD7;
 /// TrackType, inside TrackEntry (1 = video, 2 = audio).
-pub const ID_TRACK_TYPE: u32 = 0x83;
+pub(super) const ID_TRACK_TYPE: u32 = 0x83;
 /// DefaultDuration in nanoseconds, inside TrackEntry.
-pub const ID_DEFAULT_DURATION: u32 = 0x23_E383;
+pub(super) const ID_DEFAULT_DURATION: u32 = 0x23_E383;
 /// Cluster (level 1).
-pub const ID_CLUSTER: u32 = 0x1F43_B675;
+pub(super) const ID_CLUSTER: u32 = 0x1F43_B675;
 /// Cluster Timestamp (called Timecode in older specs).
-pub const ID_TIMECODE: u32 = 0xE7;
+pub(super) const ID_TIMECODE: u32 = 0xE7;
 /// SimpleBlock, inside Cluster.
-pub const ID_SIMPLE_BLOCK: u32 = 0xA3;
+pub(super) const ID_SIMPLE_BLOCK: u32 = 0xA3;
 /// BlockGroup, inside Cluster.
-pub const ID_BLOCK_GROUP: u32 = 0xA0;
+pub(super) const ID_BLOCK_GROUP: u32 = 0xA0;
 /// Block, inside BlockGroup.
-pub const ID_BLOCK: u32 = 0xA1;
+pub(super) const ID_BLOCK: u32 = 0xA1;
 /// ReferenceBlock, inside BlockGroup: its presence means "not a keyframe".
-pub const ID_REFERENCE_BLOCK: u32 = 0xFB;
+pub(super) const ID_REFERENCE_BLOCK: u32 = 0xFB;
 /// Cues (level 1).
-pub const ID_CUES: u32 = 0x1C53_BB6B;
+pub(super) const ID_CUES: u32 = 0x1C53_BB6B;
 /// Tags (level 1).
-pub const ID_TAGS: u32 = 0x1254_C367;
+pub(super) const ID_TAGS: u32 = 0x1254_C367;
 /// Chapters (level 1).
-pub const ID_CHAPTERS: u32 = 0x1043_A770;
+pub(super) const ID_CHAPTERS: u32 = 0x1043_A770;
 /// Attachments (level 1).
-pub const ID_ATTACHMENTS: u32 = 0x1941_A469;
+pub(super) const ID_ATTACHMENTS: u32 = 0x1941_A469;
 
 /// Size marker meaning "unknown size", as an 8-byte vint.
-pub const UNKNOWN_SIZE_8: [u8; 8] = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
+pub(super) const UNKNOWN_SIZE_8: [u8; 8] = [0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
 
 /// A human name for error messages.
-pub fn name(id: u32) -> &'static str {
+pub(super) fn name(id: u32) -> &'static str {
     match id {
         ID_EBML => "EBML header",
         ID_SEGMENT => "Segment",
@@ -75,7 +75,7 @@ pub fn name(id: u32) -> &'static str {
 
 /// Whether `id` is an element that may only appear at the top level or directly in a Segment:
 /// seeing one ends an unknown-size Cluster.
-pub fn ends_unknown_cluster(id: u32) -> bool {
+pub(super) fn ends_unknown_cluster(id: u32) -> bool {
     matches!(
         id,
         ID_EBML
@@ -93,7 +93,7 @@ pub fn ends_unknown_cluster(id: u32) -> bool {
 
 /// An element's ID and size, and how many bytes they took.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
+pub(super) struct Header {
     /// Element ID, marker bits included (as IDs are conventionally written).
     pub id: u32,
     /// Body length; `None` for the "unknown size" marker.
@@ -104,7 +104,7 @@ pub struct Header {
 
 impl Header {
     /// Whole element length (header and body), when the size is known.
-    pub fn total(&self) -> Option<u64> {
+    pub(super) fn total(&self) -> Option<u64> {
         self.size.map(|s| s + self.len as u64)
     }
 }
@@ -116,7 +116,7 @@ fn vint_len(first: u8) -> Option<usize> {
 
 /// Reads a vint with its marker bit removed; `Ok(None)` when `buf` is too short.
 /// Returns (value, length, all value bits set).
-pub fn read_vint(buf: &[u8]) -> Result<Option<(u64, usize, bool)>, WebmError> {
+pub(super) fn read_vint(buf: &[u8]) -> Result<Option<(u64, usize, bool)>, WebmError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -134,7 +134,7 @@ pub fn read_vint(buf: &[u8]) -> Result<Option<(u64, usize, bool)>, WebmError> {
 }
 
 /// Reads an element header; `Ok(None)` when more bytes are needed.
-pub fn read_header(buf: &[u8]) -> Result<Option<Header>, WebmError> {
+pub(super) fn read_header(buf: &[u8]) -> Result<Option<Header>, WebmError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -159,7 +159,7 @@ pub fn read_header(buf: &[u8]) -> Result<Option<Header>, WebmError> {
 }
 
 /// Reads an unsigned integer element body (0 to 8 bytes).
-pub fn read_uint(body: &[u8]) -> Result<u64, WebmError> {
+pub(super) fn read_uint(body: &[u8]) -> Result<u64, WebmError> {
     if body.len() > 8 {
         return Err(WebmError::Malformed("unsigned integer longer than 8 bytes"));
     }
@@ -167,19 +167,19 @@ pub fn read_uint(body: &[u8]) -> Result<u64, WebmError> {
 }
 
 /// Writes `size` as an 8-byte vint, so sizes can be patched without moving bytes.
-pub fn size8(size: u64) -> [u8; 8] {
+pub(super) fn size8(size: u64) -> [u8; 8] {
     let mut out = size.to_be_bytes();
     out[0] = 0x01;
     out
 }
 
 /// Iterates over the children of a complete element body; unknown sizes and overruns are errors.
-pub struct Children<'a> {
+pub(super) struct Children<'a> {
     rest: &'a [u8],
 }
 
 /// The children of `body`.
-pub fn children(body: &[u8]) -> Children<'_> {
+pub(super) fn children(body: &[u8]) -> Children<'_> {
     Children { rest: body }
 }
 

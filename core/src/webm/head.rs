@@ -9,14 +9,14 @@ use super::WebmError;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Nanoseconds per timecode unit when Info has no TimestampScale (the Matroska default).
-pub const DEFAULT_TIMECODE_SCALE: u64 = 1_000_000;
+pub(super) const DEFAULT_TIMECODE_SCALE: u64 = 1_000_000;
 
 /// Matroska TrackType of a video track.
 const TRACK_TYPE_VIDEO: u64 = 1;
 
 /// What the chunker learned from Info and Tracks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StreamInfo {
+pub(super) struct StreamInfo {
     /// Nanoseconds per timecode unit.
     pub timecode_scale: u64,
     /// Track number of the first video track, if any.
@@ -28,7 +28,7 @@ pub struct StreamInfo {
 }
 
 /// Checks the EBML header's DocType: "webm" or "matroska" (the default when absent).
-pub fn check_doc_type(body: &[u8]) -> Result<(), WebmError> {
+pub(super) fn check_doc_type(body: &[u8]) -> Result<(), WebmError> {
     for child in children(body) {
         let (id, value) = child?;
         if id == ebml::ID_DOC_TYPE {
@@ -44,7 +44,7 @@ pub fn check_doc_type(body: &[u8]) -> Result<(), WebmError> {
 }
 
 /// Reads TimestampScale from an Info body.
-pub fn parse_info(body: &[u8]) -> Result<u64, WebmError> {
+pub(super) fn parse_info(body: &[u8]) -> Result<u64, WebmError> {
     let mut scale = DEFAULT_TIMECODE_SCALE;
     for child in children(body) {
         let (id, value) = child?;
@@ -84,7 +84,7 @@ fn parse_track_entry(body: &[u8]) -> Result<Track, WebmError> {
 }
 
 /// Reads the Tracks body into a [`StreamInfo`] with the given timecode scale.
-pub fn parse_tracks(body: &[u8], timecode_scale: u64) -> Result<StreamInfo, WebmError> {
+pub(super) fn parse_tracks(body: &[u8], timecode_scale: u64) -> Result<StreamInfo, WebmError> {
     let mut tracks = Vec::new();
     for child in children(body) {
         let (id, value) = child?;
@@ -106,7 +106,7 @@ pub fn parse_tracks(body: &[u8], timecode_scale: u64) -> Result<StreamInfo, Webm
 }
 
 /// EBML header + unknown-size Segment header + Info + Tracks.
-pub fn init_segment(ebml_header: &[u8], info: &[u8], tracks: &[u8]) -> Bytes {
+pub(super) fn init_segment(ebml_header: &[u8], info: &[u8], tracks: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(ebml_header.len() + 12 + info.len() + tracks.len());
     out.put_slice(ebml_header);
     out.put_u32(ebml::ID_SEGMENT);

@@ -10,13 +10,13 @@ use ownstream_core::relay::{Relay, RelayChunk, RelayConfig, RelayEvent};
 use std::collections::{HashMap, HashSet};
 
 /// Fragment size of the test fragmenter.
-pub const MSG: usize = 16 * 1024;
+pub(crate) const MSG: usize = 16 * 1024;
 /// Chunks per second and chunks per keyframe interval.
-pub const FPS: u64 = 30;
+pub(crate) const FPS: u64 = 30;
 
 /// A chunk as the relay sees it; the test fragmenter writes `seq`, the fragment index and count
 /// into each message so the receiver side can check ordering.
-pub struct TestChunk {
+pub(crate) struct TestChunk {
     pub seq: u64,
     pub flags: u8,
     pub ts: u64,
@@ -35,7 +35,7 @@ impl RelayChunk for TestChunk {
     }
 }
 
-pub fn fragment(c: &TestChunk) -> Vec<Bytes> {
+pub(crate) fn fragment(c: &TestChunk) -> Vec<Bytes> {
     let count = c.len.div_ceil(MSG).max(1);
     (0..count)
         .map(|i| {
@@ -49,12 +49,12 @@ pub fn fragment(c: &TestChunk) -> Vec<Bytes> {
         .collect()
 }
 
-pub fn id(i: u8) -> PeerId {
+pub(crate) fn id(i: u8) -> PeerId {
     PeerId::from_bytes([i; 16])
 }
 
 /// Media chunk `seq` (1-based): 33 ms apart, a keyframe every `FPS` chunks starting at seq 1.
-pub fn media(seq: u64, len: usize, key_len: usize) -> TestChunk {
+pub(crate) fn media(seq: u64, len: usize, key_len: usize) -> TestChunk {
     let key = seq % FPS == 1;
     let flags = if key { FLAG_KEYFRAME } else { 0 };
     let len = if key { key_len } else { len };
@@ -68,14 +68,14 @@ pub fn media(seq: u64, len: usize, key_len: usize) -> TestChunk {
 
 /// Reassembles one child's messages and checks that fragments never interleave.
 #[derive(Default)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     pub chunks: Vec<u64>,
     pub current: Option<(u64, u16)>,
     pub bytes: usize,
 }
 
 impl Receiver {
-    pub fn receive(&mut self, m: &Bytes) {
+    pub(crate) fn receive(&mut self, m: &Bytes) {
         let seq = u64::from_be_bytes(m[..8].try_into().unwrap());
         let idx = u16::from_be_bytes([m[8], m[9]]);
         let count = u16::from_be_bytes([m[10], m[11]]);
@@ -96,7 +96,7 @@ impl Receiver {
     }
 
     /// Media seqs received (init excluded), asserted strictly increasing.
-    pub fn media(&self) -> Vec<u64> {
+    pub(crate) fn media(&self) -> Vec<u64> {
         let m: Vec<u64> = self.chunks.iter().copied().filter(|s| *s != 0).collect();
         assert!(
             m.windows(2).all(|w| w[0] < w[1]),
@@ -106,7 +106,7 @@ impl Receiver {
     }
 }
 
-pub struct Sim {
+pub(crate) struct Sim {
     pub relay: Relay<TestChunk>,
     pub now: u64,
     pub got: HashMap<PeerId, Receiver>,
@@ -120,10 +120,10 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(config: RelayConfig) -> Self {
+    pub(crate) fn new(config: RelayConfig) -> Self {
         let relay = Relay::new(config, fragment);
         let (got, sent, events) = (HashMap::new(), Vec::new(), Vec::new());
-        Sim {
+        Self {
             relay,
             now: 0,
             got,
@@ -134,7 +134,7 @@ impl Sim {
         }
     }
 
-    pub fn drain(&mut self) {
+    pub(crate) fn drain(&mut self) {
         while let Some(tx) = self.relay.poll_transmit(self.now) {
             self.got.entry(tx.child).or_default().receive(&tx.message);
             self.sent.push((self.now, tx.child, tx.message.len()));
@@ -148,7 +148,7 @@ impl Sim {
     }
 
     /// Advances to `t`, waking at every deadline the relay asks for.
-    pub fn run_to(&mut self, t: u64) {
+    pub(crate) fn run_to(&mut self, t: u64) {
         loop {
             self.drain();
             match self.relay.poll_timeout() {
@@ -169,7 +169,7 @@ impl Sim {
     }
 
     /// Init at t=0, then media chunks `from..=to` at their media time.
-    pub fn feed(&mut self, from: u64, to: u64, len: usize, key_len: usize) {
+    pub(crate) fn feed(&mut self, from: u64, to: u64, len: usize, key_len: usize) {
         if from == 1 {
             let init = TestChunk {
                 seq: 0,
@@ -187,7 +187,7 @@ impl Sim {
         self.drain();
     }
 
-    pub fn received(&self, child: PeerId) -> (&[u64], Vec<u64>) {
+    pub(crate) fn received(&self, child: PeerId) -> (&[u64], Vec<u64>) {
         let r = &self.got[&child];
         (&r.chunks, r.media())
     }

@@ -6,10 +6,10 @@
 use ownstream_core::webm::{ChunkKind, Chunker, ChunkerConfig, MediaChunk, WebmError};
 use std::process::Command;
 
-pub const CLUSTER: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
+pub(crate) const CLUSTER: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
 
 /// A committed clip and its packet counts, from `ffprobe -count_packets` (see make-clips.sh).
-pub struct Clip {
+pub(crate) struct Clip {
     pub name: &'static str,
     pub video_packets: usize,
     pub audio_packets: usize,
@@ -18,39 +18,39 @@ pub struct Clip {
     pub frame_ms: u64,
 }
 
-pub const KEYFRAME_CLUSTERS: Clip = Clip {
+pub(crate) const KEYFRAME_CLUSTERS: Clip = Clip {
     name: "clip-keyframe-clusters.webm",
     video_packets: 240,
     audio_packets: 377,
     frame_ms: 34,
 };
-pub const PIPE: Clip = Clip {
+pub(crate) const PIPE: Clip = Clip {
     name: "clip-pipe.webm",
     video_packets: 240,
     audio_packets: 377,
     frame_ms: 34,
 };
-pub const BIG_CLUSTERS: Clip = Clip {
+pub(crate) const BIG_CLUSTERS: Clip = Clip {
     name: "clip-big-clusters.webm",
     video_packets: 75,
     audio_packets: 119,
     frame_ms: 34,
 };
-pub const OPUS: Clip = Clip {
+pub(crate) const OPUS: Clip = Clip {
     name: "clip-opus.webm",
     video_packets: 180,
     audio_packets: 301,
     frame_ms: 34,
 };
-pub const ALL: [&Clip; 4] = [&KEYFRAME_CLUSTERS, &PIPE, &BIG_CLUSTERS, &OPUS];
+pub(crate) const ALL: [&Clip; 4] = [&KEYFRAME_CLUSTERS, &PIPE, &BIG_CLUSTERS, &OPUS];
 
-pub fn read_clip(clip: &Clip) -> Vec<u8> {
+pub(crate) fn read_clip(clip: &Clip) -> Vec<u8> {
     let path = format!("{}/../testdata/{}", env!("CARGO_MANIFEST_DIR"), clip.name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run testdata/make-clips.sh)"))
 }
 
 /// Feeds `input` in pieces of the given sizes (cycled), then EOF; returns chunks and the result.
-pub fn chunk_with(
+pub(crate) fn chunk_with(
     config: ChunkerConfig,
     input: &[u8],
     sizes: &[usize],
@@ -73,14 +73,14 @@ pub fn chunk_with(
     (out, result)
 }
 
-pub fn chunk_ok(input: &[u8]) -> Vec<MediaChunk> {
+pub(crate) fn chunk_ok(input: &[u8]) -> Vec<MediaChunk> {
     let (out, result) = chunk_with(ChunkerConfig::default(), input, &[64 * 1024]);
     result.expect("a valid clip chunks without error");
     out
 }
 
 /// Reads one EBML element header: (id, size or None if unknown, header length).
-pub fn header(b: &[u8]) -> (u32, Option<u64>, usize) {
+pub(crate) fn header(b: &[u8]) -> (u32, Option<u64>, usize) {
     let id_len = b[0].leading_zeros() as usize + 1;
     let id = b[..id_len]
         .iter()
@@ -96,7 +96,7 @@ pub fn header(b: &[u8]) -> (u32, Option<u64>, usize) {
 
 /// Checks a media chunk is exactly one sized Cluster: Timecode (8 bytes) then blocks only.
 /// Returns (video blocks, audio blocks) assuming track 1 is video and 2 audio (ffmpeg's order).
-pub fn check_cluster(chunk: &MediaChunk) -> (usize, usize) {
+pub(crate) fn check_cluster(chunk: &MediaChunk) -> (usize, usize) {
     let b = &chunk.bytes;
     let (id, size, hlen) = header(b);
     assert_eq!(id, u32::from_be_bytes(CLUSTER));
@@ -129,7 +129,7 @@ pub fn check_cluster(chunk: &MediaChunk) -> (usize, usize) {
 }
 
 /// Structure and counts every clip's output must satisfy.
-pub fn check_stream(clip: &Clip, out: &[MediaChunk]) {
+pub(crate) fn check_stream(clip: &Clip, out: &[MediaChunk]) {
     assert_eq!(out[0].kind, ChunkKind::Init, "{}: init first", clip.name);
     assert!(out[1..].iter().all(|c| c.kind == ChunkKind::Media));
     assert!(
@@ -168,7 +168,7 @@ pub fn check_stream(clip: &Clip, out: &[MediaChunk]) {
     );
 }
 
-pub fn ffmpeg_available() -> bool {
+pub(crate) fn ffmpeg_available() -> bool {
     Command::new("ffmpeg")
         .arg("-version")
         .output()
@@ -176,7 +176,7 @@ pub fn ffmpeg_available() -> bool {
 }
 
 /// Decodes `bytes` with ffmpeg; returns its error output (empty when clean).
-pub fn ffmpeg_errors(bytes: &[u8]) -> String {
+pub(crate) fn ffmpeg_errors(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("stream.webm");
     std::fs::write(&path, bytes).expect("write temp file");
@@ -194,7 +194,7 @@ pub fn ffmpeg_errors(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-pub fn concat(chunks: &[MediaChunk]) -> Vec<u8> {
+pub(crate) fn concat(chunks: &[MediaChunk]) -> Vec<u8> {
     chunks
         .iter()
         .flat_map(|c| c.bytes.iter().copied())
@@ -202,7 +202,7 @@ pub fn concat(chunks: &[MediaChunk]) -> Vec<u8> {
 }
 
 /// Timestamps of the keyframe-first chunks, checked to be one per second (one per 30-frame GOP).
-pub fn keyframe_times_once_per_second(out: &[MediaChunk], gops: u64) -> Vec<u64> {
+pub(crate) fn keyframe_times_once_per_second(out: &[MediaChunk], gops: u64) -> Vec<u64> {
     let keys: Vec<u64> = out[1..]
         .iter()
         .filter(|c| c.keyframe)
@@ -219,7 +219,7 @@ pub fn keyframe_times_once_per_second(out: &[MediaChunk], gops: u64) -> Vec<u64>
     keys
 }
 
-pub const MEDIA_RECORDER: Clip = Clip {
+pub(crate) const MEDIA_RECORDER: Clip = Clip {
     name: "clip-mediarecorder.webm",
     // MediaRecorder numbers Opus as track 1, and `check_cluster` counts track 1 as "video":
     // these are the Opus (83) and VP8 (100) packet counts.

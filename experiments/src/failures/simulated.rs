@@ -16,7 +16,7 @@ use std::time::Instant;
 const HEAL_LIMIT_MS: u64 = 90_000;
 
 /// Runs the grid on the simulator and writes the same files as the real run.
-pub fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> {
+pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Result<()> {
     let wall = Instant::now();
     std::fs::create_dir_all(out)?;
     let bytes = std::fs::read(clip).with_context(|| format!("cannot read {}", clip.display()))?;

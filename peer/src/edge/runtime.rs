@@ -31,7 +31,7 @@ pub(super) struct BufferedRuntime {
 
 impl BufferedRuntime {
     pub(super) fn shared(recv_buffer: usize) -> Arc<dyn Runtime> {
-        Arc::new(BufferedRuntime {
+        Arc::new(Self {
             inner: TokioRuntime,
             recv_buffer,
         })

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The workspace's root directory.
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -19,12 +19,12 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// A test clip committed under `testdata/`.
-pub fn clip(name: &str) -> PathBuf {
+pub(crate) fn clip(name: &str) -> PathBuf {
     repo_root().join("testdata").join(name)
 }
 
 /// A binary of this workspace, built by `cargo test` (or `cargo build --bins`) next to the test.
-pub fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join(name);
@@ -39,19 +39,19 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A child process that is killed when dropped, so a failing test leaves nothing behind. Its
 /// stderr is echoed (prefixed with its name) and kept, so tests can read what it printed.
-pub struct Proc {
+pub(crate) struct Proc {
     pub name: String,
     pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        Proc::spawn_with_stdin(name, cmd, Stdio::null())
+    pub(crate) fn spawn(name: &str, cmd: &mut Command) -> Self {
+        Self::spawn_with_stdin(name, cmd, Stdio::null())
     }
 
     /// The peer id a broadcaster or receiver announced on its first line.
-    pub fn peer_id(&self) -> String {
+    pub(crate) fn peer_id(&self) -> String {
         wait_for(
             &format!("{} to announce its peer id", self.name),
             Duration::from_secs(30),
@@ -70,13 +70,13 @@ impl Proc {
     }
 
     /// SIGKILL: a crash, not a clean leave.
-    pub fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// Waits for the process to exit by itself; panics after `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -100,7 +100,7 @@ impl Drop for Proc {
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `limit`.
-pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
@@ -115,13 +115,13 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
 }
 
 /// A supervisor process on a free loopback port.
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     pub proc: Proc,
     pub addr: String,
 }
 
 impl Supervisor {
-    pub fn start(extra: &[&str]) -> Supervisor {
+    pub(crate) fn start(extra: &[&str]) -> Self {
         let mut cmd = Command::new(bin("supervisor"));
         cmd.args(["--listen", "127.0.0.1:0"])
             .args(extra)
@@ -140,21 +140,21 @@ impl Supervisor {
         };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Supervisor { proc, addr }
+        Self { proc, addr }
     }
 
-    pub fn ws_url(&self) -> String {
+    pub(crate) fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)
     }
 
     /// GET a JSON document from the API; `None` on a non-200 answer.
-    pub fn get_json(&self, path: &str) -> Option<serde_json::Value> {
+    pub(crate) fn get_json(&self, path: &str) -> Option<serde_json::Value> {
         let (status, body) = http_get(&self.addr, path);
         (status == 200).then(|| serde_json::from_str(&body).unwrap())
     }
 
     /// `(id, parent, depth)` of every node of `stream`'s tree.
-    pub fn tree(&self, stream: &str) -> Vec<(String, Option<String>, u64)> {
+    pub(crate) fn tree(&self, stream: &str) -> Vec<(String, Option<String>, u64)> {
         let Some(tree) = self.get_json(&format!("/api/streams/{stream}/tree")) else {
             return Vec::new();
         };
@@ -174,7 +174,7 @@ impl Supervisor {
 }
 
 /// A minimal HTTP/1.0 GET, enough for the JSON API.
-pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
@@ -189,7 +189,7 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// Common peer flags for loopback tests.
-pub fn peer_args(sup: &Supervisor) -> Vec<String> {
+pub(crate) fn peer_args(sup: &Supervisor) -> Vec<String> {
     vec![
         "--supervisor".into(),
         sup.ws_url(),
@@ -199,7 +199,7 @@ pub fn peer_args(sup: &Supervisor) -> Vec<String> {
 }
 
 /// Starts a headless receiver writing `out.webm` and `stats.json` under `dir/name`.
-pub fn receiver(sup: &Supervisor, dir: &Path, name: &str, extra: &[&str]) -> Proc {
+pub(crate) fn receiver(sup: &Supervisor, dir: &Path, name: &str, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("receiver"));
     cmd.args(peer_args(sup))
         .args(["--stream", "s"])
@@ -212,7 +212,7 @@ pub fn receiver(sup: &Supervisor, dir: &Path, name: &str, extra: &[&str]) -> Pro
 }
 
 /// Starts the broadcaster of `clip` as stream `s`.
-pub fn broadcaster(sup: &Supervisor, clip: &Path, extra: &[&str]) -> Proc {
+pub(crate) fn broadcaster(sup: &Supervisor, clip: &Path, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(peer_args(sup))
         .args(["--name", "s", "--file"])
@@ -222,14 +222,14 @@ pub fn broadcaster(sup: &Supervisor, clip: &Path, extra: &[&str]) -> Proc {
 }
 
 /// Reads a receiver's `--stats` JSON.
-pub fn stats(dir: &Path, name: &str) -> serde_json::Value {
+pub(crate) fn stats(dir: &Path, name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(dir.join(format!("{name}.json")))
         .unwrap_or_else(|e| panic!("no stats for {name}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
 
 /// Number of video frames ffprobe decodes from `file`.
-pub fn video_frames(file: &Path) -> u64 {
+pub(crate) fn video_frames(file: &Path) -> u64 {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
         .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
@@ -249,7 +249,7 @@ pub fn video_frames(file: &Path) -> u64 {
 }
 
 /// Decodes `file` fully with ffmpeg; returns its error output (empty when clean).
-pub fn decode_errors(file: &Path) -> String {
+pub(crate) fn decode_errors(file: &Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(file)
@@ -264,7 +264,7 @@ pub fn decode_errors(file: &Path) -> String {
 }
 
 /// A fresh directory under the target dir for one test's outputs (kept for inspection).
-pub fn out_dir(test: &str) -> PathBuf {
+pub(crate) fn out_dir(test: &str) -> PathBuf {
     let dir = repo_root().join("target").join("e2e").join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -272,7 +272,7 @@ pub fn out_dir(test: &str) -> PathBuf {
 }
 
 /// Per-node stats the supervisor holds for `stream`, by peer id.
-pub fn live_stats(sup: &Supervisor, stream: &str) -> Vec<(String, serde_json::Value)> {
+pub(crate) fn live_stats(sup: &Supervisor, stream: &str) -> Vec<(String, serde_json::Value)> {
     sup.get_json(&format!("/api/streams/{stream}/stats"))
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
@@ -284,7 +284,7 @@ pub fn live_stats(sup: &Supervisor, stream: &str) -> Vec<(String, serde_json::Va
 /// Runs the spine scenario: a supervisor with `supervisor_args`, seven receivers, a broadcaster of
 /// the keyframe clip holding until they are connected; mid-stream, the depth-1 receiver `victim`
 /// picks is killed. Every surviving receiver must exit cleanly with every frame of the source.
-pub fn crash_scenario(test: &str, supervisor_args: &[&str]) {
+pub(crate) fn crash_scenario(test: &str, supervisor_args: &[&str]) {
     let sup = Supervisor::start(supervisor_args);
     let dir = out_dir(test);
     let source = clip("clip-keyframe-clusters.webm");
@@ -350,7 +350,7 @@ pub fn crash_scenario(test: &str, supervisor_args: &[&str]) {
 }
 
 /// Starts the broadcaster of stream `s` reading a live WebM from `stdin` (`--stdin`).
-pub fn broadcaster_stdin(sup: &Supervisor, stdin: Stdio, extra: &[&str]) -> Proc {
+pub(crate) fn broadcaster_stdin(sup: &Supervisor, stdin: Stdio, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(peer_args(sup))
         .args(["--name", "s", "--stdin"])
@@ -361,7 +361,7 @@ pub fn broadcaster_stdin(sup: &Supervisor, stdin: Stdio, extra: &[&str]) -> Proc
 impl Proc {
     /// Like [`Proc::spawn`], with the child reading `stdin` (a pipe from another process, a file)
     /// instead of nothing.
-    pub fn spawn_with_stdin(name: &str, cmd: &mut Command, stdin: Stdio) -> Proc {
+    pub(crate) fn spawn_with_stdin(name: &str, cmd: &mut Command, stdin: Stdio) -> Self {
         let mut child = cmd
             .stdin(stdin)
             .stderr(Stdio::piped())
@@ -376,7 +376,7 @@ impl Proc {
                 keep.lock().unwrap().push(line);
             }
         });
-        Proc {
+        Self {
             name: name.to_string(),
             child,
             lines,
@@ -386,7 +386,7 @@ impl Proc {
     /// Everything the process printed on stderr, once a line satisfying `done` has been read (a
     /// binary's closing error comes last, so the text is then complete up to it); panics after
     /// `limit`.
-    pub fn stderr_until(&self, done: impl Fn(&str) -> bool, limit: Duration) -> String {
+    pub(crate) fn stderr_until(&self, done: impl Fn(&str) -> bool, limit: Duration) -> String {
         wait_for(&format!("{}'s closing line", self.name), limit, || {
             let lines = self.lines.lock().unwrap();
             lines.iter().any(|l| done(l)).then(|| lines.join("\n"))
