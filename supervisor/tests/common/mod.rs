@@ -122,8 +122,13 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     pub(crate) fn start(extra: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", extra)
+    }
+
+    /// A supervisor on `listen` (a port chosen beforehand, so a restart can take the same one).
+    pub(crate) fn start_on(listen: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(bin("supervisor"));
-        cmd.args(["--listen", "127.0.0.1:0"])
+        cmd.args(["--listen", listen])
             .args(extra)
             .stdout(Stdio::piped());
         let mut proc = Proc::spawn("supervisor", &mut cmd);
