@@ -22,8 +22,11 @@
 
 mod check;
 mod host;
+mod links;
 mod media;
 pub mod net;
+mod source;
+mod supervisor;
 
 pub use check::Violation;
 pub use host::{Delivery, HelloRecord, Host, HostState};
@@ -32,12 +35,12 @@ pub use net::{LinkConfig, NetConfig};
 
 use bytes::Bytes;
 use net::{Endpoint, EpId};
-use ownstream_core::frame::{Chunk, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
-use ownstream_core::ids::{ChunkSeq, PeerId};
+use ownstream_core::frame::StreamKey;
+use ownstream_core::ids::PeerId;
 use ownstream_core::node::{ConnectFailure, NodeConfig};
 use ownstream_core::player::PlayerConfig;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, SignalPayload};
-use ownstream_core::registry::{Output as RegOutput, Registry, RegistryConfig};
+use ownstream_core::registry::{Registry, RegistryConfig};
 use ownstream_core::relay::RelayConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -395,200 +398,5 @@ impl Sim {
     fn sup_after(&mut self, input: SupIn) {
         let at = self.now + self.config.net.signaling_latency_ms;
         self.schedule(at, Event::Sup(input));
-    }
-
-    fn sup_input(&mut self, input: SupIn) {
-        let now = self.now;
-        let lat = self.config.net.signaling_latency_ms;
-        match input {
-            SupIn::Auth(peer, conn, component) => {
-                let Some(id) = self.host_of(peer) else { return };
-                if self.registry.handle_authenticated(now, peer, component) {
-                    self.sup_conns.insert(peer, conn);
-                    self.deliver_to(now + lat, id, NodeIn::Connected(conn));
-                } else {
-                    let reason =
-                        format!("authentication refused: peer id {peer} is already connected");
-                    self.deliver_to(
-                        now + lat,
-                        id,
-                        NodeIn::ConnectFailed(conn, ConnectFailure::Refused(reason)),
-                    );
-                }
-            }
-            SupIn::Message(peer, conn, msg) => {
-                if self.sup_conns.get(&peer) == Some(&conn) {
-                    self.registry.handle_message(now, peer, msg);
-                }
-            }
-            SupIn::Closed(peer, conn) => {
-                if self.sup_conns.get(&peer) == Some(&conn) {
-                    self.sup_conns.remove(&peer);
-                    self.registry.handle_disconnected(now, peer);
-                }
-            }
-        }
-        self.flush_registry();
-    }
-
-    fn flush_registry(&mut self) {
-        let lat = self.config.net.signaling_latency_ms;
-        while let Some(out) = self.registry.poll_output() {
-            let (peer, input) = match out {
-                RegOutput::Send(peer, msg) => match self.sup_conns.get(&peer) {
-                    Some(&conn) => (peer, NodeIn::Server(conn, msg)),
-                    None => continue,
-                },
-                RegOutput::Close(peer, reason) => match self.sup_conns.remove(&peer) {
-                    Some(conn) => (peer, NodeIn::Disconnected(conn, reason)),
-                    None => continue,
-                },
-            };
-            if let Some(id) = self.host_of(peer) {
-                self.deliver_to(self.now + lat, id, input);
-            }
-        }
-        let due = self
-            .registry
-            .poll_timeout(self.now)
-            .map(|t| t.max(self.now));
-        if due.is_some() && due != self.sup_wake {
-            self.sup_wake = due;
-            self.schedule(due.unwrap_or(0), Event::SupWake);
-        }
-    }
-
-    fn link(&self, from: HostId, to: HostId) -> LinkConfig {
-        self.links
-            .get(&(from, to))
-            .copied()
-            .unwrap_or(self.config.net.link)
-    }
-
-    fn new_endpoint(&mut self, id: HostId, edge: ownstream_core::node::EdgeId) -> EpId {
-        self.next_ep += 1;
-        let ep = EpId(self.next_ep);
-        self.endpoints.insert(ep, Endpoint::new(id, edge));
-        ep
-    }
-
-    /// A host stopped answering: every remote of its endpoints closes after the silence timeout.
-    /// A crashed host's own endpoints are gone at once.
-    fn silence_edges_of(&mut self, id: HostId, dead: bool) {
-        let now = self.now;
-        let eps: Vec<EpId> = self.hosts[id.0].edges.values().copied().collect();
-        for ep in eps {
-            let remote = self.endpoints.get_mut(&ep).and_then(|e| {
-                if dead {
-                    e.closed_at.get_or_insert(now);
-                }
-                e.remote
-            });
-            if let Some(r) = remote {
-                let at = now + self.config.net.silence_timeout_ms;
-                self.schedule(at, Event::Silence(r));
-            }
-        }
-        if dead {
-            self.hosts[id.0].edges.clear();
-        }
-    }
-
-    /// The remote of `ep` went silent a silence timeout ago: if it still is, `ep` closes (and,
-    /// for a frozen remote, the remote's endpoint closes too: it has heard nothing either).
-    fn silence(&mut self, ep: EpId) {
-        let Some(e) = self.endpoints.get(&ep).filter(|e| e.alive()) else {
-            return;
-        };
-        let (host, remote) = (e.host, e.remote);
-        let remote_silent = remote
-            .and_then(|r| self.endpoints.get(&r))
-            .is_none_or(|r| !r.alive() || !self.hosts[r.host.0].is_running());
-        if !remote_silent {
-            return;
-        }
-        self.deliver_to(
-            self.now,
-            host,
-            NodeIn::EdgeClosed(ep, "ICE failed: the remote went silent".into()),
-        );
-        if let Some(r) = remote
-            .and_then(|r| self.endpoints.get(&r))
-            .filter(|r| r.alive())
-        {
-            let (rh, rep) = (r.host, remote.unwrap_or(ep));
-            self.deliver_to(
-                self.now,
-                rh,
-                NodeIn::EdgeClosed(rep, "ICE failed: nothing heard".into()),
-            );
-        }
-    }
-
-    fn release_next(&mut self) {
-        let Some(s) = self.source.as_ref().filter(|s| !s.stopped) else {
-            return;
-        };
-        let (host, n, start) = (s.host, s.next, s.start);
-        if !self.hosts[host.0].is_running() {
-            return;
-        }
-        let (ts, planned) = self.config.media.nth(n);
-        let flags = if planned.keyframe { FLAG_KEYFRAME } else { 0 };
-        let key = &s.key;
-        let chunk = Chunk::sign(
-            key,
-            ChunkSeq(n + 1),
-            flags,
-            ts,
-            planned.duration_ms,
-            planned.payload.clone(),
-        );
-        self.feed_source(host, chunk);
-        if let Some(s) = self.source.as_mut() {
-            s.next += 1;
-            let (next_ts, _) = self.config.media.nth(s.next);
-            self.schedule(start + next_ts, Event::Source);
-        }
-    }
-
-    fn release_end(&mut self) {
-        let Some(s) = self.source.as_ref() else {
-            return;
-        };
-        let (host, n) = (s.host, s.next);
-        let (ts, _) = self.config.media.nth(n);
-        let chunk = Chunk::sign(&s.key, ChunkSeq(n + 1), FLAG_END, ts, 0, Bytes::new());
-        self.feed_source(host, chunk);
-    }
-
-    fn start_source(&mut self, host: HostId, key: StreamKey) {
-        let init = Chunk::sign(
-            &key,
-            ChunkSeq(0),
-            FLAG_INIT,
-            0,
-            0,
-            self.config.media.init.clone(),
-        );
-        self.source = Some(Source {
-            host,
-            key,
-            start: self.now,
-            next: 0,
-            stopped: false,
-        });
-        self.feed_source(host, init);
-        self.schedule(self.now, Event::Source);
-    }
-
-    fn feed_source(&mut self, host: HostId, chunk: Chunk) {
-        if !self.hosts[host.0].is_running() {
-            return;
-        }
-        let now = self.now;
-        self.hosts[host.0].record_delivery(now, &chunk);
-        self.hosts[host.0].node.handle_source_chunk(now, chunk);
-        self.after_node(host);
     }
 }

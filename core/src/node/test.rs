@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::frame::{Message, FLAG_INIT, FLAG_KEYFRAME};
+use crate::protocol::SignalPayload;
+use bytes::Bytes;
 
 const KEY: [u8; 32] = [7; 32];
 
