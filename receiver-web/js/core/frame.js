@@ -7,15 +7,18 @@
 //   HELLO    = version 1 | type 2 | has_last u8 | last_seq u64
 //
 // Integers are big-endian. Decoding never trusts a length it has not checked and never throws
-// anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes.
+// anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
+// are the core's, from the generated rules.
+
+import { MAX_CHUNK_LEN as RULES_MAX_CHUNK_LEN, MAX_DATA_MESSAGE_LEN } from './rules.js';
 
 export const FLAG_INIT = 1;
 export const FLAG_KEYFRAME = 2;
 export const FLAG_END = 4;
 export const HEADER_LEN = 25;
 export const TAG_LEN = 32;
-export const MAX_CHUNK_LEN = 16 * 1024 * 1024;
-export const MAX_MESSAGE = 16 * 1024;
+export const MAX_CHUNK_LEN = RULES_MAX_CHUNK_LEN;
+export const MAX_MESSAGE = MAX_DATA_MESSAGE_LEN;
 export const VERSION = 1;
 export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;

@@ -19,15 +19,10 @@
 
 import { FLAG_INIT, FLAG_KEYFRAME, fragment } from './frame.js';
 import { Pacer } from './pacer.js';
+import { DEFAULT_RELAY_CONFIG } from './rules.js';
 
-export const DEFAULT_RELAY_CONFIG = Object.freeze({
-  keepMs: 6000,
-  maxBytes: 64 << 20,
-  rateBytesPerS: 1_000_000, // 8 Mbit/s: clean in FACTS' measurements, several times a live bitrate
-  burstBytes: 64 << 10,
-  maxBuffered: 1 << 20,
-  maxQueueBytes: 16 << 20,
-});
+// The defaults are the core's (RelayConfig::default), from the generated rules.
+export { DEFAULT_RELAY_CONFIG };
 
 export class RelayError extends Error {
   constructor(message) {
@@ -351,6 +346,12 @@ export class Relay {
   queuedBytes(peer) {
     const i = this.index(peer);
     return i < 0 ? null : this.children[i].queuedBytes;
+  }
+
+  /** Oldest and newest media chunk held: [oldest, newest], or null. */
+  bufferedRange() {
+    const media = this.buffer.media;
+    return media.length ? [media[0].seq, media[media.length - 1].seq] : null;
   }
 
   latestKeyframe() {

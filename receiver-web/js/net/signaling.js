@@ -1,17 +1,19 @@
 // The signaling client: one WebSocket to the supervisor, authenticated with the RSA handshake
-// before anything else, then JSON messages both ways and a heartbeat. Incoming frames are bounded
-// like the supervisor bounds ours; a malformed one closes the connection with a reason.
+// before anything else, then JSON messages both ways. Incoming frames are bounded like the
+// supervisor bounds ours; a malformed one closes the connection with a reason. The heartbeat is
+// the node's (core/node.js sends HEARTBEAT), as are the limits and the handshake's deadline
+// (core/rules.js).
 
 import { PeerHandshake } from '../core/auth.js';
+import { HANDSHAKE_TIMEOUT_MS, MAX_SIGNALING_MESSAGE_LEN as MAX_MESSAGE_LEN } from '../core/rules.js';
 
-export const MAX_MESSAGE_LEN = 64 * 1024;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+export { MAX_MESSAGE_LEN };
 
 export class SignalingError extends Error {
   constructor(message, kind) {
     super(message);
     this.name = 'SignalingError';
-    this.kind = kind; // 'unreachable' | 'refused' | 'timeout' | 'protocol'
+    this.kind = kind; // 'unreachable' | 'refused' | 'timeout' | 'protocol'; only 'refused' is the supervisor's word
   }
 }
 
@@ -30,7 +32,6 @@ export class Signaling extends EventTarget {
     this.ws = ws;
     this.session = session;
     this.closed = false;
-    this.heartbeat = setInterval(() => this.send({ type: 'HEARTBEAT' }), Math.max(100, session.heartbeatMs));
     ws.onmessage = (ev) => {
       const msg = parse(ev.data);
       if (msg instanceof Error) return this.close(msg.message);
@@ -63,7 +64,7 @@ export class Signaling extends EventTarget {
         try { ws.close(1000); } catch { /* already closed */ }
         reject(err);
       };
-      const timer = setTimeout(() => fail(new SignalingError('the supervisor did not complete authentication within 10 s', 'timeout')), HANDSHAKE_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(new SignalingError(`the supervisor did not complete authentication within ${HANDSHAKE_TIMEOUT_MS / 1000} s`, 'timeout')), HANDSHAKE_TIMEOUT_MS);
       // Messages are handled one at a time: each handshake step awaits WebCrypto.
       let chain = Promise.resolve();
       ws.onopen = () => { opened = true; };
@@ -85,10 +86,13 @@ export class Signaling extends EventTarget {
           }
         });
       };
+      // The supervisor refuses by closing with its reason; a close without one is a connection
+      // that broke (or never was) before the handshake finished.
       ws.onclose = (ev) => {
-        const why = opened
-          ? new SignalingError(`authentication refused: ${ev.reason || `connection closed (code ${ev.code})`}`, 'refused')
-          : new SignalingError(`cannot reach the supervisor at ${url}`, 'unreachable');
+        let why;
+        if (opened && ev.reason) why = new SignalingError(`authentication refused: ${ev.reason}`, 'refused');
+        else if (opened) why = new SignalingError(`the connection to ${url} closed during authentication (code ${ev.code})`, 'unreachable');
+        else why = new SignalingError(`cannot reach the supervisor at ${url}`, 'unreachable');
         fail(why);
       };
       ws.onerror = () => {};
@@ -109,7 +113,6 @@ export class Signaling extends EventTarget {
   finish(reason) {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.heartbeat);
     this.dispatchEvent(new CustomEvent('close', { detail: { reason } }));
   }
 }

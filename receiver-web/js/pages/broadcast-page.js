@@ -98,9 +98,10 @@ async function goLive(ev) {
     $('count').textContent = n;
     $('tree').textContent = `${n + 1} nodes`;
   });
-  node.addEventListener('children', () => {
-    $('children').textContent = node.down.ids().length;
-    console.info(`children [${node.down.ids().map((id) => id.slice(0, 8)).join(', ')}]`);
+  node.addEventListener('children', (e) => {
+    const { children } = e.detail;
+    $('children').textContent = children.length;
+    console.info(`children [${children.map((id) => id.slice(0, 8)).join(', ')}]`);
   });
   const url = `${location.origin}/watch/${encodeURIComponent(name)}`;
   $('link').href = url;

@@ -1,25 +1,28 @@
 // A browser tab as the broadcaster and root of a stream's tree: the twin of the Rust broadcaster.
 // It records a MediaStream (camera and microphone) with MediaRecorder as VP8/Opus WebM in short
 // timeslices, cuts the recording into an init segment and chunks with the same chunker as the Rust
-// side (js/core/chunker.js), signs every chunk with the stream key the supervisor issued, and pushes
-// the chunks to its children through the same relay, pacing and bounds as every other node.
+// side (js/core/chunker.js), signs every chunk with the stream key the supervisor issued, and hands
+// it to the core's node (core/node.js, driven by tab/driver.js), which decides everything else:
+// registering the stream, heartbeats and statistics, the edges to the children, the relay with its
+// pacing and bounds, the drain after the end chunk and END_STREAM, and what ends the broadcast (a
+// lost supervisor, the operator's kill). Like a command, its first connection fails fast.
 //
 // MediaRecorder writes keyframes only where asked: it is asked for one every `keyframeIntervalMs`,
 // and chunks are cut at `chunkMs` as well, so a viewer who joins late starts at a keyframe within
 // about a second and has its start-up buffer soon after. Chunks are released when complete (this
 // is a live source), so the stream runs about one chunk behind the camera.
 //
-// Events: 'status' (detail: {state, message}), 'viewers' (detail: {viewers}).
+// Events: 'status' (detail: {state, message}), 'viewers' (detail: {viewers}), 'children' (detail:
+// {children}).
 
 import { generateIdentity } from '../core/auth.js';
-import { Signaling } from '../net/signaling.js';
 import { Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, importStreamKey } from '../core/frame.js';
-import { DEFAULT_RELAY_CONFIG } from '../core/relay.js';
-import { Downstream } from './children.js';
+import { DEFAULT_RELAY_CONFIG } from '../core/rules.js';
+import { BROADCASTER } from '../core/node.js';
 import { Chunker } from '../core/chunker.js';
+import { NodeDriver } from './driver.js';
 
 export const RECORDER_TYPES = ['video/webm;codecs=vp8,opus', 'video/webm;codecs=vp8'];
-const DRAIN_TIMEOUT_MS = 10_000;
 export const STREAM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
 export class BroadcasterNode extends EventTarget {
@@ -29,17 +32,22 @@ export class BroadcasterNode extends EventTarget {
   }) {
     super();
     Object.assign(this, { stream, url: supervisorUrl, mediaStream, videoBitsPerSecond, audioBitsPerSecond, keyframeIntervalMs, timesliceMs });
+    this.config = { component: BROADCASTER, stream, relay: { ...DEFAULT_RELAY_CONFIG, ...relayConfig }, listViewers: true };
     this.chunker = new Chunker({ maxChunkMs: chunkMs });
-    this.down = new Downstream({ ...DEFAULT_RELAY_CONFIG, ...relayConfig }, {
-      signal: (child, payload) => this.sig?.send({ type: 'SIGNAL', to: child, payload }),
-      iceServers: () => this.sig?.session.iceServers ?? [],
-    });
-    this.down.addEventListener('change', () => this.dispatchEvent(new CustomEvent('children')));
+    this.driver = null;
     this.seq = 0;
     this.input = Promise.resolve();
     this.state = 'idle';
     this.viewers = 0;
+    this.refusal = null; // the supervisor's refusal that ended the node, if any
+    this.wentLive = false;
     this.counters = { chunks_sent: 0, keyframe_chunks: 0, bytes_recorded: 0, media_ms: 0 };
+    this.ended = new Promise((resolve) => { this.onceEnded = resolve; });
+  }
+
+  /** The core's state machine, once started. */
+  get node() {
+    return this.driver?.node ?? null;
   }
 
   /** Connects, registers the stream and starts recording; rejects with a plain-words Error. */
@@ -47,23 +55,38 @@ export class BroadcasterNode extends EventTarget {
     if (!STREAM_NAME.test(this.stream)) {
       throw new Error('A stream name is 1 to 64 letters, digits, dots, dashes or underscores.');
     }
-    const type = RECORDER_TYPES.find((t) => window.MediaRecorder?.isTypeSupported(t));
-    if (!type) throw new Error('This browser cannot record WebM video (MediaRecorder with VP8 is missing).');
+    this.mimeType = RECORDER_TYPES.find((t) => window.MediaRecorder?.isTypeSupported(t));
+    if (!this.mimeType) throw new Error('This browser cannot record WebM video (MediaRecorder with VP8 is missing).');
     this.setStatus('connecting', 'Connecting to the supervisor…');
     this.identity = await generateIdentity();
+    const live = new Promise((resolve, reject) => { this.starting = { resolve, reject }; });
+    this.driver = new NodeDriver({
+      url: this.url,
+      identity: this.identity,
+      config: this.config,
+      on: {
+        ready: (key) => this.onReady(key),
+        event: (event) => this.onEvent(event),
+        ended: (ending) => this.onEnded(ending),
+        changed: () => this.dispatchEvent(new CustomEvent('children', { detail: { children: this.node.children() } })),
+      },
+    });
+    this.driver.start();
+    await live;
+  }
+
+  /** The stream is registered: sign with its key and start recording. */
+  async onReady(keyText) {
     try {
-      this.sig = await Signaling.connect(this.url, this.identity, 'broadcaster');
+      this.key = await importStreamKey(keyText, ['sign']);
+      this.record(this.mimeType);
     } catch (e) {
-      throw new Error(e.kind === 'refused' ? `The supervisor refused this browser: ${e.message}` : 'Cannot reach the supervisor.');
+      this.fail(`The recording could not start: ${e.message}`);
+      return;
     }
-    const registered = new Promise((resolve, reject) => { this.registration = { resolve, reject }; });
-    this.sig.addEventListener('message', (e) => this.onServer(e.detail));
-    this.sig.addEventListener('close', (e) => this.onSignalingClosed(e.detail.reason));
-    this.sig.send({ type: 'REGISTER_STREAM', stream: this.stream });
-    this.key = await importStreamKey(await registered, ['sign']);
-    this.record(type);
-    this.statsTimer = setInterval(() => this.report(), 1000);
+    this.wentLive = true;
     this.setStatus('live', `Live as “${this.stream}”.`);
+    this.starting?.resolve();
   }
 
   record(mimeType) {
@@ -85,14 +108,14 @@ export class BroadcasterNode extends EventTarget {
     this.recorder.start(this.timesliceMs);
   }
 
-  /** Signs every chunk the chunker has ready and hands it to the relay. */
+  /** Signs every chunk the chunker has ready and hands it to the node. */
   async drain() {
     for (let c; (c = this.chunker.pollChunk());) {
       const init = c.kind === 'init';
       const flags = init ? FLAG_INIT : (c.keyframe ? FLAG_KEYFRAME : 0);
       const seq = init ? 0 : ++this.seq;
       const chunk = await Chunk.sign(this.key, { seq, flags, timestampMs: c.timestampMs, durationMs: c.durationMs, payload: c.bytes });
-      this.down.handleChunk(chunk);
+      this.driver.input((n, now) => n.handleSourceChunk(now, chunk));
       if (!init) {
         this.counters.chunks_sent += 1;
         this.counters.keyframe_chunks += c.keyframe ? 1 : 0;
@@ -101,47 +124,50 @@ export class BroadcasterNode extends EventTarget {
     }
   }
 
-  onServer(msg) {
-    switch (msg.type) {
-      case 'STREAM_REGISTERED':
-        this.registration?.resolve(msg.key);
-        break;
-      case 'ERROR':
-        if (this.registration && !this.key) {
-          this.registration.reject(new Error(msg.code === 'stream_exists'
-            ? `A stream named “${this.stream}” is already live. Choose another name.` : msg.message));
-          this.sig.close('not registered');
-        } else if (msg.fatal) this.fail(`The supervisor stopped this broadcast: ${msg.message}`);
-        break;
-      case 'CONNECT_CHILD':
-        this.down.connect(msg.child);
-        break;
-      case 'DROP_CHILD':
-        this.down.drop(msg.child);
-        break;
-      case 'SIGNAL':
-        this.down.handleSignal(msg.from, msg.payload).catch((e) => console.warn(`bad signaling from ${msg.from}: ${e.message}`));
-        break;
-      case 'KILL':
-        this.fail(`The operator stopped this broadcast${msg.reason ? ` (${msg.reason})` : ''}.`);
-        break;
-      case 'STREAM_LIST': {
-        const info = (msg.streams || []).find((s) => s.name === this.stream);
-        this.viewers = info ? info.viewers : 0;
-        this.dispatchEvent(new CustomEvent('viewers', { detail: { viewers: this.viewers } }));
-        break;
-      }
-      default:
+  onEvent(ev) {
+    if (ev.kind !== 'viewers' && ev.kind !== 'relay') console.info(`node: ${JSON.stringify(ev)}`);
+    if (ev.kind === 'viewers') {
+      this.viewers = ev.viewers ?? 0;
+      this.dispatchEvent(new CustomEvent('viewers', { detail: { viewers: this.viewers } }));
+    } else if (ev.kind === 'refused' && ev.fatal) {
+      this.refusal = ev;
+    } else if (ev.kind === 'relay') {
+      console.info('relay', JSON.stringify(ev.event));
     }
   }
 
-  report() {
-    this.sig?.send({ type: 'LIST_STREAMS' });
-    this.sig?.send({ type: 'STATS', stats: { bytes_sent: this.down.bytesSent, playing: true, connected: true, last_seq: this.seq } });
+  onEnded(ending) {
+    console.info(`node ended: ${JSON.stringify(ending)}`);
+    if (ending.kind === 'stream_ended') {
+      this.finish('ended', 'The broadcast has ended.');
+    } else if (ending.kind === 'stopped') {
+      // Stopped by this tab (a failure of the recording): `fail` said why.
+    } else if (!this.wentLive) {
+      // Before the broadcast began: start() says why.
+      this.finish('error', this.whyNotLive(ending));
+      this.starting?.reject(new Error(this.whyNotLive(ending)));
+    } else if (ending.kind === 'killed') {
+      this.fail(`The operator stopped this broadcast${ending.reason ? ` (${ending.reason})` : ''}.`);
+    } else if (ending.kind === 'supervisor_lost') {
+      this.fail(this.refusal
+        ? `The supervisor stopped this broadcast: ${this.refusal.message}`
+        : `Lost the connection to the supervisor (${ending.reason}); the broadcast stopped.`);
+    }
+    this.onceEnded();
   }
 
-  /** Ends the stream cleanly: the recording's last chunk, the end chunk, the children drained,
-   *  then END_STREAM. */
+  /** Why the node ended before the stream went live, in plain words. */
+  whyNotLive(ending) {
+    if (this.refusal?.code === 'stream_exists') return `A stream named “${this.stream}” is already live. Choose another name.`;
+    if (this.refusal) return this.refusal.message;
+    if (ending.kind === 'connect_failed') {
+      return this.driver.lastFailure?.kind === 'refused' ? `The supervisor refused this browser: ${ending.reason}` : 'Cannot reach the supervisor.';
+    }
+    return `The broadcast could not start: ${ending.reason ?? ending.kind}`;
+  }
+
+  /** Ends the stream cleanly: the recording's last chunk, the end chunk; the node drains the
+   *  children, says END_STREAM and ends. Resolves once it has. */
   async stop() {
     if (this.state !== 'live') return;
     this.setStatus('stopping', 'Ending the broadcast…');
@@ -158,15 +184,8 @@ export class BroadcasterNode extends EventTarget {
     }
     await this.drain();
     const end = await Chunk.sign(this.key, { seq: this.seq + 1, flags: FLAG_END, timestampMs: this.chunker.endMs ?? 0, durationMs: 0, payload: new Uint8Array(0) });
-    this.down.handleChunk(end);
-    const t0 = performance.now();
-    while (!this.down.drained() && performance.now() - t0 < DRAIN_TIMEOUT_MS) await new Promise((r) => setTimeout(r, 100));
-    this.sig?.send({ type: 'END_STREAM' });
-    this.finish('ended', 'The broadcast has ended.');
-  }
-
-  onSignalingClosed(reason) {
-    if (this.state === 'live') this.fail(`Lost the connection to the supervisor (${reason}); the broadcast stopped.`);
+    this.driver.input((n, now) => n.handleSourceChunk(now, end));
+    await this.ended;
   }
 
   fail(message) {
@@ -176,18 +195,20 @@ export class BroadcasterNode extends EventTarget {
   }
 
   finish(state, message) {
-    clearInterval(this.statsTimer);
-    this.down.stop();
-    const sig = this.sig;
-    this.sig = null;
-    sig?.close(state);
+    if (this.node && !this.node.isDone()) this.driver.stop();
     this.setStatus(state, message);
   }
 
   stats() {
+    const node = this.node;
     return {
-      ...this.counters, state: this.state, viewers: this.viewers, children: this.down.ids(),
-      bytes_sent: this.down.bytesSent, peer_id: this.identity?.peerId ?? null, last_seq: this.seq,
+      ...this.counters,
+      state: this.state,
+      viewers: this.viewers,
+      children: node?.children() ?? [],
+      bytes_sent: node?.stats().bytes_sent ?? 0,
+      peer_id: this.identity?.peerId ?? null,
+      last_seq: this.seq,
     };
   }
 

@@ -1,0 +1,250 @@
+// A port of core/src/node/edges.rs: the node's edges, the one to the parent the supervisor named
+// and one per child, their signaling, HELLO and its repeat, the limit on how long the parent's
+// edge may take to open, and what a closed or misbehaving edge means.
+//
+// The parent's edge is created when the parent's offer arrives (a fresh offer means a fresh edge:
+// the parent may have restarted it); a child's edge is created at CONNECT_CHILD and offers. A
+// child is sent nothing before its HELLO, and may send nothing else.
+//
+// Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
+
+import { HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS } from '../rules.js';
+import { FrameError, Reassembler, decodeMessage, encodeHello } from '../frame.js';
+import { RelayError } from '../relay.js';
+
+/** The edge to the parent the supervisor named (Parent::new). */
+export function newParent(peer, nowMs) {
+  return {
+    peer,
+    edge: null,
+    open: false,
+    waitingSince: nowMs, // when the current wait for the edge to open began (the limit counts from it)
+    greetedAt: null, // when HELLO was last said, while nothing came back yet
+  };
+}
+
+/** Runs a relay call whose RelayError the Rust node ignores (`let _ = ...`). */
+function ignoringRelayError(f) {
+  try {
+    f();
+  } catch (e) {
+    if (!(e instanceof RelayError)) throw e;
+  }
+}
+
+export const edges = {
+  /** Local signaling of an edge (its offer or answer, a candidate) for the remote end. */
+  handleEdgeSignal(nowMs, edge, payload) {
+    if (!this.advance(nowMs)) return;
+    const to = this.edgePeer(edge);
+    if (to != null) this.send({ type: 'SIGNAL', to, payload });
+  },
+
+  /** An edge's data channel opened. */
+  handleEdgeOpen(nowMs, edge) {
+    if (!this.advance(nowMs) || !this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
+    const p = this.parentLink;
+    if (p == null) return;
+    p.open = true;
+    p.waitingSince = null;
+    this.greetParent();
+    this.event({ kind: 'parent-open', parent: p.peer });
+    // The supervisor counts connected viewers (a broadcaster may be waiting for them).
+    this.reportStats();
+  },
+
+  /** A data-channel message (a Uint8Array) arrived on an edge. Returns a promise while the chunk
+   *  it completed is being verified (the node is suspended until then). */
+  handleEdgeMessage(nowMs, edge, message) {
+    if (!this.advance(nowMs)) return undefined;
+    if (this.isParentEdge(edge)) {
+      if (this.parentLink) this.parentLink.greetedAt = null;
+      const verifying = this.parentMessage(message);
+      if (verifying) return verifying.then(() => this.pump());
+    } else {
+      const child = this.childOf(edge);
+      if (child != null) this.childMessage(child, message);
+    }
+    this.pump();
+    return undefined;
+  },
+
+  /** An edge closed by itself (the remote left, ICE failed) or could not be created. */
+  handleEdgeClosed(nowMs, edge, reason) {
+    if (!this.advance(nowMs)) return;
+    if (this.isParentEdge(edge)) {
+      const p = this.parentLink;
+      if (p == null) return;
+      p.edge = null;
+      p.open = false;
+      p.greetedAt = null;
+      this.repairStart ??= this.nowMs;
+      this.event({ kind: 'parent-closed', parent: p.peer, reason });
+      if (this.live()) this.send({ type: 'PARENT_LOST', parent: p.peer });
+    } else {
+      const child = this.childOf(edge);
+      if (child != null) {
+        this.childLinks.delete(child);
+        ignoringRelayError(() => this.relay.removeChild(child));
+      }
+    }
+  },
+
+  /** The channel of an edge holds `bytes` not yet sent (its bufferedAmount). */
+  handleBufferedAmount(edge, bytes) {
+    const child = this.childOf(edge);
+    if (child == null) return;
+    const c = this.childLinks.get(child);
+    if (c) c.buffered = bytes;
+    ignoringRelayError(() => this.relay.handleBufferedAmount(child, bytes));
+  },
+
+  edgePeer(edge) {
+    if (this.isParentEdge(edge)) return this.parentLink?.peer ?? null;
+    return this.childOf(edge);
+  },
+
+  isParentEdge(edge) {
+    return this.parentLink != null && this.parentLink.edge === edge;
+  },
+
+  childOf(edge) {
+    for (const [peer, c] of this.childLinks) if (c.edge === edge) return peer;
+    return null;
+  },
+
+  childEdge(child) {
+    return this.childLinks.get(child)?.edge ?? null;
+  },
+
+  routeSignal(from, payload) {
+    if (this.parentLink?.peer === from) {
+      if (payload.kind === 'offer') {
+        this.closeParentEdge();
+        const edge = this.newEdge();
+        this.parentLink.edge = edge;
+        this.emit({ type: 'open-edge', edge, peer: from, offerer: false });
+      }
+      const edge = this.parentLink.edge;
+      if (edge != null) this.emit({ type: 'signal-edge', edge, payload });
+    } else {
+      const edge = this.childEdge(from);
+      if (edge != null) this.emit({ type: 'signal-edge', edge, payload });
+    }
+    // Otherwise it is for an edge that no longer exists.
+  },
+
+  setParent(parent, depth) {
+    if (this.isBroadcaster()) return;
+    this.closeParentEdge();
+    this.counters.repairs += 1;
+    this.repairStart ??= this.nowMs;
+    this.reassembler = new Reassembler();
+    this.parentLink = newParent(parent, this.nowMs);
+    this.event({ kind: 'reattached', parent, depth });
+  },
+
+  connectChild(child) {
+    if (!this.live()) return;
+    this.dropChild(child);
+    const edge = this.newEdge();
+    ignoringRelayError(() => this.relay.addChild(child));
+    this.childLinks.set(child, { edge, buffered: 0 });
+    this.emit({ type: 'open-edge', edge, peer: child, offerer: true });
+  },
+
+  dropChild(child) {
+    const old = this.childLinks.get(child);
+    if (old) {
+      this.childLinks.delete(child);
+      this.emit({ type: 'close-edge', edge: old.edge });
+    }
+    ignoringRelayError(() => this.relay.removeChild(child));
+  },
+
+  childMessage(child, message) {
+    let msg = null;
+    try {
+      msg = decodeMessage(message);
+    } catch (e) {
+      if (!(e instanceof FrameError)) throw e;
+    }
+    if (msg?.type !== 'hello') {
+      this.event({ kind: 'child-misbehaved', child });
+      this.dropChild(child);
+      return;
+    }
+    // A child that heard nothing yet repeats its HELLO: nothing to do (RelayError::DuplicateHello).
+    if (this.relay.hasHello(child)) return;
+    try {
+      this.relay.handleHello(this.nowMs, child, msg.last);
+      this.event({ kind: 'child-hello', child, last: msg.last });
+    } catch (e) {
+      if (!(e instanceof RelayError)) throw e;
+      this.event({ kind: 'relay-refused', error: e.message });
+    }
+  },
+
+  /** Says HELLO on the parent's edge with the newest chunk held. */
+  greetParent() {
+    const p = this.parentLink;
+    if (p == null || p.edge == null || !p.open) return;
+    p.greetedAt = this.nowMs;
+    this.emit({ type: 'transmit', edge: p.edge, message: encodeHello(this.newestSeq) });
+  },
+
+  parentTimeout() {
+    const p = this.parentLink;
+    if (p == null) return null;
+    const hello = p.greetedAt == null ? null : p.greetedAt + HELLO_REPEAT_MS;
+    const open = p.waitingSince != null && this.live() ? p.waitingSince + PARENT_OPEN_LIMIT_MS : null;
+    const times = [hello, open].filter((t) => t != null);
+    return times.length ? Math.min(...times) : null;
+  },
+
+  parentTimers() {
+    const now = this.nowMs;
+    if (this.parentLink == null) return;
+    if (this.parentLink.greetedAt != null && now >= this.parentLink.greetedAt + HELLO_REPEAT_MS) {
+      this.event({ kind: 'hello-repeated' });
+      this.greetParent();
+    }
+    const p = this.parentLink;
+    if (p == null) return;
+    const overdue = p.waitingSince != null && now >= p.waitingSince + PARENT_OPEN_LIMIT_MS;
+    if (overdue && this.live()) {
+      // Wait again before the next report, should the supervisor keep this parent.
+      p.waitingSince = now;
+      this.event({ kind: 'parent-open-timeout', parent: p.peer });
+      this.leaveParent();
+    }
+  },
+
+  /** Closes the edge to the parent and asks the supervisor for another parent. */
+  leaveParent() {
+    const parent = this.parentLink?.peer;
+    if (parent == null) return;
+    this.closeParentEdge();
+    this.repairStart ??= this.nowMs;
+    this.send({ type: 'PARENT_LOST', parent });
+  },
+
+  closeParentEdge() {
+    const p = this.parentLink;
+    if (p == null) return;
+    p.open = false;
+    p.greetedAt = null;
+    if (p.edge != null) {
+      const edge = p.edge;
+      p.edge = null;
+      this.emit({ type: 'close-edge', edge });
+    }
+  },
+
+  /** Closes every edge, as a crash would. */
+  closeAllEdges() {
+    this.closeParentEdge();
+    this.parentLink = null;
+    for (const child of this.childPeers()) this.dropChild(child);
+  },
+};

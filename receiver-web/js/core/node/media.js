@@ -1,0 +1,163 @@
+// A port of core/src/node/media.rs: the node's media path. Reassembling the parent's fragments,
+// dropping duplicates, checking tags (a sampled fraction; always the init and end chunks),
+// counting holes, delivering to the output, and relaying to the children, paced.
+//
+// A chunk at or before the newest one held is a duplicate (a re-attached child may be sent the
+// init segment again) and is ignored. A viewer that joins mid-stream starts at its parent's
+// latest keyframe: only holes after its first media chunk are chunks it lost.
+//
+// Differences from the Rust file (see core/node.js): a sampled tag is checked with WebCrypto, so
+// `accept` returns a promise while it waits and the node is suspended until the chunk is accepted
+// or dropped; there is no player model to feed (the driver plays what is delivered), and where
+// the Rust node ends its model, this emits the event `player-end`.
+//
+// Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
+
+import { MAX_ARRIVALS } from '../rules.js';
+import { Chunk, FrameError, HEADER_LEN, Reassembler, TAG_LEN, decodeMessage, verifyChunk } from '../frame.js';
+import { Relay, RelayError } from '../relay.js';
+import { DONE } from './phase.js';
+
+export const media = {
+  /** Broadcaster: a signed chunk of the source to distribute (the end chunk last). */
+  handleSourceChunk(nowMs, chunk) {
+    if (!this.advance(nowMs) || !this.isBroadcaster() || !this.live()) return;
+    this.accept(chunk, false);
+    this.pump();
+  },
+
+  /** Returns a promise while the chunk this message completed is being verified. */
+  parentMessage(message) {
+    let chunk = null;
+    try {
+      const m = decodeMessage(message);
+      if (m.type === 'fragment') chunk = this.reassembler.handleFragment(m);
+    } catch (e) {
+      if (!(e instanceof FrameError)) throw e;
+      // An ordered channel that delivered a bad fragment cannot resynchronise: leave this parent
+      // and let the supervisor find another.
+      this.counters.chunks_rejected += 1;
+      this.reassembler = new Reassembler();
+      this.event({ kind: 'malformed-from-parent', error: e.message });
+      this.leaveParent();
+      return undefined;
+    }
+    return chunk ? this.accept(chunk, true) : undefined;
+  },
+
+  /** Takes a chunk from the parent (`fromParent`) or from the broadcaster's source; a promise if
+   *  its tag is being checked. */
+  accept(chunk, fromParent) {
+    if (fromParent) this.repairDone();
+    if (this.newestSeq != null && chunk.seq <= this.newestSeq) return undefined;
+    if (fromParent) {
+      const ok = this.check(chunk);
+      if (ok instanceof Promise) return ok.then((good) => good && this.admit(chunk));
+      if (!ok) return undefined;
+    }
+    this.admit(chunk);
+    return undefined;
+  },
+
+  /** The rest of `accept` for a chunk that passed (Rust runs it inline). */
+  admit(chunk) {
+    const last = this.newestSeq;
+    if (last != null && last > 0) this.counters.chunks_skipped += Math.max(0, chunk.seq - (last + 1));
+    if (this.arrivalList.length === MAX_ARRIVALS) this.arrivalList.shift();
+    this.arrivalList.push([chunk.seq, this.nowMs]);
+    this.newestSeq = chunk.seq;
+    this.counters.last_seq = chunk.seq;
+    if (chunk.isEnd) {
+      this.endSeen = true;
+      this.event({ kind: 'player-end' });
+      this.beginDrain({ kind: 'stream_ended', reason: 'end of stream' });
+    }
+    if (!this.isBroadcaster()) this.emit({ type: 'deliver', chunk });
+    const relayed = this.maybeCorrupt(chunk);
+    try {
+      this.relay.handleChunk(this.nowMs, relayed);
+    } catch (e) {
+      if (!(e instanceof RelayError)) throw e;
+      this.event({ kind: 'relay-refused', error: e.message });
+    }
+  },
+
+  /**
+   * Counts a chunk from the parent and checks its tag if sampled: true or false (keep or drop)
+   * when decided at once, else a promise of it (the WebCrypto check).
+   */
+  check(chunk) {
+    const c = this.counters;
+    c.chunks_received += 1;
+    c.bytes_received += chunk.payload.length;
+    if (c.first_chunk_latency_ms == null) {
+      c.first_chunk_latency_ms = this.joinedAt == null ? 0 : this.nowMs - this.joinedAt;
+    }
+    const must = chunk.isInit || chunk.isEnd;
+    if (!must && Math.random() >= this.config.verifyFraction) return true;
+    if (this.key == null) return this.checked(chunk, false);
+    return this.key.crypto
+      .then((key) => key != null && verifyChunk(key, chunk))
+      .catch(() => false)
+      .then((ok) => this.checked(chunk, ok));
+  },
+
+  /** Counts the verdict on a sampled chunk. */
+  checked(chunk, ok) {
+    if (ok) {
+      this.counters.chunks_verified += 1;
+    } else {
+      this.counters.chunks_rejected += 1;
+      this.event({ kind: 'chunk-rejected', seq: chunk.seq });
+    }
+    return ok;
+  },
+
+  maybeCorrupt(chunk) {
+    if (this.config.corruptRelayedSeq !== chunk.seq || chunk.payload.length === 0) return chunk;
+    const bytes = chunk.bytes.slice();
+    bytes[HEADER_LEN + TAG_LEN + (chunk.payload.length >> 1)] ^= 0xff;
+    return Chunk.decode(bytes);
+  },
+
+  /** Moves what the relay allows now into the children's channels. */
+  pump() {
+    if (this.phase.kind === DONE) return;
+    const now = this.nowMs;
+    this.relay.handleTimeout(now);
+    for (let t; (t = this.relay.pollTransmit(now));) {
+      const child = this.childLinks.get(t.child);
+      if (!child) continue;
+      // Counted as buffered until the driver reports the channel's real amount, so a draining
+      // node does not end before its last messages left.
+      child.buffered += t.message.length;
+      this.counters.bytes_sent += t.message.length;
+      this.emit({ type: 'transmit', edge: child.edge, message: t.message });
+    }
+    for (let ev; (ev = this.relay.pollEvent());) this.event({ kind: 'relay', event: ev });
+    this.checkDrained();
+  },
+
+  /**
+   * A new broadcast under the same name: its numbering and timestamps start again, and so does
+   * everything that depends on them. (A node re-joins only after losing its edges, so there are
+   * no children to keep; any left are dropped and get placed again.) The driver starts a new
+   * player on the `new-broadcast` event that follows.
+   */
+  resetMedia() {
+    for (const child of this.childPeers()) this.dropChild(child);
+    this.relay = new Relay(this.config.relay);
+    this.reassembler = new Reassembler();
+    this.newestSeq = null;
+    this.counters.last_seq = null;
+    this.endSeen = false;
+  },
+
+  /** Whether every child has been sent all that is queued for it. */
+  drained() {
+    for (const [peer, c] of this.childLinks) {
+      if (c.buffered !== 0 || (this.relay.queuedBytes(peer) ?? 0) !== 0) return false;
+    }
+    return true;
+  },
+};

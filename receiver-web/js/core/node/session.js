@@ -1,0 +1,261 @@
+// A port of core/src/node/session.rs: the node's side of its supervisor connection. Connecting and
+// reconnecting with backoff, the first message, heartbeats, statistics and stream-list polls, the
+// stream key, the operator's kill, and which refusals end the node.
+//
+// A receiver that loses the supervisor closes its edges (the supervisor repairs the tree around
+// it as for a crash), reconnects with backoff and joins again; its HELLO to its next parent names
+// the last chunk it holds, so nothing is lost while that parent's buffer covers the gap. A
+// broadcaster that loses the supervisor ends its stream: its registration and key died with the
+// connection, and its viewers are told the stream ended.
+//
+// Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
+
+import {
+  HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
+  errorEndsNode, reconnectDelayMs, refusalIsFinal,
+} from '../rules.js';
+import { Reassembler, base64Decode, base64Encode, importStreamKey } from '../frame.js';
+import { newParent } from './edges.js';
+
+// The state of the supervisor connection: `connect` was emitted and its result is awaited;
+// connected; waiting to try again at `retryAt`; closed.
+const CONNECTING = 'connecting';
+const CONNECTED = 'connected';
+const RETRYING = 'retrying';
+const CLOSED = 'closed';
+
+/** The state of the supervisor connection (session::Link). */
+export class Link {
+  constructor() {
+    this.state = CLOSED;
+    this.retryAt = null; // while RETRYING
+    this.failures = 0; // failed attempts since the last successful connection
+    this.everConnected = false;
+    this.inStream = false; // registered or joined on the current connection
+    this.heartbeatMs = null;
+    this.nextHeartbeat = 0;
+    this.nextStats = 0;
+    this.nextList = null; // when to ask for the stream list next (while it is wanted)
+    this.ready = false; // broadcaster: `ready` was given
+  }
+
+  isConnected() {
+    return this.state === CONNECTED;
+  }
+}
+
+export const session = {
+  connect() {
+    this.link.state = CONNECTING;
+    this.emit({ type: 'connect' });
+  },
+
+  /** The connection asked for by `connect` is authenticated; the supervisor wants a heartbeat
+   *  every `heartbeatMs`. */
+  handleConnected(nowMs, heartbeatMs) {
+    if (!this.advance(nowMs) || this.link.state !== CONNECTING) return;
+    const now = this.nowMs;
+    const link = this.link;
+    const [lo, hi] = HEARTBEAT_RANGE_MS;
+    link.state = CONNECTED;
+    link.failures = 0;
+    link.everConnected = true;
+    link.inStream = false;
+    link.heartbeatMs = Math.min(hi, Math.max(lo, Number.isFinite(heartbeatMs) ? heartbeatMs : lo));
+    link.nextHeartbeat = now + link.heartbeatMs;
+    link.nextStats = now + STATS_INTERVAL_MS;
+    link.nextList = this.config.listViewers ? now : null;
+    this.event({ kind: 'connected' });
+    const stream = this.config.stream;
+    const first = this.isBroadcaster()
+      ? { type: 'REGISTER_STREAM', stream }
+      : { type: 'JOIN_STREAM', stream, wait: true };
+    this.send(first);
+    this.sessionTimers();
+  },
+
+  /** The connection asked for by `connect` could not be made: `failure` is {kind: 'unreachable' |
+   *  'refused', reason}. */
+  handleConnectFailed(nowMs, failure) {
+    if (!this.advance(nowMs) || this.link.state !== CONNECTING) return;
+    const refusedForGood = failure.kind === 'refused' && refusalIsFinal(failure.reason);
+    const giveUp = refusedForGood
+      || (!this.link.everConnected && !this.config.retryFirstConnect)
+      // A broadcaster's stream died with its connection: nothing to come back to.
+      || (this.link.everConnected && this.isBroadcaster());
+    if (giveUp) {
+      const kind = this.link.everConnected ? 'supervisor_lost' : 'connect_failed';
+      this.finish({ kind, reason: failure.reason });
+      return;
+    }
+    const at = this.nowMs + reconnectDelayMs(this.link.failures);
+    this.link.failures += 1;
+    this.link.state = RETRYING;
+    this.link.retryAt = at;
+    this.event({ kind: 'connect-failed', reason: failure.reason, retryAtMs: at });
+  },
+
+  /** The supervisor connection closed (`reason`: what the supervisor or the socket said). */
+  handleDisconnected(nowMs, reason) {
+    if (!this.advance(nowMs) || this.link.state !== CONNECTED) return;
+    this.link.state = CLOSED;
+    this.link.inStream = false;
+    if (this.isBroadcaster() || !this.live()) {
+      // A stream that is ending needs no supervisor to finish; a broadcaster's is over.
+      if (this.live()) this.finish({ kind: 'supervisor_lost', reason });
+      return;
+    }
+    this.event({ kind: 'supervisor-lost', reason });
+    // The supervisor repairs the tree around us as for a crash: our edges are stale.
+    this.closeAllEdges();
+    this.repairStart ??= this.nowMs;
+    this.reconnectCount += 1;
+    const at = this.nowMs + reconnectDelayMs(0);
+    this.link.failures = 1;
+    this.link.state = RETRYING;
+    this.link.retryAt = at;
+  },
+
+  sessionTimeout() {
+    const link = this.link;
+    if (link.state === RETRYING) return link.retryAt;
+    if (link.state !== CONNECTED) return null;
+    const times = [link.nextHeartbeat, link.nextStats, link.nextList].filter((t) => t != null);
+    return Math.min(...times);
+  },
+
+  sessionTimers() {
+    const now = this.nowMs;
+    const link = this.link;
+    if (link.state === RETRYING) {
+      if (now >= link.retryAt) this.connect();
+    } else if (link.state === CONNECTED) {
+      if (now >= link.nextHeartbeat) {
+        link.nextHeartbeat = now + link.heartbeatMs;
+        this.send({ type: 'HEARTBEAT' });
+      }
+      if (now >= link.nextStats) {
+        link.nextStats = now + STATS_INTERVAL_MS;
+        this.reportStats();
+      }
+      if (link.nextList != null && now >= link.nextList) {
+        const every = this.listInterval();
+        link.nextList = every == null ? null : now + every;
+        this.send({ type: 'LIST_STREAMS' });
+      }
+    }
+  },
+
+  /** How often the stream list is wanted now, if at all. */
+  listInterval() {
+    const waiting = this.isBroadcaster() && this.key != null && !this.link.ready;
+    if (waiting) return READY_POLL_MS;
+    return this.config.listViewers ? VIEWER_LIST_MS : null;
+  },
+
+  /** Sends the counters, with the repair times measured since the last report. */
+  reportStats() {
+    const stats = this.stats();
+    const times = this.repairTimes.splice(0);
+    if (times.length) stats.repair_times_ms = times;
+    this.send({ type: 'STATS', stats });
+  },
+
+  /** A repair under way, if any, is over: a chunk came from the (new) parent. */
+  repairDone() {
+    if (this.repairStart == null) return;
+    const start = this.repairStart;
+    this.repairStart = null;
+    if (this.repairTimes.length < MAX_REPAIR_SAMPLES) this.repairTimes.push(this.nowMs - start);
+  },
+
+  registered(key) {
+    if (!this.isBroadcaster() || !this.setKey(key)) return;
+    this.link.inStream = true;
+    if (this.config.waitViewers === 0) {
+      this.giveReady();
+    } else {
+      this.link.nextList = this.nowMs;
+      this.sessionTimers();
+    }
+  },
+
+  giveReady() {
+    if (this.link.ready || this.key == null) return;
+    this.link.ready = true;
+    this.emit({ type: 'ready', key: this.key.text });
+    const every = this.listInterval();
+    this.link.nextList = every == null ? null : this.nowMs + every;
+  },
+
+  joined(key, parent, depth) {
+    if (this.isBroadcaster()) return;
+    const previous = this.key?.text ?? null;
+    if (!this.setKey(key)) return;
+    if (previous != null && previous !== this.key.text) {
+      // Each broadcast has a fresh key: a different one is a new broadcast under the same name
+      // (after a supervisor restart), whose numbering starts again.
+      this.resetMedia();
+      this.event({ kind: 'new-broadcast' });
+    }
+    this.link.inStream = true;
+    if (this.joinedAt != null) this.counters.repairs += 1; // back as a new viewer after a kill or a reconnect
+    this.joinedAt ??= this.nowMs;
+    this.closeParentEdge();
+    this.parentLink = newParent(parent, this.nowMs);
+    this.reassembler = new Reassembler();
+    this.event({ kind: 'joined', parent, depth });
+  },
+
+  /** Takes the stream key; false (and the node ends) if it is unusable. */
+  setKey(b64) {
+    let bytes;
+    try {
+      bytes = base64Decode(b64);
+    } catch {
+      this.finish({ kind: 'supervisor_lost', reason: 'bad stream key: stream key is not valid base64' });
+      return false;
+    }
+    if (bytes.length !== 32) {
+      this.finish({ kind: 'supervisor_lost', reason: `bad stream key: stream key must be 32 bytes, got ${bytes.length}` });
+      return false;
+    }
+    const text = base64Encode(bytes);
+    if (this.key?.text !== text) {
+      this.key = { text, crypto: importStreamKey(text).catch(() => null) };
+    }
+    return true;
+  },
+
+  streamList(streams) {
+    const info = streams.find((s) => s.name === this.config.stream);
+    if (this.config.listViewers) this.event({ kind: 'viewers', viewers: info ? info.viewers : null });
+    const waiting = this.isBroadcaster() && this.key != null && !this.link.ready;
+    if (waiting && info && info.ready >= this.config.waitViewers) this.giveReady();
+  },
+
+  killed(reason, rejoin) {
+    if (!this.live()) return;
+    // A broadcaster killed has no stream to come back to.
+    const back = rejoin && !this.isBroadcaster();
+    this.event({ kind: 'killed', reason, rejoin: back });
+    if (!back) {
+      this.finish({ kind: 'killed', reason });
+      return;
+    }
+    // As a crash would: every edge at once. Then back as a new viewer under the same id, so the
+    // supervisor's run metrics follow this node's counters across the kill.
+    this.killCount += 1;
+    this.closeAllEdges();
+    this.repairStart ??= this.nowMs;
+    this.link.inStream = false;
+    this.emit({ type: 'disconnect', reason: 'killed; re-joining' });
+    this.connect();
+  },
+
+  refused(code, message, fatal) {
+    const ends = errorEndsNode(fatal, this.link.inStream);
+    this.event({ kind: 'refused', code, message, fatal: ends });
+    if (ends && this.live()) this.finish({ kind: 'supervisor_lost', reason: `${code}: ${message}` });
+  },
+};

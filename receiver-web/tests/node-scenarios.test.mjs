@@ -1,0 +1,241 @@
+// The node scenarios shared with the Rust core: testdata/node-scenarios/*.json, run here against the
+// tab's port (js/core/node.js) and in core/tests/node_scenarios.rs against the core's node::Node,
+// so a rule changed on one side fails on the other until it follows. The same semantics as the
+// Rust runner (see testdata/node-scenarios/README.md): a step may move the clock (`at`: every
+// deadline the node asks for up to `at` fires first, in order, as a driver would), apply one
+// input, compare the outputs gathered since the last comparison (`expect`: objects match by the
+// keys listed, lists by length and order; heartbeats, statistics and stream-list requests are left
+// out unless `watch`ed; events are never compared), and check counters (`stats`).
+//
+// The port verifies tags with WebCrypto, asynchronously: after every input the runner waits for
+// `settled()` before it reads the outputs, as the tab's driver does.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Node, BROADCASTER, RECEIVER } from '../js/core/node.js';
+import {
+  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, HEADER_LEN, MAX_MESSAGE, base64Decode, base64Encode,
+  decodeMessage, encodeHello, fragment, importStreamKey,
+} from '../js/core/frame.js';
+
+const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../testdata/node-scenarios');
+
+// ---- placeholders -------------------------------------------------------------------------------
+
+const b64 = (byte) => base64Encode(new Uint8Array(32).fill(byte));
+
+function placeholder(s) {
+  if (s === '$KEY') return b64(7);
+  if (s === '$KEY2') return b64(9);
+  if (s.length === 3 && (s.startsWith('$P') || s.startsWith('$C'))) {
+    const d = s[2];
+    if (s.startsWith('$P')) return `${d.repeat(8)}-${d.repeat(4)}-${d.repeat(4)}-${d.repeat(4)}-${d.repeat(12)}`;
+    return `cccccccc-cccc-cccc-cccc-ccccccccccc${d}`;
+  }
+  return s;
+}
+
+/** Replaces `$P1`.., `$C1`.., `$KEY`, `$KEY2` in every string of `v`. */
+function resolve(v) {
+  if (typeof v === 'string') return placeholder(v);
+  if (Array.isArray(v)) return v.map(resolve);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, resolve(x)]));
+  return v;
+}
+
+// ---- chunks -------------------------------------------------------------------------------------
+
+const signingKeys = new Map();
+
+async function signingKey(text) {
+  if (!signingKeys.has(text)) signingKeys.set(text, await importStreamKey(text, ['sign']));
+  return signingKeys.get(text);
+}
+
+/** A signed chunk from its spec: `{seq, init, keyframe, end, ts, dur, len, tamper, key}`. */
+async function chunk(spec) {
+  const seq = spec.seq;
+  const flags = (spec.init ? FLAG_INIT : 0) | (spec.keyframe ? FLAG_KEYFRAME : 0) | (spec.end ? FLAG_END : 0);
+  const media = (flags & (FLAG_INIT | FLAG_END)) === 0;
+  const timestampMs = spec.ts ?? (media ? (Math.max(seq, 1) - 1) * 1000 : 0);
+  const durationMs = spec.dur ?? (media ? 1000 : 0);
+  const len = spec.len ?? (flags & FLAG_END ? 0 : 100);
+  const payload = new Uint8Array(len).fill(seq % 251);
+  const key = await signingKey(spec.key ?? placeholder('$KEY'));
+  const c = await Chunk.sign(key, { seq, flags, timestampMs, durationMs, payload });
+  if (spec.tamper) {
+    const bytes = c.bytes.slice();
+    bytes[HEADER_LEN] ^= 1;
+    return Chunk.decode(bytes);
+  }
+  return c;
+}
+
+// ---- outputs as the scenarios write them --------------------------------------------------------
+
+function config(spec = {}) {
+  return {
+    component: spec.component === 'broadcaster' ? BROADCASTER : RECEIVER,
+    stream: spec.stream ?? 's',
+    retryFirstConnect: spec.retry_first_connect ?? false,
+    listViewers: spec.list_viewers ?? false,
+    waitViewers: spec.wait_viewers ?? 0,
+    verifyFraction: spec.verify_fraction ?? 1,
+  };
+}
+
+const SILENT = { HEARTBEAT: 'heartbeat', STATS: 'stats', LIST_STREAMS: 'list' };
+
+/** An output as the scenarios write it; null for outputs compared only when watched. */
+function outputJson(out, watch) {
+  switch (out.type) {
+    case 'connect': return { connect: {} };
+    case 'disconnect': return { disconnect: {} };
+    case 'send': {
+      // As on the wire: what JSON.stringify makes of it.
+      const msg = JSON.parse(JSON.stringify(out.msg));
+      const kind = SILENT[msg.type];
+      if (kind && !watch.includes(kind)) return null;
+      return { send: msg };
+    }
+    case 'open-edge': return { open_edge: { edge: out.edge, peer: out.peer, offerer: out.offerer } };
+    case 'signal-edge': return { signal_edge: { edge: out.edge, payload: JSON.parse(JSON.stringify(out.payload)) } };
+    case 'close-edge': return { close_edge: out.edge };
+    case 'transmit': {
+      const m = decodeMessage(out.message);
+      if (m.type === 'hello') return { transmit: { edge: out.edge, hello: m.last } };
+      return { transmit: { edge: out.edge, fragment: { seq: m.seq, index: m.index, count: m.count } } };
+    }
+    case 'deliver': return { deliver: out.chunk.seq };
+    case 'ready': return { ready: {} };
+    case 'event': return null;
+    case 'ended': return { ended: out.ending.kind };
+    default: throw new Error(`unknown output ${JSON.stringify(out)}`);
+  }
+}
+
+/** `expected` is contained in `actual`: objects by their listed keys, lists by length and order,
+ *  everything else equal. */
+function contains(actual, expected) {
+  if (Array.isArray(expected)) {
+    return Array.isArray(actual) && actual.length === expected.length && actual.every((x, i) => contains(x, expected[i]));
+  }
+  if (expected !== null && typeof expected === 'object') {
+    return actual !== null && typeof actual === 'object' && !Array.isArray(actual)
+      && Object.entries(expected).every(([k, v]) => k in actual && contains(actual[k], v));
+  }
+  return actual === expected;
+}
+
+// ---- the runner ---------------------------------------------------------------------------------
+
+class Runner {
+  constructor(scenario) {
+    this.watch = scenario.watch ?? [];
+    this.node = new Node(config(scenario.config), 0);
+    this.now = 0;
+    this.seen = [];
+  }
+
+  async drain() {
+    await this.node.settled();
+    for (let out; (out = this.node.pollOutput());) {
+      const v = outputJson(out, this.watch);
+      if (v) this.seen.push(v);
+    }
+  }
+
+  async advance(to) {
+    for (let at; (at = this.node.pollTimeout()) != null && at <= to;) {
+      this.now = Math.max(at, this.now);
+      this.node.handleTimeout(this.now);
+      await this.drain();
+    }
+    this.now = Math.max(to, this.now);
+  }
+
+  async input(step) {
+    const { node, now } = this;
+    if ('connected' in step) {
+      node.handleConnected(now, step.connected.heartbeat_ms ?? 1000);
+    } else if ('connect_failed' in step) {
+      const v = step.connect_failed;
+      if ('refused' in v) node.handleConnectFailed(now, { kind: 'refused', reason: v.refused });
+      else if ('unreachable' in v) node.handleConnectFailed(now, { kind: 'unreachable', reason: v.unreachable });
+      else throw new Error(`connect_failed needs refused or unreachable: ${JSON.stringify(v)}`);
+    } else if ('disconnected' in step) {
+      node.handleDisconnected(now, step.disconnected ?? 'closed');
+    } else if ('server' in step) {
+      node.handleServer(now, step.server);
+    } else if ('edge_signal' in step) {
+      node.handleEdgeSignal(now, step.edge_signal.edge, step.edge_signal.payload);
+    } else if ('edge_open' in step) {
+      node.handleEdgeOpen(now, step.edge_open);
+    } else if ('edge_closed' in step) {
+      node.handleEdgeClosed(now, step.edge_closed.edge, step.edge_closed.reason ?? 'closed');
+    } else if ('edge_bytes' in step) {
+      const hex = step.edge_bytes.hex;
+      const bytes = Uint8Array.from({ length: hex.length / 2 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
+      node.handleEdgeMessage(now, step.edge_bytes.edge, bytes);
+    } else if ('edge_hello' in step) {
+      node.handleEdgeMessage(now, step.edge_hello.edge, encodeHello(step.edge_hello.last ?? null));
+    } else if ('edge_chunks' in step) {
+      for (const spec of step.edge_chunks.chunks) {
+        for (const m of fragment(await chunk(spec), MAX_MESSAGE)) node.handleEdgeMessage(now, step.edge_chunks.edge, m);
+      }
+    } else if ('buffered' in step) {
+      node.handleBufferedAmount(step.buffered.edge, step.buffered.bytes);
+    } else if ('source_chunks' in step) {
+      for (const spec of step.source_chunks) node.handleSourceChunk(now, await chunk(spec));
+    } else if ('stop' in step) {
+      node.handleStop(now);
+    } else if ('output_failed' in step) {
+      node.handleOutputFailed(now, step.output_failed ?? 'disk full');
+    }
+    await this.drain();
+  }
+}
+
+/** Runs one scenario file; throws with the step, the time, what was expected and what came. */
+async function run(file) {
+  const scenario = resolve(JSON.parse(fs.readFileSync(file, 'utf8')));
+  const r = new Runner(scenario);
+  await r.drain();
+  for (const [i, step] of scenario.steps.entries()) {
+    if (step.at != null) await r.advance(step.at);
+    await r.input(step);
+    if ('expect' in step) {
+      const actual = r.seen.splice(0);
+      if (!contains(actual, step.expect)) {
+        throw new Error(`step ${i} (at ${r.now} ms): expected ${JSON.stringify(step.expect)}\n  got ${JSON.stringify(actual)}`);
+      }
+    }
+    if ('stats' in step) {
+      const actual = r.node.stats();
+      if (!contains(actual, step.stats)) {
+        throw new Error(`step ${i}: stats ${JSON.stringify(actual)} do not match ${JSON.stringify(step.stats)}`);
+      }
+    }
+  }
+}
+
+const files = fs.readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
+
+test('the shared scenarios are there', () => {
+  assert.ok(files.length >= 10, `scenarios missing: ${files}`);
+});
+
+for (const f of files) {
+  test(`node scenario ${f}`, async () => {
+    await run(path.join(DIR, f));
+  });
+}
+
+// The base64 the placeholders make is what the core makes of [7; 32] and [9; 32].
+test('placeholder keys decode to 32 bytes', () => {
+  assert.equal(base64Decode(placeholder('$KEY')).length, 32);
+  assert.equal(base64Decode(placeholder('$KEY2'))[0], 9);
+});

@@ -1,0 +1,181 @@
+// The tab's node (js/core/node.js) beyond the shared scenarios: the port of core/src/node/test.rs
+// (arrivals, sampling, fault injection, the tick that keeps buffered amounts fresh, silence after
+// the end) and what only the port has: inputs that wait in order behind an asynchronous
+// verification, `settled()`, the driver's player numbers and the `player-end` event.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Node, RECEIVER } from '../js/core/node.js';
+import { END_GRACE_MS, TICK_MS } from '../js/core/rules.js';
+import {
+  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, Reassembler, base64Encode, decodeMessage, encodeHello, fragment,
+  importStreamKey, verifyChunk,
+} from '../js/core/frame.js';
+
+const KEY = base64Encode(new Uint8Array(32).fill(7));
+const P1 = '11111111-1111-1111-1111-111111111111';
+const C9 = '99999999-9999-9999-9999-999999999999';
+
+async function chunk(seq, flags) {
+  const key = await importStreamKey(KEY, ['sign']);
+  const media = (flags & (FLAG_INIT | FLAG_END)) === 0;
+  return Chunk.sign(key, {
+    seq, flags, timestampMs: media ? (seq - 1) * 1000 : 0, durationMs: media ? 1000 : 0, payload: new Uint8Array(flags & FLAG_END ? 0 : 300).fill(seq),
+  });
+}
+
+function drain(node) {
+  const out = [];
+  for (let o; (o = node.pollOutput());) out.push(o);
+  return out;
+}
+
+/** A receiver joined under P1 with its parent edge (edge 1) open at 30 ms. */
+async function joined(config = {}) {
+  const n = new Node({ component: RECEIVER, stream: 's', ...config }, 0);
+  n.handleConnected(5, 1000);
+  n.handleServer(10, { type: 'JOINED', stream: 's', key: KEY, parent: P1, depth: 1 });
+  n.handleServer(20, { type: 'SIGNAL', from: P1, payload: { kind: 'offer', sdp: 'o' } });
+  n.handleEdgeOpen(30, 1);
+  await n.settled();
+  drain(n);
+  return n;
+}
+
+function feed(n, now, c) {
+  for (const m of fragment(c)) n.handleEdgeMessage(now, 1, m);
+}
+
+const delivered = (outs) => outs.filter((o) => o.type === 'deliver').map((o) => o.chunk.seq);
+
+test('arrivals record when each chunk came', async () => {
+  const n = await joined();
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  feed(n, 70, await chunk(1, FLAG_KEYFRAME));
+  await n.settled();
+  assert.deepEqual(n.arrivals(), [[0, 40], [1, 70]]);
+});
+
+test('sampled verification checks about the asked fraction, and always the init chunk', async () => {
+  const n = await joined({ verifyFraction: 0.25 });
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  for (let seq = 1; seq <= 400; seq++) feed(n, 40 + seq, await chunk(seq, 0));
+  await n.settled();
+  const s = n.stats();
+  assert.equal(s.chunks_received, 401);
+  const checked = s.chunks_verified - 1;
+  assert.ok(checked >= 70 && checked <= 130, `${checked} of 400 checked`);
+  assert.equal(n.lastSeq(), 400);
+});
+
+test('fault injection spoils what children get but not what the node plays', async () => {
+  const n = await joined({ corruptRelayedSeq: 2 });
+  n.handleServer(35, { type: 'CONNECT_CHILD', stream: 's', child: C9 });
+  n.handleEdgeMessage(36, 2, encodeHello(null));
+  drain(n);
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  feed(n, 41, await chunk(1, FLAG_KEYFRAME));
+  feed(n, 42, await chunk(2, 0));
+  await n.settled();
+  const outs = drain(n);
+  const key = await importStreamKey(KEY);
+  const played = outs.find((o) => o.type === 'deliver' && o.chunk.seq === 2).chunk;
+  assert.ok(await verifyChunk(key, played));
+  const r = new Reassembler();
+  const relayed = outs.filter((o) => o.type === 'transmit' && o.edge === 2)
+    .map((o) => r.handleFragment(decodeMessage(o.message))).find((c) => c?.seq === 2);
+  assert.equal(await verifyChunk(key, relayed), false);
+});
+
+test('a node with queued children wakes to refresh buffered amounts', async () => {
+  const n = await joined();
+  n.handleServer(35, { type: 'CONNECT_CHILD', stream: 's', child: C9 });
+  n.handleEdgeMessage(36, 2, encodeHello(null));
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  await n.settled();
+  // The init chunk went out; its bytes count as buffered until the driver reports.
+  assert.equal(n.pollTimeout(), 40 + TICK_MS);
+  n.handleBufferedAmount(2, 0);
+  assert.ok(n.pollTimeout() > 40 + TICK_MS);
+});
+
+test('nothing comes out of a node that ended', async () => {
+  const n = await joined();
+  n.handleStop(40);
+  assert.deepEqual(drain(n).at(-1), { type: 'ended', ending: { kind: 'stopped', reason: null } });
+  assert.equal(n.pollTimeout(), null);
+  feed(n, 50, await chunk(0, FLAG_INIT));
+  n.handleTimeout(100_000);
+  n.handleConnected(100_001, 1000);
+  await n.settled();
+  assert.deepEqual(drain(n), []);
+});
+
+test('inputs handed in during a verification are applied after it, in order', async () => {
+  const n = await joined();
+  const [init, first] = [await chunk(0, FLAG_INIT), await chunk(1, FLAG_KEYFRAME)];
+  feed(n, 40, init);
+  // The init chunk is always verified: the node is suspended on WebCrypto now.
+  assert.equal(n.isSuspended(), true);
+  feed(n, 41, first);
+  n.handleStop(42);
+  assert.deepEqual(drain(n), [], 'nothing decided yet');
+  await n.settled();
+  const outs = drain(n);
+  assert.deepEqual(delivered(outs), [0, 1], 'both chunks before the stop');
+  assert.deepEqual(outs.map((o) => o.type).slice(-2), ['disconnect', 'ended']);
+  assert.equal(n.arrivals()[1][1], 41, 'each input keeps its own time');
+});
+
+test('a tampered chunk is dropped after its check, and the next one goes on', async () => {
+  const n = await joined();
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  const bad = (await chunk(1, FLAG_KEYFRAME)).bytes.slice();
+  bad[25] ^= 1;
+  feed(n, 41, Chunk.decode(bad));
+  feed(n, 42, await chunk(2, 0));
+  await n.settled();
+  const outs = drain(n);
+  assert.deepEqual(delivered(outs), [0, 2]);
+  assert.ok(outs.some((o) => o.type === 'event' && o.event.kind === 'chunk-rejected' && o.event.seq === 1));
+  assert.equal(n.stats().chunks_rejected, 1);
+});
+
+test('the driver\'s player numbers are in stats, and player-end comes before the end chunk', async () => {
+  const n = await joined();
+  n.setPlayerStats(() => ({ stalls: 2, stalled_ms: 700, buffer_ahead_ms: 1500, playing: true }));
+  const s = n.stats();
+  assert.deepEqual([s.stalls, s.stalled_ms, s.buffer_ahead_ms, s.playing, s.connected], [2, 700, 1500, true, true]);
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  feed(n, 41, await chunk(1, FLAG_KEYFRAME));
+  feed(n, 42, await chunk(2, FLAG_END));
+  await n.settled();
+  const kinds = drain(n).map((o) => (o.type === 'event' ? o.event.kind : `${o.type}${o.chunk ? o.chunk.seq : ''}`))
+    .filter((k) => k.startsWith('deliver') || k === 'player-end' || k === 'ended');
+  assert.deepEqual(kinds, ['deliver0', 'deliver1', 'player-end', 'deliver2', 'ended']);
+});
+
+test('told the stream ended, a receiver without the end chunk ends its player after the grace', async () => {
+  const n = await joined();
+  n.handleServer(40, { type: 'STREAM_ENDED', stream: 's', reason: 'gone' });
+  const events = [];
+  for (let at; (at = n.pollTimeout()) != null;) {
+    n.handleTimeout(at);
+    for (const o of drain(n)) {
+      if (o.type === 'event' && o.event.kind === 'player-end') events.push(at);
+      if (o.type === 'ended') events.push(o.ending);
+    }
+  }
+  assert.deepEqual(events, [40 + END_GRACE_MS, { kind: 'stream_ended', reason: 'gone' }]);
+});
+
+test('a supervisor message whose fields are wrong is ignored', async () => {
+  const n = await joined();
+  n.handleServer(40, { type: 'SET_PARENT', stream: 's', parent: 42, depth: 1 });
+  n.handleServer(41, { type: 'CONNECT_CHILD', stream: 's' });
+  const outs = drain(n);
+  assert.deepEqual(outs.map((o) => o.event?.kind), ['ignored', 'ignored']);
+  assert.equal(n.parent(), P1);
+  n.handleServer(42, { type: 'SET_PARENT', stream: 's', parent: C9.toUpperCase(), depth: 2 });
+  assert.equal(n.parent(), C9, 'peer ids are compared lower-cased');
+});
