@@ -94,11 +94,15 @@ pub async fn connect(url: &str, who: &PeerIdentity) -> Result<Signaling, Signali
         tokio_tungstenite::connect_async_tls_with_config(url, Some(config), false, connector)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
+    // A supervisor that stops answering, or a connection that breaks, is worth trying again; a
+    // refusal (the handshake failed, or the supervisor closed with its reason) is not.
     let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, who))
         .await
-        .map_err(|_| {
-            SignalingError::Auth("the supervisor did not finish the handshake in time".into())
-        })??;
+        .map_err(|_| unreachable("the supervisor did not finish the handshake in time".into()))?
+        .map_err(|e| match e {
+            HandshakeError::Refused(reason) => SignalingError::Auth(reason),
+            HandshakeError::Broken(reason) => unreachable(reason),
+        })?;
     let (outgoing, out_rx) = mpsc::unbounded_channel();
     let (ev_tx, events) = mpsc::unbounded_channel();
     tokio::spawn(pump(socket, out_rx, ev_tx));
@@ -131,7 +135,15 @@ fn tls_connector(ca: Option<&Path>) -> Result<Connector, String> {
     Ok(Connector::Rustls(Arc::new(config)))
 }
 
-async fn handshake(socket: &mut Socket, who: &PeerIdentity) -> Result<Session, SignalingError> {
+/// How a handshake failed.
+enum HandshakeError {
+    /// The handshake itself failed, or the supervisor closed the connection saying why.
+    Refused(String),
+    /// The connection broke or closed without a reason.
+    Broken(String),
+}
+
+async fn handshake(socket: &mut Socket, who: &PeerIdentity) -> Result<Session, HandshakeError> {
     let mut hs = PeerHandshake::new(
         who.key.clone(),
         who.peer_id,
@@ -141,16 +153,17 @@ async fn handshake(socket: &mut Socket, who: &PeerIdentity) -> Result<Session, S
     loop {
         let msg = match next_message(socket).await {
             Ok(msg) => msg,
-            Err(reason) => return Err(SignalingError::Auth(reason)),
+            Err(Closed::Silently(reason)) => return Err(HandshakeError::Broken(reason)),
+            Err(refusal) => return Err(HandshakeError::Refused(refusal.into_reason())),
         };
         let done = hs
             .handle_message(msg, &mut rand::rng())
-            .map_err(|e| SignalingError::Auth(e.to_string()))?;
+            .map_err(|e| HandshakeError::Refused(e.to_string()))?;
         while let Some(out) = hs.poll_message() {
             socket
                 .send(Message::text(out.encode()))
                 .await
-                .map_err(|e| SignalingError::Auth(format!("send failed: {e}")))?;
+                .map_err(|e| HandshakeError::Broken(format!("send failed: {e}")))?;
         }
         if let Some(session) = done {
             return Ok(session);
@@ -158,20 +171,41 @@ async fn handshake(socket: &mut Socket, who: &PeerIdentity) -> Result<Session, S
     }
 }
 
-/// Reads the next supervisor message; a close frame becomes an error carrying its reason.
-async fn next_message(socket: &mut Socket) -> Result<ServerMessage, String> {
+/// Why no message came.
+enum Closed {
+    /// The supervisor closed the connection and said why.
+    WithReason(String),
+    /// It sent something that is not a supervisor message.
+    Malformed(String),
+    /// The connection ended or broke without a word.
+    Silently(String),
+}
+
+impl Closed {
+    fn into_reason(self) -> String {
+        match self {
+            Self::WithReason(r) | Self::Malformed(r) | Self::Silently(r) => r,
+        }
+    }
+}
+
+/// Reads the next supervisor message.
+async fn next_message(socket: &mut Socket) -> Result<ServerMessage, Closed> {
     loop {
         match socket.next().await {
-            None => return Err("connection closed".into()),
-            Some(Err(e)) => return Err(format!("connection error: {e}")),
+            None => return Err(Closed::Silently("connection closed".into())),
+            Some(Err(e)) => return Err(Closed::Silently(format!("connection error: {e}"))),
             Some(Ok(Message::Text(text))) => {
-                return ServerMessage::decode(&text).map_err(|e| e.to_string());
+                return ServerMessage::decode(&text).map_err(|e| Closed::Malformed(e.to_string()));
             }
             Some(Ok(Message::Close(frame))) => {
-                return Err(frame
+                let reason = frame
                     .map(|f| f.reason.to_string())
-                    .filter(|r| !r.is_empty())
-                    .unwrap_or_else(|| "the supervisor closed the connection".into()));
+                    .filter(|r| !r.is_empty());
+                return Err(match reason {
+                    Some(reason) => Closed::WithReason(reason),
+                    None => Closed::Silently("the supervisor closed the connection".into()),
+                });
             }
             Some(Ok(_)) => continue,
         }
@@ -191,7 +225,7 @@ async fn pump(
                         break "node stopped".to_string();
                     }
                 }
-                Err(reason) => break reason,
+                Err(closed) => break closed.into_reason(),
             },
             out = out_rx.recv() => match out {
                 Some(msg) => {
