@@ -60,6 +60,22 @@ pub(crate) struct Row {
     viewers_min: u64,
 }
 
+/// Every run of the grid in the order they go: `(distribution, rate, sample, seed)`, each run's
+/// seed derived from the base seed and its place in the grid (the same in real and simulated runs).
+pub(crate) fn cells(cfg: &FailuresConfig) -> Vec<(&str, u32, u32, u64)> {
+    let mut cells = Vec::new();
+    for dist in &cfg.distributions {
+        for &rate in &cfg.rates {
+            for sample in 0..cfg.samples {
+                let index = cells.len() as u64 + 1;
+                let seed = cfg.seed.wrapping_mul(1000).wrapping_add(index);
+                cells.push((dist.as_str(), rate, sample, seed));
+            }
+        }
+    }
+    cells
+}
+
 /// Where a grid's numbers come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -80,35 +96,28 @@ pub(crate) fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Resu
         cfg.key_bits,
     )?;
     bed.wait_playing(Duration::from_secs(60 + cfg.receivers as u64))?;
-    let cells = cfg.distributions.len() * cfg.rates.len() * cfg.samples as usize;
-    let bar = ProgressBar::new(cells as u64);
+    let runs = cfg.distributions.len() * cfg.rates.len() * cfg.samples as usize;
+    let bar = ProgressBar::new(runs as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} runs, {elapsed} elapsed, ~{eta} left {msg}",
     )?);
     let mut rows = Vec::new();
-    let mut index = 0;
-    for dist in &cfg.distributions {
-        for &rate in &cfg.rates {
-            for sample in 0..cfg.samples {
-                index += 1;
-                let seed = cfg.seed.wrapping_mul(1000).wrapping_add(index);
-                bar.set_message(format!("{dist} {rate}/s #{}", sample + 1));
-                let row = one_run(&mut bed, cfg, dist, rate, sample, seed)
-                    .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
-                bar.suspend(|| {
-                    eprintln!(
-                        "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled",
-                        sample + 1,
-                        row.kills,
-                        row.stalls,
-                        row.stalled_ms as f64 / 1000.0
-                    )
-                });
-                rows.push(row);
-                bar.inc(1);
-                write_csv(out, &rows)?;
-            }
-        }
+    for (dist, rate, sample, seed) in cells(cfg) {
+        bar.set_message(format!("{dist} {rate}/s #{}", sample + 1));
+        let row = one_run(&mut bed, cfg, dist, rate, sample, seed)
+            .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
+        bar.suspend(|| {
+            eprintln!(
+                "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled",
+                sample + 1,
+                row.kills,
+                row.stalls,
+                row.stalled_ms as f64 / 1000.0
+            )
+        });
+        rows.push(row);
+        bar.inc(1);
+        write_csv(out, &rows)?;
     }
     bar.finish_and_clear();
     let _ = bed.stop();

@@ -3,7 +3,7 @@
 //! sockets and WebRTC are replaced by a modelled loopback on virtual time. The runs are measured
 //! exactly as the real ones: from the registry's run report and the viewers' reported counters.
 
-use super::{write_charts, write_csv, write_summary, FailuresConfig, Mode, Row};
+use super::{cells, write_charts, write_csv, write_summary, FailuresConfig, Mode, Row};
 use anyhow::Context;
 use ownstream_core::failures::FailureRequest;
 use ownstream_core::ids::PeerId;
@@ -41,25 +41,18 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
         HEAL_LIMIT_MS / 1000
     );
     let mut rows = Vec::new();
-    let mut index = 0;
-    for dist in &cfg.distributions {
-        for &rate in &cfg.rates {
-            for sample in 0..cfg.samples {
-                index += 1;
-                let seed = cfg.seed.wrapping_mul(1000).wrapping_add(index);
-                let row = one_run(&mut sim, cfg, dist, rate, sample, seed)
-                    .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
-                eprintln!(
-                    "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled (simulated)",
-                    sample + 1,
-                    row.kills,
-                    row.stalls,
-                    row.stalled_ms as f64 / 1000.0
-                );
-                rows.push(row);
-                write_csv(out, &rows)?;
-            }
-        }
+    for (dist, rate, sample, seed) in cells(cfg) {
+        let row = one_run(&mut sim, cfg, dist, rate, sample, seed)
+            .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
+        eprintln!(
+            "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled (simulated)",
+            sample + 1,
+            row.kills,
+            row.stalls,
+            row.stalled_ms as f64 / 1000.0
+        );
+        rows.push(row);
+        write_csv(out, &rows)?;
     }
     eprintln!(
         "{} simulated runs in {:.1} s of wall time",

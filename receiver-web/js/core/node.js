@@ -114,7 +114,7 @@ export { LIVE, GRACE, DRAINING, DONE, describeEnding };
 const NO_PLAYER = Object.freeze({ stalls: 0, stalled_ms: 0, buffer_ahead_ms: 0, playing: false });
 
 /** PeerStats (core/src/protocol.rs) as kept by the node; field names as on the wire. */
-function emptyStats() {
+export function emptyStats() {
   return {
     chunks_received: 0,
     chunks_verified: 0,

@@ -20,7 +20,7 @@
 
 import { generateIdentity } from '../core/auth.js';
 import { DEFAULT_RELAY_CONFIG } from '../core/rules.js';
-import { RECEIVER } from '../core/node.js';
+import { RECEIVER, emptyStats } from '../core/node.js';
 import { MsePlayer } from '../media/player.js';
 import { NodeDriver } from './driver.js';
 
@@ -284,15 +284,8 @@ export class ReceiverNode extends EventTarget {
   stats() {
     const node = this.node;
     const p = this.player.stats();
-    const peer = node ? node.stats() : { ...this.playerStats(), connected: false };
+    const peer = node ? node.stats() : { ...emptyStats(), ...this.playerStats(), connected: false };
     return {
-      chunks_received: 0,
-      chunks_verified: 0,
-      chunks_rejected: 0,
-      bytes_received: 0,
-      bytes_sent: 0,
-      repairs: 0,
-      chunks_skipped: 0,
       ...peer,
       peer_id: this.identity?.peerId ?? null,
       stream: this.stream,
