@@ -174,14 +174,6 @@ struct Parent {
     greeted_at: Option<u64>,
 }
 
-/// The edge to one child.
-#[derive(Debug)]
-struct Child {
-    edge: EdgeId,
-    /// The channel's buffered amount as last reported by the driver.
-    buffered: u64,
-}
-
 /// Where the node is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Phase {
@@ -209,7 +201,8 @@ pub struct Node {
     link: session::Link,
     key: Option<StreamKey>,
     parent: Option<Parent>,
-    children: BTreeMap<PeerId, Child>,
+    /// Each child's edge (its queue and channel are the relay's).
+    children: BTreeMap<PeerId, EdgeId>,
     next_edge: u64,
     relay: Relay,
     reassembler: Reassembler,
@@ -290,10 +283,7 @@ impl Node {
             return None;
         }
         let ticking = matches!(self.phase, Phase::Draining { .. })
-            || self
-                .children
-                .iter()
-                .any(|(p, c)| c.buffered > 0 || self.relay.queued_bytes(*p).unwrap_or(0) > 0);
+            || self.children.keys().any(|p| !self.relay.drained(*p));
         [
             self.session_timeout(),
             self.parent_timeout(),
@@ -342,6 +332,7 @@ impl Node {
         stats.buffer_ahead_ms = p.buffer_ahead_ms;
         stats.playing = p.playing;
         stats.connected = self.parent.as_ref().is_some_and(|p| p.open);
+        stats.last_seq = self.last_seq;
         stats
     }
 
@@ -379,16 +370,6 @@ impl Node {
     /// The media chunks the relay holds for children that resume: oldest and newest.
     pub fn buffered_range(&self) -> Option<(ChunkSeq, ChunkSeq)> {
         self.relay.buffered_range()
-    }
-
-    /// The player model's state (receivers).
-    pub fn player(&self) -> &Player {
-        &self.player
-    }
-
-    /// Whether the node has ended.
-    pub fn is_done(&self) -> bool {
-        self.phase == Phase::Done
     }
 
     /// Moves the clock; false once the node has ended (inputs are then ignored).

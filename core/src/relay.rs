@@ -325,6 +325,18 @@ impl<C: RelayChunk> Relay<C> {
             .map(|i| self.children[i].queued_bytes)
     }
 
+    /// What `child`'s channel holds as far as the relay knows: the last reported amount plus every
+    /// message emitted since.
+    pub fn buffered_amount(&self, child: PeerId) -> Option<u64> {
+        self.child_index(child).map(|i| self.children[i].buffered)
+    }
+
+    /// Whether `child` has been sent everything queued for it and its channel is empty (as last
+    /// reported).
+    pub fn drained(&self, child: PeerId) -> bool {
+        self.queued_bytes(child).unwrap_or(0) == 0 && self.buffered_amount(child).unwrap_or(0) == 0
+    }
+
     fn advance(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
     }

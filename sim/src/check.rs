@@ -210,29 +210,23 @@ mod test {
         (sim, viewer)
     }
 
+    /// The chunks the checker says the viewer of [`world`] missed although they were held.
+    fn missed(seqs: &[u64], front: u64) -> Vec<u64> {
+        let (sim, viewer) = world(seqs, front);
+        let losses = sim.losses_beyond_buffers(&[viewer]);
+        losses.iter().map(|v| v.seq).collect()
+    }
+
     #[test]
     fn a_hole_the_parent_could_have_filled_is_a_violation() {
-        let (sim, viewer) = world(&[0, 1, 2, 5, 6], 1);
-        let seqs: Vec<u64> = sim
-            .losses_beyond_buffers(&[viewer])
-            .iter()
-            .map(|v| v.seq)
-            .collect();
-        assert_eq!(seqs, [3, 4]);
+        assert_eq!(missed(&[0, 1, 2, 5, 6], 1), [3, 4]);
     }
 
     #[test]
     fn a_resume_at_the_first_keyframe_after_an_evicted_gap_is_not() {
-        let (sim, viewer) = world(&[0, 1, 2, 5, 6], 4);
-        assert!(sim.losses_beyond_buffers(&[viewer]).is_empty());
-        let (sim, viewer) = world(&[0, 1, 2, 6, 7], 4);
-        let seqs: Vec<u64> = sim
-            .losses_beyond_buffers(&[viewer])
-            .iter()
-            .map(|v| v.seq)
-            .collect();
+        assert!(missed(&[0, 1, 2, 5, 6], 4).is_empty());
         assert_eq!(
-            seqs,
+            missed(&[0, 1, 2, 6, 7], 4),
             [5],
             "the keyframe at 5 was held: it should have resumed there"
         );

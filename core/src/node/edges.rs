@@ -7,7 +7,7 @@
 //! child is sent nothing before its HELLO, and may send nothing else.
 
 use super::rules::{HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS};
-use super::{Child, EdgeId, Node, NodeEvent, Output, Parent};
+use super::{EdgeId, Node, NodeEvent, Output, Parent};
 use crate::frame::{Message as WireMessage, Reassembler};
 use crate::ids::PeerId;
 use crate::protocol::{PeerMessage, SignalPayload};
@@ -100,9 +100,6 @@ impl Node {
     /// The channel of an edge holds `bytes` not yet sent (its `bufferedAmount`).
     pub fn handle_buffered_amount(&mut self, edge: EdgeId, bytes: u64) {
         if let Some(child) = self.child_of(edge) {
-            if let Some(c) = self.children.get_mut(&child) {
-                c.buffered = bytes;
-            }
             let _ = self.relay.handle_buffered_amount(child, bytes);
         }
     }
@@ -121,12 +118,12 @@ impl Node {
     pub(super) fn child_of(&self, edge: EdgeId) -> Option<PeerId> {
         self.children
             .iter()
-            .find(|(_, c)| c.edge == edge)
+            .find(|(_, e)| **e == edge)
             .map(|(p, _)| *p)
     }
 
     pub(super) fn child_edge(&self, child: PeerId) -> Option<EdgeId> {
-        self.children.get(&child).map(|c| c.edge)
+        self.children.get(&child).copied()
     }
 
     pub(super) fn route_signal(&mut self, from: PeerId, payload: SignalPayload) {
@@ -171,7 +168,7 @@ impl Node {
         self.drop_child(child);
         let edge = self.new_edge();
         let _ = self.relay.add_child(child);
-        self.children.insert(child, Child { edge, buffered: 0 });
+        self.children.insert(child, edge);
         self.emit(Output::OpenEdge {
             edge,
             peer: child,
@@ -180,8 +177,8 @@ impl Node {
     }
 
     pub(super) fn drop_child(&mut self, child: PeerId) {
-        if let Some(old) = self.children.remove(&child) {
-            self.emit(Output::CloseEdge(old.edge));
+        if let Some(edge) = self.children.remove(&child) {
+            self.emit(Output::CloseEdge(edge));
         }
         let _ = self.relay.remove_child(child);
     }

@@ -63,7 +63,6 @@ impl Node {
         }
         self.arrivals.push_back((chunk.seq.0, self.now_ms));
         self.last_seq = Some(chunk.seq);
-        self.stats.last_seq = Some(chunk.seq);
         if chunk.is_end() {
             self.end_seen = true;
             self.player.handle_end();
@@ -126,13 +125,11 @@ impl Node {
         let now = self.now_ms;
         self.relay.handle_timeout(now);
         while let Some(t) = self.relay.poll_transmit(now) {
-            let Some(child) = self.children.get_mut(&t.child) else {
+            // The relay counts the message as buffered until the driver reports the channel's
+            // real amount, so a draining node does not end before its last messages left.
+            let Some(edge) = self.child_edge(t.child) else {
                 continue;
             };
-            // Counted as buffered until the driver reports the channel's real amount, so a
-            // draining node does not end before its last messages left.
-            child.buffered += t.message.len() as u64;
-            let edge = child.edge;
             self.stats.bytes_sent += t.message.len() as u64;
             self.emit(Output::Transmit {
                 edge,
@@ -160,14 +157,11 @@ impl Node {
         self.relay = new_relay(self.config.relay);
         self.reassembler = Reassembler::default();
         self.last_seq = None;
-        self.stats.last_seq = None;
         self.end_seen = false;
     }
 
     /// Whether every child has been sent all that is queued for it.
     pub(super) fn drained(&self) -> bool {
-        self.children
-            .iter()
-            .all(|(peer, c)| c.buffered == 0 && self.relay.queued_bytes(*peer).unwrap_or(0) == 0)
+        self.children.keys().all(|p| self.relay.drained(*p))
     }
 }

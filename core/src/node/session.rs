@@ -130,12 +130,12 @@ impl Node {
         }
         self.link.state = State::Closed;
         self.link.in_stream = false;
-        if self.is_broadcaster() || !self.live() {
-            // A stream that is ending needs no supervisor to finish; a broadcaster's is over.
-            if self.live() {
-                self.finish(Ending::SupervisorLost(reason.to_string()));
-            }
-            return;
+        if !self.live() {
+            return; // a stream that is ending needs no supervisor to finish
+        }
+        if self.is_broadcaster() {
+            // Its registration and key died with the connection: the stream is over.
+            return self.finish(Ending::SupervisorLost(reason.to_string()));
         }
         self.event(NodeEvent::SupervisorLost {
             reason: reason.to_string(),

@@ -64,6 +64,18 @@ fn feed(n: &mut Node, now: u64, c: &Chunk) {
     }
 }
 
+/// A new child `peer(9)` on edge 2 at 35 ms, its HELLO at 36 ms.
+fn add_child(n: &mut Node) {
+    n.handle_server(
+        35,
+        ServerMessage::ConnectChild {
+            stream: "s".into(),
+            child: peer(9),
+        },
+    );
+    n.handle_edge_message(36, EdgeId(2), Message::Hello { last: None }.encode());
+}
+
 fn receiver() -> NodeConfig {
     NodeConfig::new(ComponentType::Receiver, "s")
 }
@@ -112,14 +124,7 @@ fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
     let mut config = receiver();
     config.corrupt_relayed_seq = Some(2);
     let mut n = joined(config);
-    n.handle_server(
-        35,
-        ServerMessage::ConnectChild {
-            stream: "s".into(),
-            child: peer(9),
-        },
-    );
-    n.handle_edge_message(36, EdgeId(2), Message::Hello { last: None }.encode());
+    add_child(&mut n);
     drain(&mut n);
     feed(&mut n, 40, &chunk(0, FLAG_INIT));
     feed(&mut n, 41, &chunk(1, FLAG_KEYFRAME));
@@ -149,14 +154,7 @@ fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
 #[test]
 fn a_node_with_queued_children_wakes_to_refresh_buffered_amounts() {
     let mut n = joined(receiver());
-    n.handle_server(
-        35,
-        ServerMessage::ConnectChild {
-            stream: "s".into(),
-            child: peer(9),
-        },
-    );
-    n.handle_edge_message(36, EdgeId(2), Message::Hello { last: None }.encode());
+    add_child(&mut n);
     feed(&mut n, 40, &chunk(0, FLAG_INIT));
     // The init chunk went out; its bytes count as buffered until the driver reports.
     assert_eq!(n.poll_timeout(), Some(40 + rules::TICK_MS));

@@ -144,7 +144,7 @@ export class Node {
     this.link = new Link();
     this.key = null; // {text: canonical base64, crypto: Promise<CryptoKey | null>}
     this.parentLink = null; // Parent (node/edges.js)
-    this.childLinks = new Map(); // peer -> {edge, buffered}; iterated in peer order (a BTreeMap in Rust)
+    this.childLinks = new Map(); // peer -> {edge}; iterated in peer order (a BTreeMap in Rust)
     this.nextEdge = 0;
     // A chunk too large to frame reaches no child; the relay reports the hole.
     this.relay = new Relay(this.config.relay);
@@ -184,7 +184,7 @@ export class Node {
   pollTimeout() {
     if (this.phase.kind === DONE) return null;
     const ticking = this.phase.kind === DRAINING
-      || [...this.childLinks].some(([p, c]) => c.buffered > 0 || (this.relay.queuedBytes(p) ?? 0) > 0);
+      || [...this.childLinks.keys()].some((p) => !this.relay.drained(p));
     const times = [
       this.sessionTimeout(),
       this.parentTimeout(),
@@ -249,7 +249,7 @@ export class Node {
       connected: this.parentLink?.open === true,
     };
     if (c.first_chunk_latency_ms != null) stats.first_chunk_latency_ms = c.first_chunk_latency_ms;
-    if (c.last_seq != null) stats.last_seq = c.last_seq;
+    if (this.newestSeq != null) stats.last_seq = this.newestSeq;
     return stats;
   }
 

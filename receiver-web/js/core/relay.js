@@ -348,6 +348,18 @@ export class Relay {
     return i < 0 ? null : this.children[i].queuedBytes;
   }
 
+  /** What the child's channel holds as far as the relay knows: the last reported amount plus
+   *  every message emitted since. */
+  bufferedAmount(peer) {
+    const i = this.index(peer);
+    return i < 0 ? null : this.children[i].buffered;
+  }
+
+  /** Whether the child has been sent everything queued for it and its channel is empty. */
+  drained(peer) {
+    return (this.queuedBytes(peer) ?? 0) === 0 && (this.bufferedAmount(peer) ?? 0) === 0;
+  }
+
   /** Oldest and newest media chunk held: [oldest, newest], or null. */
   bufferedRange() {
     const media = this.buffer.media;

@@ -94,8 +94,6 @@ export const edges = {
   handleBufferedAmount(edge, bytes) {
     const child = this.childOf(edge);
     if (child == null) return;
-    const c = this.childLinks.get(child);
-    if (c) c.buffered = bytes;
     ignoringRelayError(() => this.relay.handleBufferedAmount(child, bytes));
   },
 
@@ -149,7 +147,7 @@ export const edges = {
     this.dropChild(child);
     const edge = this.newEdge();
     ignoringRelayError(() => this.relay.addChild(child));
-    this.childLinks.set(child, { edge, buffered: 0 });
+    this.childLinks.set(child, { edge });
     this.emit({ type: 'open-edge', edge, peer: child, offerer: true });
   },
 

@@ -66,7 +66,6 @@ export const media = {
     if (this.arrivalList.length === MAX_ARRIVALS) this.arrivalList.shift();
     this.arrivalList.push([chunk.seq, this.nowMs]);
     this.newestSeq = chunk.seq;
-    this.counters.last_seq = chunk.seq;
     if (chunk.isEnd) {
       this.endSeen = true;
       this.event({ kind: 'player-end' });
@@ -126,11 +125,10 @@ export const media = {
     const now = this.nowMs;
     this.relay.handleTimeout(now);
     for (let t; (t = this.relay.pollTransmit(now));) {
+      // The relay counts the message as buffered until the driver reports the channel's real
+      // amount, so a draining node does not end before its last messages left.
       const child = this.childLinks.get(t.child);
       if (!child) continue;
-      // Counted as buffered until the driver reports the channel's real amount, so a draining
-      // node does not end before its last messages left.
-      child.buffered += t.message.length;
       this.counters.bytes_sent += t.message.length;
       this.emit({ type: 'transmit', edge: child.edge, message: t.message });
     }
@@ -149,15 +147,12 @@ export const media = {
     this.relay = new Relay(this.config.relay);
     this.reassembler = new Reassembler();
     this.newestSeq = null;
-    this.counters.last_seq = null;
     this.endSeen = false;
   },
 
   /** Whether every child has been sent all that is queued for it. */
   drained() {
-    for (const [peer, c] of this.childLinks) {
-      if (c.buffered !== 0 || (this.relay.queuedBytes(peer) ?? 0) !== 0) return false;
-    }
+    for (const peer of this.childLinks.keys()) if (!this.relay.drained(peer)) return false;
     return true;
   },
 };
