@@ -14,7 +14,9 @@ import { chromium } from 'playwright-core';
 /** Lines of each log a failed test prints (see `Harness.failed`). */
 const LOG_TAIL_LINES = 40;
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN_DIR = process.env.OWNSTREAM_BIN_DIR || path.join(ROOT, 'target', 'debug');
+// Where `cargo build` put the binaries: CARGO_TARGET_DIR is honoured as cargo honours it.
+const BIN_DIR = process.env.OWNSTREAM_BIN_DIR
+  || path.join(process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target'), 'debug');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 /** A test clip committed under testdata/. */
