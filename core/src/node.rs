@@ -11,7 +11,8 @@
 //!
 //! What the node decides, each rule once (the numbers are in [`rules`]):
 //! - **the supervisor connection** ([`session`]): connecting and, after a failure, reconnecting
-//!   with backoff; the first message (`REGISTER_STREAM` or `JOIN_STREAM`); heartbeats, statistics
+//!   with jittered backoff, without stopping the media; the first message (`REGISTER_STREAM` or
+//!   `JOIN_STREAM`, or `RESUME` after a lost connection); heartbeats, statistics
 //!   and stream-list polls; which refusals and errors end the node; the operator's kill and the
 //!   re-join that may follow; a broadcaster waiting for its first viewers;
 //! - **the edges** ([`edges`]): the edge to the parent the supervisor named (answering its offer,
@@ -221,6 +222,8 @@ pub struct Node {
     end_seen: bool,
     kills: u32,
     reconnects: u32,
+    /// Depth the supervisor last gave (0 for the broadcaster), re-announced in `RESUME`.
+    depth: usize,
 }
 
 fn new_relay(config: RelayConfig) -> Relay {
@@ -256,6 +259,7 @@ impl Node {
             end_seen: false,
             kills: 0,
             reconnects: 0,
+            depth: 0,
             config,
         };
         node.connect();
@@ -411,6 +415,9 @@ impl Node {
             ServerMessage::Joined {
                 key, parent, depth, ..
             } => self.joined(&key, parent, depth),
+            ServerMessage::Resumed {
+                key, parent, depth, ..
+            } => self.resumed(&key, parent, depth),
             ServerMessage::StreamWaiting { .. } => self.event(NodeEvent::Waiting),
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),

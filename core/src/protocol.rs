@@ -120,6 +120,12 @@ pub struct PeerStats {
     pub repair_times_ms: Vec<u32>,
 }
 
+/// Most children a `RESUME` may list (the largest fanout the supervisor accepts).
+pub const MAX_RESUME_CHILDREN: usize = 64;
+
+/// Most supervisor URLs a peer keeps from `AUTHENTICATED` (the rest are ignored).
+pub const MAX_SUPERVISOR_URLS: usize = 8;
+
 /// Most repair-time samples one `STATS` report carries (the supervisor ignores the rest).
 pub const MAX_REPAIR_SAMPLES: usize = 64;
 
@@ -150,6 +156,10 @@ pub enum ServerMessage {
         heartbeat_ms: u64,
         /// ICE servers for every peer connection.
         ice_servers: Vec<IceServer>,
+        /// Other supervisors' WebSocket URLs this peer may reconnect to when this one is lost
+        /// (`ws://` or `wss://`, at most [`MAX_SUPERVISOR_URLS`] are used). Absent: none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        supervisors: Vec<String>,
     },
     /// Answer to `LIST_STREAMS`.
     StreamList {
@@ -177,6 +187,20 @@ pub enum ServerMessage {
         /// The viewer's parent.
         parent: PeerId,
         /// The viewer's depth (the broadcaster is at 0).
+        depth: usize,
+    },
+    /// Answer to `RESUME`: the peer's place in the rebuilt tree. With `parent` equal to the one
+    /// it claimed, it keeps its edge; otherwise it closes it and expects an offer from `parent`.
+    /// `key` is the stream's key: a different one than the peer holds is a new broadcast.
+    Resumed {
+        /// Stream name.
+        stream: String,
+        /// 256-bit HMAC key, base64.
+        key: String,
+        /// The peer's parent (absent for the broadcaster).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<PeerId>,
+        /// The peer's depth (the broadcaster is at 0).
         depth: usize,
     },
     /// The viewer's parent changed (repair): expect an offer from `parent`.
@@ -274,6 +298,32 @@ pub enum PeerMessage {
         #[serde(default)]
         wait: bool,
     },
+    /// After reconnecting (to the same supervisor restarted, or another one), instead of
+    /// `REGISTER_STREAM` or `JOIN_STREAM`: what this peer already is in `stream`, so the supervisor
+    /// rebuilds the stream's tree from its peers (soft state; rules in `registry::rebuild`). The
+    /// role is the handshake's `component_type`. Answered by `RESUMED`.
+    Resume {
+        /// The stream this peer is in.
+        stream: String,
+        /// The parent whose edge this peer holds (absent for the broadcaster, or a receiver whose
+        /// parent's channel closed while no supervisor was reachable).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<PeerId>,
+        /// The children this peer holds edges to, in the order they were attached (at most
+        /// [`MAX_RESUME_CHILDREN`]).
+        #[serde(default)]
+        children: Vec<PeerId>,
+        /// The depth the previous supervisor gave (0 for the broadcaster).
+        #[serde(default)]
+        depth: usize,
+        /// Newest chunk held.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seq: Option<ChunkSeq>,
+        /// Broadcaster only: the stream's HMAC key it tags chunks with (base64), so the viewers'
+        /// keys stay valid.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
     /// Signaling for a neighbour.
     Signal {
         /// The neighbour.
@@ -323,6 +373,7 @@ impl PeerMessage {
             Self::ListStreams {} => "LIST_STREAMS",
             Self::RegisterStream { .. } => "REGISTER_STREAM",
             Self::JoinStream { .. } => "JOIN_STREAM",
+            Self::Resume { .. } => "RESUME",
             Self::Signal { .. } => "SIGNAL",
             Self::Heartbeat {} => "HEARTBEAT",
             Self::ParentLost { .. } => "PARENT_LOST",
@@ -355,6 +406,7 @@ impl ServerMessage {
             Self::StreamRegistered { .. } => "STREAM_REGISTERED",
             Self::StreamWaiting { .. } => "STREAM_WAITING",
             Self::Joined { .. } => "JOINED",
+            Self::Resumed { .. } => "RESUMED",
             Self::SetParent { .. } => "SET_PARENT",
             Self::ConnectChild { .. } => "CONNECT_CHILD",
             Self::DropChild { .. } => "DROP_CHILD",

@@ -24,9 +24,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+mod rebuild;
 mod repair;
 mod runs;
 mod views;
+pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
 pub use views::{TreeNode, TreeView};
 
@@ -66,6 +68,8 @@ struct PeerEntry {
     last_seen_ms: u64,
     stream: Option<String>,
     waiting_for: Option<String>,
+    /// A `RESUME` not yet given its place (then `waiting_for` names its stream).
+    claim: Option<rebuild::Claim>,
     stats: Option<PeerStats>,
 }
 
@@ -74,6 +78,8 @@ struct StreamEntry {
     broadcaster: PeerId,
     topology: Topology,
     started_at_ms: u64,
+    /// While the tree is rebuilt from re-announcements.
+    rebuild: Option<rebuild::Rebuild>,
 }
 
 /// The supervisor's registry of peers and streams.
@@ -128,6 +134,7 @@ impl Registry {
                 last_seen_ms: now_ms,
                 stream: None,
                 waiting_for: None,
+                claim: None,
                 stats: None,
             },
         );
@@ -153,6 +160,24 @@ impl Registry {
             }
             PeerMessage::JoinStream { stream, wait } if component == ComponentType::Receiver => {
                 self.join(from, stream, wait)
+            }
+            PeerMessage::Resume {
+                stream,
+                parent,
+                children,
+                depth,
+                key,
+                ..
+            } => {
+                let resume = rebuild::Resume {
+                    stream,
+                    parent,
+                    children,
+                    depth,
+                    key,
+                };
+                let broadcaster = component == ComponentType::Broadcaster;
+                self.resume(now_ms, from, resume, broadcaster);
             }
             PeerMessage::Signal { to, payload } => self.relay_signal(from, to, payload),
             PeerMessage::ParentLost { parent } => self.parent_lost(now_ms, from, parent),
@@ -185,6 +210,7 @@ impl Registry {
     /// Fails every peer whose heartbeat is overdue, and drives the failure runs.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.drive_runs(now_ms);
+        self.rebuild_timers(now_ms);
         let limit = self.config.heartbeat_timeout_ms;
         let mut overdue: Vec<PeerId> = self
             .peers
@@ -219,7 +245,7 @@ impl Registry {
             .values()
             .map(|e| e.last_seen_ms + self.config.heartbeat_timeout_ms);
         let runs = self.runs.iter().filter_map(|r| r.poll_timeout(now_ms));
-        heartbeats.chain(runs).min()
+        heartbeats.chain(runs).chain(self.rebuild_timeout()).min()
     }
 
     fn send(&mut self, to: PeerId, msg: ServerMessage) {
@@ -284,6 +310,7 @@ impl Registry {
                 broadcaster: from,
                 topology: Topology::new(kind, from),
                 started_at_ms: now_ms,
+                rebuild: None,
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {
@@ -324,9 +351,9 @@ impl Registry {
                 false,
             );
         }
-        if self.streams.contains_key(&stream) {
+        if self.streams.contains_key(&stream) && !self.rebuilding(&stream) {
             self.place_viewer(&stream, from);
-        } else if wait {
+        } else if wait || self.rebuilding(&stream) {
             if let Some(e) = self.peers.get_mut(&from) {
                 e.waiting_for = Some(stream.clone());
             }

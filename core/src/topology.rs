@@ -41,6 +41,9 @@ pub enum TopologyError {
     /// The peer already joined this stream (or is its broadcaster).
     #[error("peer {0} already joined")]
     DuplicatePeer(PeerId),
+    /// The parent already has `fanout` children.
+    #[error("peer {0} has no free slot")]
+    Full(PeerId),
     /// The broadcaster cannot leave the tree; it ends the stream instead.
     #[error("the broadcaster {0} cannot be removed; end the stream instead")]
     RemoveRoot(PeerId),
@@ -257,6 +260,44 @@ impl Topology {
             parent,
             depth,
         })
+    }
+
+    /// Adds a viewer under a given `parent` (a supervisor rebuilding the tree from what its peers
+    /// re-announce keeps them where they are); returns its depth. The depth bound is not checked
+    /// here: the rebuild ends with [`Topology::rebalance_now`].
+    pub fn adopt(&mut self, peer: PeerId, parent: PeerId) -> Result<u32, TopologyError> {
+        if self.contains(peer) {
+            return Err(TopologyError::DuplicatePeer(peer));
+        }
+        let p = self
+            .nodes
+            .get(&parent)
+            .ok_or(TopologyError::UnknownPeer(parent))?;
+        if p.children.len() >= self.fanout {
+            return Err(TopologyError::Full(parent));
+        }
+        let depth = p.depth + 1;
+        let node = Node {
+            parent: None,
+            children: Vec::new(),
+            depth,
+        };
+        self.nodes.insert(peer, node);
+        self.attach(peer, parent);
+        Ok(depth)
+    }
+
+    /// Whether `parent` is in the overlay and has a free slot.
+    pub fn has_room(&self, parent: PeerId) -> bool {
+        self.nodes
+            .get(&parent)
+            .is_some_and(|p| p.children.len() < self.fanout)
+    }
+
+    /// Restores the depth bound after adoptions: moves deepest leaves to the shallowest free slots
+    /// (see the module docs) and returns the moves `(leaf, new_parent)` in order.
+    pub fn rebalance_now(&mut self) -> Vec<(PeerId, PeerId)> {
+        self.rebalance()
     }
 
     /// Removes a viewer that left or crashed and re-attaches its children (see the module docs).

@@ -15,9 +15,11 @@ use std::sync::Arc;
 /// Options every peer takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Supervisor WebSocket URL.
+    /// Supervisor WebSocket URL. Repeatable: when the supervisor is lost, the peer reconnects to
+    /// the same one first, then tries the next URL after each failed attempt (it also adds the
+    /// ones a supervisor advertises).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    pub supervisor: String,
+    pub supervisor: Vec<String>,
     /// Expected supervisor key fingerprint (`SHA256:<hex>`, printed by the supervisor at start).
     #[arg(long, value_parser = parse_fingerprint)]
     pub supervisor_fingerprint: Option<String>,
@@ -38,7 +40,11 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Generates this peer's key and builds a node configuration.
     pub fn node_config(&self, component: ComponentType) -> anyhow::Result<NodeConfig> {
-        let mut config = NodeConfig::generate(&self.supervisor, component, self.key_bits as usize)?;
+        let mut config =
+            NodeConfig::generate(&self.supervisor[0], component, self.key_bits as usize)?;
+        config
+            .supervisor_urls
+            .extend(self.supervisor[1..].iter().cloned());
         config.identity.pinned_fingerprint = self.supervisor_fingerprint.clone();
         config.identity.supervisor_ca = self.supervisor_ca.clone();
         if !self.webrtc_ips.is_empty() {
@@ -59,7 +65,7 @@ impl NodeConfig {
         let key =
             Identity::generate(&mut rand::rng(), key_bits).context("cannot generate an RSA key")?;
         Ok(Self {
-            supervisor_url: supervisor_url.to_string(),
+            supervisor_urls: vec![supervisor_url.to_string()],
             identity: PeerIdentity {
                 peer_id: PeerId::random(),
                 key: Arc::new(key),

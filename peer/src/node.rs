@@ -15,7 +15,7 @@ use ownstream_core::frame::{Chunk, StreamKey};
 use ownstream_core::ids::PeerId;
 use ownstream_core::node::{self as core, ConnectFailure, EdgeId, Ending, Output};
 use ownstream_core::player::PlayerConfig;
-use ownstream_core::protocol::{PeerMessage, PeerStats};
+use ownstream_core::protocol::{PeerMessage, PeerStats, MAX_SUPERVISOR_URLS};
 use ownstream_core::relay::RelayConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,8 +40,8 @@ pub struct Faults {
 /// Settings shared by broadcaster and receiver nodes.
 #[derive(Clone)]
 pub struct NodeConfig {
-    /// `ws://host:port/ws`.
-    pub supervisor_url: String,
+    /// `ws://host:port/ws`, then any other supervisors to reconnect to (at least one).
+    pub supervisor_urls: Vec<String>,
     /// Who this node is.
     pub identity: PeerIdentity,
     /// WebRTC settings (ICE servers are added from the supervisor's session).
@@ -119,7 +119,9 @@ impl NodeHandle {
 /// A node and everything it drives.
 pub struct Node {
     core: core::Node,
-    url: String,
+    /// The supervisors to connect to: the configured ones, then those advertised (see
+    /// [`core::Node::connect_attempt`] for which is tried when).
+    urls: Vec<String>,
     identity: PeerIdentity,
     edge_config: EdgeConfig,
     inputs: mpsc::UnboundedSender<Input>,
@@ -148,7 +150,7 @@ impl Node {
         let (ready, ready_rx) = watch::channel(None);
         let node = Self {
             core: core::Node::new(c, 0),
-            url: config.supervisor_url,
+            urls: config.supervisor_urls,
             identity: config.identity,
             edge_config: config.edge,
             inputs: inputs.clone(),
@@ -265,6 +267,12 @@ impl Node {
                 credential: s.credential.clone(),
             })
             .collect();
+        for url in &sig.session.supervisors {
+            let usable = url.starts_with("ws://") || url.starts_with("wss://");
+            if usable && !self.urls.contains(url) && self.urls.len() < MAX_SUPERVISOR_URLS {
+                self.urls.push(url.clone());
+            }
+        }
         self.sig_out = Some(sig.outgoing);
         let conn = self.conn;
         let (mut events, inputs) = (sig.events, self.inputs.clone());
@@ -336,12 +344,9 @@ impl Node {
 
     fn connect(&mut self) {
         self.conn += 1;
-        let (conn, url, who, inputs) = (
-            self.conn,
-            self.url.clone(),
-            self.identity.clone(),
-            self.inputs.clone(),
-        );
+        let attempt = self.core.connect_attempt() as usize;
+        let url = (self.urls.get(attempt % self.urls.len().max(1)).cloned()).unwrap_or_default();
+        let (conn, url, who, inputs) = (self.conn, url, self.identity.clone(), self.inputs.clone());
         tokio::spawn(async move {
             let result = signaling::connect(&url, &who).await;
             let _ = inputs.send(Input::Connected(conn, result));

@@ -14,7 +14,8 @@
 //! - an edge is set up through the nodes' real offer/answer exchange; ICE, DTLS and SCTP are a
 //!   set-up time; data channels are reliable and ordered, paced by bandwidth, with loss as a
 //!   retransmission delay; a channel's buffered amount is what it has not put on the wire yet;
-//! - the supervisor never fails here, and CPU is free: a real machine's load (what makes edges
+//! - the supervisor can crash and restart ([`Sim::crash_supervisor`]), losing its registry; CPU
+//!   is free: a real machine's load (what makes edges
 //!   slow to open and stalls grow when 2 cores run 80 peers) is not in the model.
 //!
 //! [`Registry`]: ownstream_core::registry::Registry
@@ -148,6 +149,7 @@ pub struct Sim {
     sup_wake: Option<u64>,
     /// The current supervisor connection of each peer.
     sup_conns: HashMap<PeerId, u64>,
+    sup_down: bool,
     next_conn: u64,
     hosts: Vec<Host>,
     by_peer: HashMap<PeerId, HostId>,
@@ -182,6 +184,7 @@ impl Sim {
             registry,
             sup_wake: None,
             sup_conns: HashMap::new(),
+            sup_down: false,
             next_conn: 0,
             hosts: Vec::new(),
             by_peer: HashMap::new(),
@@ -362,13 +365,14 @@ impl Sim {
             Event::Sup(input) => self.sup_input(input),
             Event::Wake(id, incarnation) => self.wake(id, incarnation, at),
             Event::SupWake => {
-                if self.sup_wake == Some(at) {
+                if self.sup_wake == Some(at) && !self.sup_down {
                     self.sup_wake = None;
                     self.registry.handle_timeout(self.now);
                     self.flush_registry();
                 }
             }
-            Event::SupFlush => self.flush_registry(),
+            Event::SupFlush if !self.sup_down => self.flush_registry(),
+            Event::SupFlush => {}
             Event::Source => self.release_next(),
             Event::Silence(ep) => self.silence(ep),
         }

@@ -1,18 +1,51 @@
 //! The simulated supervisor: the core's registry behind one latency, with the hub's rule that
-//! only a peer's current connection counts.
+//! only a peer's current connection counts. It can crash (every peer's connection resets, a
+//! connection attempt is refused at once, its memory is lost) and start again with an empty
+//! registry, which rebuilds from what the peers re-announce.
 
 use crate::{Event, NodeIn, Sim, SupIn};
 use ownstream_core::node::ConnectFailure;
-use ownstream_core::registry::Output as RegOutput;
+use ownstream_core::registry::{Output as RegOutput, Registry};
+use rand::RngExt;
 
 impl Sim {
+    /// Kills the supervisor process: every peer's connection closes (the OS resets it) and
+    /// its registry is gone. Attempts to connect are refused until [`Sim::restart_supervisor`].
+    pub fn crash_supervisor(&mut self) {
+        self.sup_down = true;
+        self.sup_wake = None;
+        let lat = self.config.net.signaling_latency_ms;
+        let conns: Vec<_> = self.sup_conns.drain().collect();
+        for (peer, conn) in conns {
+            if let Some(id) = self.host_of(peer) {
+                let reason = "supervisor connection reset".to_string();
+                self.deliver_to(self.now + lat, id, NodeIn::Disconnected(conn, reason));
+            }
+        }
+    }
+
+    /// Starts a supervisor again on the same address, with an empty registry.
+    pub fn restart_supervisor(&mut self) {
+        self.sup_down = false;
+        self.registry = Registry::new(self.config.registry, self.rng.random());
+        self.flush_registry();
+    }
+
+    /// Whether the supervisor is down.
+    pub fn supervisor_down(&self) -> bool {
+        self.sup_down
+    }
+
     pub(crate) fn sup_input(&mut self, input: SupIn) {
         let now = self.now;
         let lat = self.config.net.signaling_latency_ms;
         match input {
             SupIn::Auth(peer, conn, component) => {
                 let Some(id) = self.host_of(peer) else { return };
-                if self.registry.handle_authenticated(now, peer, component) {
+                if self.sup_down {
+                    let failure = ConnectFailure::Unreachable("connection refused".into());
+                    self.deliver_to(now + lat, id, NodeIn::ConnectFailed(conn, failure));
+                } else if self.registry.handle_authenticated(now, peer, component) {
                     self.sup_conns.insert(peer, conn);
                     self.deliver_to(now + lat, id, NodeIn::Connected(conn));
                 } else {

@@ -7,7 +7,8 @@ use super::{
 };
 use crate::ids::PeerId;
 use crate::protocol::{
-    Agent, ComponentType, IceServer, PeerMessage, ServerMessage, PROTOCOL_VERSION,
+    Agent, ComponentType, IceServer, PeerMessage, ServerMessage, MAX_SUPERVISOR_URLS,
+    PROTOCOL_VERSION,
 };
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -28,6 +29,8 @@ pub struct Session {
     pub ice_servers: Vec<IceServer>,
     /// The supervisor's fingerprint.
     pub supervisor_fingerprint: String,
+    /// Other supervisors it advertised (at most [`MAX_SUPERVISOR_URLS`]).
+    pub supervisors: Vec<String>,
 }
 
 enum PeerState {
@@ -149,6 +152,7 @@ impl PeerHandshake {
                     peer_id,
                     heartbeat_ms,
                     ice_servers,
+                    mut supervisors,
                 },
             ) => {
                 if peer_id != self.peer_id {
@@ -160,6 +164,10 @@ impl PeerHandshake {
                     heartbeat_ms,
                     ice_servers,
                     supervisor_fingerprint: fp,
+                    supervisors: {
+                        supervisors.truncate(MAX_SUPERVISOR_URLS);
+                        supervisors
+                    },
                 }))
             }
             (PeerState::Failed, _) => Err(AuthError::AlreadyFailed),

@@ -73,12 +73,20 @@ pub struct SupervisorHandshake {
     identity: Arc<Identity>,
     config: HandshakeConfig,
     ice_servers: Vec<IceServer>,
+    supervisors: Vec<String>,
     state: SupState,
     deadline_ms: u64,
     outbox: VecDeque<ServerMessage>,
 }
 
 impl SupervisorHandshake {
+    /// Advertises other supervisors' WebSocket URLs in `AUTHENTICATED` (a cluster's peers
+    /// reconnect to them when this one is lost).
+    pub fn with_supervisors(mut self, urls: Vec<String>) -> Self {
+        self.supervisors = urls;
+        self
+    }
+
     /// Starts a handshake at `now_ms`; the first message (`COLLECT_PEER_INFO_REQUEST`) is queued.
     pub fn new(
         identity: Arc<Identity>,
@@ -94,6 +102,7 @@ impl SupervisorHandshake {
             identity,
             config,
             ice_servers,
+            supervisors: Vec::new(),
             state: SupState::AwaitInfo,
             deadline_ms: now_ms.saturating_add(config.timeout_ms),
             outbox,
@@ -174,6 +183,7 @@ impl SupervisorHandshake {
                     peer_id: claimed.peer_id,
                     heartbeat_ms: self.config.heartbeat_ms,
                     ice_servers: self.ice_servers.clone(),
+                    supervisors: self.supervisors.clone(),
                 });
                 self.state = SupState::Done;
                 Ok(Some(AuthenticatedPeer {

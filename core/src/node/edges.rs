@@ -88,7 +88,10 @@ impl Node {
                 parent,
                 reason: reason.to_string(),
             });
-            if self.live() {
+            if !self.link.is_connected() {
+                // Nobody to tell: an orphan, placed once a supervisor takes its RESUME.
+                self.parent = None;
+            } else if self.live() {
                 self.send(PeerMessage::ParentLost { parent });
             }
         } else if let Some(child) = self.child_of(edge) {
@@ -155,6 +158,7 @@ impl Node {
         }
         self.close_parent_edge();
         self.stats.repairs += 1;
+        self.depth = depth;
         self.repair_start.get_or_insert(self.now_ms);
         self.reassembler = Reassembler::default();
         self.parent = Some(Parent::new(parent, self.now_ms));
@@ -260,7 +264,11 @@ impl Node {
         };
         self.close_parent_edge();
         self.repair_start.get_or_insert(self.now_ms);
-        self.send(PeerMessage::ParentLost { parent });
+        if self.link.is_connected() {
+            self.send(PeerMessage::ParentLost { parent });
+        } else {
+            self.parent = None; // as in `handle_edge_closed`
+        }
     }
 
     pub(super) fn close_parent_edge(&mut self) {

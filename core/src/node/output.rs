@@ -68,7 +68,8 @@ pub enum NodeEvent {
         /// When the node tries again.
         retry_at_ms: u64,
     },
-    /// The supervisor connection was lost; the edges were closed and the node reconnects.
+    /// The supervisor connection was lost; the node keeps its edges, relays and plays, and
+    /// reconnects (then re-announces itself with `RESUME`).
     SupervisorLost {
         /// The close reason.
         reason: String,
@@ -87,6 +88,13 @@ pub enum NodeEvent {
         /// The new parent.
         parent: PeerId,
         /// This node's new depth.
+        depth: usize,
+    },
+    /// A supervisor took this node's re-announcement: its place in the rebuilt tree.
+    Resumed {
+        /// Its parent (none for the broadcaster).
+        parent: Option<PeerId>,
+        /// Its depth.
         depth: usize,
     },
     /// The supervisor handed a different stream key: a new broadcast under the same name, so the

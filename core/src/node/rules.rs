@@ -5,7 +5,7 @@
 
 use crate::auth::DEFAULT_TIMEOUT_MS;
 use crate::frame::{MAX_CHUNK_LEN, MAX_MESSAGE};
-use crate::protocol::{MAX_MESSAGE_LEN, MAX_REPAIR_SAMPLES};
+use crate::protocol::{MAX_MESSAGE_LEN, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN};
 use crate::relay::RelayConfig;
 use std::fmt::Write as _;
 
@@ -43,8 +43,13 @@ pub const TICK_MS: u64 = 250;
 /// The heartbeat interval the supervisor asks for is clamped to this range.
 pub const HEARTBEAT_RANGE_MS: (u64, u64) = (100, 10_000);
 
-/// Waits before reconnecting to the supervisor, by attempt; the last one repeats.
-pub const RECONNECT_BACKOFF_MS: [u64; 5] = [1000, 2000, 4000, 8000, 10_000];
+/// Waits before reconnecting to the supervisor, by attempt; the last one repeats. Each wait is
+/// jittered ([`reconnect_delay_ms`]). Capped at 2 s: a node keeps playing and relaying while it
+/// waits, and a restarted supervisor rebuilds a stream's tree from the peers that came back, so
+/// the cap bounds how long a rebuild waits for its slowest peer (`registry::rebuild::SETTLE_MS`
+/// is derived from it). A refused TCP connect costs a down supervisor nothing; against one that is
+/// up, a peer connects at its first attempt.
+pub const RECONNECT_BACKOFF_MS: [u64; 3] = [500, 1000, 2000];
 
 /// A refusal whose reason contains one of these is worth retrying: after a kill, the previous
 /// connection under the same peer id may not be gone from the supervisor yet.
@@ -57,10 +62,24 @@ pub const MAX_ARRIVALS: usize = 20_000;
 /// deadline is the same).
 pub const HANDSHAKE_TIMEOUT_MS: u64 = DEFAULT_TIMEOUT_MS;
 
-/// Wait before reconnection attempt number `attempt` (0-based).
-pub fn reconnect_delay_ms(attempt: u32) -> u64 {
+/// Wait before reconnection attempt number `attempt` (0-based): half of the backoff step is
+/// fixed, the other half drawn ("equal jitter"), so peers that lost one supervisor at the same
+/// instant do not all come back in the same millisecond. `seed` is the node's (the driver
+/// supplies it) and `draw` numbers the waits of its life, so a run is reproducible.
+pub fn reconnect_delay_ms(attempt: u32, seed: u64, draw: u64) -> u64 {
     let last = RECONNECT_BACKOFF_MS.len() - 1;
-    RECONNECT_BACKOFF_MS[(attempt as usize).min(last)]
+    let step = RECONNECT_BACKOFF_MS[(attempt as usize).min(last)];
+    let half = step / 2;
+    half + jitter(seed, draw) % (step - half + 1)
+}
+
+/// SplitMix64 of the `draw`-th state after `seed`: a tiny generator the browser port computes
+/// the same way (with `BigInt`), so both nodes wait the same on the same seed.
+pub fn jitter(seed: u64, draw: u64) -> u64 {
+    let mut z = seed.wrapping_add(draw.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Whether the supervisor's refusal of a connection ends the node (see [`RETRYABLE_REFUSALS`]).
@@ -84,7 +103,7 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 14] = [
+    let numbers: [(&str, u64); 15] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
         ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
         ("END_GRACE_MS", END_GRACE_MS),
@@ -96,6 +115,7 @@ pub fn js_module() -> String {
         ("MAX_ARRIVALS", MAX_ARRIVALS as u64),
         ("HANDSHAKE_TIMEOUT_MS", HANDSHAKE_TIMEOUT_MS),
         ("MAX_REPAIR_SAMPLES", MAX_REPAIR_SAMPLES as u64),
+        ("MAX_RESUME_CHILDREN", MAX_RESUME_CHILDREN as u64),
         ("MAX_SIGNALING_MESSAGE_LEN", MAX_MESSAGE_LEN as u64),
         ("MAX_DATA_MESSAGE_LEN", MAX_MESSAGE as u64),
         ("MAX_CHUNK_LEN", MAX_CHUNK_LEN as u64),
@@ -138,8 +158,17 @@ pub fn js_module() -> String {
     );
     js.push_str(
         "\n/** Wait before reconnection attempt number `attempt` (0-based); the last one repeats. */\n\
-         export function reconnectDelayMs(attempt) {\n  \
-         return RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)];\n}\n\n\
+         export function reconnectDelayMs(attempt, seed, draw) {\n  \
+         const step = RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)];\n  \
+         const half = Math.floor(step / 2);\n  \
+         return half + Number(jitter(seed, draw) % BigInt(step - half + 1));\n}\n\n\
+         const MASK = (1n << 64n) - 1n;\n\n\
+         /** SplitMix64 of the `draw`-th state after `seed` (a BigInt or a number < 2^53): a BigInt. */\n\
+         export function jitter(seed, draw) {\n  \
+         let z = (BigInt(seed) + (BigInt(draw) + 1n) * 0x9E3779B97F4A7C15n) & MASK;\n  \
+         z = ((z ^ (z >> 30n)) * 0xBF58476D1CE4E5B9n) & MASK;\n  \
+         z = ((z ^ (z >> 27n)) * 0x94D049BB133111EBn) & MASK;\n  \
+         return z ^ (z >> 31n);\n}\n\n\
          /** Whether the supervisor's refusal of a connection ends the node. */\n\
          export function refusalIsFinal(reason) {\n  \
          return !RETRYABLE_REFUSALS.some((r) => reason.includes(r));\n}\n\n\
@@ -155,12 +184,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_then_stays_at_its_cap() {
-        let waits: Vec<u64> = (0..8).map(reconnect_delay_ms).collect();
-        assert_eq!(
-            waits,
-            [1000, 2000, 4000, 8000, 10_000, 10_000, 10_000, 10_000]
-        );
+    fn backoff_grows_then_stays_at_its_cap_with_equal_jitter() {
+        for seed in [0, 1, u64::MAX] {
+            for attempt in 0..8u32 {
+                let step = RECONNECT_BACKOFF_MS[(attempt as usize).min(2)];
+                let waits: Vec<u64> = (0..200)
+                    .map(|d| reconnect_delay_ms(attempt, seed, d))
+                    .collect();
+                assert!(waits.iter().all(|w| (step / 2..=step).contains(w)));
+                assert!(waits.iter().any(|w| *w != waits[0]), "jittered");
+            }
+        }
+        assert_eq!(reconnect_delay_ms(0, 7, 3), reconnect_delay_ms(0, 7, 3));
+        // Pinned so the browser port (same SplitMix64 over BigInt) can check it draws alike.
+        assert_eq!(jitter(0, 0), 0xE220_A839_7B1D_CDAF);
     }
 
     #[test]

@@ -2,16 +2,21 @@
 //! first message, heartbeats, statistics and stream-list polls, the stream key, the operator's
 //! kill, and which refusals end the node.
 //!
-//! A receiver that loses the supervisor closes its edges (the supervisor repairs the tree around
-//! it as for a crash), reconnects with backoff and joins again; its HELLO to its next parent names
-//! the last chunk it holds, so nothing is lost while that parent's buffer covers the gap. A
-//! broadcaster that loses the supervisor ends its stream: its registration and key died with the
-//! connection, and its viewers are told the stream ended.
+//! A node that loses the supervisor, broadcaster or receiver, goes on: media keeps flowing on the
+//! edges it has, it relays and plays. It reconnects with jittered, capped backoff (to the next
+//! supervisor URL of the driver's list after each failed attempt, see [`Node::connect_attempt`])
+//! and, once authenticated again, re-announces what it is with `RESUME` (its stream, parent,
+//! children, depth, newest chunk; the broadcaster also its stream key) instead of registering or
+//! joining anew, so a restarted supervisor rebuilds the tree around it as it stands. A parent
+//! edge that closes while no supervisor is reachable leaves the node an orphan: it says so
+//! (`RESUME` without `parent`) and is placed once a supervisor runs; its HELLO to the new parent
+//! names the last chunk it holds, so nothing is lost while that parent's buffer covers the gap.
 
 use super::rules::{self, HEARTBEAT_RANGE_MS, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS};
 use super::{ConnectFailure, Ending, Node, NodeEvent, Output, Parent};
 use crate::frame::StreamKey;
 use crate::ids::PeerId;
+use crate::protocol::MAX_RESUME_CHILDREN;
 use crate::protocol::{PeerMessage, StreamInfo, MAX_REPAIR_SAMPLES};
 
 /// The state of the supervisor connection.
@@ -30,6 +35,10 @@ pub(super) struct Link {
     next_list: Option<u64>,
     /// Broadcaster: `Ready` was given.
     ready: bool,
+    /// The next connection re-announces the node (`RESUME`) instead of registering or joining.
+    resume: bool,
+    /// Reconnection waits drawn so far (numbers the jitter draws).
+    draws: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +63,8 @@ impl Link {
             next_stats: 0,
             next_list: None,
             ready: false,
+            resume: false,
+            draws: 0,
         }
     }
 
@@ -86,13 +97,50 @@ impl Node {
         link.next_list = self.config.list_viewers.then_some(now);
         self.event(NodeEvent::Connected);
         let stream = self.config.stream.clone();
-        let first = if self.is_broadcaster() {
+        let first = if self.link.resume {
+            self.resume_message()
+        } else if self.is_broadcaster() {
             PeerMessage::RegisterStream { stream }
         } else {
             PeerMessage::JoinStream { stream, wait: true }
         };
         self.send(first);
         self.session_timers();
+    }
+
+    /// What this node is, for a supervisor that rebuilds the tree (`RESUME`).
+    fn resume_message(&self) -> PeerMessage {
+        PeerMessage::Resume {
+            stream: self.config.stream.clone(),
+            parent: self.parent.as_ref().map(|p| p.peer),
+            children: self
+                .children
+                .keys()
+                .copied()
+                .take(MAX_RESUME_CHILDREN)
+                .collect(),
+            depth: self.depth,
+            last_seq: self.last_seq,
+            key: self
+                .key
+                .as_ref()
+                .filter(|_| self.is_broadcaster())
+                .map(|k| k.to_base64()),
+        }
+    }
+
+    /// Number of the connection attempt under way since the last lost or successful connection
+    /// (0: the first). A driver with several supervisor URLs uses `urls[attempt % urls.len()]`:
+    /// a lost connection is retried on the same supervisor first (a restart keeps its address),
+    /// each failed attempt moves to the next.
+    pub fn connect_attempt(&self) -> u32 {
+        self.link.failures
+    }
+
+    /// The wait before the next attempt, jittered from the node's seed.
+    fn reconnect_delay(&mut self) -> u64 {
+        self.link.draws += 1;
+        rules::reconnect_delay_ms(self.link.failures, self.config.seed, self.link.draws - 1)
     }
 
     /// The connection asked for by [`Output::Connect`] could not be made.
@@ -102,10 +150,8 @@ impl Node {
         }
         let refused_for_good =
             matches!(&failure, ConnectFailure::Refused(r) if rules::refusal_is_final(r));
-        let give_up = refused_for_good
-            || (!self.link.ever_connected && !self.config.retry_first_connect)
-            // A broadcaster's stream died with its connection: nothing to come back to.
-            || (self.link.ever_connected && self.is_broadcaster());
+        let give_up =
+            refused_for_good || (!self.link.ever_connected && !self.config.retry_first_connect);
         if give_up {
             let text = failure.to_string();
             return self.finish(if self.link.ever_connected {
@@ -114,7 +160,7 @@ impl Node {
                 Ending::ConnectFailed(text)
             });
         }
-        let at = self.now_ms + rules::reconnect_delay_ms(self.link.failures);
+        let at = self.now_ms + self.reconnect_delay();
         self.link.failures += 1;
         self.link.state = State::Retrying(at);
         self.event(NodeEvent::ConnectFailed {
@@ -129,22 +175,19 @@ impl Node {
             return;
         }
         self.link.state = State::Closed;
+        // In the stream, or re-announced and not answered yet: the next connection re-announces.
+        self.link.resume |= self.link.in_stream;
         self.link.in_stream = false;
         if !self.live() {
             return; // a stream that is ending needs no supervisor to finish
         }
-        if self.is_broadcaster() {
-            // Its registration and key died with the connection: the stream is over.
-            return self.finish(Ending::SupervisorLost(reason.to_string()));
-        }
         self.event(NodeEvent::SupervisorLost {
             reason: reason.to_string(),
         });
-        // The supervisor repairs the tree around us as for a crash: our edges are stale.
-        self.close_all_edges();
-        self.repair_start.get_or_insert(self.now_ms);
+        // The edges stay: media does not need the supervisor. A new one learns them from RESUME.
         self.reconnects += 1;
-        let at = self.now_ms + rules::reconnect_delay_ms(0);
+        self.link.failures = 0;
+        let at = self.now_ms + self.reconnect_delay();
         self.link.failures = 1;
         self.link.state = State::Retrying(at);
     }
@@ -218,6 +261,7 @@ impl Node {
             return;
         }
         self.link.in_stream = true;
+        self.link.resume = true;
         if self.config.wait_viewers == 0 {
             self.give_ready();
         } else {
@@ -249,14 +293,48 @@ impl Node {
             self.event(NodeEvent::NewBroadcast);
         }
         self.link.in_stream = true;
+        self.link.resume = true;
         if self.joined_at.is_some() {
             self.stats.repairs += 1; // back as a new viewer after a kill or a reconnect
         }
         self.joined_at.get_or_insert(self.now_ms);
+        self.depth = depth;
         self.close_parent_edge();
         self.parent = Some(Parent::new(parent, self.now_ms));
         self.reassembler = Default::default();
         self.event(NodeEvent::Joined { parent, depth });
+    }
+
+    /// The supervisor took the re-announcement: keep the place it confirms, or move where it says.
+    pub(super) fn resumed(&mut self, key: &str, parent: Option<PeerId>, depth: usize) {
+        if self.is_broadcaster() {
+            self.link.in_stream = true;
+            self.event(NodeEvent::Resumed {
+                parent: None,
+                depth,
+            });
+            if !self.link.ready && self.config.wait_viewers == 0 {
+                self.give_ready();
+            }
+            return;
+        }
+        let previous = self.key.clone();
+        if !self.set_key(key) {
+            return;
+        }
+        self.link.in_stream = true;
+        self.event(NodeEvent::Resumed { parent, depth });
+        if previous.is_some_and(|k| Some(k) != self.key) {
+            // Another broadcast took the name while no supervisor ran: start over under it.
+            self.reset_media();
+            self.event(NodeEvent::NewBroadcast);
+        }
+        self.depth = depth;
+        match parent {
+            Some(p) if self.parent.as_ref().is_some_and(|q| q.peer == p) => {}
+            Some(p) => self.set_parent(p, depth),
+            None => {}
+        }
     }
 
     /// Takes the stream key; false (and the node ends) if it is unusable.
@@ -302,6 +380,7 @@ impl Node {
         // As a crash would: every edge at once. Then back as a new viewer under the same id, so
         // the supervisor's run metrics follow this node's counters across the kill.
         self.kills += 1;
+        self.link.resume = false;
         self.close_all_edges();
         self.repair_start.get_or_insert(self.now_ms);
         self.link.in_stream = false;

@@ -23,6 +23,7 @@ impl Registry {
         let key = B64.encode(s.key);
         if let Some(e) = self.peers.get_mut(&viewer) {
             e.waiting_for = None;
+            e.claim = None;
             e.stream = Some(stream.to_string());
         }
         self.send(
@@ -54,6 +55,9 @@ impl Registry {
     }
 
     pub(super) fn parent_lost(&mut self, now_ms: u64, child: PeerId, parent: PeerId) {
+        if self.claim_lost_parent(child, parent) {
+            return; // not placed yet: the rebuild places it as an orphan
+        }
         let Some(stream) = self.peers.get(&child).and_then(|e| e.stream.clone()) else {
             return;
         };
@@ -100,7 +104,7 @@ impl Registry {
 
     /// Moves `child` under `parent`: a live `old_parent` drops it, then the child learns its new
     /// parent before the parent is told to connect (see the module invariants).
-    fn move_child(
+    pub(super) fn move_child(
         &mut self,
         stream: &str,
         child: PeerId,
@@ -132,7 +136,7 @@ impl Registry {
         self.connect_child(stream, parent, child);
     }
 
-    fn connect_child(&mut self, stream: &str, parent: PeerId, child: PeerId) {
+    pub(super) fn connect_child(&mut self, stream: &str, parent: PeerId, child: PeerId) {
         self.send(
             parent,
             ServerMessage::ConnectChild {

@@ -19,6 +19,9 @@ pub(super) fn event(ev: &NodeEvent) {
         NodeEvent::Reattached { parent, depth } => {
             tracing::info!(%parent, depth, "re-attached to a new parent")
         }
+        NodeEvent::Resumed { parent, depth } => {
+            tracing::info!(?parent, depth, "re-announced; kept in the rebuilt tree")
+        }
         NodeEvent::NewBroadcast => {
             tracing::warn!("a new broadcast under the same name; starting over")
         }

@@ -5,7 +5,7 @@
 //   S: AUTHENTICATION_REQUEST {supervisor_key}                     P: AUTHENTICATION_RESPONSE
 //   S: AUTHENTICATION_CHALLENGE_REQUEST {Enc_peer(a ‖ b)}
 //   P: AUTHENTICATION_CHALLENGE_RESPONSE {Enc_supervisor(SHA-256("ownstream-challenge-v1" ‖ peer_id ‖ a ‖ b))}
-//   S: AUTHENTICATED {peer_id, heartbeat_ms, ice_servers}
+//   S: AUTHENTICATED {peer_id, heartbeat_ms, ice_servers, supervisors?}
 //
 // RSA-OAEP with SHA-256 (MGF1-SHA-256, empty label) both ways; keys travel as base64 SPKI DER. Each
 // state accepts exactly one message; anything else fails the handshake for good.
@@ -134,6 +134,10 @@ export class PeerHandshake {
             heartbeatMs: msg.heartbeat_ms,
             iceServers: msg.ice_servers ?? [],
             supervisorFingerprint: this.fingerprint,
+            // Other supervisors to reconnect to when this one is lost (a cluster's).
+            supervisors: Array.isArray(msg.supervisors)
+              ? msg.supervisors.filter((u) => typeof u === 'string' && /^wss?:\/\//.test(u)).slice(0, 8)
+              : [],
           },
         };
       default:

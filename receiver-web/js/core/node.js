@@ -92,6 +92,7 @@ export function nodeConfig(component, stream, overrides = {}) {
     retryFirstConnect: false,
     listViewers: false,
     corruptRelayedSeq: null, // fault injection: alter this chunk's payload before relaying it
+    seed: 0, // jitters the reconnection waits (rules.js `reconnectDelayMs`); the driver draws one
     ...overrides,
   };
 }
@@ -159,6 +160,7 @@ export class Node {
     this.endSeen = false;
     this.killCount = 0;
     this.reconnectCount = 0;
+    this.depth = 0; // the depth the supervisor last gave, re-announced in RESUME
     // Inputs waiting while the node is suspended on a verification (see the header).
     this.inbox = [];
     this.suspended = null;
@@ -342,6 +344,7 @@ export class Node {
     switch (msg.type) {
       case 'STREAM_REGISTERED': this.registered(msg.key); break;
       case 'JOINED': this.joined(msg.key, msg.parent, msg.depth); break;
+      case 'RESUMED': this.placeResumed(msg.key, msg.parent ?? null, msg.depth); break;
       case 'STREAM_WAITING': this.event({ kind: 'waiting' }); break;
       case 'SET_PARENT': this.setParent(msg.parent, msg.depth); break;
       case 'CONNECT_CHILD': this.connectChild(msg.child); break;
@@ -408,6 +411,7 @@ const streams = (v) => Array.isArray(v) && v.every((s) => s != null && str(s.nam
 const FIELDS = {
   STREAM_REGISTERED: { stream: str, key: str },
   JOINED: { stream: str, key: str, parent: peer, depth: int },
+  RESUMED: { stream: str, key: str, parent: (v) => v == null || peer(v), depth: int },
   STREAM_WAITING: { stream: str },
   SET_PARENT: { stream: str, parent: peer, depth: int },
   CONNECT_CHILD: { stream: str, child: peer },
@@ -426,6 +430,8 @@ export function serverMessage(raw) {
   if (!fields) return raw; // the handshake's messages: the node ignores them
   for (const [name, ok] of Object.entries(fields)) if (!ok(raw[name])) return null;
   const msg = { ...raw };
-  for (const name of ['parent', 'child', 'from']) if (name in fields) msg[name] = raw[name].toLowerCase();
+  for (const name of ['parent', 'child', 'from']) {
+    if (name in fields && raw[name] != null) msg[name] = raw[name].toLowerCase();
+  }
   return msg;
 }

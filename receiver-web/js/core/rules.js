@@ -13,11 +13,12 @@ export const TICK_MS = 250;
 export const MAX_ARRIVALS = 20000;
 export const HANDSHAKE_TIMEOUT_MS = 10000;
 export const MAX_REPAIR_SAMPLES = 64;
+export const MAX_RESUME_CHILDREN = 64;
 export const MAX_SIGNALING_MESSAGE_LEN = 65536;
 export const MAX_DATA_MESSAGE_LEN = 16384;
 export const MAX_CHUNK_LEN = 16777216;
 export const HEARTBEAT_RANGE_MS = Object.freeze([100, 10000]);
-export const RECONNECT_BACKOFF_MS = Object.freeze([1000, 2000, 4000, 8000, 10000]);
+export const RECONNECT_BACKOFF_MS = Object.freeze([500, 1000, 2000]);
 export const RETRYABLE_REFUSALS = Object.freeze(["already connected"]);
 /** The relay's defaults (core/src/relay.rs `RelayConfig::default`). */
 export const DEFAULT_RELAY_CONFIG = Object.freeze({
@@ -30,8 +31,20 @@ export const DEFAULT_RELAY_CONFIG = Object.freeze({
 });
 
 /** Wait before reconnection attempt number `attempt` (0-based); the last one repeats. */
-export function reconnectDelayMs(attempt) {
-  return RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)];
+export function reconnectDelayMs(attempt, seed, draw) {
+  const step = RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)];
+  const half = Math.floor(step / 2);
+  return half + Number(jitter(seed, draw) % BigInt(step - half + 1));
+}
+
+const MASK = (1n << 64n) - 1n;
+
+/** SplitMix64 of the `draw`-th state after `seed` (a BigInt or a number < 2^53): a BigInt. */
+export function jitter(seed, draw) {
+  let z = (BigInt(seed) + (BigInt(draw) + 1n) * 0x9E3779B97F4A7C15n) & MASK;
+  z = ((z ^ (z >> 30n)) * 0xBF58476D1CE4E5B9n) & MASK;
+  z = ((z ^ (z >> 27n)) * 0x94D049BB133111EBn) & MASK;
+  return z ^ (z >> 31n);
 }
 
 /** Whether the supervisor's refusal of a connection ends the node. */

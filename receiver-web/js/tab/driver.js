@@ -24,7 +24,11 @@ export class NodeDriver {
    */
   constructor({ url, identity, config, on }) {
     Object.assign(this, { url, identity, on });
-    this.node = new Node(config, this.now());
+    // The page's own supervisor first, then any others it advertised (AUTHENTICATED `supervisors`);
+    // the node says which attempt this is, and each failed one moves to the next URL.
+    this.urls = [url];
+    // The node's reconnection waits are jittered from a seed the driver draws, as the Rust peer's.
+    this.node = new Node({ ...config, seed: config.seed ?? Math.floor(Math.random() * 2 ** 53) }, this.now());
     this.conn = 0; // number of the current (or pending) supervisor connection
     this.sig = null;
     this.iceServers = [];
@@ -162,7 +166,8 @@ export class NodeDriver {
     this.conn += 1;
     const conn = this.conn;
     const component = this.node.config.component;
-    Signaling.connect(this.url, this.identity, component).then((sig) => {
+    const url = this.urls[this.node.connectAttempt() % this.urls.length];
+    Signaling.connect(url, this.identity, component).then((sig) => {
       if (conn !== this.conn) {
         sig.close('no longer wanted');
         return;
@@ -180,6 +185,9 @@ export class NodeDriver {
   attach(sig, conn) {
     this.sig = sig;
     this.iceServers = sig.session.iceServers ?? [];
+    for (const u of sig.session.supervisors ?? []) {
+      if (!this.urls.includes(u) && this.urls.length < 8) this.urls.push(u);
+    }
     sig.addEventListener('message', (e) => {
       if (conn === this.conn) this.input((n, now) => n.handleServer(now, e.detail));
     });

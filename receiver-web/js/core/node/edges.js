@@ -80,7 +80,12 @@ export const edges = {
       p.greetedAt = null;
       this.repairStart ??= this.nowMs;
       this.event({ kind: 'parent-closed', parent: p.peer, reason });
-      if (this.live()) this.send({ type: 'PARENT_LOST', parent: p.peer });
+      if (!this.link.isConnected()) {
+        // Nobody to tell: an orphan, placed once a supervisor takes its RESUME.
+        this.parentLink = null;
+      } else if (this.live()) {
+        this.send({ type: 'PARENT_LOST', parent: p.peer });
+      }
     } else {
       const child = this.childOf(edge);
       if (child != null) {
@@ -136,6 +141,7 @@ export const edges = {
     if (this.isBroadcaster()) return;
     this.closeParentEdge();
     this.counters.repairs += 1;
+    this.depth = depth;
     this.repairStart ??= this.nowMs;
     this.reassembler = new Reassembler();
     this.parentLink = newParent(parent, this.nowMs);
@@ -224,7 +230,11 @@ export const edges = {
     if (parent == null) return;
     this.closeParentEdge();
     this.repairStart ??= this.nowMs;
-    this.send({ type: 'PARENT_LOST', parent });
+    if (this.link.isConnected()) {
+      this.send({ type: 'PARENT_LOST', parent });
+    } else {
+      this.parentLink = null; // as in `handleEdgeClosed`
+    }
   },
 
   closeParentEdge() {

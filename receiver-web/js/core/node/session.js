@@ -2,16 +2,19 @@
 // reconnecting with backoff, the first message, heartbeats, statistics and stream-list polls, the
 // stream key, the operator's kill, and which refusals end the node.
 //
-// A receiver that loses the supervisor closes its edges (the supervisor repairs the tree around
-// it as for a crash), reconnects with backoff and joins again; its HELLO to its next parent names
-// the last chunk it holds, so nothing is lost while that parent's buffer covers the gap. A
-// broadcaster that loses the supervisor ends its stream: its registration and key died with the
-// connection, and its viewers are told the stream ended.
+// A node that loses the supervisor, broadcaster or receiver, goes on: media keeps flowing on the
+// edges it has, it relays and plays. It reconnects with jittered, capped backoff (to the next
+// supervisor URL of the driver's list after each failed attempt, see `connectAttempt`) and, once
+// authenticated again, re-announces what it is with RESUME (its stream, parent, children, depth,
+// newest chunk; the broadcaster also its stream key) instead of registering or joining anew, so a
+// restarted supervisor rebuilds the tree around it as it stands. A parent edge that closes while no
+// supervisor is reachable leaves the node an orphan: it says so (RESUME without `parent`) and is
+// placed once a supervisor runs.
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import {
-  HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
+  HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
   errorEndsNode, reconnectDelayMs, refusalIsFinal,
 } from '../rules.js';
 import { Reassembler, base64Decode, base64Encode, importStreamKey } from '../frame.js';
@@ -37,6 +40,8 @@ export class Link {
     this.nextStats = 0;
     this.nextList = null; // when to ask for the stream list next (while it is wanted)
     this.ready = false; // broadcaster: `ready` was given
+    this.resume = false; // the next connection re-announces the node (RESUME)
+    this.draws = 0; // reconnection waits drawn so far (numbers the jitter draws)
   }
 
   isConnected() {
@@ -67,11 +72,38 @@ export const session = {
     link.nextList = this.config.listViewers ? now : null;
     this.event({ kind: 'connected' });
     const stream = this.config.stream;
-    const first = this.isBroadcaster()
-      ? { type: 'REGISTER_STREAM', stream }
-      : { type: 'JOIN_STREAM', stream, wait: true };
+    let first;
+    if (link.resume) first = this.resumeMessage();
+    else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream };
+    else first = { type: 'JOIN_STREAM', stream, wait: true };
     this.send(first);
     this.sessionTimers();
+  },
+
+  /** What this node is, for a supervisor that rebuilds the tree (RESUME). */
+  resumeMessage() {
+    const msg = {
+      type: 'RESUME',
+      stream: this.config.stream,
+      children: [...this.childLinks.keys()].sort().slice(0, MAX_RESUME_CHILDREN),
+      depth: this.depth,
+    };
+    if (this.parentLink != null) msg.parent = this.parentLink.peer;
+    if (this.newestSeq != null) msg.last_seq = this.newestSeq;
+    if (this.isBroadcaster() && this.key != null) msg.key = this.key.text;
+    return msg;
+  },
+
+  /** Number of the connection attempt under way since the last lost or successful connection; a
+   *  driver with several supervisor URLs uses `urls[attempt % urls.length]`. */
+  connectAttempt() {
+    return this.link.failures;
+  },
+
+  /** The wait before the next attempt, jittered from the node's seed. */
+  reconnectDelay() {
+    this.link.draws += 1;
+    return reconnectDelayMs(this.link.failures, this.config.seed, this.link.draws - 1);
   },
 
   /** The connection asked for by `connect` could not be made: `failure` is {kind: 'unreachable' |
@@ -79,16 +111,13 @@ export const session = {
   handleConnectFailed(nowMs, failure) {
     if (!this.advance(nowMs) || this.link.state !== CONNECTING) return;
     const refusedForGood = failure.kind === 'refused' && refusalIsFinal(failure.reason);
-    const giveUp = refusedForGood
-      || (!this.link.everConnected && !this.config.retryFirstConnect)
-      // A broadcaster's stream died with its connection: nothing to come back to.
-      || (this.link.everConnected && this.isBroadcaster());
+    const giveUp = refusedForGood || (!this.link.everConnected && !this.config.retryFirstConnect);
     if (giveUp) {
       const kind = this.link.everConnected ? 'supervisor_lost' : 'connect_failed';
       this.finish({ kind, reason: failure.reason });
       return;
     }
-    const at = this.nowMs + reconnectDelayMs(this.link.failures);
+    const at = this.nowMs + this.reconnectDelay();
     this.link.failures += 1;
     this.link.state = RETRYING;
     this.link.retryAt = at;
@@ -99,18 +128,15 @@ export const session = {
   handleDisconnected(nowMs, reason) {
     if (!this.advance(nowMs) || this.link.state !== CONNECTED) return;
     this.link.state = CLOSED;
+    // In the stream, or re-announced and not answered yet: the next connection re-announces.
+    this.link.resume ||= this.link.inStream;
     this.link.inStream = false;
-    if (this.isBroadcaster() || !this.live()) {
-      // A stream that is ending needs no supervisor to finish; a broadcaster's is over.
-      if (this.live()) this.finish({ kind: 'supervisor_lost', reason });
-      return;
-    }
+    if (!this.live()) return; // a stream that is ending needs no supervisor to finish
     this.event({ kind: 'supervisor-lost', reason });
-    // The supervisor repairs the tree around us as for a crash: our edges are stale.
-    this.closeAllEdges();
-    this.repairStart ??= this.nowMs;
+    // The edges stay: media does not need the supervisor. A new one learns them from RESUME.
     this.reconnectCount += 1;
-    const at = this.nowMs + reconnectDelayMs(0);
+    this.link.failures = 0;
+    const at = this.nowMs + this.reconnectDelay();
     this.link.failures = 1;
     this.link.state = RETRYING;
     this.link.retryAt = at;
@@ -172,6 +198,7 @@ export const session = {
   registered(key) {
     if (!this.isBroadcaster() || !this.setKey(key)) return;
     this.link.inStream = true;
+    this.link.resume = true;
     if (this.config.waitViewers === 0) {
       this.giveReady();
     } else {
@@ -199,12 +226,36 @@ export const session = {
       this.event({ kind: 'new-broadcast' });
     }
     this.link.inStream = true;
+    this.link.resume = true;
     if (this.joinedAt != null) this.counters.repairs += 1; // back as a new viewer after a kill or a reconnect
     this.joinedAt ??= this.nowMs;
+    this.depth = depth;
     this.closeParentEdge();
     this.parentLink = newParent(parent, this.nowMs);
     this.reassembler = new Reassembler();
     this.event({ kind: 'joined', parent, depth });
+  },
+
+  /** RESUMED (Rust: `resumed`; `resumed()` is the node's suspension here): the supervisor took the
+   *  re-announcement: keep the place it confirms, or move where it says. */
+  placeResumed(key, parent, depth) {
+    if (this.isBroadcaster()) {
+      this.link.inStream = true;
+      this.event({ kind: 'resumed', parent: null, depth });
+      if (!this.link.ready && this.config.waitViewers === 0) this.giveReady();
+      return;
+    }
+    const previous = this.key?.text ?? null;
+    if (!this.setKey(key)) return;
+    this.link.inStream = true;
+    this.event({ kind: 'resumed', parent, depth });
+    if (previous != null && previous !== this.key.text) {
+      // Another broadcast took the name while no supervisor ran: start over under it.
+      this.resetMedia();
+      this.event({ kind: 'new-broadcast' });
+    }
+    this.depth = depth;
+    if (parent != null && this.parentLink?.peer !== parent) this.setParent(parent, depth);
   },
 
   /** Takes the stream key; false (and the node ends) if it is unusable. */
@@ -246,6 +297,7 @@ export const session = {
     // As a crash would: every edge at once. Then back as a new viewer under the same id, so the
     // supervisor's run metrics follow this node's counters across the kill.
     this.killCount += 1;
+    this.link.resume = false;
     this.closeAllEdges();
     this.repairStart ??= this.nowMs;
     this.link.inStream = false;
