@@ -12,8 +12,11 @@ pub struct Config {
     pub topology: TopologyName,
     /// Children per node in a tree.
     pub fanout: usize,
-    /// PKCS#8 PEM key file; a fresh key is generated when absent.
+    /// PKCS#8 PEM key file; when absent, the key kept in `data_dir` (made there the first time).
     pub key_path: Option<PathBuf>,
+    /// Directory that keeps the supervisor's key across restarts; `None` (and no `key_path`):
+    /// a fresh key for this run only (tests that start a supervisor in-process).
+    pub data_dir: Option<PathBuf>,
     /// Size of a generated supervisor key.
     pub key_bits: usize,
     /// Smallest peer key accepted.
@@ -41,6 +44,7 @@ impl Default for Config {
             topology: TopologyName::Tree,
             fanout: 2,
             key_path: None,
+            data_dir: None,
             key_bits: 2048,
             min_key_bits: 2048,
             ice_servers: Vec::new(),

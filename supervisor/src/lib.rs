@@ -8,6 +8,7 @@ pub mod assets;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod keystore;
 pub mod metrics;
 pub mod monitor;
 pub mod ws;
@@ -188,7 +189,10 @@ fn load_identity(config: &Config) -> anyhow::Result<Identity> {
             Identity::from_pkcs8_pem(&pem)
                 .with_context(|| format!("{} is not a PKCS#8 PEM RSA private key", path.display()))
         }
-        None => Identity::generate(&mut rand::rng(), config.key_bits)
-            .context("cannot generate the supervisor key"),
+        None => match &config.data_dir {
+            Some(dir) => keystore::load_or_create(dir, config.key_bits),
+            None => Identity::generate(&mut rand::rng(), config.key_bits)
+                .context("cannot generate the supervisor key"),
+        },
     }
 }

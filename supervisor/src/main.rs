@@ -22,9 +22,15 @@ struct Cli {
     /// Children per node in a tree (2 = the paper's binary tree).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     fanout: u16,
-    /// Supervisor private key (PKCS#8 PEM); a fresh 2048-bit key is generated when omitted.
+    /// Supervisor private key (PKCS#8 PEM). When omitted, the key kept in --data-dir is used
+    /// (a 2048-bit one is made there the first time), so the fingerprint survives restarts.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Directory (created 0700) that keeps the supervisor's key (`supervisor-key.pem`, 0600).
+    /// Default: $OWNSTREAM_DATA_DIR, else $XDG_STATE_HOME/ownstream, else
+    /// ~/.local/state/ownstream.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Smallest RSA key a peer may authenticate with.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u16).range(512..=8192))]
     min_key_bits: u16,
@@ -80,6 +86,11 @@ async fn run() -> anyhow::Result<()> {
         },
         fanout: cli.fanout as usize,
         key_path: cli.key.clone(),
+        data_dir: Some(
+            cli.data_dir
+                .clone()
+                .unwrap_or_else(ownstream_supervisor::keystore::default_data_dir),
+        ),
         min_key_bits: cli.min_key_bits as usize,
         ice_servers: cli.ice_servers.clone(),
         heartbeat_timeout_ms: cli.heartbeat_timeout_ms,
@@ -89,6 +100,7 @@ async fn run() -> anyhow::Result<()> {
         admin_token: cli.admin_token.clone().unwrap_or_default(),
         ..Config::default()
     };
+    let config_dir = config.data_dir.clone();
     let bound = ownstream_supervisor::bind(config).await?;
     let addr = bound.local_addr().context("no local address")?;
     let (http, ws) = if bound.is_tls() {
@@ -103,6 +115,12 @@ async fn run() -> anyhow::Result<()> {
         println!("plain WebSocket for peers on this machine: ws://{peer_addr}/ws");
     }
     println!("supervisor key fingerprint: {}", bound.fingerprint());
+    if let (None, Some(dir)) = (&cli.key, &config_dir) {
+        println!(
+            "supervisor key kept in {}",
+            dir.join(ownstream_supervisor::keystore::KEY_FILE).display()
+        );
+    }
     let page = format!("{http}://{}", browser_host(addr));
     if cli.demo {
         println!("watch the demo in a browser: {page}/watch/{}", demo::STREAM);

@@ -128,9 +128,17 @@ impl Supervisor {
     /// A supervisor on `listen` (a port chosen beforehand, so a restart can take the same one).
     pub(crate) fn start_on(listen: &str, extra: &[&str]) -> Self {
         let mut cmd = Command::new(bin("supervisor"));
-        cmd.args(["--listen", listen])
-            .args(extra)
-            .stdout(Stdio::piped());
+        cmd.args(["--listen", listen]).args(extra);
+        if !extra.iter().any(|a| *a == "--data-dir" || *a == "--key") {
+            // Each test its own key, kept out of the user's data directory.
+            let dir = std::env::temp_dir().join(format!(
+                "ownstream-test-data-{}-{}",
+                std::process::id(),
+                listen.replace([':', '.'], "_")
+            ));
+            cmd.arg("--data-dir").arg(dir);
+        }
+        cmd.stdout(Stdio::piped());
         let mut proc = Proc::spawn("supervisor", &mut cmd);
         let stdout = proc.child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
