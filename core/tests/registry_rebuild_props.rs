@@ -31,6 +31,8 @@ struct Lie {
     extra_child: Option<usize>,
     drop_children: bool,
     depth: usize,
+    /// Reports its parent's channel closed right after re-announcing.
+    lost_parent: bool,
 }
 
 fn lie() -> impl Strategy<Value = Lie> {
@@ -41,15 +43,17 @@ fn lie() -> impl Strategy<Value = Lie> {
         prop::option::weighted(0.15, 0..16usize),
         prop::bool::weighted(0.1),
         0..6usize,
+        prop::bool::weighted(0.1),
     )
         .prop_map(
-            |(absent, late, parent, extra_child, drop_children, depth)| Lie {
+            |(absent, late, parent, extra_child, drop_children, depth, lost_parent)| Lie {
                 absent,
                 late,
                 parent,
                 extra_child,
                 drop_children,
                 depth,
+                lost_parent,
             },
         )
 }
@@ -138,6 +142,8 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
     let mut now = 0;
     let mut root_done = false;
     let mut late = Vec::new();
+    // Parents whose channel the viewer reported closed: its view forgets them at once.
+    let mut lost = Vec::new();
     for (i, v) in viewers.iter().enumerate() {
         if i == root_at.min(viewers.len()) && !root_done {
             root_done = true;
@@ -165,7 +171,16 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             continue;
         }
         r.handle_authenticated(now, id(*v), ComponentType::Receiver);
-        announce(&mut r, now, id(*v), claim(*v));
+        let msg = claim(*v);
+        let claimed = match &msg {
+            PeerMessage::Resume { parent, .. } => *parent,
+            _ => None,
+        };
+        announce(&mut r, now, id(*v), msg);
+        if let Some(parent) = claimed.filter(|_| lies[*v].lost_parent) {
+            lost.push((id(*v), parent));
+            r.handle_message(now, id(*v), PeerMessage::ParentLost { parent });
+        }
     }
     if !root_done {
         r.handle_authenticated(now, root, ComponentType::Broadcaster);
@@ -194,6 +209,13 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
     for v in late {
         r.handle_authenticated(now, id(v), ComponentType::Receiver);
         announce(&mut r, now, id(v), claim(v));
+    }
+    // Outputs are per peer in order; a viewer's PARENT_LOST came right after its RESUME and
+    // before anything was sent to it.
+    for (peer, _) in &lost {
+        if let Some(v) = views.get_mut(peer) {
+            v.parent = None;
+        }
     }
     while let Some(out) = r.poll_output() {
         apply(&mut views, out);
@@ -240,7 +262,12 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
         assert_eq!(view.children, kids, "{}'s view of its children", x.id);
     }
     let truthful = lies[..n].iter().all(|l| {
-        !l.absent && !l.late && l.parent.is_none() && l.extra_child.is_none() && !l.drop_children
+        !l.absent
+            && !l.late
+            && l.parent.is_none()
+            && l.extra_child.is_none()
+            && !l.drop_children
+            && !l.lost_parent
     }) && viewers.len() == n
         && joins == 0;
     if truthful {
@@ -272,7 +299,15 @@ proptest! {
         order in Just((0..16usize).collect::<Vec<_>>()).prop_shuffle(),
         root_at in 0..17usize,
     ) {
-        let honest = Lie { absent: false, late: false, parent: None, extra_child: None, drop_children: false, depth: 1 };
+        let honest = Lie {
+            absent: false,
+            late: false,
+            parent: None,
+            extra_child: None,
+            drop_children: false,
+            depth: 1,
+            lost_parent: false,
+        };
         run(fanout, n, vec![honest; 16], order, root_at, 0);
     }
 }

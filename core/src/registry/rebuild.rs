@@ -27,6 +27,11 @@
 //!   window is the peers' capped reconnect backoff (`node::rules::RECONNECT_BACKOFF_MS`, 2 s)
 //!   plus a handshake: a peer that lost the supervisor retries at least that often, so one that
 //!   has not re-announced by then is presumed gone.
+//! - **A viewer that knows it has no parent** (its parent's channel closed while no supervisor
+//!   ran: `RESUME` without `parent`, or `PARENT_LOST` before it was placed) waits for nobody: it
+//!   is placed at once, with the subtree it claims, in the shallowest slot that no returning child
+//!   is expected in (the media it misses grows with every second it waits); without such a slot
+//!   it waits for settling.
 //! - **At settling, what is left is repaired**: a parent is told to drop each claimed child that
 //!   never came back or went elsewhere; every viewer not kept in place (its parent never
 //!   re-announced or did not confirm it, it lost its parent while no supervisor ran, or its
@@ -136,7 +141,10 @@ impl Registry {
         self.send_resumed(&r.stream, from);
         self.drop_children(&r.stream, from, dropped);
         let claimants = self.claimants(&r.stream);
-        self.adopt_from(&r.stream, claimants);
+        self.adopt_from(&r.stream, claimants.clone());
+        for c in claimants {
+            self.place_parentless(&r.stream, c);
+        }
         self.maybe_settle(now_ms, &r.stream);
     }
 
@@ -157,6 +165,7 @@ impl Registry {
         };
         if rebuilding {
             self.adopt_from(&r.stream, vec![from]);
+            self.place_parentless(&r.stream, from);
             self.maybe_settle(now_ms, &r.stream);
         } else {
             self.place_orphans(&r.stream);
@@ -192,14 +201,66 @@ impl Registry {
     }
 
     /// A claimant's parent edge broke before it was placed: it is an orphan now.
-    pub(super) fn claim_lost_parent(&mut self, child: PeerId, parent: PeerId) -> bool {
-        let Some(claim) = self.peers.get_mut(&child).and_then(|e| e.claim.as_mut()) else {
+    pub(super) fn claim_lost_parent(&mut self, now_ms: u64, child: PeerId, parent: PeerId) -> bool {
+        let Some(e) = self.peers.get_mut(&child) else {
+            return false;
+        };
+        let Some(claim) = e.claim.as_mut() else {
             return false;
         };
         if claim.parent == Some(parent) {
             claim.parent = None;
         }
+        let stream = e.waiting_for.clone();
+        if let Some(stream) = stream.filter(|s| self.rebuilding(s)) {
+            self.place_parentless(&stream, child);
+            self.maybe_settle(now_ms, &stream);
+        }
         true
+    }
+
+    /// A claimant that knows it has no parent waits for nobody: it is placed at once, in the
+    /// shallowest slot no returning child is expected in, so its subtree's wait ends as soon as it
+    /// can (the media it misses grows with the wait). Without such a slot it waits for settling.
+    fn place_parentless(&mut self, stream: &str, c: PeerId) {
+        let parentless = self
+            .peers
+            .get(&c)
+            .and_then(|e| e.claim.as_ref())
+            .is_some_and(|cl| cl.parent.is_none());
+        let Some(s) = self.streams.get(stream).filter(|_| parentless) else {
+            return;
+        };
+        let Some(r) = s.rebuild.as_ref() else { return };
+        let fanout = s.topology.fanout();
+        let slot = s.topology.nodes().into_iter().map(|n| n.peer).find(|p| {
+            let waiting = r.expected.get(p).map_or(0, Vec::len);
+            s.topology.children(*p).len() + waiting < fanout
+        });
+        let Some(parent) = slot else { return };
+        let Some(claim) = self.peers.get_mut(&c).and_then(|e| e.claim.take()) else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if s.topology.adopt(c, parent).is_err() {
+            return;
+        }
+        if let Some(r) = s.rebuild.as_mut() {
+            // The new parent may list it still (its channel has not noticed): it is connected anew.
+            if let Some(list) = r.expected.get_mut(&parent) {
+                list.retain(|x| *x != c);
+            }
+            r.expected.insert(c, claim.children.clone());
+        }
+        if let Some(e) = self.peers.get_mut(&c) {
+            e.waiting_for = None;
+            e.stream = Some(stream.to_string());
+        }
+        self.send_resumed(stream, c);
+        self.connect_child(stream, parent, c);
+        self.adopt_from(stream, claim.children);
     }
 
     fn fanout(&self) -> usize {

@@ -55,7 +55,7 @@ impl Registry {
     }
 
     pub(super) fn parent_lost(&mut self, now_ms: u64, child: PeerId, parent: PeerId) {
-        if self.claim_lost_parent(child, parent) {
+        if self.claim_lost_parent(now_ms, child, parent) {
             return; // not placed yet: the rebuild places it as an orphan
         }
         let Some(stream) = self.peers.get(&child).and_then(|e| e.stream.clone()) else {
