@@ -118,6 +118,8 @@ pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Op
 pub(crate) struct Supervisor {
     pub proc: Proc,
     pub addr: String,
+    /// Its key's fingerprint, as printed.
+    pub fingerprint: String,
 }
 
 impl Supervisor {
@@ -142,18 +144,27 @@ impl Supervisor {
         let mut proc = Proc::spawn("supervisor", &mut cmd);
         let stdout = proc.child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
+        let mut addr = None;
+        let fingerprint = loop {
             let line = lines
                 .next()
-                .expect("supervisor exited before printing its address")
+                .expect("supervisor exited before printing its address and key")
                 .unwrap();
             if let Some(rest) = line.strip_prefix("supervisor listening on http://") {
-                break rest.split_whitespace().next().unwrap().to_string();
+                addr = Some(rest.split_whitespace().next().unwrap().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("supervisor key fingerprint: ") {
+                break rest.trim().to_string();
             }
         };
+        let addr = addr.expect("the address is printed before the key");
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { proc, addr }
+        Self {
+            proc,
+            addr,
+            fingerprint,
+        }
     }
 
     pub(crate) fn ws_url(&self) -> String {
