@@ -1,11 +1,13 @@
 //! The supervisor's decisions for authenticated peers: the stream registry, one topology per stream,
-//! which signaling may pass, and how the tree is repaired when a peer leaves or fails.
+//! which signaling may pass, how the tree is repaired when a peer leaves or fails, and how it is
+//! rebuilt from the peers' re-announcements when the registry starts empty ([`rebuild`]).
 //!
 //! The shell feeds `handle_*` and drains [`Registry::poll_output`]; it never decides anything itself.
 //!
 //! Invariants:
 //! - a stream exists exactly while its broadcaster is connected and has not ended it;
-//! - every viewer of a stream is in that stream's topology, and is in at most one stream;
+//! - every viewer of a stream is in that stream's topology, and is in at most one stream (a viewer
+//!   whose `RESUME` is not placed yet is in none: it waits for its stream, or for the rebuild);
 //! - signaling passes only between a parent and its child in the current topology;
 //! - a repair sends `SET_PARENT` to each moved child before `CONNECT_CHILD` to its new parent, so the
 //!   child knows whom to expect before the offer arrives (both travel over ordered WebSockets, and the

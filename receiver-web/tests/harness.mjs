@@ -144,7 +144,9 @@ export class Harness {
    *  its address. */
   async supervisor(extra = []) {
     const listen = extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
-    const proc = this.spawn('supervisor', bin('supervisor'), [...listen, ...extra]);
+    // The test's own key, kept in its directory (a restarted supervisor finds it again).
+    const data = extra.includes('--data-dir') || extra.includes('--key') ? [] : ['--data-dir', path.join(this.dir, 'data')];
+    const proc = this.spawn('supervisor', bin('supervisor'), [...listen, ...data, ...extra]);
     const line = await waitFor('the supervisor to print its address', 30_000, () => {
       if (proc.exited) throw new Error(`supervisor exited: ${proc.lines.slice(-5).join('\n')}`);
       return proc.stdout.find((l) => l.startsWith('supervisor listening on http://'));

@@ -180,7 +180,17 @@ export class ReceiverNode extends EventTarget {
         this.setStatus('reconnecting', `Cannot reach the supervisor. Trying again in ${Math.round((ev.retryAtMs - now) / 1000)} s…`);
         break;
       case 'supervisor-lost':
-        this.setStatus('reconnecting', `Lost the connection to the supervisor (${ev.reason}). Reconnecting…`);
+        // The media does not need the supervisor: the tab plays and relays on while it reconnects.
+        if (this.node.lastSeq() == null) {
+          this.setStatus('reconnecting', `Lost the connection to the supervisor (${ev.reason}). Reconnecting…`);
+        } else {
+          this.notice(`Lost the connection to the supervisor (${ev.reason}); playing on and reconnecting…`);
+        }
+        break;
+      case 'resumed':
+        this.depth = ev.depth;
+        this.emitPlace();
+        this.notice('Back in touch with the supervisor.');
         break;
       case 'waiting':
         this.setStatus('waiting', `“${this.stream}” is not live right now. This page starts playing as soon as it is.`);
