@@ -5,7 +5,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Harness, advances, clip, tabStats as stats, waitFor, videoFrames, decodeErrors } from './harness.mjs';
 
 const mediaError = (page) => page.evaluate(() => {
@@ -214,6 +216,60 @@ test('a tab outlives a supervisor restart: it plays on, re-announces itself and 
     const s = await stats(tab);
     assert.equal(s.repairs, 0, `kept its place, not a new viewer: ${JSON.stringify(s)}`);
     await allVerified(tab);
+  } catch (e) {
+    throw h.failed(e);
+  } finally {
+    await h.stop();
+  }
+});
+
+test('kill -9 of the supervisor under 7 headless receivers and 2 tabs: nobody exits or stalls, the same tree comes back, every frame arrives', { timeout: 240_000 }, async () => {
+  const h = new Harness('supervisor-restart-mixed');
+  try {
+    // 20 s, one keyframe-first cluster a second: long enough for the kill, 3 s without a
+    // supervisor and the rebuild to happen mid-stream.
+    const source = path.join(h.dir, 'source.webm');
+    const made = spawnSync('ffmpeg', ['-v', 'error', '-y',
+      '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=30:duration=20',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000:duration=20',
+      '-c:v', 'libvpx', '-g', '30', '-keyint_min', '30', '-b:v', '200k',
+      '-c:a', 'libvorbis', '-ar', '48000', '-b:a', '64k', '-f', 'webm', source]);
+    assert.equal(made.status, 0, `ffmpeg: ${made.stderr}`);
+    const port = await freePort();
+    const first = await h.supervisor(['--listen', `127.0.0.1:${port}`]);
+    const b = h.broadcaster('s', source, ['--wait-viewers', '9']);
+    const receivers = Array.from({ length: 7 }, (_, i) => h.receiver(`r${i}`, 's'));
+    const tabs = [await join(h, 'tab1'), await join(h, 'tab2')];
+    await waitFor('ten nodes in the tree', 60_000, async () => (await h.tree('s')).length === 10);
+    await Promise.all(tabs.map((t) => advances(t, 3)));
+    const edges = async () => Object.fromEntries((await h.tree('s')).map((n) => [n.id, n.parent ?? null]));
+    const before = await edges();
+    first.child.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 3000));
+    for (const p of [b, ...receivers]) assert.equal(p.exited, null, `${p.name} is still running`);
+    await h.supervisor(['--listen', `127.0.0.1:${port}`]);
+    const restarted = Date.now();
+    await waitFor('the same tree again', 30_000, async () => JSON.stringify(await edges()) === JSON.stringify(before));
+    console.log(`tree rebuilt ${Date.now() - restarted} ms after the restart`);
+    for (const p of [...receivers, b]) {
+      const exit = await Promise.race([p.exitPromise, new Promise((r) => setTimeout(() => r('timeout'), 90_000))]);
+      assert.deepEqual(exit, { code: 0, signal: null }, `${p.name} ended cleanly`);
+    }
+    const frames = videoFrames(source);
+    for (const r of receivers) {
+      const st = JSON.parse(fs.readFileSync(r.statsFile, 'utf8'));
+      assert.equal(st.stalls, 0, `${r.name} never stalled: ${JSON.stringify(st)}`);
+      assert.equal(st.chunks_skipped, 0, `${r.name}: ${JSON.stringify(st)}`);
+      assert.equal(decodeErrors(r.out), '', `${r.name}'s output decodes cleanly`);
+      assert.equal(videoFrames(r.out), frames, `${r.name} holds every frame of the source`);
+    }
+    for (const t of tabs) {
+      const s = await stats(t);
+      assert.equal(s.stalls, 0, `${t.label} never stalled: ${JSON.stringify(s)}`);
+      assert.equal(s.chunks_skipped, 0, `${t.label}: ${JSON.stringify(s)}`);
+      assert.equal(s.repairs, 0, `${t.label} kept its place: ${JSON.stringify(s)}`);
+      await allVerified(t);
+    }
   } catch (e) {
     throw h.failed(e);
   } finally {

@@ -24,7 +24,7 @@
 //! - **The rebuild settles** when every claim is placed and every placed parent's claimed
 //!   children came back, or [`SETTLE_MS`] after the broadcaster re-announced, whichever is first.
 //!   Until then joins wait (a new viewer could take the slot of one that is coming back). The
-//!   window is the peers' capped reconnect backoff (`node::rules::RECONNECT_BACKOFF_MS`, 2 s)
+//!   window is the peers' capped reconnect backoff (`node::rules::RECONNECT_BACKOFF_MS`, 1.5 s)
 //!   plus a handshake: a peer that lost the supervisor retries at least that often, so one that
 //!   has not re-announced by then is presumed gone.
 //! - **A viewer that knows it has no parent** (its parent's channel closed while no supervisor

@@ -18,7 +18,7 @@ export const MAX_SIGNALING_MESSAGE_LEN = 65536;
 export const MAX_DATA_MESSAGE_LEN = 16384;
 export const MAX_CHUNK_LEN = 16777216;
 export const HEARTBEAT_RANGE_MS = Object.freeze([100, 10000]);
-export const RECONNECT_BACKOFF_MS = Object.freeze([500, 1000, 2000]);
+export const RECONNECT_BACKOFF_MS = Object.freeze([500, 1000, 1500]);
 export const RETRYABLE_REFUSALS = Object.freeze(["already connected"]);
 /** The relay's defaults (core/src/relay.rs `RelayConfig::default`). */
 export const DEFAULT_RELAY_CONFIG = Object.freeze({
