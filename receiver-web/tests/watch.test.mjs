@@ -242,14 +242,18 @@ test('kill -9 of the supervisor under 7 headless receivers and 2 tabs: nobody ex
     const tabs = [await join(h, 'tab1'), await join(h, 'tab2')];
     await waitFor('ten nodes in the tree', 60_000, async () => (await h.tree('s')).length === 10);
     await Promise.all(tabs.map((t) => advances(t, 3)));
-    const edges = async () => Object.fromEntries((await h.tree('s')).map((n) => [n.id, n.parent ?? null]));
+    // `viewer parent` lines, sorted: the tree lists nodes breadth-first in attach order, which a
+    // rebuild may change without changing any edge.
+    const edges = async () => (await h.tree('s')).map((n) => `${n.id} ${n.parent ?? '-'}`).sort().join('\n');
     const before = await edges();
     first.child.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 3000));
     for (const p of [b, ...receivers]) assert.equal(p.exited, null, `${p.name} is still running`);
     await h.supervisor(['--listen', `127.0.0.1:${port}`]);
     const restarted = Date.now();
-    await waitFor('the same tree again', 30_000, async () => JSON.stringify(await edges()) === JSON.stringify(before));
+    let now = null;
+    await waitFor('the same tree again', 30_000, async () => (now = await edges()) === before)
+      .catch((e) => { throw new Error(`${e.message}\nbefore:\n${before}\nnow:\n${now}`); });
     console.log(`tree rebuilt ${Date.now() - restarted} ms after the restart`);
     for (const p of [...receivers, b]) {
       const exit = await Promise.race([p.exitPromise, new Promise((r) => setTimeout(() => r('timeout'), 90_000))]);
