@@ -163,6 +163,14 @@ pub enum FrameError {
         /// Sequence that arrived.
         got: u64,
     },
+    /// The reassembled chunk's own `seq` is not the one its fragments carry.
+    #[error("fragments of seq {fragments} carry a chunk of seq {chunk}")]
+    ChunkSeqMismatch {
+        /// Sequence in the fragments' headers.
+        fragments: u64,
+        /// Sequence in the chunk's (signed) header.
+        chunk: u64,
+    },
     /// A fragment whose `count` or `total_len` differs from the first fragment's.
     #[error("fragment header changed mid-chunk (count or total_len)")]
     InconsistentFragment,
