@@ -36,7 +36,8 @@
 //!   means "I am new" and `last_seq` must be 0.
 //!
 //! Invariants: decoding never panics and never trusts a length it has not checked; a reassembled
-//! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded.
+//! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded, and its own `seq` is its fragments' `seq`
+//! (anything else is refused: [`FrameError::ChunkSeqMismatch`]).
 
 mod message;
 
