@@ -36,7 +36,8 @@
 //!   means "I am new" and `last_seq` must be 0.
 //!
 //! Invariants: decoding never panics and never trusts a length it has not checked; a reassembled
-//! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded.
+//! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded, and its own `seq` is its fragments' `seq`
+//! (anything else is refused: [`FrameError::ChunkSeqMismatch`]).
 
 mod message;
 
@@ -162,6 +163,14 @@ pub enum FrameError {
         expected: u64,
         /// Sequence that arrived.
         got: u64,
+    },
+    /// The reassembled chunk's own `seq` is not the one its fragments carry.
+    #[error("fragments of seq {fragments} carry a chunk of seq {chunk}")]
+    ChunkSeqMismatch {
+        /// Sequence in the fragments' headers.
+        fragments: u64,
+        /// Sequence in the chunk's (signed) header.
+        chunk: u64,
     },
     /// A fragment whose `count` or `total_len` differs from the first fragment's.
     #[error("fragment header changed mid-chunk (count or total_len)")]

@@ -186,12 +186,13 @@ impl Registry {
             PeerMessage::EndStream {} if component == ComponentType::Broadcaster => {
                 self.end_stream_of(from, "the broadcaster ended the stream");
             }
-            other => self.refuse(
-                from,
-                "not_allowed",
-                format!("{} is not allowed for a {:?}", other.name(), component),
-                true,
-            ),
+            other => {
+                let message = format!("{} is not allowed for a {:?}", other.name(), component);
+                self.refuse(from, "not_allowed", message.clone(), true);
+                // Closing must take the peer out of its stream as any disconnection does: a
+                // broadcaster's stream ends, a viewer's subtree moves to a live parent.
+                self.fail_peer(now_ms, from, &message);
+            }
         }
     }
 
@@ -257,19 +258,16 @@ impl Registry {
         self.outputs.push_back(Output::Send(to, msg));
     }
 
+    /// Sends an error; with `fatal` the caller closes the connection right after.
     fn refuse(&mut self, to: PeerId, code: &str, message: String, fatal: bool) {
         self.send(
             to,
             ServerMessage::Error {
                 code: code.to_string(),
-                message: message.clone(),
+                message,
                 fatal,
             },
         );
-        if fatal {
-            self.peers.remove(&to);
-            self.outputs.push_back(Output::Close(to, message));
-        }
     }
 
     fn register(&mut self, now_ms: u64, from: PeerId, stream: String) {

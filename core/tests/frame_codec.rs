@@ -259,3 +259,30 @@ fn known_answer_shared_with_the_browser() {
 
 const KNOWN_ANSWER: &str = "00000000000000070200000000000004d2000003e800000009\
      999e40d27b9971c255dbcc8ae7148fb2edc742979afed619a417c8901640f3306f776e73747265616d";
+
+/// Found by `fuzz/frame`: fragments announcing seq 5 reassembled into a chunk whose own (signed)
+/// header says seq 6, and the reassembler handed it over (input: the FRAGMENT messages of an
+/// encoded chunk of seq 6 with their header's seq rewritten to 5).
+#[test]
+fn fragments_of_one_seq_carrying_a_chunk_of_another_are_refused() {
+    let chunk = signed(6, 300);
+    let mut r = Reassembler::new();
+    let mut last = None;
+    for m in fragment(&chunk, 100).unwrap() {
+        let Message::Fragment(f) = Message::decode(m).unwrap() else {
+            panic!("not a fragment")
+        };
+        last = Some(r.handle_fragment(Fragment {
+            seq: ChunkSeq(5),
+            ..f
+        }));
+    }
+    assert_eq!(
+        last,
+        Some(Err(FrameError::ChunkSeqMismatch {
+            fragments: 5,
+            chunk: 6
+        }))
+    );
+    assert_eq!(r.in_progress(), None);
+}

@@ -175,6 +175,43 @@ fn receivers_may_not_register_and_broadcasters_may_not_join() {
     assert!(matches!(&out[1], Output::Close(p, _) if *p == id(1)));
 }
 
+/// Found by `fuzz/registry`: a broadcaster sending `JOIN_STREAM` was closed but its stream stayed
+/// live with a broadcaster gone (input: Auth 1 as broadcaster, REGISTER_STREAM "b",
+/// JOIN_STREAM "b"), and a viewer closed the same way stayed in the tree.
+#[test]
+fn a_peer_closed_for_a_forbidden_message_leaves_its_stream() {
+    let mut r = registry(TopologyName::Tree);
+    r.handle_authenticated(0, id(1), ComponentType::Broadcaster);
+    r.handle_message(0, id(1), PeerMessage::RegisterStream { stream: "b".into() });
+    r.handle_message(
+        0,
+        id(1),
+        PeerMessage::JoinStream {
+            stream: "b".into(),
+            wait: true,
+        },
+    );
+    let out = drain(&mut r);
+    assert!(matches!(out.last(), Some(Output::Close(p, _)) if *p == id(1)));
+    assert!(r.streams().is_empty(), "{:?}", r.streams());
+    assert_eq!(r.peer_count(), 0);
+
+    // Viewer 1 is a parent (of 3); forbidden, it is closed and its child moves to a live parent.
+    let mut r = stream_with(TopologyName::Tree, 3);
+    r.handle_message(1, id(1), PeerMessage::RegisterStream { stream: "x".into() });
+    let out = drain(&mut r);
+    assert!(matches!(out.last(), Some(Output::Close(p, _)) if *p == id(1)));
+    let tree = r.tree("s").unwrap();
+    assert!(tree.nodes.iter().all(|n| n.id != id(1)), "{tree:?}");
+    assert!(
+        tree.nodes.iter().all(|n| n.parent != Some(id(1))),
+        "{tree:?}"
+    );
+    assert!(sent_to(&out, id(3))
+        .iter()
+        .any(|m| matches!(m, ServerMessage::SetParent { .. })));
+}
+
 #[test]
 fn joining_an_unknown_stream_fails_or_waits() {
     let mut r = registry(TopologyName::Tree);

@@ -98,7 +98,10 @@ test('the reassembler refuses lies and recovers after an error', () => {
   assert.equal(r.current, null);
   assert.equal(r.handleFragment(frag(3, 0, 2, 100, 60)), null);
   assert.throws(() => r.handleFragment(frag(3, 1, 2, 100, 60)), /total_len says 100/);
-  assert.equal(r.handleFragment(frag(4, 0, 1, 57, 57)).payload.length, 0); // recovered
+  assert.equal(r.handleFragment(frag(0, 0, 1, 57, 57)).payload.length, 0); // recovered
+  // Found by fuzz/frame in the core: fragments of seq 4 carrying the (all-zero) chunk of seq 0.
+  assert.throws(() => r.handleFragment(frag(4, 0, 1, 57, 57)), /fragments of seq 4 carry a chunk of seq 0/);
+  assert.equal(r.current, null);
 });
 
 test('random bytes never throw anything but a FrameError', () => {

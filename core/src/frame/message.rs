@@ -232,7 +232,16 @@ impl Reassembler {
             self.current = Some(cur);
             return Ok(None);
         }
-        Chunk::decode(cur.buf.freeze()).map(Some)
+        let chunk = Chunk::decode(cur.buf.freeze())?;
+        // The fragments' seq is what the receiver acts on before the chunk is whole; a chunk that
+        // says otherwise is malformed framing, not a chunk to keep under either number.
+        if chunk.seq != cur.seq {
+            return Err(FrameError::ChunkSeqMismatch {
+                fragments: cur.seq.0,
+                chunk: chunk.seq.0,
+            });
+        }
+        Ok(Some(chunk))
     }
 }
 

@@ -237,7 +237,10 @@ export class Reassembler {
       whole.set(p, at);
       at += p.length;
     }
-    return Chunk.decode(whole);
+    const chunk = Chunk.decode(whole);
+    // As in the core: a chunk whose own seq is not its fragments' is malformed framing.
+    if (chunk.seq !== cur.seq) throw new FrameError(`fragments of seq ${cur.seq} carry a chunk of seq ${chunk.seq}`);
+    return chunk;
   }
 }
 
