@@ -3,7 +3,7 @@
 # Needs the nightly toolchain; installs cargo-fuzz when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
-RUNS="${FUZZ_SMOKE_RUNS:-20000}"
+RUNS="${FUZZ_SMOKE_RUNS:-200000}"
 SECONDS_EACH="${FUZZ_SMOKE_SECONDS:-15}"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then

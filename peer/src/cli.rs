@@ -15,9 +15,8 @@ use std::sync::Arc;
 /// Options every peer takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Supervisor WebSocket URL. Repeatable: when the supervisor is lost, the peer reconnects to
-    /// the same one first, then tries the next URL after each failed attempt (it also adds the
-    /// ones a supervisor advertises).
+    /// Supervisor WebSocket URL. Repeatable: the peer moves to the next URL after each failed
+    /// attempt and each lost connection (it also adds the ones a supervisor advertises).
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     pub supervisor: Vec<String>,
     /// Expected supervisor key fingerprint (`SHA256:<hex>`, printed by the supervisor at start).

@@ -94,7 +94,9 @@ fn restart_scenario(test: &str, crash_relay: bool) {
             let st = live_stats(&first, "s");
             let playing = st
                 .iter()
-                .filter(|(_, s)| s["last_seq"].as_u64().is_some_and(|l| l >= 3))
+                .filter(|(id, s)| {
+                    ids.contains(id) && s["last_seq"].as_u64().is_some_and(|l| l >= 3)
+                })
                 .count();
             (playing == 7).then_some(())
         },

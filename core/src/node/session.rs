@@ -4,7 +4,8 @@
 //!
 //! A node that loses the supervisor, broadcaster or receiver, goes on: media keeps flowing on the
 //! edges it has, it relays and plays. It reconnects with jittered, capped backoff (to the next
-//! supervisor URL of the driver's list after each failed attempt, see [`Node::connect_attempt`])
+//! supervisor URL of the driver's list after each failed attempt or lost connection, see
+//! [`Node::connect_attempt`])
 //! and, once authenticated again, re-announces what it is with `RESUME` (its stream, parent,
 //! children, depth, newest chunk; the broadcaster also its stream key) instead of registering or
 //! joining anew, so a restarted supervisor rebuilds the tree around it as it stands. A parent
@@ -39,6 +40,8 @@ pub(super) struct Link {
     resume: bool,
     /// Reconnection waits drawn so far (numbers the jitter draws).
     draws: u64,
+    /// Which supervisor to try: moves on after each failed attempt and each lost connection.
+    target: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +68,7 @@ impl Link {
             ready: false,
             resume: false,
             draws: 0,
+            target: 0,
         }
     }
 
@@ -129,12 +133,11 @@ impl Node {
         }
     }
 
-    /// Number of the connection attempt under way since the last lost or successful connection
-    /// (0: the first). A driver with several supervisor URLs uses `urls[attempt % urls.len()]`:
-    /// a lost connection is retried on the same supervisor first (a restart keeps its address),
-    /// each failed attempt moves to the next.
+    /// Which supervisor the attempt under way is for: a driver with several URLs connects to
+    /// `urls[attempt % urls.len()]`. It moves to the next one after each failed attempt and each
+    /// lost connection (the supervisor just lost is likely down; with one URL it is the same).
     pub fn connect_attempt(&self) -> u32 {
-        self.link.failures
+        self.link.target
     }
 
     /// The wait before the next attempt, jittered from the node's seed.
@@ -162,6 +165,7 @@ impl Node {
         }
         let at = self.now_ms + self.reconnect_delay();
         self.link.failures += 1;
+        self.link.target = self.link.target.wrapping_add(1);
         self.link.state = State::Retrying(at);
         self.event(NodeEvent::ConnectFailed {
             reason: failure.to_string(),
@@ -186,6 +190,7 @@ impl Node {
         });
         // The edges stay: media does not need the supervisor. A new one learns them from RESUME.
         self.reconnects += 1;
+        self.link.target = self.link.target.wrapping_add(1);
         self.link.failures = 0;
         let at = self.now_ms + self.reconnect_delay();
         self.link.failures = 1;

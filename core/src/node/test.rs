@@ -191,3 +191,22 @@ fn endings_say_what_happened() {
     );
     assert!(!Ending::Stopped.is_failure());
 }
+
+#[test]
+fn each_failed_attempt_and_each_lost_connection_moves_to_the_next_supervisor() {
+    let mut config = NodeConfig::new(ComponentType::Receiver, "s");
+    config.retry_first_connect = true;
+    let mut n = Node::new(config, 0);
+    assert_eq!(n.connect_attempt(), 0);
+    n.handle_connect_failed(1, ConnectFailure::Unreachable("refused".into()));
+    assert_eq!(n.connect_attempt(), 1);
+    let at = n.poll_timeout().unwrap();
+    n.handle_timeout(at);
+    n.handle_connected(at + 1, 1000);
+    assert_eq!(n.connect_attempt(), 1, "a success stays where it is");
+    n.handle_disconnected(at + 2, "gone");
+    assert_eq!(n.connect_attempt(), 2);
+    assert!(drain(&mut n)
+        .iter()
+        .all(|o| !matches!(o, Output::Ended(_) | Output::CloseEdge(_))));
+}

@@ -4,7 +4,8 @@
 //
 // A node that loses the supervisor, broadcaster or receiver, goes on: media keeps flowing on the
 // edges it has, it relays and plays. It reconnects with jittered, capped backoff (to the next
-// supervisor URL of the driver's list after each failed attempt, see `connectAttempt`) and, once
+// supervisor URL of the driver's list after each failed attempt or lost connection, see
+// `connectAttempt`) and, once
 // authenticated again, re-announces what it is with RESUME (its stream, parent, children, depth,
 // newest chunk; the broadcaster also its stream key) instead of registering or joining anew, so a
 // restarted supervisor rebuilds the tree around it as it stands. A parent edge that closes while no
@@ -42,6 +43,7 @@ export class Link {
     this.ready = false; // broadcaster: `ready` was given
     this.resume = false; // the next connection re-announces the node (RESUME)
     this.draws = 0; // reconnection waits drawn so far (numbers the jitter draws)
+    this.target = 0; // which supervisor to try: moves on after each failed attempt and lost connection
   }
 
   isConnected() {
@@ -94,10 +96,10 @@ export const session = {
     return msg;
   },
 
-  /** Number of the connection attempt under way since the last lost or successful connection; a
-   *  driver with several supervisor URLs uses `urls[attempt % urls.length]`. */
+  /** Which supervisor the attempt under way is for: a driver with several URLs connects to
+   *  `urls[attempt % urls.length]`; it moves on after each failed attempt and lost connection. */
   connectAttempt() {
-    return this.link.failures;
+    return this.link.target;
   },
 
   /** The wait before the next attempt, jittered from the node's seed. */
@@ -119,6 +121,7 @@ export const session = {
     }
     const at = this.nowMs + this.reconnectDelay();
     this.link.failures += 1;
+    this.link.target += 1;
     this.link.state = RETRYING;
     this.link.retryAt = at;
     this.event({ kind: 'connect-failed', reason: failure.reason, retryAtMs: at });
@@ -135,6 +138,7 @@ export const session = {
     this.event({ kind: 'supervisor-lost', reason });
     // The edges stay: media does not need the supervisor. A new one learns them from RESUME.
     this.reconnectCount += 1;
+    this.link.target += 1;
     this.link.failures = 0;
     const at = this.nowMs + this.reconnectDelay();
     this.link.failures = 1;
