@@ -10,7 +10,7 @@
 
 use super::rules::{self, HEARTBEAT_RANGE_MS, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS};
 use super::{ConnectFailure, Ending, Node, NodeEvent, Output, Parent};
-use crate::frame::StreamKey;
+use crate::frame::{StreamKey, VerifyingKey};
 use crate::ids::PeerId;
 use crate::protocol::{PeerMessage, StreamInfo, MAX_REPAIR_SAMPLES};
 
@@ -87,7 +87,14 @@ impl Node {
         self.event(NodeEvent::Connected);
         let stream = self.config.stream.clone();
         let first = if self.is_broadcaster() {
-            PeerMessage::RegisterStream { stream }
+            PeerMessage::RegisterStream {
+                stream,
+                signing_key: self
+                    .config
+                    .signing_key
+                    .map(|k| k.to_base64())
+                    .unwrap_or_default(),
+            }
         } else {
             PeerMessage::JoinStream { stream, wait: true }
         };
@@ -234,14 +241,23 @@ impl Node {
         }
     }
 
-    pub(super) fn joined(&mut self, key: &str, parent: PeerId, depth: usize) {
+    pub(super) fn joined(&mut self, key: &str, signing_key: &str, parent: PeerId, depth: usize) {
         if self.is_broadcaster() {
             return;
         }
+        let origin = match VerifyingKey::from_base64(signing_key) {
+            Ok(k) => k,
+            Err(e) => {
+                return self.finish(Ending::SupervisorLost(format!(
+                    "the stream's signing key is unusable: {e}"
+                )))
+            }
+        };
         let previous = self.key.clone();
         if !self.set_key(key) {
             return;
         }
+        self.origin = Some(origin);
         if previous.is_some_and(|k| Some(k) != self.key) {
             // Each broadcast has a fresh key: a different one is a new broadcast under the same
             // name (after a supervisor restart), whose numbering starts again.
