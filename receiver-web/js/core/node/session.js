@@ -14,7 +14,7 @@ import {
   HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
   errorEndsNode, reconnectDelayMs, refusalIsFinal,
 } from '../rules.js';
-import { Reassembler, base64Decode, base64Encode, importStreamKey } from '../frame.js';
+import { Reassembler, base64Decode, base64Encode, importSigningKey, importStreamKey } from '../frame.js';
 import { newParent } from './edges.js';
 
 // The state of the supervisor connection: `connect` was emitted and its result is awaited;
@@ -68,7 +68,7 @@ export const session = {
     this.event({ kind: 'connected' });
     const stream = this.config.stream;
     const first = this.isBroadcaster()
-      ? { type: 'REGISTER_STREAM', stream }
+      ? { type: 'REGISTER_STREAM', stream, signing_key: this.config.signingKey ?? '' }
       : { type: 'JOIN_STREAM', stream, wait: true };
     this.send(first);
     this.sessionTimers();
@@ -188,10 +188,24 @@ export const session = {
     this.link.nextList = every == null ? null : this.nowMs + every;
   },
 
-  joined(key, parent, depth) {
+  joined(key, signingKey, parent, depth) {
     if (this.isBroadcaster()) return;
+    let origin;
+    try {
+      origin = base64Decode(signingKey);
+    } catch {
+      origin = null;
+    }
+    if (origin == null || origin.length !== 32) {
+      this.finish({ kind: 'supervisor_lost', reason: "the stream's signing key is unusable: not 32 bytes of base64" });
+      return;
+    }
     const previous = this.key?.text ?? null;
     if (!this.setKey(key)) return;
+    const originText = base64Encode(origin);
+    if (this.origin?.text !== originText) {
+      this.origin = { text: originText, crypto: importSigningKey(originText).catch(() => null) };
+    }
     if (previous != null && previous !== this.key.text) {
       // Each broadcast has a fresh key: a different one is a new broadcast under the same name
       // (after a supervisor restart), whose numbering starts again.
@@ -222,7 +236,7 @@ export const session = {
     }
     const text = base64Encode(bytes);
     if (this.key?.text !== text) {
-      this.key = { text, crypto: importStreamKey(text).catch(() => null) };
+      this.key = { text, raw: bytes, crypto: importStreamKey(text).catch(() => null) };
     }
     return true;
   },
