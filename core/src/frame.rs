@@ -37,12 +37,13 @@
 //! The domain string keeps the signature from meaning anything outside this format. The stream
 //! name and the stream key (fresh at every registration) bind the chunk to one broadcast: a chunk
 //! cannot be replayed into another stream, nor into a later broadcast of the same name even when
-//! the broadcaster keeps its signing key across runs. Every
-//! receiver verifies the signature of **every** chunk (not a sample) before it plays it, writes it
-//! out or keeps it for its children, and drops the chunk if it fails. Relays cannot make a valid
-//! signature, so an altered chunk stops at the first honest child. What a forging relay can still
-//! do is withhold or delay chunks, or send garbage that its children drop: its subtree loses those
-//! chunks (holes, stalls) until the supervisor moves the children, but nothing it made up plays.
+//! the broadcaster keeps its signing key across runs. Every receiver verifies the signature of
+//! **every** chunk (not a sample) before it plays it, writes it out or keeps it for its children,
+//! and drops the chunk if it fails. Relays cannot make a valid signature, so an altered chunk stops
+//! at the first honest child. What a forging relay can still do is withhold or delay chunks, or
+//! send chunks its children drop (each costs them one signature check): its subtree loses those
+//! chunks (holes, stalls) until the relay's edge fails or the operator moves it (a child does not
+//! report a parent whose chunks fail), but nothing it made up plays.
 //! `seq` is in the signed header, so an older chunk of the same broadcast replayed by a relay
 //! keeps its old `seq` and receivers ignore it as a duplicate.
 //!
