@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use ownstream_broadcaster::webcam::{self, AudioInput, Webcam};
-use ownstream_broadcaster::{run, BroadcastConfig, Source};
+use ownstream_broadcaster::{run, signing_key_file, BroadcastConfig, Source};
 use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
 use std::path::PathBuf;
 
@@ -43,6 +43,11 @@ struct Cli {
     /// Write a JSON summary at exit, with the release time of every chunk.
     #[arg(long)]
     stats: Option<PathBuf>,
+    /// Keep the Ed25519 key that signs every chunk in this file (made on first use, owner-only):
+    /// the same broadcaster then registers the same public key on every run. Without it, a fresh
+    /// key per run.
+    #[arg(long, value_name = "PATH")]
+    signing_key: Option<PathBuf>,
 }
 
 fn parse_size(text: &str) -> Result<String, String> {
@@ -82,9 +87,17 @@ async fn run_cli() -> anyhow::Result<()> {
         .common
         .node_config(ownstream_core::protocol::ComponentType::Broadcaster)?;
     node.wait_viewers = cli.wait_viewers;
+    if let Some(path) = &cli.signing_key {
+        node.signing_key = Some(signing_key_file(path)?);
+    }
     eprintln!(
-        "broadcaster {} registering stream `{}`",
-        node.identity.peer_id, cli.name
+        "broadcaster {} registering stream `{}`, chunks signed by {}",
+        node.identity.peer_id,
+        cli.name,
+        node.signing_key
+            .as_ref()
+            .map(|k| k.verifying_key().to_string())
+            .unwrap_or_default()
     );
     let summary = run(
         BroadcastConfig {

@@ -1,7 +1,7 @@
 //! Media sources: read WebM bytes, cut them with the core's chunker, pace and sign the chunks.
 
 use bytes::Bytes;
-use ownstream_core::frame::{Chunk, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
+use ownstream_core::frame::{Chunk, ChunkSigner, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
 use ownstream_core::ids::ChunkSeq;
 use ownstream_core::webm::{ChunkKind, Chunker, ChunkerConfig, MediaChunk, WebmError};
 use std::path::PathBuf;
@@ -137,14 +137,13 @@ impl Source {
     /// is still pushed so viewers finish cleanly, and the error is returned.
     pub async fn stream(
         self,
-        key: &StreamKey,
+        signer: &ChunkSigner,
         mut push: impl FnMut(Chunk) -> bool,
     ) -> Result<(), SourceError> {
-        let mut pacer = Pacer::new(key.clone());
+        let mut pacer = Pacer::new(signer.clone());
         let result = self.stream_passes(&mut pacer, &mut push).await;
         if !pacer.stopped {
-            let end = Chunk::sign(
-                key,
+            let end = signer.sign(
                 ChunkSeq(pacer.seq + 1),
                 FLAG_END,
                 pacer.end_ms,
@@ -233,7 +232,7 @@ async fn read_full(
 
 /// Assigns sequence numbers, signs, and releases chunks at their media time.
 struct Pacer {
-    key: StreamKey,
+    signer: ChunkSigner,
     seq: u64,
     sent_init: bool,
     start: Option<(Instant, u64)>,
@@ -242,9 +241,9 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn new(key: StreamKey) -> Self {
+    fn new(signer: ChunkSigner) -> Self {
         Self {
-            key,
+            signer,
             seq: 0,
             sent_init: false,
             start: None,
@@ -269,14 +268,7 @@ impl Pacer {
             ChunkKind::Init if self.sent_init => None, // a looped pass repeats the same tracks
             ChunkKind::Init => {
                 self.sent_init = true;
-                Some(Chunk::sign(
-                    &self.key,
-                    ChunkSeq(0),
-                    FLAG_INIT,
-                    0,
-                    0,
-                    media.bytes,
-                ))
+                Some(self.signer.sign(ChunkSeq(0), FLAG_INIT, 0, 0, media.bytes))
             }
             ChunkKind::Media => {
                 let (t0, ts0) = *self
@@ -289,8 +281,7 @@ impl Pacer {
                     .end_ms
                     .max(media.timestamp_ms + u64::from(media.duration_ms));
                 let flags = if media.keyframe { FLAG_KEYFRAME } else { 0 };
-                Some(Chunk::sign(
-                    &self.key,
+                Some(self.signer.sign(
                     ChunkSeq(self.seq),
                     flags,
                     media.timestamp_ms,

@@ -1,24 +1,66 @@
-//! Costs on the media path: signing and verifying a chunk (every relay verifies every chunk) and
-//! cutting a WebM stream into chunks (the broadcaster's per-byte work).
+//! Costs on the media path: tagging and verifying a chunk (every relay verifies every chunk), the
+//! broadcaster's Ed25519 signature and every node's check of it, and cutting a WebM stream into
+//! chunks (the broadcaster's per-byte work).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ownstream_core::frame::{Chunk, StreamKey, FLAG_KEYFRAME};
+use ownstream_core::frame::{ChunkSigner, SigningKey, StreamKey, FLAG_KEYFRAME};
 use ownstream_core::ids::ChunkSeq;
 use ownstream_core::webm::{Chunker, ChunkerConfig};
 use std::hint::black_box;
 
+// ~150 KB is a one-second chunk at ~1.2 Mbit/s; 1 MB a high-bitrate or long chunk.
+const SIZES: [(&str, usize); 2] = [("150KB", 150 * 1024), ("1MB", 1024 * 1024)];
+
+fn signer() -> ChunkSigner {
+    ChunkSigner::new("s", StreamKey::new([7; 32]), SigningKey::from_seed([5; 32]))
+}
+
+/// The paper's per-chunk cost: compute the HMAC tag, then check it (what the tag alone costs
+/// both sides).
 fn hmac_tag_verify(c: &mut Criterion) {
-    let key = StreamKey::new([7; 32]);
+    let signer = signer();
+    let key = signer.stream_key().clone();
     let mut group = c.benchmark_group("hmac_tag_verify");
-    // ~150 KB is a one-second chunk at ~1.2 Mbit/s; 1 MB a high-bitrate or long chunk.
-    for (name, len) in [("150KB", 150 * 1024), ("1MB", 1024 * 1024)] {
+    for (name, len) in SIZES {
+        let mut chunk = signer.sign(ChunkSeq(1), FLAG_KEYFRAME, 0, 1000, vec![0xA5; len].into());
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                chunk.retag(&key);
+                black_box(chunk.verify(&key)).expect("own tag verifies");
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The broadcaster's cost per chunk: tag and Ed25519 signature (`ChunkSigner::sign`).
+fn ed25519_sign(c: &mut Criterion) {
+    let signer = signer();
+    let mut group = c.benchmark_group("ed25519_sign");
+    for (name, len) in SIZES {
         let payload = Bytes::from(vec![0xA5; len]);
         group.throughput(Throughput::Bytes(len as u64));
         group.bench_with_input(BenchmarkId::from_parameter(name), &payload, |b, payload| {
+            b.iter(|| black_box(signer.sign(ChunkSeq(1), FLAG_KEYFRAME, 0, 1000, payload.clone())))
+        });
+    }
+    group.finish();
+}
+
+/// Every node's cost per chunk: the signature check (beside the sampled tag check).
+fn ed25519_verify(c: &mut Criterion) {
+    let signer = signer();
+    let public = signer.verifying_key();
+    let mut group = c.benchmark_group("ed25519_verify");
+    for (name, len) in SIZES {
+        let chunk = signer.sign(ChunkSeq(1), FLAG_KEYFRAME, 0, 1000, vec![0xA5; len].into());
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| {
-                let chunk = Chunk::sign(&key, ChunkSeq(1), FLAG_KEYFRAME, 0, 1000, payload.clone());
-                black_box(chunk.verify(&key)).expect("own tag verifies");
+                black_box(chunk.verify_signature(&public, signer.stream_key(), "s"))
+                    .expect("own signature verifies")
             })
         });
     }
@@ -51,5 +93,11 @@ fn chunker_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hmac_tag_verify, chunker_throughput);
+criterion_group!(
+    benches,
+    hmac_tag_verify,
+    ed25519_sign,
+    ed25519_verify,
+    chunker_throughput
+);
 criterion_main!(benches);

@@ -18,7 +18,12 @@ fn stream_of(n: u8) -> Registry {
     r.handle_message(
         0,
         PeerId::from_bytes([0; 16]),
-        PeerMessage::RegisterStream { stream: "s".into() },
+        PeerMessage::RegisterStream {
+            stream: "s".into(),
+            signing_key: ownstream_core::frame::SigningKey::from_seed([5; 32])
+                .verifying_key()
+                .to_base64(),
+        },
     );
     for i in 1..=n {
         let id = PeerId::from_bytes([i; 16]);

@@ -38,7 +38,7 @@ mod session;
 #[cfg(test)]
 mod test;
 
-use crate::frame::{self, Chunk, Reassembler, StreamKey};
+use crate::frame::{self, Chunk, Reassembler, StreamKey, VerifyingKey};
 use crate::ids::{ChunkSeq, PeerId};
 use crate::player::{Player, PlayerConfig};
 use crate::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage};
@@ -85,6 +85,12 @@ pub struct NodeConfig {
     /// Fault injection for tests: alter this chunk's payload before relaying it (the node keeps
     /// and plays the original).
     pub corrupt_relayed_seq: Option<u64>,
+    /// Fault injection for tests: alter this chunk's payload and recompute its tag with the
+    /// stream key before relaying it, as a relay that holds the key can (the signature stays the
+    /// broadcaster's, so children must reject it).
+    pub forge_relayed_seq: Option<u64>,
+    /// Broadcaster: the public key of the key that signs its chunks, sent in `REGISTER_STREAM`.
+    pub signing_key: Option<VerifyingKey>,
     /// Seed of the node's RNG.
     pub seed: u64,
 }
@@ -102,6 +108,8 @@ impl NodeConfig {
             retry_first_connect: false,
             list_viewers: false,
             corrupt_relayed_seq: None,
+            forge_relayed_seq: None,
+            signing_key: None,
             seed: 0,
         }
     }
@@ -201,6 +209,8 @@ pub struct Node {
     phase: Phase,
     link: session::Link,
     key: Option<StreamKey>,
+    /// Receiver: the broadcaster's public key from `JOINED`; every chunk must carry its signature.
+    origin: Option<VerifyingKey>,
     parent: Option<Parent>,
     /// Each child's edge (its queue and channel are the relay's).
     children: BTreeMap<PeerId, EdgeId>,
@@ -243,6 +253,7 @@ impl Node {
             phase: Phase::Live,
             link: session::Link::new(),
             key: None,
+            origin: None,
             parent: None,
             children: BTreeMap::new(),
             next_edge: 0,
@@ -413,11 +424,19 @@ impl Node {
         match msg {
             ServerMessage::StreamRegistered { key, .. } => self.registered(&key),
             ServerMessage::Joined {
-                key, parent, depth, ..
-            } => self.joined(&key, parent, depth),
+                key,
+                signing_key,
+                parent,
+                depth,
+                ..
+            } => self.joined(&key, &signing_key, parent, depth),
             ServerMessage::Resumed {
-                key, parent, depth, ..
-            } => self.resumed(&key, parent, depth),
+                key,
+                signing_key,
+                parent,
+                depth,
+                ..
+            } => self.resumed(&key, &signing_key, parent, depth),
             ServerMessage::StreamWaiting { .. } => self.event(NodeEvent::Waiting),
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),

@@ -16,8 +16,10 @@ pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 /// Longest stream name accepted; names are also restricted to a URL-safe alphabet.
 pub const MAX_STREAM_NAME_LEN: usize = 64;
 
-/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`. 2: chunks carry the
+/// broadcaster's Ed25519 signature (`REGISTER_STREAM` and `JOINED` carry its public key), so a
+/// peer of version 1 could neither register nor play; it is refused at the handshake instead.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What kind of peer is connecting (the paper's `componentType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -178,12 +180,16 @@ pub enum ServerMessage {
         /// Stream name.
         stream: String,
     },
-    /// The viewer joined: `key` verifies chunks; expect an offer from `parent`.
+    /// The viewer joined: `key` checks chunk tags and `signing_key` their signatures; expect an
+    /// offer from `parent`.
     Joined {
         /// Stream name.
         stream: String,
         /// 256-bit HMAC key, base64.
         key: String,
+        /// The broadcaster's Ed25519 public key (32 bytes, base64), bound to the stream at
+        /// registration: every chunk must carry its signature.
+        signing_key: String,
         /// The viewer's parent.
         parent: PeerId,
         /// The viewer's depth (the broadcaster is at 0).
@@ -197,6 +203,8 @@ pub enum ServerMessage {
         stream: String,
         /// 256-bit HMAC key, base64.
         key: String,
+        /// The broadcaster's Ed25519 public key (base64), as in `JOINED`.
+        signing_key: String,
         /// The peer's parent (absent for the broadcaster).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<PeerId>,
@@ -289,6 +297,11 @@ pub enum PeerMessage {
     RegisterStream {
         /// Stream name.
         stream: String,
+        /// The broadcaster's Ed25519 public key (32 bytes, base64) that signs every chunk; the
+        /// supervisor binds it to the stream and hands it to viewers. Missing or malformed: the
+        /// registration is refused (`bad_signing_key`).
+        #[serde(default)]
+        signing_key: String,
     },
     /// Receiver only: join a stream; with `wait`, a stream that is not live yet is waited for.
     JoinStream {
@@ -323,6 +336,10 @@ pub enum PeerMessage {
         /// keys stay valid.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
+        /// Broadcaster only: its Ed25519 public key (base64), bound to the stream again as at
+        /// `REGISTER_STREAM`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signing_key: Option<String>,
     },
     /// Signaling for a neighbour.
     Signal {

@@ -15,6 +15,7 @@
 //! - a peer silent for longer than the heartbeat timeout is treated as failed.
 
 use crate::failures::Run;
+use crate::frame::VerifyingKey;
 use crate::ids::PeerId;
 use crate::protocol::{
     validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
@@ -77,6 +78,8 @@ struct PeerEntry {
 
 struct StreamEntry {
     key: [u8; 32],
+    /// The broadcaster's public key, bound at registration: viewers accept only its chunks.
+    signing_key: VerifyingKey,
     broadcaster: PeerId,
     topology: Topology,
     started_at_ms: u64,
@@ -157,8 +160,11 @@ impl Registry {
                 self.send(from, ServerMessage::StreamList { streams });
             }
             PeerMessage::Stats { stats } => self.handle_stats(now_ms, from, stats),
-            PeerMessage::RegisterStream { stream } if component == ComponentType::Broadcaster => {
-                self.register(now_ms, from, stream)
+            PeerMessage::RegisterStream {
+                stream,
+                signing_key,
+            } if component == ComponentType::Broadcaster => {
+                self.register(now_ms, from, stream, &signing_key)
             }
             PeerMessage::JoinStream { stream, wait } if component == ComponentType::Receiver => {
                 self.join(from, stream, wait)
@@ -169,6 +175,7 @@ impl Registry {
                 children,
                 depth,
                 key,
+                signing_key,
                 ..
             } => {
                 let resume = rebuild::Resume {
@@ -177,6 +184,7 @@ impl Registry {
                     children,
                     depth,
                     key,
+                    signing_key,
                 };
                 let broadcaster = component == ComponentType::Broadcaster;
                 self.resume(now_ms, from, resume, broadcaster);
@@ -270,10 +278,21 @@ impl Registry {
         );
     }
 
-    fn register(&mut self, now_ms: u64, from: PeerId, stream: String) {
+    fn register(&mut self, now_ms: u64, from: PeerId, stream: String, signing_key: &str) {
         if let Err(e) = validate_stream_name(&stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
         }
+        let signing_key = match VerifyingKey::from_base64(signing_key) {
+            Ok(k) => k,
+            Err(e) => {
+                return self.refuse(
+                    from,
+                    "bad_signing_key",
+                    format!("REGISTER_STREAM needs `signing_key`, the broadcaster's Ed25519 public key (32 bytes, base64): {e}"),
+                    false,
+                )
+            }
+        };
         if self
             .peers
             .get(&from)
@@ -307,6 +326,7 @@ impl Registry {
             stream.clone(),
             StreamEntry {
                 key,
+                signing_key,
                 broadcaster: from,
                 topology: Topology::new(kind, from),
                 started_at_ms: now_ms,

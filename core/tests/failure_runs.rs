@@ -10,6 +10,21 @@ use ownstream_core::protocol::{
 use ownstream_core::registry::{Output, Registry, RegistryConfig, RunError};
 use std::collections::BTreeMap;
 
+/// REGISTER_STREAM of `stream` with a valid signing key.
+fn register(stream: &str) -> PeerMessage {
+    PeerMessage::RegisterStream {
+        stream: stream.into(),
+        signing_key: signing_key(),
+    }
+}
+
+/// The broadcaster's public key, base64.
+fn signing_key() -> String {
+    ownstream_core::frame::SigningKey::from_seed([5; 32])
+        .verifying_key()
+        .to_base64()
+}
+
 fn id(n: u8) -> PeerId {
     PeerId::from_bytes([n; 16])
 }
@@ -36,7 +51,7 @@ fn stream_with(n: u8) -> Registry {
     };
     let mut r = Registry::new(config, [9; 32]);
     assert!(r.handle_authenticated(0, id(0), ComponentType::Broadcaster));
-    r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(0, id(0), register("s"));
     for v in 1..=n {
         join(&mut r, 0, id(v));
     }

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use ownstream_core::frame::{
-    fragment, Chunk, Fragment, FrameError, Message, Reassembler, StreamKey, FLAG_KEYFRAME,
-    HEADER_LEN, MAX_CHUNK_LEN, MAX_MESSAGE, TAG_LEN,
+    fragment, Chunk, ChunkSigner, Fragment, FrameError, Message, Reassembler, SigningKey,
+    StreamKey, VerifyingKey, FLAG_KEYFRAME, MAX_CHUNK_LEN, MAX_MESSAGE, PREFIX_LEN,
 };
 use ownstream_core::ids::ChunkSeq;
 use proptest::prelude::*;
@@ -16,10 +16,25 @@ fn key() -> StreamKey {
     StreamKey::new(*b"0123456789abcdef0123456789abcdef")
 }
 
+const SEED: [u8; 32] = [5; 32];
+
+fn signer() -> ChunkSigner {
+    ChunkSigner::new("s", key(), SigningKey::from_seed(SEED))
+}
+
+fn public() -> VerifyingKey {
+    SigningKey::from_seed(SEED).verifying_key()
+}
+
+/// Both checks a receiver applies.
+fn check(chunk: &Chunk) -> Result<(), FrameError> {
+    chunk.verify(&key())?;
+    chunk.verify_signature(&public(), &key(), "s")
+}
+
 fn signed(seq: u64, payload_len: usize) -> Chunk {
     let payload: Vec<u8> = (0..payload_len).map(|i| (i * 7 % 256) as u8).collect();
-    Chunk::sign(
-        &key(),
+    signer().sign(
         ChunkSeq(seq),
         FLAG_KEYFRAME,
         90_000 + seq,
@@ -55,7 +70,7 @@ fn through_the_wire(chunk: &Chunk, max_message: usize) -> Chunk {
 #[test]
 fn chunks_of_every_size_class_survive_the_wire() {
     let room = MAX_MESSAGE - FRAGMENT_HEADER;
-    let exactly_one_message = room - HEADER_LEN - TAG_LEN;
+    let exactly_one_message = room - PREFIX_LEN;
     for len in [
         0,
         1,
@@ -67,7 +82,7 @@ fn chunks_of_every_size_class_survive_the_wire() {
         let chunk = signed(len as u64, len);
         let back = through_the_wire(&chunk, MAX_MESSAGE);
         assert_eq!(back, chunk, "payload of {len} bytes");
-        back.verify(&key()).expect("tag still verifies");
+        check(&back).expect("tag and signature still verify");
     }
 }
 
@@ -86,21 +101,29 @@ fn message_count_is_the_ceiling_of_length_over_room() {
 fn decoded_payload_shares_the_received_buffer() {
     let encoded = signed(3, 1000).encode();
     let decoded = Chunk::decode(encoded.clone()).unwrap();
-    assert_eq!(
-        decoded.payload.as_ptr(),
-        encoded[HEADER_LEN + TAG_LEN..].as_ptr()
-    );
+    assert_eq!(decoded.payload.as_ptr(), encoded[PREFIX_LEN..].as_ptr());
 }
 
 #[test]
-fn flipping_any_byte_of_header_tag_or_payload_fails_verification() {
+fn flipping_any_byte_of_header_tag_signature_or_payload_fails_verification() {
     let encoded = signed(9, 300).encode().to_vec();
     for i in 0..encoded.len() {
         let mut bad = encoded.clone();
         bad[i] ^= 0x01;
         // Flipping payload_len makes the frame itself inconsistent: rejected before verifying.
         match Chunk::decode(Bytes::from(bad)) {
-            Ok(chunk) => assert_eq!(chunk.verify(&key()), Err(FrameError::BadTag), "byte {i}"),
+            Ok(chunk) => {
+                // The tag covers all but the signature, the signature all but the tag.
+                let tag = chunk.verify(&key());
+                let signature = chunk.verify_signature(&public(), &key(), "s");
+                assert_eq!(tag.is_ok(), (57..121).contains(&i), "byte {i}: {tag:?}");
+                assert_eq!(
+                    signature.is_ok(),
+                    (25..57).contains(&i),
+                    "byte {i}: {signature:?}"
+                );
+                assert!(check(&chunk).is_err(), "byte {i}");
+            }
             Err(e) => assert!((21..25).contains(&i), "byte {i}: {e}"),
         }
     }
@@ -142,12 +165,15 @@ fn truncated_and_garbage_messages_are_rejected() {
             "hello cut at {cut}"
         );
     }
-    let mut future = hello.to_vec();
-    future[0] = 2;
-    assert_eq!(
-        Message::decode(Bytes::from(future)),
-        Err(FrameError::UnsupportedVersion(2))
-    );
+    for version in [1, 3] {
+        // 1: a peer of chunk format 1 (no signatures); 3: a future one.
+        let mut other = hello.to_vec();
+        other[0] = version;
+        assert_eq!(
+            Message::decode(Bytes::from(other)),
+            Err(FrameError::UnsupportedVersion(version))
+        );
+    }
 }
 
 #[test]
@@ -225,40 +251,68 @@ proptest! {
         payload in prop::collection::vec(any::<u8>(), 0..50_000),
         max_message in 19usize..70_000,
     ) {
-        let chunk = Chunk::sign(&key(), ChunkSeq(seq), flags, timestamp_ms, duration_ms, Bytes::from(payload));
+        let chunk = signer().sign(ChunkSeq(seq), flags, timestamp_ms, duration_ms, Bytes::from(payload));
         prop_assume!(chunk.encoded_len().div_ceil(max_message - FRAGMENT_HEADER) <= usize::from(u16::MAX));
         let back = through_the_wire(&chunk, max_message);
-        prop_assert!(back.verify(&key()).is_ok());
+        prop_assert!(check(&back).is_ok());
         prop_assert_eq!(back, chunk);
     }
 }
 
-/// A known answer shared with the browser's implementation (`receiver-web/tests/frame.test.mjs`
-/// pins the same bytes), so the two sides cannot drift apart.
+/// Known answers shared with the browser's implementation: `testdata/frame-vectors.json`, which
+/// `receiver-web/tests/frame.test.mjs` checks too, so the two sides cannot drift apart.
 #[test]
-fn known_answer_shared_with_the_browser() {
-    let chunk = Chunk::sign(
-        &key(),
-        ChunkSeq(7),
-        FLAG_KEYFRAME,
-        1234,
-        1000,
-        Bytes::from_static(b"ownstream"),
+fn known_answers_shared_with_the_browser() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/frame-vectors.json"
     );
-    let hex: String = chunk.encode().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, KNOWN_ANSWER);
-    let hello: String = Message::Hello {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let unhex = |s: &serde_json::Value| -> Vec<u8> {
+        let s = s.as_str().unwrap();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let hex = |b: &[u8]| -> String { b.iter().map(|b| format!("{b:02x}")).collect() };
+    let stream_key = StreamKey::from_slice(&unhex(&v["stream_key_hex"])).unwrap();
+    let seed: [u8; 32] = unhex(&v["signing_seed_hex"]).try_into().unwrap();
+    let signing = SigningKey::from_seed(seed);
+    assert_eq!(signing.verifying_key().to_base64(), v["signing_key"]);
+    let stream = v["stream"].as_str().unwrap();
+    let signer = ChunkSigner::new(stream, stream_key.clone(), signing);
+    for case in v["chunks"].as_array().unwrap() {
+        let chunk = signer.sign(
+            ChunkSeq(case["seq"].as_u64().unwrap()),
+            case["flags"].as_u64().unwrap() as u8,
+            case["timestamp_ms"].as_u64().unwrap(),
+            case["duration_ms"].as_u64().unwrap() as u32,
+            Bytes::from(case["payload_utf8"].as_str().unwrap().to_string()),
+        );
+        assert_eq!(hex(&chunk.encode()), case["encoded_hex"], "{case}");
+        let decoded = Chunk::decode(Bytes::from(unhex(&case["encoded_hex"]))).unwrap();
+        decoded.verify(&stream_key).unwrap();
+        let public = VerifyingKey::from_base64(v["signing_key"].as_str().unwrap()).unwrap();
+        decoded
+            .verify_signature(&public, &stream_key, stream)
+            .unwrap();
+    }
+    // A relay's forgery: altered payload, tag recomputed with the stream key, signature kept.
+    let forged = Chunk::decode(Bytes::from(unhex(&v["forged"]["encoded_hex"]))).unwrap();
+    forged.verify(&stream_key).expect("the forged tag passes");
+    let public = VerifyingKey::from_base64(v["signing_key"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        forged.verify_signature(&public, &stream_key, stream),
+        Err(FrameError::BadSignature)
+    );
+    let hello = Message::Hello {
         last: Some(ChunkSeq(258)),
     }
-    .encode()
-    .iter()
-    .map(|b| format!("{b:02x}"))
-    .collect();
-    assert_eq!(hello, "0102010000000000000102");
+    .encode();
+    assert_eq!(hex(&hello), v["hello_258_hex"]);
 }
-
-const KNOWN_ANSWER: &str = "00000000000000070200000000000004d2000003e800000009\
-     999e40d27b9971c255dbcc8ae7148fb2edc742979afed619a417c8901640f3306f776e73747265616d";
 
 /// Found by `fuzz/frame`: fragments announcing seq 5 reassembled into a chunk whose own (signed)
 /// header says seq 6, and the reassembler handed it over (input: the FRAGMENT messages of an

@@ -9,7 +9,9 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use ownstream_core::frame::{self, Chunk, Message, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
+use ownstream_core::frame::{
+    self, Chunk, ChunkSigner, Message, SigningKey, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME,
+};
 use ownstream_core::ids::ChunkSeq;
 use ownstream_core::node::{ConnectFailure, EdgeId, Ending, Node, NodeConfig, Output};
 use ownstream_core::protocol::{ComponentType, ServerMessage, SignalPayload};
@@ -20,7 +22,7 @@ fn scenario_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/node-scenarios")
 }
 
-/// Replaces `$P1`.., `$C1`.., `$KEY`, `$KEY2` in every string of `v`.
+/// Replaces `$P1`.., `$C1`.., `$KEY`, `$KEY2`, `$SIGNING_KEY`, `$SIGNING_KEY2` in every string of `v`.
 fn resolve(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(placeholder(s)),
@@ -35,6 +37,8 @@ fn placeholder(s: &str) -> String {
     match s {
         "$KEY" => b64(7),
         "$KEY2" => b64(9),
+        "$SIGNING_KEY" => signing_of("$KEY").verifying_key().to_base64(),
+        "$SIGNING_KEY2" => signing_of("$KEY2").verifying_key().to_base64(),
         _ if s.len() == 3 && (s.starts_with("$P") || s.starts_with("$C")) => {
             let d = &s[2..];
             if s.starts_with("$P") {
@@ -47,6 +51,13 @@ fn placeholder(s: &str) -> String {
     }
 }
 
+/// The broadcaster's signing key of each broadcast (`key`: a placeholder or its value): seed 6
+/// for `$KEY2`'s, seed 5 for any other.
+fn signing_of(key: &str) -> SigningKey {
+    let second = key == "$KEY2" || key == placeholder("$KEY2");
+    SigningKey::from_seed(if second { [6; 32] } else { [5; 32] })
+}
+
 fn key_of(spec: &Value) -> StreamKey {
     let text = spec
         .get("key")
@@ -55,7 +66,7 @@ fn key_of(spec: &Value) -> StreamKey {
     StreamKey::from_base64(&text).unwrap()
 }
 
-/// A signed chunk from its spec: `{seq, init, keyframe, end, ts, dur, len, tamper, key}`.
+/// A signed chunk from its spec: `{seq, init, keyframe, end, ts, dur, len, tamper, forge, key}`.
 fn chunk(spec: &Value) -> Chunk {
     let seq = spec["seq"].as_u64().unwrap();
     let flag = |name: &str, bit: u8| {
@@ -75,9 +86,21 @@ fn chunk(spec: &Value) -> Chunk {
         .as_u64()
         .unwrap_or(if flags & FLAG_END != 0 { 0 } else { 100 });
     let payload = Bytes::from(vec![(seq % 251) as u8; len as usize]);
-    let mut c = Chunk::sign(&key_of(spec), ChunkSeq(seq), flags, ts, dur, payload);
+    let key_name = spec["key"].as_str().unwrap_or("$KEY");
+    let signer = ChunkSigner::new("s", key_of(spec), signing_of(key_name));
+    let mut c = signer.sign(ChunkSeq(seq), flags, ts, dur, payload);
     if spec["tamper"].as_bool() == Some(true) {
         c.tag[0] ^= 1;
+    }
+    if spec["forge"].as_bool() == Some(true) {
+        // A relay that holds the stream key: altered payload, valid tag, the broadcaster's
+        // signature of the original.
+        let mut payload = c.payload.to_vec();
+        if let Some(b) = payload.first_mut() {
+            *b ^= 0xff;
+        }
+        c.payload = payload.into();
+        c.retag(&key_of(spec));
     }
     c
 }
@@ -92,6 +115,7 @@ fn config(spec: &Value) -> NodeConfig {
     c.list_viewers = spec["list_viewers"].as_bool().unwrap_or(false);
     c.wait_viewers = spec["wait_viewers"].as_u64().unwrap_or(0) as usize;
     c.verify_fraction = spec["verify_fraction"].as_f64().unwrap_or(1.0);
+    c.signing_key = Some(signing_of("$KEY").verifying_key());
     c
 }
 

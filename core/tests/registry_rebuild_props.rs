@@ -18,6 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
+/// The broadcaster's Ed25519 public key, as `RESUME` carries it.
+fn signing_key() -> String {
+    ownstream_core::frame::SigningKey::from_seed([9; 32])
+        .verifying_key()
+        .to_base64()
+}
+
 fn id(n: usize) -> PeerId {
     PeerId::from_bytes((n as u128 + 1).to_be_bytes())
 }
@@ -137,6 +144,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             depth: l.depth,
             last_seq: None,
             key: None,
+            signing_key: None,
         }
     };
     let mut now = 0;
@@ -159,6 +167,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
                 depth: 0,
                 last_seq: None,
                 key: Some(KEY.into()),
+            signing_key: Some(signing_key()),
             };
             announce(&mut r, now, root, msg);
         }
@@ -191,6 +200,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             depth: 0,
             last_seq: None,
             key: Some(KEY.into()),
+            signing_key: Some(signing_key()),
         };
         announce(&mut r, now, root, msg);
     }

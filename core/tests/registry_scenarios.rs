@@ -1,11 +1,27 @@
 //! The supervisor's registry on simulated time: registration, joins, signaling rules, repairs,
 //! heartbeats and stream ends, checked through the messages it emits.
 
+use base64::Engine as _;
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
     ComponentType, PeerMessage, PeerStats, ServerMessage, SignalPayload, TopologyName,
 };
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
+
+/// REGISTER_STREAM of `stream` with a valid signing key.
+fn register(stream: &str) -> PeerMessage {
+    PeerMessage::RegisterStream {
+        stream: stream.into(),
+        signing_key: signing_key(),
+    }
+}
+
+/// The broadcaster's public key, base64.
+fn signing_key() -> String {
+    ownstream_core::frame::SigningKey::from_seed([5; 32])
+        .verifying_key()
+        .to_base64()
+}
 
 fn id(n: u8) -> PeerId {
     PeerId::from_bytes([n; 16])
@@ -37,7 +53,7 @@ fn sent_to(out: &[Output], peer: PeerId) -> Vec<&ServerMessage> {
 fn stream_with(topology: TopologyName, n: u8) -> Registry {
     let mut r = registry(topology);
     assert!(r.handle_authenticated(0, id(0), ComponentType::Broadcaster));
-    r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(0, id(0), register("s"));
     for v in 1..=n {
         assert!(r.handle_authenticated(0, id(v), ComponentType::Receiver));
         r.handle_message(
@@ -57,7 +73,7 @@ fn stream_with(topology: TopologyName, n: u8) -> Registry {
 fn broadcaster_gets_a_key_and_viewers_get_the_same_key() {
     let mut r = registry(TopologyName::Tree);
     r.handle_authenticated(0, id(0), ComponentType::Broadcaster);
-    r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(0, id(0), register("s"));
     let out = drain(&mut r);
     let ServerMessage::StreamRegistered { key, .. } = sent_to(&out, id(0))[0] else {
         panic!("expected STREAM_REGISTERED, got {out:?}");
@@ -75,11 +91,13 @@ fn broadcaster_gets_a_key_and_viewers_get_the_same_key() {
     match sent_to(&out, id(1))[0] {
         ServerMessage::Joined {
             key: k,
+            signing_key: sk,
             parent,
             depth,
             ..
         } => {
             assert_eq!(k, key);
+            assert_eq!(*sk, signing_key(), "the key bound at registration");
             assert_eq!(*parent, id(0));
             assert_eq!(*depth, 1);
         }
@@ -167,7 +185,7 @@ fn signaling_passes_only_between_neighbours() {
 fn receivers_may_not_register_and_broadcasters_may_not_join() {
     let mut r = registry(TopologyName::Tree);
     r.handle_authenticated(0, id(1), ComponentType::Receiver);
-    r.handle_message(0, id(1), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(0, id(1), register("s"));
     let out = drain(&mut r);
     assert!(
         matches!(&out[0], Output::Send(_, ServerMessage::Error { code, fatal: true, .. }) if code == "not_allowed")
@@ -182,7 +200,7 @@ fn receivers_may_not_register_and_broadcasters_may_not_join() {
 fn a_peer_closed_for_a_forbidden_message_leaves_its_stream() {
     let mut r = registry(TopologyName::Tree);
     r.handle_authenticated(0, id(1), ComponentType::Broadcaster);
-    r.handle_message(0, id(1), PeerMessage::RegisterStream { stream: "b".into() });
+    r.handle_message(0, id(1), register("b"));
     r.handle_message(
         0,
         id(1),
@@ -198,7 +216,7 @@ fn a_peer_closed_for_a_forbidden_message_leaves_its_stream() {
 
     // Viewer 1 is a parent (of 3); forbidden, it is closed and its child moves to a live parent.
     let mut r = stream_with(TopologyName::Tree, 3);
-    r.handle_message(1, id(1), PeerMessage::RegisterStream { stream: "x".into() });
+    r.handle_message(1, id(1), register("x"));
     let out = drain(&mut r);
     assert!(matches!(out.last(), Some(Output::Close(p, _)) if *p == id(1)));
     let tree = r.tree("s").unwrap();
@@ -243,13 +261,7 @@ fn joining_an_unknown_stream_fails_or_waits() {
         ServerMessage::StreamWaiting { .. }
     ));
     r.handle_authenticated(0, id(0), ComponentType::Broadcaster);
-    r.handle_message(
-        5,
-        id(0),
-        PeerMessage::RegisterStream {
-            stream: "later".into(),
-        },
-    );
+    r.handle_message(5, id(0), register("later"));
     let out = drain(&mut r);
     assert!(
         matches!(sent_to(&out, id(2))[0], ServerMessage::Joined { parent, .. } if *parent == id(0))
@@ -325,4 +337,45 @@ fn duplicate_peer_ids_are_refused() {
     let mut r = registry(TopologyName::Tree);
     assert!(r.handle_authenticated(0, id(1), ComponentType::Receiver));
     assert!(!r.handle_authenticated(0, id(1), ComponentType::Receiver));
+}
+
+#[test]
+fn a_registration_without_a_usable_signing_key_is_refused() {
+    let mut r = registry(TopologyName::Tree);
+    r.handle_authenticated(0, id(0), ComponentType::Broadcaster);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = base64::engine::general_purpose::STANDARD.encode(identity);
+    for bad in ["", "!!", "AAAA", weak.as_str()] {
+        r.handle_message(
+            0,
+            id(0),
+            PeerMessage::RegisterStream {
+                stream: "s".into(),
+                signing_key: bad.into(),
+            },
+        );
+        let out = drain(&mut r);
+        assert!(
+            matches!(sent_to(&out, id(0))[0], ServerMessage::Error { code, fatal: false, message } if code == "bad_signing_key" && message.contains("Ed25519")),
+            "{bad:?}: {out:?}"
+        );
+    }
+    // Missing from the JSON altogether: the same refusal, not a parse error.
+    let msg = PeerMessage::decode(r#"{"type":"REGISTER_STREAM","stream":"s"}"#).unwrap();
+    r.handle_message(0, id(0), msg);
+    let out = drain(&mut r);
+    assert!(
+        matches!(sent_to(&out, id(0))[0], ServerMessage::Error { code, .. } if code == "bad_signing_key")
+    );
+    r.handle_message(0, id(0), PeerMessage::ListStreams {});
+    assert!(
+        matches!(sent_to(&drain(&mut r), id(0))[0], ServerMessage::StreamList { streams } if streams.is_empty()),
+        "nothing was registered"
+    );
+    r.handle_message(0, id(0), register("s"));
+    assert!(matches!(
+        sent_to(&drain(&mut r), id(0))[0],
+        ServerMessage::StreamRegistered { .. }
+    ));
 }

@@ -169,7 +169,15 @@ fn apply(r: &mut Registry, m: &mut Model, now: &mut u64, op: Op) {
             return;
         }
         Op::Register { peer, name: n } => {
-            msg(peer, PeerMessage::RegisterStream { stream: name(n) })
+            msg(
+                peer,
+                PeerMessage::RegisterStream {
+                    stream: name(n),
+                    signing_key: ownstream_core::frame::SigningKey::from_seed([n; 32])
+                        .verifying_key()
+                        .to_base64(),
+                },
+            )
         }
         Op::Join {
             peer,

@@ -5,6 +5,7 @@ use crate::node::{Faults, NodeConfig};
 use crate::signaling::PeerIdentity;
 use anyhow::Context;
 use ownstream_core::auth::{Identity, DEFAULT_KEY_BITS};
+use ownstream_core::frame::SigningKey;
 use ownstream_core::ids::PeerId;
 use ownstream_core::player::PlayerConfig;
 use ownstream_core::protocol::ComponentType;
@@ -78,6 +79,9 @@ impl NodeConfig {
             player: PlayerConfig::default(),
             faults: Faults::default(),
             wait_viewers: 0,
+            // A fresh key per run; `broadcaster --signing-key` replaces it with a kept one.
+            signing_key: (component == ComponentType::Broadcaster)
+                .then(|| SigningKey::random(&mut rand::rng())),
         })
     }
 }

@@ -11,7 +11,7 @@ mod log;
 
 use crate::edge::{Edge, EdgeConfig, EdgeEvent, IceServerConfig, Role as EdgeRole};
 use crate::signaling::{self, PeerIdentity, SignalingError, SignalingEvent};
-use ownstream_core::frame::{Chunk, StreamKey};
+use ownstream_core::frame::{Chunk, ChunkSigner, SigningKey};
 use ownstream_core::ids::PeerId;
 use ownstream_core::node::{self as core, ConnectFailure, EdgeId, Ending, Output};
 use ownstream_core::player::PlayerConfig;
@@ -35,6 +35,9 @@ pub trait ChunkSink: Send + Sync {
 pub struct Faults {
     /// Flip a payload byte of this chunk before relaying it (the node keeps the original).
     pub corrupt_relayed_seq: Option<u64>,
+    /// Flip a payload byte of this chunk and recompute its tag with the stream key before
+    /// relaying it: a relay that forges chunks for its subtree.
+    pub forge_relayed_seq: Option<u64>,
 }
 
 /// Settings shared by broadcaster and receiver nodes.
@@ -56,6 +59,9 @@ pub struct NodeConfig {
     pub faults: Faults,
     /// Broadcaster: hold the first chunk until this many viewers are connected.
     pub wait_viewers: usize,
+    /// Broadcaster: the Ed25519 key that signs every chunk (its public half is registered with
+    /// the stream). Receivers leave it `None`.
+    pub signing_key: Option<SigningKey>,
 }
 
 /// Final statistics of a run, as written by `--stats`.
@@ -93,7 +99,7 @@ enum Input {
 #[derive(Clone)]
 pub struct NodeHandle {
     inputs: mpsc::UnboundedSender<Input>,
-    ready: watch::Receiver<Option<StreamKey>>,
+    ready: watch::Receiver<Option<ChunkSigner>>,
 }
 
 impl NodeHandle {
@@ -108,8 +114,8 @@ impl NodeHandle {
     }
 
     /// Broadcaster: waits until the stream is registered and enough viewers are connected; returns
-    /// the stream key, or `None` if the node stopped first.
-    pub async fn wait_ready(&self) -> Option<StreamKey> {
+    /// the signer of the stream's chunks, or `None` if the node stopped first.
+    pub async fn wait_ready(&self) -> Option<ChunkSigner> {
         let mut ready = self.ready.clone();
         let key = ready.wait_for(|k| k.is_some()).await.ok()?;
         key.clone()
@@ -131,7 +137,9 @@ pub struct Node {
     sig_out: Option<mpsc::UnboundedSender<PeerMessage>>,
     edges: HashMap<EdgeId, Arc<Edge>>,
     sink: Option<Box<dyn ChunkSink>>,
-    ready: watch::Sender<Option<StreamKey>>,
+    ready: watch::Sender<Option<ChunkSigner>>,
+    /// Broadcaster: the stream name and signing key, for the signer handed out at `Ready`.
+    signing: Option<(String, SigningKey)>,
     started: Instant,
     ending: Option<Ending>,
 }
@@ -145,6 +153,8 @@ impl Node {
         c.player = config.player;
         c.wait_viewers = config.wait_viewers;
         c.corrupt_relayed_seq = config.faults.corrupt_relayed_seq;
+        c.forge_relayed_seq = config.faults.forge_relayed_seq;
+        c.signing_key = config.signing_key.as_ref().map(SigningKey::verifying_key);
         c.seed = rand::random();
         let (inputs, rx) = mpsc::unbounded_channel();
         let (ready, ready_rx) = watch::channel(None);
@@ -160,6 +170,7 @@ impl Node {
             edges: HashMap::new(),
             sink: None,
             ready,
+            signing: config.signing_key.clone().map(|k| (stream.to_string(), k)),
             started: Instant::now(),
             ending: None,
         };
@@ -334,7 +345,10 @@ impl Node {
                     }
                 }
                 Output::Ready(key) => {
-                    self.ready.send_replace(Some(key));
+                    if let Some((stream, signing)) = &self.signing {
+                        let signer = ChunkSigner::new(stream, key, signing.clone());
+                        self.ready.send_replace(Some(signer));
+                    }
                 }
                 Output::Event(ev) => log::event(&ev),
                 Output::Ended(ending) => self.ending = Some(ending),

@@ -1,43 +1,64 @@
-// The browser's chunk framing against the Rust core: the same known answer (pinned in
-// core/tests/frame_codec.rs too), round trips through fragments, tamper detection, and malformed
+// The browser's chunk framing against the Rust core: the same known answers
+// (testdata/frame-vectors.json, checked by core/tests/frame_codec.rs too), round trips through fragments, tamper detection, and malformed
 // input that must fail with a FrameError, never anything else.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
-  Chunk, FrameError, Reassembler, decodeMessage, encodeHello, fragment, importStreamKey,
-  verifyChunk, base64Encode, FLAG_KEYFRAME, MAX_MESSAGE,
+  Chunk, FrameError, Reassembler, decodeMessage, encodeHello, fragment, importSigningKey,
+  importStreamKey, makeSigner, streamKeyBytes, verifyChunk, verifySignature, base64Encode,
+  FLAG_KEYFRAME, MAX_MESSAGE, PREFIX_LEN,
 } from '../js/core/frame.js';
+import { SIGNING_KEYS } from './signing-keys.mjs';
 
+const VECTORS = JSON.parse(fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../testdata/frame-vectors.json'), 'utf8'));
 const KEY = new TextEncoder().encode('0123456789abcdef0123456789abcdef');
-const KNOWN_ANSWER = '00000000000000070200000000000004d2000003e800000009'
-  + '999e40d27b9971c255dbcc8ae7148fb2edc742979afed619a417c8901640f3306f776e73747265616d';
 const hex = (b) => Buffer.from(b).toString('hex');
+const unhex = (s) => Uint8Array.from(Buffer.from(s, 'hex'));
 
-async function keys() {
+async function keys(stream = 's') {
   const b64 = base64Encode(KEY);
-  return { sign: await importStreamKey(b64, ['sign']), verify: await importStreamKey(b64) };
+  const signer = await makeSigner(b64, stream, await SIGNING_KEYS.seed5.privateKey());
+  const origin = { publicKey: await importSigningKey(SIGNING_KEYS.seed5.publicKey), streamKey: KEY, stream };
+  return { sign: signer, verify: await importStreamKey(b64), origin };
 }
 
-test('signing matches the Rust known answer', async () => {
-  const k = await keys();
-  const c = await Chunk.sign(k.sign, {
-    seq: 7, flags: FLAG_KEYFRAME, timestampMs: 1234, durationMs: 1000, payload: new TextEncoder().encode('ownstream'),
-  });
-  assert.equal(hex(c.bytes), KNOWN_ANSWER);
-  const d = Chunk.decode(Uint8Array.from(Buffer.from(KNOWN_ANSWER, 'hex')));
-  assert.equal(d.seq, 7);
-  assert.equal(d.timestampMs, 1234);
-  assert.equal(d.durationMs, 1000);
+test('signing matches the known answers shared with Rust (testdata/frame-vectors.json)', async () => {
+  const streamKey = base64Encode(unhex(VECTORS.stream_key_hex));
+  assert.equal(SIGNING_KEYS.seed5.publicKey, VECTORS.signing_key);
+  assert.equal(VECTORS.signing_seed_hex, '05'.repeat(32));
+  const signer = await makeSigner(streamKey, VECTORS.stream, await SIGNING_KEYS.seed5.privateKey());
+  const hmac = await importStreamKey(streamKey);
+  const origin = { publicKey: await importSigningKey(VECTORS.signing_key), streamKey: streamKeyBytes(streamKey), stream: VECTORS.stream };
+  for (const v of VECTORS.chunks) {
+    const c = await Chunk.sign(signer, {
+      seq: v.seq, flags: v.flags, timestampMs: v.timestamp_ms, durationMs: v.duration_ms, payload: new TextEncoder().encode(v.payload_utf8),
+    });
+    assert.equal(hex(c.bytes), v.encoded_hex);
+    const d = Chunk.decode(unhex(v.encoded_hex));
+    assert.equal(d.seq, v.seq);
+    assert.equal(d.timestampMs, v.timestamp_ms);
+    assert.equal(d.durationMs, v.duration_ms);
+    assert.equal(await verifyChunk(hmac, d), true);
+    assert.equal(await verifySignature(origin, d), true);
+  }
+  const d = Chunk.decode(unhex(VECTORS.chunks[0].encoded_hex));
   assert.ok(d.isKeyframe && !d.isInit && !d.isEnd);
-  assert.equal(await verifyChunk(k.verify, d), true);
-  assert.equal(hex(encodeHello(258)), '0102010000000000000102');
+  const forged = Chunk.decode(unhex(VECTORS.forged.encoded_hex));
+  assert.equal(await verifyChunk(hmac, forged), true, 'the forged tag passes');
+  assert.equal(await verifySignature(origin, forged), false, 'the signature does not');
+  assert.equal(await verifySignature({ ...origin, stream: 'other' }, d), false, 'another stream');
+  assert.equal(await verifySignature({ ...origin, streamKey: new Uint8Array(32) }, d), false, 'another broadcast');
+  assert.equal(hex(encodeHello(258)), VECTORS.hello_258_hex);
   assert.deepEqual(decodeMessage(encodeHello(null)), { type: 'hello', last: null });
 });
 
 test('chunks of every size class survive fragment and reassembly', async () => {
   const k = await keys();
-  for (const len of [0, 1, MAX_MESSAGE - 75, MAX_MESSAGE - 74, MAX_MESSAGE * 3 + 5, 2_100_000]) {
+  for (const len of [0, 1, MAX_MESSAGE - 18 - PREFIX_LEN, MAX_MESSAGE - 17 - PREFIX_LEN, MAX_MESSAGE * 3 + 5, 2_100_000]) {
     const payload = Uint8Array.from({ length: len }, (_, i) => (i * 7) % 256);
     const c = await Chunk.sign(k.sign, { seq: 42, flags: 0, timestampMs: 9, durationMs: 33, payload });
     const r = new Reassembler();
@@ -51,10 +72,11 @@ test('chunks of every size class survive fragment and reassembly', async () => {
     });
     assert.equal(hex(out.bytes), hex(c.bytes));
     assert.equal(await verifyChunk(k.verify, out), true);
+    assert.equal(await verifySignature(k.origin, out), true);
   }
 });
 
-test('any altered byte or a wrong key fails verification', async () => {
+test('any altered byte fails the tag or the signature; a wrong key fails', async () => {
   const k = await keys();
   const c = await Chunk.sign(k.sign, { seq: 1, flags: 0, timestampMs: 0, durationMs: 1, payload: new Uint8Array(40) });
   for (let i = 0; i < c.bytes.length; i++) {
@@ -68,7 +90,11 @@ test('any altered byte or a wrong key fails verification', async () => {
       assert.ok(e instanceof FrameError, `byte ${i}: ${e}`); // a seq beyond 2^53: refused outright
       continue;
     }
-    assert.equal(await verifyChunk(k.verify, decoded), false, `byte ${i}`);
+    // The tag covers all but the signature, the signature all but the tag.
+    const tagOk = await verifyChunk(k.verify, decoded);
+    const signatureOk = await verifySignature(k.origin, decoded);
+    assert.equal(tagOk, i >= 57 && i < 121, `byte ${i}: tag`);
+    assert.equal(signatureOk, i >= 25 && i < 57, `byte ${i}: signature`);
   }
   const other = await importStreamKey(base64Encode(new Uint8Array(32)));
   assert.equal(await verifyChunk(other, c), false);
@@ -77,12 +103,13 @@ test('any altered byte or a wrong key fails verification', async () => {
 
 test('malformed messages fail with a FrameError', () => {
   const cases = [
-    [], [1], [2, 1], [1, 9], [1, 1, 0, 0], [1, 2, 0], [1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-    [1, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0], [1, 2, 1, 255, 255, 255, 255, 255, 255, 255, 255],
+    [], [2], [3, 1], [2, 9], [2, 1, 0, 0], [2, 2, 0], [2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    [2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0], [2, 2, 1, 255, 255, 255, 255, 255, 255, 255, 255],
+    [1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0], // a format-1 HELLO
   ];
   for (const c of cases) assert.throws(() => decodeMessage(Uint8Array.from(c)), FrameError, JSON.stringify(c));
-  assert.throws(() => Chunk.decode(new Uint8Array(56)), FrameError);
-  const bad = new Uint8Array(60);
+  assert.throws(() => Chunk.decode(new Uint8Array(120)), FrameError);
+  const bad = new Uint8Array(124);
   bad[24] = 9; // payload_len 9 but 3 bytes follow
   assert.throws(() => Chunk.decode(bad), FrameError);
 });
@@ -98,9 +125,9 @@ test('the reassembler refuses lies and recovers after an error', () => {
   assert.equal(r.current, null);
   assert.equal(r.handleFragment(frag(3, 0, 2, 100, 60)), null);
   assert.throws(() => r.handleFragment(frag(3, 1, 2, 100, 60)), /total_len says 100/);
-  assert.equal(r.handleFragment(frag(0, 0, 1, 57, 57)).payload.length, 0); // recovered
+  assert.equal(r.handleFragment(frag(0, 0, 1, 121, 121)).payload.length, 0); // recovered
   // Found by fuzz/frame in the core: fragments of seq 4 carrying the (all-zero) chunk of seq 0.
-  assert.throws(() => r.handleFragment(frag(4, 0, 1, 57, 57)), /fragments of seq 4 carry a chunk of seq 0/);
+  assert.throws(() => r.handleFragment(frag(4, 0, 1, 121, 121)), /fragments of seq 4 carry a chunk of seq 0/);
   assert.equal(r.current, null);
 });
 
@@ -110,7 +137,7 @@ test('random bytes never throw anything but a FrameError', () => {
   const r = new Reassembler();
   for (let n = 0; n < 5000; n++) {
     const bytes = Uint8Array.from({ length: rnd() % 64 }, rnd);
-    if (n % 3 === 0 && bytes.length > 1) { bytes[0] = 1; bytes[1] = 1 + (rnd() % 2); }
+    if (n % 3 === 0 && bytes.length > 1) { bytes[0] = 2; bytes[1] = 1 + (rnd() % 2); }
     try {
       const m = decodeMessage(bytes);
       if (m.type === 'fragment') r.handleFragment(m);

@@ -17,9 +17,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Node, BROADCASTER, RECEIVER } from '../js/core/node.js';
 import {
-  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, HEADER_LEN, MAX_MESSAGE, base64Decode, base64Encode,
-  decodeMessage, encodeHello, fragment, importStreamKey,
+  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, HEADER_LEN, MAX_MESSAGE, PREFIX_LEN, base64Decode,
+  base64Encode, decodeMessage, encodeHello, fragment, importStreamKey, makeSigner,
 } from '../js/core/frame.js';
+import { SIGNING_KEYS } from './signing-keys.mjs';
 
 const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../testdata/node-scenarios');
 
@@ -30,6 +31,8 @@ const b64 = (byte) => base64Encode(new Uint8Array(32).fill(byte));
 function placeholder(s) {
   if (s === '$KEY') return b64(7);
   if (s === '$KEY2') return b64(9);
+  if (s === '$SIGNING_KEY') return SIGNING_KEYS.seed5.publicKey;
+  if (s === '$SIGNING_KEY2') return SIGNING_KEYS.seed6.publicKey;
   if (s.length === 3 && (s.startsWith('$P') || s.startsWith('$C'))) {
     const d = s[2];
     if (s.startsWith('$P')) return `${d.repeat(8)}-${d.repeat(4)}-${d.repeat(4)}-${d.repeat(4)}-${d.repeat(12)}`;
@@ -38,7 +41,7 @@ function placeholder(s) {
   return s;
 }
 
-/** Replaces `$P1`.., `$C1`.., `$KEY`, `$KEY2` in every string of `v`. */
+/** Replaces `$P1`.., `$C1`.., `$KEY`, `$KEY2`, `$SIGNING_KEY`, `$SIGNING_KEY2` in every string of `v`. */
 function resolve(v) {
   if (typeof v === 'string') return placeholder(v);
   if (Array.isArray(v)) return v.map(resolve);
@@ -48,14 +51,19 @@ function resolve(v) {
 
 // ---- chunks -------------------------------------------------------------------------------------
 
-const signingKeys = new Map();
+const signers = new Map();
 
-async function signingKey(text) {
-  if (!signingKeys.has(text)) signingKeys.set(text, await importStreamKey(text, ['sign']));
-  return signingKeys.get(text);
+/** The broadcast's signer: tagged with stream key `keyText`, signed with seed 6 for `$KEY2`'s
+ *  broadcast, seed 5 for any other. */
+async function signer(keyText) {
+  if (!signers.has(keyText)) {
+    const seed = keyText === placeholder('$KEY2') ? SIGNING_KEYS.seed6 : SIGNING_KEYS.seed5;
+    signers.set(keyText, await makeSigner(keyText, 's', await seed.privateKey()));
+  }
+  return signers.get(keyText);
 }
 
-/** A signed chunk from its spec: `{seq, init, keyframe, end, ts, dur, len, tamper, key}`. */
+/** A signed chunk from its spec: `{seq, init, keyframe, end, ts, dur, len, tamper, forge, key}`. */
 async function chunk(spec) {
   const seq = spec.seq;
   const flags = (spec.init ? FLAG_INIT : 0) | (spec.keyframe ? FLAG_KEYFRAME : 0) | (spec.end ? FLAG_END : 0);
@@ -64,11 +72,23 @@ async function chunk(spec) {
   const durationMs = spec.dur ?? (media ? 1000 : 0);
   const len = spec.len ?? (flags & FLAG_END ? 0 : 100);
   const payload = new Uint8Array(len).fill(seq % 251);
-  const key = await signingKey(spec.key ?? placeholder('$KEY'));
-  const c = await Chunk.sign(key, { seq, flags, timestampMs, durationMs, payload });
+  const keyText = spec.key ?? placeholder('$KEY');
+  const c = await Chunk.sign(await signer(keyText), { seq, flags, timestampMs, durationMs, payload });
   if (spec.tamper) {
     const bytes = c.bytes.slice();
     bytes[HEADER_LEN] ^= 1;
+    return Chunk.decode(bytes);
+  }
+  if (spec.forge) {
+    // A relay that holds the stream key: altered payload, valid tag, the broadcaster's signature
+    // of the original.
+    const bytes = c.bytes.slice();
+    if (len > 0) bytes[PREFIX_LEN] ^= 0xff;
+    const hmac = await importStreamKey(keyText, ['sign']);
+    const tagged = new Uint8Array(HEADER_LEN + len);
+    tagged.set(bytes.subarray(0, HEADER_LEN));
+    tagged.set(bytes.subarray(PREFIX_LEN), HEADER_LEN);
+    bytes.set(new Uint8Array(await crypto.subtle.sign('HMAC', hmac, tagged)), HEADER_LEN);
     return Chunk.decode(bytes);
   }
   return c;
@@ -84,6 +104,7 @@ function config(spec = {}) {
     listViewers: spec.list_viewers ?? false,
     waitViewers: spec.wait_viewers ?? 0,
     verifyFraction: spec.verify_fraction ?? 1,
+    signingKey: SIGNING_KEYS.seed5.publicKey,
   };
 }
 

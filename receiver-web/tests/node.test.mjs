@@ -8,18 +8,21 @@ import assert from 'node:assert/strict';
 import { Node, RECEIVER } from '../js/core/node.js';
 import { END_GRACE_MS, TICK_MS } from '../js/core/rules.js';
 import {
-  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, Reassembler, base64Encode, decodeMessage, encodeHello, fragment,
-  importStreamKey, verifyChunk,
+  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, PREFIX_LEN, Reassembler, base64Encode, decodeMessage, encodeHello,
+  fragment, importStreamKey, makeSigner, verifyChunk,
 } from '../js/core/frame.js';
+import { SIGNING_KEYS } from './signing-keys.mjs';
 
 const KEY = base64Encode(new Uint8Array(32).fill(7));
 const P1 = '11111111-1111-1111-1111-111111111111';
 const C9 = '99999999-9999-9999-9999-999999999999';
 
-async function chunk(seq, flags) {
-  const key = await importStreamKey(KEY, ['sign']);
+let defaultSigner = null;
+
+async function chunk(seq, flags, signer = null) {
+  defaultSigner ??= await makeSigner(KEY, 's', await SIGNING_KEYS.seed5.privateKey());
   const media = (flags & (FLAG_INIT | FLAG_END)) === 0;
-  return Chunk.sign(key, {
+  return Chunk.sign(signer ?? defaultSigner, {
     seq, flags, timestampMs: media ? (seq - 1) * 1000 : 0, durationMs: media ? 1000 : 0, payload: new Uint8Array(flags & FLAG_END ? 0 : 300).fill(seq),
   });
 }
@@ -34,7 +37,7 @@ function drain(node) {
 async function joined(config = {}) {
   const n = new Node({ component: RECEIVER, stream: 's', ...config }, 0);
   n.handleConnected(5, 1000);
-  n.handleServer(10, { type: 'JOINED', stream: 's', key: KEY, parent: P1, depth: 1 });
+  n.handleServer(10, { type: 'JOINED', stream: 's', key: KEY, signing_key: SIGNING_KEYS.seed5.publicKey, parent: P1, depth: 1 });
   n.handleServer(20, { type: 'SIGNAL', from: P1, payload: { kind: 'offer', sdp: 'o' } });
   n.handleEdgeOpen(30, 1);
   await n.settled();
@@ -139,6 +142,49 @@ test('a tampered chunk is dropped after its check, and the next one goes on', as
   assert.deepEqual(delivered(outs), [0, 2]);
   assert.ok(outs.some((o) => o.type === 'event' && o.event.kind === 'chunk-rejected' && o.event.seq === 1));
   assert.equal(n.stats().chunks_rejected, 1);
+});
+
+test('a chunk not signed by the broadcaster is dropped whoever sent it, even with no tag sampled', async () => {
+  const n = await joined({ verifyFraction: 0 });
+  n.handleServer(35, { type: 'CONNECT_CHILD', stream: 's', child: C9 });
+  n.handleEdgeMessage(36, 2, encodeHello(null));
+  drain(n);
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  feed(n, 41, await chunk(1, FLAG_KEYFRAME));
+  // A relay that holds the stream key: altered payload, tag recomputed, the original signature.
+  const forged = (await chunk(2, 0)).bytes.slice();
+  forged[PREFIX_LEN + 150] ^= 0xff;
+  const hmac = await importStreamKey(KEY, ['sign']);
+  const tagged = new Uint8Array(25 + 300);
+  tagged.set(forged.subarray(0, 25));
+  tagged.set(forged.subarray(PREFIX_LEN), 25);
+  forged.set(new Uint8Array(await crypto.subtle.sign('HMAC', hmac, tagged)), 25);
+  feed(n, 42, Chunk.decode(forged));
+  // A relay that signs with a key of its own, tag and all.
+  const impostor = await makeSigner(KEY, 's', await SIGNING_KEYS.seed6.privateKey());
+  feed(n, 43, await chunk(3, 0, impostor));
+  // The broadcaster's own chunk of another stream.
+  const elsewhere = await makeSigner(KEY, 't', await SIGNING_KEYS.seed5.privateKey());
+  feed(n, 44, await chunk(4, 0, elsewhere));
+  feed(n, 45, await chunk(5, 0));
+  await n.settled();
+  const outs = drain(n);
+  assert.deepEqual(delivered(outs), [0, 1, 5]);
+  const r = new Reassembler();
+  const relayed = outs.filter((o) => o.type === 'transmit' && o.edge === 2)
+    .map((o) => r.handleFragment(decodeMessage(o.message))).filter((c) => c != null).map((c) => c.seq);
+  assert.deepEqual(relayed, [0, 1, 5]);
+  const rejected = outs.filter((o) => o.type === 'event' && o.event.kind === 'chunk-rejected').map((o) => o.event);
+  assert.deepEqual(rejected, [2, 3, 4].map((seq) => ({ kind: 'chunk-rejected', seq, from: P1, error: 'bad signature' })));
+  assert.equal(n.stats().chunks_rejected, 3);
+});
+
+test('a join with an unusable signing key ends the node', () => {
+  const n = new Node({ component: RECEIVER, stream: 's' }, 0);
+  n.handleConnected(5, 1000);
+  n.handleServer(10, { type: 'JOINED', stream: 's', key: KEY, signing_key: 'AAAA', parent: P1, depth: 1 });
+  const outs = drain(n);
+  assert.ok(outs.some((o) => o.type === 'ended' && o.ending.reason.includes('signing key')), JSON.stringify(outs));
 });
 
 test('the driver\'s player numbers are in stats, and player-end comes before the end chunk', async () => {

@@ -167,6 +167,31 @@ test('a chunk altered by a relay is rejected and never appended', { timeout: 120
   }
 });
 
+test('a chunk forged by a relay that holds the stream key (tag recomputed) fails its signature and is never appended', { timeout: 120_000 }, async () => {
+  const h = new Harness('forged-chunk');
+  try {
+    await h.supervisor(['--topology', 'chain']);
+    h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
+    const forger = h.receiver('forger', 's', ['--fault-forge-relayed-seq', '6']);
+    const forgerId = await h.peerId(forger);
+    await waitFor('the forging relay in the tree', 30_000, async () => (await h.tree('s')).some((n) => n.id === forgerId));
+    const tab = await join(h, 'tab', { size: 3 });
+    assert.equal((await stats(tab)).parent, forgerId);
+    await waitFor('the tab to get past chunk 6', 40_000, async () => (await stats(tab)).last_seq > 8);
+    await advances(tab, 2);
+    const s = await stats(tab);
+    // Its tag verifies (the relay recomputed it), so only the signature can have caught it.
+    assert.equal(s.chunks_rejected, 1, JSON.stringify(s));
+    assert.ok(!s.appended_seqs.includes(6), `chunk 6 never appended: ${s.appended_seqs}`);
+    assert.ok(s.appended_seqs.includes(7) || s.appended_seqs.includes(8), 'it goes on after the rejected chunk');
+    assert.equal(await mediaError(tab), null);
+  } catch (e) {
+    throw h.failed(e);
+  } finally {
+    await h.stop();
+  }
+});
+
 test('a tab whose player fails on the media starts a new one at the next keyframe and keeps relaying', { timeout: 120_000 }, async () => {
   const h = new Harness('media-recovery');
   try {

@@ -36,7 +36,7 @@ pub use net::{LinkConfig, NetConfig};
 
 use bytes::Bytes;
 use net::{Endpoint, EpId};
-use ownstream_core::frame::StreamKey;
+use ownstream_core::frame::{ChunkSigner, SigningKey};
 use ownstream_core::ids::PeerId;
 use ownstream_core::node::{ConnectFailure, NodeConfig};
 use ownstream_core::player::PlayerConfig;
@@ -157,12 +157,14 @@ pub struct Sim {
     next_ep: u64,
     links: HashMap<(HostId, HostId), LinkConfig>,
     source: Option<Source>,
+    /// The broadcaster's signing key (the latest broadcaster's).
+    signing: Option<SigningKey>,
 }
 
 /// The broadcaster's source while it runs.
 struct Source {
     host: HostId,
-    key: StreamKey,
+    signer: ChunkSigner,
     /// When media chunk 0 was released, and its stream timestamp.
     start: u64,
     next: u64,
@@ -192,6 +194,7 @@ impl Sim {
             next_ep: 0,
             links: HashMap::new(),
             source: None,
+            signing: None,
         }
     }
 
@@ -237,6 +240,9 @@ impl Sim {
     pub fn add_broadcaster(&mut self, wait_viewers: usize) -> HostId {
         let mut config = self.node_config(ComponentType::Broadcaster);
         config.wait_viewers = wait_viewers;
+        let signing = SigningKey::from_seed(self.rng.random());
+        config.signing_key = Some(signing.verifying_key());
+        self.signing = Some(signing);
         self.add_host(config)
     }
 

@@ -1,9 +1,10 @@
 //! The broadcaster's source in the simulation: the init chunk when the stream is ready, then each
-//! media chunk of the plan at its own start time, signed with the stream key, and the end chunk.
+//! media chunk of the plan at its own start time, tagged with the stream key and signed with the
+//! broadcaster's key, and the end chunk.
 
 use crate::{Event, HostId, Sim, Source};
 use bytes::Bytes;
-use ownstream_core::frame::{Chunk, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
+use ownstream_core::frame::{Chunk, ChunkSigner, StreamKey, FLAG_END, FLAG_INIT, FLAG_KEYFRAME};
 use ownstream_core::ids::ChunkSeq;
 
 impl Sim {
@@ -17,9 +18,7 @@ impl Sim {
         }
         let (ts, planned) = self.config.media.nth(n);
         let flags = if planned.keyframe { FLAG_KEYFRAME } else { 0 };
-        let key = &s.key;
-        let chunk = Chunk::sign(
-            key,
+        let chunk = s.signer.sign(
             ChunkSeq(n + 1),
             flags,
             ts,
@@ -40,22 +39,21 @@ impl Sim {
         };
         let (host, n) = (s.host, s.next);
         let (ts, _) = self.config.media.nth(n);
-        let chunk = Chunk::sign(&s.key, ChunkSeq(n + 1), FLAG_END, ts, 0, Bytes::new());
+        let chunk = s
+            .signer
+            .sign(ChunkSeq(n + 1), FLAG_END, ts, 0, Bytes::new());
         self.feed_source(host, chunk);
     }
 
     pub(crate) fn start_source(&mut self, host: HostId, key: StreamKey) {
-        let init = Chunk::sign(
-            &key,
-            ChunkSeq(0),
-            FLAG_INIT,
-            0,
-            0,
-            self.config.media.init.clone(),
-        );
+        let Some(signing) = self.signing.clone() else {
+            return;
+        };
+        let signer = ChunkSigner::new(crate::STREAM, key, signing);
+        let init = signer.sign(ChunkSeq(0), FLAG_INIT, 0, 0, self.config.media.init.clone());
         self.source = Some(Source {
             host,
-            key,
+            signer,
             start: self.now,
             next: 0,
             stopped: false,

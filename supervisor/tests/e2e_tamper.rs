@@ -1,5 +1,7 @@
 //! End to end over real WebRTC on loopback: a relay that alters a chunk is caught by its child, and
-//! the altered bytes reach no output downstream.
+//! the altered bytes reach no output downstream: whether the relay leaves the HMAC tag stale or,
+//! holding the stream key as every viewer does, recomputes it (then only the broadcaster's
+//! signature catches it).
 
 mod common;
 
@@ -26,8 +28,18 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn altered_chunk_is_rejected_by_the_child_and_never_written() {
+    chain_with_a_lying_relay("tamper", "--fault-corrupt-relayed-seq");
+}
+
+#[test]
+fn forged_chunk_with_a_valid_tag_is_rejected_by_the_child_and_never_written() {
+    chain_with_a_lying_relay("forge", "--fault-forge-relayed-seq");
+}
+
+/// broadcaster -> r0 (alters chunk 3 with `fault` before relaying it) -> r1 -> r2.
+fn chain_with_a_lying_relay(name: &str, fault: &str) {
     let sup = Supervisor::start(&["--topology", "chain"]);
-    let dir = out_dir("tamper");
+    let dir = out_dir(name);
     let source = clip("clip-keyframe-clusters.webm");
     // The broadcaster registers first and holds the media until all three are connected; they join
     // one by one so the chain is broadcaster -> r0 (tampering relay) -> r1 -> r2.
@@ -36,12 +48,7 @@ fn altered_chunk_is_rejected_by_the_child_and_never_written() {
         (sup.tree("s").len() == 1).then_some(())
     });
     let seq = CORRUPTED_SEQ.to_string();
-    let mut procs = vec![receiver(
-        &sup,
-        &dir,
-        "r0",
-        &["--fault-corrupt-relayed-seq", &seq],
-    )];
+    let mut procs = vec![receiver(&sup, &dir, "r0", &[fault, &seq])];
     wait_for("r0 in the chain", Duration::from_secs(30), || {
         (sup.tree("s").len() == 2).then_some(())
     });

@@ -7,12 +7,12 @@
 //! in-progress chunk is dropped; the shell is expected to close the edge, since an ordered channel
 //! that delivered a bad fragment cannot be trusted to resynchronise.
 
-use super::{be_u16, be_u32, be_u64, Chunk, FrameError, HEADER_LEN, MAX_CHUNK_LEN, TAG_LEN};
+use super::{be_u16, be_u32, be_u64, Chunk, FrameError, MAX_CHUNK_LEN};
 use crate::ids::ChunkSeq;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Protocol version carried in every message's first byte.
-pub(super) const VERSION: u8 = 1;
+pub(super) const VERSION: u8 = 2;
 /// Message type of a FRAGMENT.
 pub(super) const TYPE_FRAGMENT: u8 = 1;
 /// Message type of a HELLO.
@@ -139,9 +139,7 @@ pub fn fragment(chunk: &Chunk, max_message: usize) -> Result<Vec<Bytes>, FrameEr
     }
     // Each message is written straight from the chunk's parts: the chunk's encoding is never
     // built whole, so a relay copies each payload byte once per chunk, not twice.
-    let mut prefix = [0u8; HEADER_LEN + TAG_LEN];
-    prefix[..HEADER_LEN].copy_from_slice(&chunk.header());
-    prefix[HEADER_LEN..].copy_from_slice(&chunk.tag);
+    let prefix = chunk.prefix();
     let len = chunk.encoded_len();
     let pieces = len.div_ceil(room);
     let count = u16::try_from(pieces).map_err(|_| FrameError::TooManyFragments(pieces))?;
@@ -308,18 +306,12 @@ fn continue_with(cur: InProgress, frag: &Fragment) -> Result<InProgress, FrameEr
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::frame::{StreamKey, MAX_MESSAGE};
+    use crate::frame::{ChunkSigner, SigningKey, StreamKey, MAX_MESSAGE};
 
     fn chunk(len: usize) -> Chunk {
         let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        Chunk::sign(
-            &StreamKey::new([9; 32]),
-            ChunkSeq(5),
-            0,
-            10,
-            20,
-            payload.into(),
-        )
+        let signer = ChunkSigner::new("s", StreamKey::new([9; 32]), SigningKey::from_seed([5; 32]));
+        signer.sign(ChunkSeq(5), 0, 10, 20, payload.into())
     }
 
     fn frag(index: u16, count: u16, total_len: u32, bytes: &'static [u8]) -> Fragment {
@@ -350,10 +342,10 @@ mod test {
         let m = Message::Hello {
             last: Some(ChunkSeq(258)),
         };
-        assert_eq!(&m.encode()[..], &[1, 2, 1, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&m.encode()[..], &[2, 2, 1, 0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(Message::decode(m.encode()).unwrap(), m);
         let new = Message::Hello { last: None };
-        assert_eq!(&new.encode()[..], &[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&new.encode()[..], &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -367,7 +359,7 @@ mod test {
 
     #[test]
     fn exactly_one_full_message() {
-        let c = chunk(MAX_MESSAGE - FRAGMENT_HEADER_LEN - 57);
+        let c = chunk(MAX_MESSAGE - FRAGMENT_HEADER_LEN - super::super::PREFIX_LEN);
         let msgs = fragment(&c, MAX_MESSAGE).unwrap();
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].len(), MAX_MESSAGE);
@@ -383,7 +375,7 @@ mod test {
         );
         assert_eq!(
             fragment(&chunk(70_000), FRAGMENT_HEADER_LEN + 1),
-            Err(FrameError::TooManyFragments(70_057))
+            Err(FrameError::TooManyFragments(70_121))
         );
     }
 
@@ -441,10 +433,11 @@ mod test {
         for bad in [
             &[][..],
             &[1],
-            &[2, 1],
-            &[1, 9],
-            &[1, 1, 0],
-            &[1, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0], // a format-1 HELLO
+            &[3, 1],
+            &[2, 9],
+            &[2, 1, 0],
+            &[2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0],
         ] {
             assert!(
                 Message::decode(Bytes::copy_from_slice(bad)).is_err(),

@@ -8,7 +8,7 @@
 
 use super::rules::MAX_ARRIVALS;
 use super::{new_relay, Ending, Node, NodeEvent, Output, Phase};
-use crate::frame::{Chunk, Message as WireMessage, Reassembler};
+use crate::frame::{Chunk, FrameError, Message as WireMessage, Reassembler};
 use crate::player::Player;
 use bytes::Bytes;
 use rand::RngExt;
@@ -82,7 +82,8 @@ impl Node {
         }
     }
 
-    /// Counts a chunk from the parent and checks its tag if sampled; false if it must be dropped.
+    /// Counts a chunk from the parent, checks its tag if sampled and its signature always; false
+    /// if it must be dropped.
     fn check(&mut self, chunk: &Chunk) -> bool {
         self.stats.chunks_received += 1;
         self.stats.bytes_received += chunk.payload.len() as u64;
@@ -91,30 +92,51 @@ impl Node {
             self.stats.first_chunk_latency_ms = Some(since);
         }
         let must = chunk.is_init() || chunk.is_end();
-        if !must && self.rng.random::<f64>() >= self.config.verify_fraction {
-            return true;
+        let sampled = must || self.rng.random::<f64>() < self.config.verify_fraction;
+        let verdict = match (&self.key, &self.origin) {
+            (Some(key), Some(origin)) => (if sampled { chunk.verify(key) } else { Ok(()) })
+                .and_then(|()| chunk.verify_signature(origin, key, &self.config.stream)),
+            _ => Err(FrameError::BadSignature),
+        };
+        match verdict {
+            Ok(()) => {
+                if sampled {
+                    self.stats.chunks_verified += 1;
+                }
+                true
+            }
+            Err(error) => {
+                self.stats.chunks_rejected += 1;
+                let from = self.parent.as_ref().map(|p| p.peer);
+                self.event(NodeEvent::ChunkRejected {
+                    seq: chunk.seq,
+                    from,
+                    error,
+                });
+                false
+            }
         }
-        let ok = self.key.as_ref().is_some_and(|k| chunk.verify(k).is_ok());
-        if ok {
-            self.stats.chunks_verified += 1;
-        } else {
-            self.stats.chunks_rejected += 1;
-            self.event(NodeEvent::ChunkRejected { seq: chunk.seq });
-        }
-        ok
     }
 
+    /// Test faults: what this node sends its children in place of `chunk`.
     fn maybe_corrupt(&self, chunk: Chunk) -> Chunk {
-        if self.config.corrupt_relayed_seq != Some(chunk.seq.0) || chunk.payload.is_empty() {
+        let seq = Some(chunk.seq.0);
+        let corrupt = self.config.corrupt_relayed_seq == seq;
+        let forge = self.config.forge_relayed_seq == seq;
+        if !(corrupt || forge) || chunk.payload.is_empty() {
             return chunk;
         }
         let mut payload = chunk.payload.to_vec();
         let mid = payload.len() / 2;
         payload[mid] ^= 0xff;
-        Chunk {
+        let mut altered = Chunk {
             payload: Bytes::from(payload),
             ..chunk
+        };
+        if let (true, Some(key)) = (forge, &self.key) {
+            altered.retag(key);
         }
+        altered
     }
 
     /// Moves what the relay allows now into the children's channels.

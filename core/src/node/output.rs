@@ -2,7 +2,7 @@
 //! ([`NodeEvent`]).
 
 use super::{EdgeId, Ending};
-use crate::frame::{Chunk, StreamKey};
+use crate::frame::{Chunk, FrameError, StreamKey};
 use crate::ids::{ChunkSeq, PeerId};
 use crate::protocol::{PeerMessage, SignalPayload};
 use crate::relay::RelayEvent;
@@ -140,6 +140,12 @@ pub enum NodeEvent {
     ChunkRejected {
         /// Its sequence number.
         seq: ChunkSeq,
+        /// The parent that sent it.
+        from: Option<PeerId>,
+        /// Which check failed: [`FrameError::BadTag`] (the sampled HMAC check) or
+        /// [`FrameError::BadSignature`] (not the broadcaster's chunk: the sender or someone
+        /// above it altered or made it).
+        error: FrameError,
     },
     /// The relay refused a chunk (out of order).
     RelayRefused {

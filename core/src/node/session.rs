@@ -15,7 +15,7 @@
 
 use super::rules::{self, HEARTBEAT_RANGE_MS, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS};
 use super::{ConnectFailure, Ending, Node, NodeEvent, Output, Parent};
-use crate::frame::StreamKey;
+use crate::frame::{StreamKey, VerifyingKey};
 use crate::ids::PeerId;
 use crate::protocol::MAX_RESUME_CHILDREN;
 use crate::protocol::{PeerMessage, StreamInfo, MAX_REPAIR_SAMPLES};
@@ -104,7 +104,10 @@ impl Node {
         let first = if self.link.resume {
             self.resume_message()
         } else if self.is_broadcaster() {
-            PeerMessage::RegisterStream { stream }
+            PeerMessage::RegisterStream {
+                stream,
+                signing_key: self.broadcast_signing_key(),
+            }
         } else {
             PeerMessage::JoinStream { stream, wait: true }
         };
@@ -130,7 +133,19 @@ impl Node {
                 .as_ref()
                 .filter(|_| self.is_broadcaster())
                 .map(|k| k.to_base64()),
+            signing_key: self
+                .is_broadcaster()
+                .then(|| self.broadcast_signing_key()),
         }
+    }
+
+    /// The broadcaster's public key as `REGISTER_STREAM` and `RESUME` carry it (empty when the
+    /// config has none: the supervisor refuses that with a reason).
+    fn broadcast_signing_key(&self) -> String {
+        self.config
+            .signing_key
+            .map(|k| k.to_base64())
+            .unwrap_or_default()
     }
 
     /// Which supervisor the attempt under way is for: a driver with several URLs connects to
@@ -283,12 +298,12 @@ impl Node {
         }
     }
 
-    pub(super) fn joined(&mut self, key: &str, parent: PeerId, depth: usize) {
+    pub(super) fn joined(&mut self, key: &str, signing_key: &str, parent: PeerId, depth: usize) {
         if self.is_broadcaster() {
             return;
         }
         let previous = self.key.clone();
-        if !self.set_key(key) {
+        if !self.set_origin(signing_key) || !self.set_key(key) {
             return;
         }
         if previous.is_some_and(|k| Some(k) != self.key) {
@@ -311,7 +326,13 @@ impl Node {
     }
 
     /// The supervisor took the re-announcement: keep the place it confirms, or move where it says.
-    pub(super) fn resumed(&mut self, key: &str, parent: Option<PeerId>, depth: usize) {
+    pub(super) fn resumed(
+        &mut self,
+        key: &str,
+        signing_key: &str,
+        parent: Option<PeerId>,
+        depth: usize,
+    ) {
         if self.is_broadcaster() {
             self.link.in_stream = true;
             self.event(NodeEvent::Resumed {
@@ -324,7 +345,7 @@ impl Node {
             return;
         }
         let previous = self.key.clone();
-        if !self.set_key(key) {
+        if !self.set_origin(signing_key) || !self.set_key(key) {
             return;
         }
         self.link.in_stream = true;
@@ -339,6 +360,22 @@ impl Node {
             Some(p) if self.parent.as_ref().is_some_and(|q| q.peer == p) => {}
             Some(p) => self.set_parent(p, depth),
             None => {}
+        }
+    }
+
+    /// Takes the broadcaster's public key; false (and the node ends) if it is unusable.
+    fn set_origin(&mut self, b64: &str) -> bool {
+        match VerifyingKey::from_base64(b64) {
+            Ok(k) => {
+                self.origin = Some(k);
+                true
+            }
+            Err(e) => {
+                self.finish(Ending::SupervisorLost(format!(
+                    "the stream's signing key is unusable: {e}"
+                )));
+                false
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! model, arrivals, sampling, fault injection, the tick that keeps buffered amounts fresh.
 
 use super::*;
-use crate::frame::{Message, FLAG_INIT, FLAG_KEYFRAME};
+use crate::frame::{ChunkSigner, FrameError, Message, SigningKey, FLAG_INIT, FLAG_KEYFRAME};
 use crate::protocol::SignalPayload;
 use bytes::Bytes;
 
@@ -16,11 +16,20 @@ fn key_b64() -> String {
     StreamKey::new(KEY).to_base64()
 }
 
+const SEED: [u8; 32] = [5; 32];
+
+fn signer_of(seed: [u8; 32]) -> ChunkSigner {
+    ChunkSigner::new("s", StreamKey::new(KEY), SigningKey::from_seed(seed))
+}
+
 fn chunk(seq: u64, flags: u8) -> Chunk {
+    chunk_by(&signer_of(SEED), seq, flags)
+}
+
+fn chunk_by(signer: &ChunkSigner, seq: u64, flags: u8) -> Chunk {
     let ts = seq.saturating_sub(1) * 1000;
     let dur = if flags & FLAG_INIT != 0 { 0 } else { 1000 };
-    Chunk::sign(
-        &StreamKey::new(KEY),
+    signer.sign(
         ChunkSeq(seq),
         flags,
         ts,
@@ -42,6 +51,7 @@ fn joined(config: NodeConfig) -> Node {
         ServerMessage::Joined {
             stream: "s".into(),
             key: key_b64(),
+            signing_key: signer_of(SEED).verifying_key().to_base64(),
             parent: peer(1),
             depth: 1,
         },
@@ -149,6 +159,120 @@ fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
         .find(|c| c.seq == ChunkSeq(2))
         .unwrap();
     assert!(relayed.verify(&StreamKey::new(KEY)).is_err());
+}
+
+/// The chunks a node sent its child on edge 2, reassembled.
+fn relayed_to_child(outs: &[Output]) -> Vec<Chunk> {
+    let mut reassembler = Reassembler::default();
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Transmit { edge, message } if *edge == EdgeId(2) => Some(message.clone()),
+            _ => None,
+        })
+        .filter_map(|m| match Message::decode(m).unwrap() {
+            Message::Fragment(f) => reassembler.handle_fragment(f).unwrap(),
+            Message::Hello { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_forging_relay_sends_a_chunk_whose_tag_passes_and_signature_fails() {
+    let mut config = receiver();
+    config.forge_relayed_seq = Some(2);
+    let mut n = joined(config);
+    add_child(&mut n);
+    drain(&mut n);
+    for (seq, flags) in [(0, FLAG_INIT), (1, FLAG_KEYFRAME), (2, 0)] {
+        feed(&mut n, 40 + seq, &chunk(seq, flags));
+    }
+    let relayed = relayed_to_child(&drain(&mut n));
+    let forged = relayed.iter().find(|c| c.seq == ChunkSeq(2)).unwrap();
+    let key = StreamKey::new(KEY);
+    assert_ne!(forged.payload, chunk(2, 0).payload, "altered");
+    forged
+        .verify(&key)
+        .expect("the relay holds the key: the tag passes");
+    let public = signer_of(SEED).verifying_key();
+    assert_eq!(
+        forged.verify_signature(&public, &key, "s"),
+        Err(FrameError::BadSignature)
+    );
+}
+
+/// What a child under a forging parent does with the forged chunk: drop it, count it, name the
+/// parent, deliver and relay nothing of it, even when no tag is sampled.
+#[test]
+fn a_chunk_not_signed_by_the_broadcaster_is_dropped_whoever_sent_it() {
+    let mut config = receiver();
+    config.verify_fraction = 0.0;
+    let mut n = joined(config);
+    add_child(&mut n);
+    drain(&mut n);
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    feed(&mut n, 41, &chunk(1, FLAG_KEYFRAME));
+    let key = StreamKey::new(KEY);
+    let mut forged = chunk(2, 0);
+    let mut payload = forged.payload.to_vec();
+    payload[150] ^= 0xff;
+    forged.payload = payload.into();
+    forged.retag(&key);
+    feed(&mut n, 42, &forged);
+    // A relay that signs with a key of its own, tag and all.
+    let impostor = signer_of([6; 32]);
+    feed(&mut n, 43, &chunk_by(&impostor, 3, 0));
+    // A genuine chunk of the same broadcaster but another stream name.
+    let elsewhere = ChunkSigner::new("t", key.clone(), SigningKey::from_seed(SEED));
+    feed(&mut n, 44, &chunk_by(&elsewhere, 4, 0));
+    feed(&mut n, 45, &chunk(5, 0));
+    let outs = drain(&mut n);
+    let delivered: Vec<u64> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver(c) => Some(c.seq.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered, [0, 1, 5]);
+    let relayed: Vec<u64> = relayed_to_child(&outs).iter().map(|c| c.seq.0).collect();
+    assert_eq!(relayed, [0, 1, 5]);
+    let rejected: Vec<(u64, Option<PeerId>, FrameError)> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(NodeEvent::ChunkRejected { seq, from, error }) => {
+                Some((seq.0, *from, error.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let bad = |seq| (seq, Some(peer(1)), FrameError::BadSignature);
+    assert_eq!(rejected, [bad(2), bad(3), bad(4)]);
+    let s = n.stats();
+    assert_eq!(s.chunks_rejected, 3);
+    assert_eq!(s.chunks_received, 6);
+}
+
+#[test]
+fn a_join_with_an_unusable_signing_key_ends_the_node() {
+    let mut n = Node::new(receiver(), 0);
+    n.handle_connected(5, 1000);
+    n.handle_server(
+        10,
+        ServerMessage::Joined {
+            stream: "s".into(),
+            key: key_b64(),
+            signing_key: "AAAA".into(),
+            parent: peer(1),
+            depth: 1,
+        },
+    );
+    let outs = drain(&mut n);
+    assert!(
+        outs.iter().any(
+            |o| matches!(o, Output::Ended(Ending::SupervisorLost(r)) if r.contains("signing key"))
+        ),
+        "{outs:?}"
+    );
 }
 
 #[test]

@@ -41,6 +41,7 @@
 //!   repair. Then waiting joins are placed. A claim that comes after settling is an orphan at once.
 
 use super::{Registry, StreamEntry};
+use crate::frame::VerifyingKey;
 use crate::ids::PeerId;
 use crate::node::rules::RECONNECT_BACKOFF_MS;
 use crate::protocol::{validate_stream_name, ServerMessage};
@@ -76,6 +77,7 @@ pub(super) struct Resume {
     pub(super) children: Vec<PeerId>,
     pub(super) depth: usize,
     pub(super) key: Option<String>,
+    pub(super) signing_key: Option<String>,
 }
 
 impl Registry {
@@ -112,6 +114,17 @@ impl Registry {
                 false,
             );
         };
+        let signing_key = match VerifyingKey::from_base64(r.signing_key.as_deref().unwrap_or("")) {
+            Ok(k) => k,
+            Err(e) => {
+                return self.refuse(
+                    from,
+                    "bad_signing_key",
+                    format!("RESUME of a stream needs `signing_key`, the broadcaster's Ed25519 public key (32 bytes, base64): {e}"),
+                    false,
+                )
+            }
+        };
         if self.streams.contains_key(&r.stream) {
             return self.refuse(
                 from,
@@ -126,6 +139,7 @@ impl Registry {
             r.stream.clone(),
             StreamEntry {
                 key,
+                signing_key,
                 broadcaster: from,
                 topology: Topology::new(self.topology_kind(), from),
                 started_at_ms: now_ms,
@@ -453,6 +467,7 @@ impl Registry {
         let msg = ServerMessage::Resumed {
             stream: stream.to_string(),
             key: B64.encode(s.key),
+            signing_key: s.signing_key.to_base64(),
             parent: s.topology.parent(peer),
             depth: s.topology.depth(peer).unwrap_or(0) as usize,
         };

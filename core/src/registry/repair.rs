@@ -21,6 +21,7 @@ impl Registry {
         };
         let (parent, depth) = (placement.parent, placement.depth as usize);
         let key = B64.encode(s.key);
+        let signing_key = s.signing_key.to_base64();
         if let Some(e) = self.peers.get_mut(&viewer) {
             e.waiting_for = None;
             e.claim = None;
@@ -31,6 +32,7 @@ impl Registry {
             ServerMessage::Joined {
                 stream: stream.to_string(),
                 key,
+                signing_key,
                 parent,
                 depth,
             },

@@ -33,6 +33,10 @@ struct Cli {
     /// Fault injection for tests: alter chunk SEQ before relaying it to children.
     #[arg(long, hide = true)]
     fault_corrupt_relayed_seq: Option<u64>,
+    /// Fault injection for tests: alter chunk SEQ and recompute its HMAC tag with the stream key
+    /// before relaying it to children (a forging relay; the signature cannot be remade).
+    #[arg(long, hide = true)]
+    fault_forge_relayed_seq: Option<u64>,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -65,6 +69,7 @@ async fn run() -> anyhow::Result<()> {
     config.verify_fraction = cli.verify_fraction;
     config.faults = Faults {
         corrupt_relayed_seq: cli.fault_corrupt_relayed_seq,
+        forge_relayed_seq: cli.fault_forge_relayed_seq,
     };
     let sink = match &cli.out {
         Some(path) => Some(

@@ -41,8 +41,9 @@ pub(super) fn event(ev: &NodeEvent) {
         NodeEvent::ChildMisbehaved { child } => {
             tracing::warn!(%child, "child sent something other than HELLO; closed its edge")
         }
-        NodeEvent::ChunkRejected { seq } => {
-            tracing::warn!(%seq, "chunk failed HMAC verification; dropped")
+        NodeEvent::ChunkRejected { seq, from, error } => {
+            let from = from.map_or_else(|| "?".to_string(), |p| p.to_string());
+            tracing::warn!(%seq, %from, %error, "chunk from the parent failed verification; dropped")
         }
         NodeEvent::RelayRefused { error } => tracing::warn!(%error, "relay refused"),
         NodeEvent::Relay(RelayEvent::GapSkipped { child, skipped }) => tracing::warn!(

@@ -1,10 +1,13 @@
 // Chunk framing: the signed chunk and the data-channel messages that carry it. The byte layouts are
-// normative in the Rust core (`core/src/frame.rs`, module docs); this is the same format:
+// normative in the Rust core (`core/src/frame.rs`, module docs); this is the same format (2):
 //
 //   chunk    = seq u64 | flags u8 | timestamp_ms u64 | duration_ms u32 | payload_len u32
-//              | tag [32] = HMAC-SHA256(key, bytes 0..25 ‖ payload) | payload
-//   FRAGMENT = version 1 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
-//   HELLO    = version 1 | type 2 | has_last u8 | last_seq u64
+//              | tag [32] = HMAC-SHA256(stream key, bytes 0..25 ‖ payload)
+//              | signature [64] = Ed25519(broadcaster's key, "ownstream-chunk-v2" ‖ stream key [32]
+//                                 ‖ stream_len u16 ‖ stream name ‖ bytes 0..25 ‖ payload)
+//              | payload
+//   FRAGMENT = version 2 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
+//   HELLO    = version 2 | type 2 | has_last u8 | last_seq u64
 //
 // Integers are big-endian. Decoding never trusts a length it has not checked and never throws
 // anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
@@ -17,9 +20,12 @@ export const FLAG_KEYFRAME = 2;
 export const FLAG_END = 4;
 export const HEADER_LEN = 25;
 export const TAG_LEN = 32;
+export const SIGNATURE_LEN = 64;
+export const PREFIX_LEN = HEADER_LEN + TAG_LEN + SIGNATURE_LEN;
+export const SIGNATURE_DOMAIN = new TextEncoder().encode('ownstream-chunk-v2');
 export const MAX_CHUNK_LEN = RULES_MAX_CHUNK_LEN;
 export const MAX_MESSAGE = MAX_DATA_MESSAGE_LEN;
-export const VERSION = 1;
+export const VERSION = 2;
 export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;
 export const FRAGMENT_HEADER_LEN = 18;
@@ -52,15 +58,15 @@ export class Chunk {
   get isKeyframe() { return (this.flags & FLAG_KEYFRAME) !== 0; }
   get isEnd() { return (this.flags & FLAG_END) !== 0; }
 
-  /** Parses an encoded chunk (a Uint8Array); does not verify the tag. */
+  /** Parses an encoded chunk (a Uint8Array); verifies neither the tag nor the signature. */
   static decode(bytes) {
-    const fixed = HEADER_LEN + TAG_LEN;
+    const fixed = PREFIX_LEN;
     if (bytes.length < fixed) throw new FrameError(`truncated chunk: need ${fixed} bytes, got ${bytes.length}`);
     if (bytes.length > MAX_CHUNK_LEN) throw new FrameError(`chunk of ${bytes.length} bytes exceeds the ${MAX_CHUNK_LEN}-byte limit`);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const declared = view.getUint32(21, false);
     if (declared !== bytes.length - fixed) {
-      throw new FrameError(`chunk payload_len says ${declared} bytes but ${bytes.length - fixed} follow the tag`);
+      throw new FrameError(`chunk payload_len says ${declared} bytes but ${bytes.length - fixed} follow the signature`);
     }
     return new Chunk({
       seq: u64(view, 0, 'seq'),
@@ -72,41 +78,109 @@ export class Chunk {
     });
   }
 
-  /** Builds and signs a chunk under `key` (a CryptoKey for HMAC sign). */
-  static async sign(key, { seq, flags, timestampMs, durationMs, payload }) {
-    const bytes = new Uint8Array(HEADER_LEN + TAG_LEN + payload.length);
+  /** Builds a chunk, tagged and signed by `signer` (see `makeSigner`). */
+  static async sign(signer, { seq, flags, timestampMs, durationMs, payload }) {
+    const bytes = new Uint8Array(PREFIX_LEN + payload.length);
     const view = new DataView(bytes.buffer);
     view.setBigUint64(0, BigInt(seq), false);
     bytes[8] = flags;
     view.setBigUint64(9, BigInt(timestampMs), false);
     view.setUint32(17, durationMs >>> 0, false);
     view.setUint32(21, payload.length, false);
-    bytes.set(payload, HEADER_LEN + TAG_LEN);
-    const tag = await crypto.subtle.sign('HMAC', key, signedBytes(bytes));
+    bytes.set(payload, PREFIX_LEN);
+    const tag = await crypto.subtle.sign('HMAC', signer.hmac, taggedBytes(bytes));
     bytes.set(new Uint8Array(tag), HEADER_LEN);
+    const message = signedMessage(bytes, signer.streamKey, signer.stream);
+    const signature = await crypto.subtle.sign('Ed25519', signer.privateKey, message);
+    bytes.set(new Uint8Array(signature), HEADER_LEN + TAG_LEN);
     return Chunk.decode(bytes);
   }
 }
 
 /** Header ‖ payload: what the tag covers. */
-function signedBytes(bytes) {
-  const out = new Uint8Array(bytes.length - TAG_LEN);
+function taggedBytes(bytes) {
+  const out = new Uint8Array(bytes.length - TAG_LEN - SIGNATURE_LEN);
   out.set(bytes.subarray(0, HEADER_LEN), 0);
-  out.set(bytes.subarray(HEADER_LEN + TAG_LEN), HEADER_LEN);
+  out.set(bytes.subarray(PREFIX_LEN), HEADER_LEN);
   return out;
+}
+
+/**
+ * What the broadcaster signs for the chunk encoded in `bytes`: the domain, the stream key's 32
+ * raw bytes, the stream name (u16 length first), the header and the payload. WebCrypto's Ed25519
+ * takes one buffer, so this is a copy of the payload.
+ */
+function signedMessage(bytes, streamKey, stream) {
+  const name = new TextEncoder().encode(stream);
+  const payload = bytes.subarray(PREFIX_LEN);
+  const out = new Uint8Array(SIGNATURE_DOMAIN.length + 32 + 2 + name.length + HEADER_LEN + payload.length);
+  let at = 0;
+  const put = (b) => { out.set(b, at); at += b.length; };
+  put(SIGNATURE_DOMAIN);
+  put(streamKey);
+  put([name.length >> 8, name.length & 0xff]);
+  put(name);
+  put(bytes.subarray(0, HEADER_LEN));
+  put(payload);
+  return out;
+}
+
+/** The stream key's 32 raw bytes from its base64 text; throws a FrameError otherwise. */
+export function streamKeyBytes(b64) {
+  let raw;
+  try {
+    raw = base64Decode(b64);
+  } catch {
+    throw new FrameError('stream key is not valid base64');
+  }
+  if (raw.length !== 32) throw new FrameError(`stream key must be 32 bytes, got ${raw.length}`);
+  return raw;
 }
 
 /** Imports the stream's 32-byte key (base64, as the supervisor sends it) for HMAC-SHA256. */
 export async function importStreamKey(b64, usages = ['verify']) {
-  const raw = base64Decode(b64);
-  if (raw.length !== 32) throw new FrameError(`stream key must be 32 bytes, got ${raw.length}`);
+  const raw = streamKeyBytes(b64);
   return crypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: 'SHA-256' }, false, usages);
 }
 
 /** Checks a chunk's tag (WebCrypto compares in constant time). */
 export async function verifyChunk(key, chunk) {
   const tag = chunk.bytes.subarray(HEADER_LEN, HEADER_LEN + TAG_LEN);
-  return crypto.subtle.verify('HMAC', key, tag, signedBytes(chunk.bytes));
+  return crypto.subtle.verify('HMAC', key, tag, taggedBytes(chunk.bytes));
+}
+
+/** Imports the broadcaster's Ed25519 public key (32 bytes, base64, as `JOINED` carries it). */
+export async function importSigningKey(b64) {
+  let raw;
+  try {
+    raw = base64Decode(b64);
+  } catch {
+    throw new FrameError('bad signing key: not valid base64');
+  }
+  if (raw.length !== 32) throw new FrameError('bad signing key: not 32 bytes');
+  return crypto.subtle.importKey('raw', raw, { name: 'Ed25519' }, false, ['verify']);
+}
+
+/**
+ * Checks a chunk's signature: `origin` is {publicKey: CryptoKey (importSigningKey), streamKey:
+ * the stream key's raw bytes, stream: the stream name}. False if anything was altered, the chunk
+ * belongs to another stream or broadcast, or another key signed it.
+ */
+export async function verifySignature(origin, chunk) {
+  const signature = chunk.bytes.subarray(HEADER_LEN + TAG_LEN, PREFIX_LEN);
+  return crypto.subtle.verify('Ed25519', origin.publicKey, signature, signedMessage(chunk.bytes, origin.streamKey, origin.stream));
+}
+
+/** A fresh Ed25519 key pair for a broadcaster; `publicKey` is its base64 text for REGISTER_STREAM. */
+export async function generateSigningKey() {
+  const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+  return { privateKey: pair.privateKey, publicKey: base64Encode(raw) };
+}
+
+/** What `Chunk.sign` needs for the broadcast of `stream` registered with stream key `keyText`. */
+export async function makeSigner(keyText, stream, privateKey) {
+  return { hmac: await importStreamKey(keyText, ['sign']), streamKey: streamKeyBytes(keyText), stream, privateKey };
 }
 
 /** A HELLO: `last` is the newest chunk held, or null for a new viewer. */

@@ -54,7 +54,12 @@
 //   what the protocol says is ignored (event `ignored`) where the Rust driver's decoder would have
 //   closed the connection. Peer ids are compared lower-cased (the Rust node parses them).
 // - The stream key is kept as its canonical base64 text (`ready` outputs it; the broadcaster's
-//   driver imports it to sign); its CryptoKey is imported once per key.
+//   driver imports it to sign); its CryptoKey is imported once per key, and so is the
+//   broadcaster's public key from JOINED. A signing key that does not import ends the node as the
+//   Rust one's parse error does, but only when the first chunk is checked: every chunk is then
+//   dropped as unsigned.
+// - The fault `forgeRelayedSeq` (re-tag an altered chunk) is the Rust node's only: re-tagging is
+//   asynchronous here, and the tests that need a forging relay use a Rust one.
 // - JavaScript cannot give a field and a method one name, so the Rust fields `parent`, `children`
 //   and `last_seq` are `parentLink`, `childLinks` and `newestSeq` here; `parent()`, `children()`
 //   and `lastSeq()` are the accessors.
@@ -93,6 +98,7 @@ export function nodeConfig(component, stream, overrides = {}) {
     listViewers: false,
     corruptRelayedSeq: null, // fault injection: alter this chunk's payload before relaying it
     seed: 0, // jitters the reconnection waits (rules.js `reconnectDelayMs`); the driver draws one
+    signingKey: null, // broadcaster: its Ed25519 public key (base64), sent in REGISTER_STREAM
     ...overrides,
   };
 }
@@ -143,7 +149,9 @@ export class Node {
     this.outputs = [];
     this.phase = { kind: LIVE };
     this.link = new Link();
-    this.key = null; // {text: canonical base64, crypto: Promise<CryptoKey | null>}
+    this.key = null; // {text: canonical base64, raw: its 32 bytes, crypto: Promise<CryptoKey | null>}
+    // Receiver: the broadcaster's public key from JOINED, {text, crypto: Promise<CryptoKey | null>}.
+    this.origin = null;
     this.parentLink = null; // Parent (node/edges.js)
     this.childLinks = new Map(); // peer -> {edge}; iterated in peer order (a BTreeMap in Rust)
     this.nextEdge = 0;
@@ -343,8 +351,8 @@ export class Node {
     }
     switch (msg.type) {
       case 'STREAM_REGISTERED': this.registered(msg.key); break;
-      case 'JOINED': this.joined(msg.key, msg.parent, msg.depth); break;
-      case 'RESUMED': this.placeResumed(msg.key, msg.parent ?? null, msg.depth); break;
+      case 'JOINED': this.joined(msg.key, msg.signing_key, msg.parent, msg.depth); break;
+      case 'RESUMED': this.placeResumed(msg.key, msg.signing_key, msg.parent ?? null, msg.depth); break;
       case 'STREAM_WAITING': this.event({ kind: 'waiting' }); break;
       case 'SET_PARENT': this.setParent(msg.parent, msg.depth); break;
       case 'CONNECT_CHILD': this.connectChild(msg.child); break;
@@ -410,8 +418,8 @@ const streams = (v) => Array.isArray(v) && v.every((s) => s != null && str(s.nam
 /** The fields each message the node acts on must have, by type. */
 const FIELDS = {
   STREAM_REGISTERED: { stream: str, key: str },
-  JOINED: { stream: str, key: str, parent: peer, depth: int },
-  RESUMED: { stream: str, key: str, parent: (v) => v == null || peer(v), depth: int },
+  JOINED: { stream: str, key: str, signing_key: str, parent: peer, depth: int },
+  RESUMED: { stream: str, key: str, signing_key: str, parent: (v) => v == null || peer(v), depth: int },
   STREAM_WAITING: { stream: str },
   SET_PARENT: { stream: str, parent: peer, depth: int },
   CONNECT_CHILD: { stream: str, child: peer },

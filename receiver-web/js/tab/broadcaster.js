@@ -1,7 +1,8 @@
 // A browser tab as the broadcaster and root of a stream's tree: the twin of the Rust broadcaster.
 // It records a MediaStream (camera and microphone) with MediaRecorder as VP8/Opus WebM in short
 // timeslices, cuts the recording into an init segment and chunks with the same chunker as the Rust
-// side (js/core/chunker.js), signs every chunk with the stream key the supervisor issued, and hands
+// side (js/core/chunker.js), tags every chunk with the stream key the supervisor issued and signs it
+// with the tab's own Ed25519 key (registered with the stream), and hands
 // it to the core's node (core/node.js, driven by tab/driver.js), which decides everything else:
 // registering the stream, heartbeats and statistics, the edges to the children, the relay with its
 // pacing and bounds, the drain after the end chunk and END_STREAM, and what ends the broadcast (a
@@ -16,7 +17,7 @@
 // {children}).
 
 import { generateIdentity } from '../core/auth.js';
-import { Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, importStreamKey } from '../core/frame.js';
+import { Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, generateSigningKey, makeSigner } from '../core/frame.js';
 import { DEFAULT_RELAY_CONFIG } from '../core/rules.js';
 import { BROADCASTER } from '../core/node.js';
 import { Chunker } from '../core/chunker.js';
@@ -59,6 +60,10 @@ export class BroadcasterNode extends EventTarget {
     if (!this.mimeType) throw new Error('This browser cannot record WebM video (MediaRecorder with VP8 is missing).');
     this.setStatus('connecting', 'Connecting to the supervisor…');
     this.identity = await generateIdentity();
+    // A fresh Ed25519 key per broadcast (not extractable): the supervisor binds its public half to
+    // the stream, and viewers play only chunks it signed.
+    this.signing = await generateSigningKey();
+    this.config.signingKey = this.signing.publicKey;
     const live = new Promise((resolve, reject) => { this.starting = { resolve, reject }; });
     this.driver = new NodeDriver({
       url: this.url,
@@ -75,10 +80,10 @@ export class BroadcasterNode extends EventTarget {
     await live;
   }
 
-  /** The stream is registered: sign with its key and start recording. */
+  /** The stream is registered: tag with its key, sign with ours, and start recording. */
   async onReady(keyText) {
     try {
-      this.key = await importStreamKey(keyText, ['sign']);
+      this.signer = await makeSigner(keyText, this.stream, this.signing.privateKey);
       this.record(this.mimeType);
     } catch (e) {
       this.fail(`The recording could not start: ${e.message}`);
@@ -114,7 +119,7 @@ export class BroadcasterNode extends EventTarget {
       const init = c.kind === 'init';
       const flags = init ? FLAG_INIT : (c.keyframe ? FLAG_KEYFRAME : 0);
       const seq = init ? 0 : ++this.seq;
-      const chunk = await Chunk.sign(this.key, { seq, flags, timestampMs: c.timestampMs, durationMs: c.durationMs, payload: c.bytes });
+      const chunk = await Chunk.sign(this.signer, { seq, flags, timestampMs: c.timestampMs, durationMs: c.durationMs, payload: c.bytes });
       this.driver.input((n, now) => n.handleSourceChunk(now, chunk));
       if (!init) {
         this.counters.chunks_sent += 1;
@@ -183,7 +188,7 @@ export class BroadcasterNode extends EventTarget {
       console.warn(`the recording ended mid-element: ${e.message}`);
     }
     await this.drain();
-    const end = await Chunk.sign(this.key, { seq: this.seq + 1, flags: FLAG_END, timestampMs: this.chunker.endMs ?? 0, durationMs: 0, payload: new Uint8Array(0) });
+    const end = await Chunk.sign(this.signer, { seq: this.seq + 1, flags: FLAG_END, timestampMs: this.chunker.endMs ?? 0, durationMs: 0, payload: new Uint8Array(0) });
     this.driver.input((n, now) => n.handleSourceChunk(now, end));
     await this.ended;
   }

@@ -223,7 +223,7 @@ export class ReceiverNode extends EventTarget {
         this.notice(`Malformed data from the parent (${ev.error}); moving to another one.`);
         break;
       case 'chunk-rejected':
-        console.warn(`chunk ${ev.seq} failed HMAC verification; dropped`);
+        console.warn(`chunk ${ev.seq} from ${ev.from} failed verification (${ev.error}); dropped`);
         this.notice(`A chunk failed verification and was dropped (${this.node.stats().chunks_rejected} so far).`);
         break;
       case 'relay':

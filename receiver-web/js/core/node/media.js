@@ -1,12 +1,13 @@
 // A port of core/src/node/media.rs: the node's media path. Reassembling the parent's fragments,
-// dropping duplicates, checking tags (a sampled fraction; always the init and end chunks),
+// dropping duplicates, checking tags (a sampled fraction; always the init and end chunks) and the
+// broadcaster's signature (every chunk),
 // counting holes, delivering to the output, and relaying to the children, paced.
 //
 // A chunk at or before the newest one held is a duplicate (a re-attached child may be sent the
 // init segment again) and is ignored. A viewer that joins mid-stream starts at its parent's
 // latest keyframe: only holes after its first media chunk are chunks it lost.
 //
-// Differences from the Rust file (see core/node.js): a sampled tag is checked with WebCrypto, so
+// Differences from the Rust file (see core/node.js): tags and signatures are checked with WebCrypto, so
 // `accept` returns a promise while it waits and the node is suspended until the chunk is accepted
 // or dropped; there is no player model to feed (the driver plays what is delivered), and where
 // the Rust node ends its model, this emits the event `player-end`.
@@ -14,7 +15,7 @@
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import { MAX_ARRIVALS } from '../rules.js';
-import { Chunk, FrameError, HEADER_LEN, Reassembler, TAG_LEN, decodeMessage, verifyChunk } from '../frame.js';
+import { Chunk, FrameError, PREFIX_LEN, Reassembler, decodeMessage, verifyChunk, verifySignature } from '../frame.js';
 import { Relay, RelayError } from '../relay.js';
 import { DONE } from './phase.js';
 
@@ -82,8 +83,8 @@ export const media = {
   },
 
   /**
-   * Counts a chunk from the parent and checks its tag if sampled: true or false (keep or drop)
-   * when decided at once, else a promise of it (the WebCrypto check).
+   * Counts a chunk from the parent, checks its tag if sampled and its signature always: a promise
+   * of true or false (keep or drop), or false at once when there is nothing to check it with.
    */
   check(chunk) {
     const c = this.counters;
@@ -93,29 +94,37 @@ export const media = {
       c.first_chunk_latency_ms = this.joinedAt == null ? 0 : this.nowMs - this.joinedAt;
     }
     const must = chunk.isInit || chunk.isEnd;
-    if (!must && Math.random() >= this.config.verifyFraction) return true;
-    if (this.key == null) return this.checked(chunk, false);
-    return this.key.crypto
-      .then((key) => key != null && verifyChunk(key, chunk))
-      .catch(() => false)
-      .then((ok) => this.checked(chunk, ok));
+    const sampled = must || Math.random() < this.config.verifyFraction;
+    if (this.key == null || this.origin == null) return this.checked(chunk, sampled, 'bad signature');
+    const key = this.key;
+    const origin = this.origin;
+    const stream = this.config.stream;
+    return Promise.all([key.crypto, origin.crypto])
+      .then(async ([hmac, publicKey]) => {
+        if (hmac == null || publicKey == null) return 'bad signature';
+        if (sampled && !(await verifyChunk(hmac, chunk))) return 'bad tag';
+        const ok = await verifySignature({ publicKey, streamKey: key.raw, stream }, chunk);
+        return ok ? null : 'bad signature';
+      })
+      .catch(() => 'bad signature')
+      .then((error) => this.checked(chunk, sampled, error));
   },
 
-  /** Counts the verdict on a sampled chunk. */
-  checked(chunk, ok) {
-    if (ok) {
-      this.counters.chunks_verified += 1;
-    } else {
-      this.counters.chunks_rejected += 1;
-      this.event({ kind: 'chunk-rejected', seq: chunk.seq });
+  /** Counts the verdict on a chunk: `error` is null, 'bad tag' or 'bad signature'. */
+  checked(chunk, sampled, error) {
+    if (error == null) {
+      if (sampled) this.counters.chunks_verified += 1;
+      return true;
     }
-    return ok;
+    this.counters.chunks_rejected += 1;
+    this.event({ kind: 'chunk-rejected', seq: chunk.seq, from: this.parentLink?.peer ?? null, error });
+    return false;
   },
 
   maybeCorrupt(chunk) {
     if (this.config.corruptRelayedSeq !== chunk.seq || chunk.payload.length === 0) return chunk;
     const bytes = chunk.bytes.slice();
-    bytes[HEADER_LEN + TAG_LEN + (chunk.payload.length >> 1)] ^= 0xff;
+    bytes[PREFIX_LEN + (chunk.payload.length >> 1)] ^= 0xff;
     return Chunk.decode(bytes);
   },
 

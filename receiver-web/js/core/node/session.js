@@ -18,7 +18,7 @@ import {
   HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
   errorEndsNode, reconnectDelayMs, refusalIsFinal,
 } from '../rules.js';
-import { Reassembler, base64Decode, base64Encode, importStreamKey } from '../frame.js';
+import { Reassembler, base64Decode, base64Encode, importSigningKey, importStreamKey } from '../frame.js';
 import { newParent } from './edges.js';
 
 // The state of the supervisor connection: `connect` was emitted and its result is awaited;
@@ -76,7 +76,7 @@ export const session = {
     const stream = this.config.stream;
     let first;
     if (link.resume) first = this.resumeMessage();
-    else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream };
+    else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream, signing_key: this.config.signingKey ?? '' };
     else first = { type: 'JOIN_STREAM', stream, wait: true };
     this.send(first);
     this.sessionTimers();
@@ -93,6 +93,7 @@ export const session = {
     if (this.parentLink != null) msg.parent = this.parentLink.peer;
     if (this.newestSeq != null) msg.last_seq = this.newestSeq;
     if (this.isBroadcaster() && this.key != null) msg.key = this.key.text;
+    if (this.isBroadcaster()) msg.signing_key = this.config.signingKey ?? '';
     return msg;
   },
 
@@ -219,10 +220,10 @@ export const session = {
     this.link.nextList = every == null ? null : this.nowMs + every;
   },
 
-  joined(key, parent, depth) {
+  joined(key, signingKey, parent, depth) {
     if (this.isBroadcaster()) return;
     const previous = this.key?.text ?? null;
-    if (!this.setKey(key)) return;
+    if (!this.setOrigin(signingKey) || !this.setKey(key)) return;
     if (previous != null && previous !== this.key.text) {
       // Each broadcast has a fresh key: a different one is a new broadcast under the same name
       // (after a supervisor restart), whose numbering starts again.
@@ -242,7 +243,7 @@ export const session = {
 
   /** RESUMED (Rust: `resumed`; `resumed()` is the node's suspension here): the supervisor took the
    *  re-announcement: keep the place it confirms, or move where it says. */
-  placeResumed(key, parent, depth) {
+  placeResumed(key, signingKey, parent, depth) {
     if (this.isBroadcaster()) {
       this.link.inStream = true;
       this.event({ kind: 'resumed', parent: null, depth });
@@ -250,7 +251,7 @@ export const session = {
       return;
     }
     const previous = this.key?.text ?? null;
-    if (!this.setKey(key)) return;
+    if (!this.setOrigin(signingKey) || !this.setKey(key)) return;
     this.link.inStream = true;
     this.event({ kind: 'resumed', parent, depth });
     if (previous != null && previous !== this.key.text) {
@@ -260,6 +261,25 @@ export const session = {
     }
     this.depth = depth;
     if (parent != null && this.parentLink?.peer !== parent) this.setParent(parent, depth);
+  },
+
+  /** Takes the broadcaster's public key; false (and the node ends) if it is unusable. */
+  setOrigin(b64) {
+    let origin;
+    try {
+      origin = base64Decode(b64);
+    } catch {
+      origin = null;
+    }
+    if (origin == null || origin.length !== 32) {
+      this.finish({ kind: 'supervisor_lost', reason: "the stream's signing key is unusable: not 32 bytes of base64" });
+      return false;
+    }
+    const text = base64Encode(origin);
+    if (this.origin?.text !== text) {
+      this.origin = { text, crypto: importSigningKey(text).catch(() => null) };
+    }
+    return true;
   },
 
   /** Takes the stream key; false (and the node ends) if it is unusable. */
@@ -277,7 +297,7 @@ export const session = {
     }
     const text = base64Encode(bytes);
     if (this.key?.text !== text) {
-      this.key = { text, crypto: importStreamKey(text).catch(() => null) };
+      this.key = { text, raw: bytes, crypto: importStreamKey(text).catch(() => null) };
     }
     return true;
   },
