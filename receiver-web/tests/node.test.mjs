@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Node, RECEIVER } from '../js/core/node.js';
-import { END_GRACE_MS, TICK_MS } from '../js/core/rules.js';
+import { END_GRACE_MS, TICK_MS, jitter, reconnectDelayMs } from '../js/core/rules.js';
 import {
   Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, PREFIX_LEN, Reassembler, base64Encode, decodeMessage, encodeHello,
   fragment, importStreamKey, makeSigner, verifyChunk,
@@ -224,4 +224,14 @@ test('a supervisor message whose fields are wrong is ignored', async () => {
   assert.equal(n.parent(), P1);
   n.handleServer(42, { type: 'SET_PARENT', stream: 's', parent: C9.toUpperCase(), depth: 2 });
   assert.equal(n.parent(), C9, 'peer ids are compared lower-cased');
+});
+
+test('reconnection waits are jittered exactly as the core draws them (SplitMix64 of the seed)', () => {
+  // The same known answer as core/src/node/rules.rs.
+  assert.equal(jitter(0, 0), 0xE220A8397B1DCDAFn);
+  assert.deepEqual([0, 1, 2].map((d) => reconnectDelayMs(0, 0, d)), [287, 459, 422]);
+  for (let d = 0; d < 100; d++) {
+    const w = reconnectDelayMs(5, 123456789, d);
+    assert.ok(w >= 750 && w <= 1500, `${w}`);
+  }
 });
