@@ -54,7 +54,7 @@ fn register_admission(r: &mut Registry, gate: &crate::gate::Gate) {
     }
     r.register(
         "handshakes_refused",
-        "Connections or challenge answers refused by the handshake limits, by reason",
+        "Connections refused by the handshake limits, by reason; decrypt_rate counts each time an answer had to wait for its turn",
         refused,
     );
     r.register(
