@@ -112,7 +112,7 @@ async fn idle_sockets_beyond_the_address_cap_are_refused_and_others_still_authen
         ));
         idle.push(ws);
     }
-    let (status, _, body) = open(server, 2).await.err().expect("over the cap");
+    let (status, _, body) = open(server, 2).await.expect_err("over the cap");
     assert_eq!(status, 429);
     assert_eq!(body, "too many handshakes in progress from your address");
 
@@ -151,7 +151,7 @@ async fn a_burst_beyond_the_address_rate_gets_retry_after() {
     .await;
     let _a = open(server, 3).await.expect("first of the burst");
     let _b = open(server, 3).await.expect("second of the burst");
-    let (status, retry, body) = open(server, 3).await.err().expect("beyond the burst");
+    let (status, retry, body) = open(server, 3).await.expect_err("beyond the burst");
     assert_eq!(status, 429);
     assert_eq!(retry.as_deref(), Some("1"));
     assert!(
