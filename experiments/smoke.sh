@@ -52,4 +52,15 @@ skills=$(csv_field "$out/failures-sim/results.csv" 1 kills)
 slost=$(csv_field "$out/failures-sim/results.csv" 1 chunks_lost_by_survivors)
 [ "$slost" -eq 0 ] || fail "simulated run: survivors lost $slost chunks"
 
-echo "experiments smoke test passed: integrity check ${integrity} ms, ${mbps} Mbit/s relayed, ${hop} ms per hop, ${kills} kills and ${repairs} repairs"
+echo "== experiments flood --quick"
+$bin flood --quick --out "$out/flood"
+need "$out/flood/flood.csv"
+need "$out/flood/defaults.json"
+fjoins=$(csv_field "$out/flood/flood.csv" 1 honest_joins)
+[ "$fjoins" -ge 5 ] || fail "flood: only $fjoins honest joins"
+ffailed=$(csv_field "$out/flood/flood.csv" 1 honest_failures)
+[ "$ffailed" -eq 0 ] || fail "flood: $ffailed honest joins failed"
+fpeak=$(csv_field "$out/flood/flood.csv" 1 rss_mib_peak)
+awk -v v="$fpeak" 'BEGIN { exit !(v > 1 && v < 200) }' || fail "flood: supervisor peak RSS $fpeak MiB is not sane"
+
+echo "experiments smoke test passed: integrity check ${integrity} ms, ${mbps} Mbit/s relayed, ${hop} ms per hop, ${kills} kills and ${repairs} repairs, flood peak RSS ${fpeak} MiB"

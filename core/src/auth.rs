@@ -19,7 +19,8 @@
 //!
 //! Invariants: the supervisor side accepts exactly one message per state and fails on anything else;
 //! every failure is terminal (`Failed`), so a peer can never retry within one connection; the answer
-//! is compared in constant time; a handshake not finished within `timeout_ms` of its start fails.
+//! is compared in constant time; a handshake not finished within `timeout_ms` of its start fails, and so
+//! does one whose peer takes longer than `step_timeout_ms` to answer any one message.
 
 use crate::ids::PeerId;
 use crate::protocol::PROTOCOL_VERSION;
@@ -44,6 +45,9 @@ pub const DEFAULT_KEY_BITS: usize = 2048;
 pub const MAX_KEY_BITS: usize = 8192;
 /// A handshake must finish within this long.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Each answer of a peer during the handshake must come within this long. Peers make their key
+/// before they connect, so an answer costs one RSA operation at most (milliseconds).
+pub const DEFAULT_STEP_TIMEOUT_MS: u64 = 3_000;
 const CHALLENGE_DOMAIN: &[u8] = b"ownstream-challenge-v1";
 
 /// Why a handshake failed. The text is sent to the peer as the close reason.
@@ -83,6 +87,14 @@ pub enum AuthError {
     /// The handshake took too long.
     #[error("authentication timed out")]
     Timeout,
+    /// The peer did not answer one step in time.
+    #[error("no {expected} within {ms} ms")]
+    StepTimeout {
+        /// The message the supervisor waited for.
+        expected: &'static str,
+        /// The step deadline.
+        ms: u64,
+    },
     /// The supervisor's key does not have the pinned fingerprint.
     #[error("supervisor key fingerprint {got} does not match the pinned {expected}")]
     FingerprintMismatch {

@@ -6,6 +6,7 @@
 //! feed inputs with `handle_*` and drain outputs with `poll_*`.
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod auth;
 pub mod failures;
 pub mod frame;

@@ -3,6 +3,7 @@
 
 mod api;
 mod failures;
+mod flood;
 mod paper;
 mod plot;
 mod procs;
@@ -35,6 +36,40 @@ enum Cmd {
     /// How many receivers this machine carries at the paper's bitrate; CPU per relayed Mbit/s;
     /// per-hop latency by depth; join to first chunk.
     Scale(ScaleArgs),
+    /// Signaling under attack: N idle unauthenticated WebSockets from many loopback addresses
+    /// while honest peers join (supervisor memory, honest join latency, refusals), then handshake
+    /// spam answering the challenge with random bytes (RSA decryptions per second).
+    Flood(FloodArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FloodArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Idle sockets to keep open.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
+    /// Loopback source addresses of the idle sockets (127.0.0.2 and up).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u8).range(1..=190))]
+    addrs: u8,
+    /// Honest joins per round (one round a second while the flood holds).
+    #[arg(long, default_value_t = 5)]
+    honest: usize,
+    /// How long the flood holds after its ramp, e.g. 20s.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    hold: Duration,
+    /// Length of the handshake-spam phase, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    spam: Duration,
+    /// Concurrent spam connections (from 127.0.0.200-203).
+    #[arg(long, default_value_t = 32)]
+    spam_conns: usize,
+    /// Names the run in flood.csv and <label>.json.
+    #[arg(long, default_value = "defaults")]
+    label: String,
+    /// Extra argument for the supervisor (repeatable, e.g. --supervisor-arg=--max-pending-handshakes=20000).
+    #[arg(long = "supervisor-arg", allow_hyphen_values = true)]
+    supervisor_args: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -192,6 +227,31 @@ fn main() -> anyhow::Result<()> {
             };
             scale::run(&a.common.out, &clip, &cfg)?;
             println!("wrote {}", a.common.out.join("summary.md").display());
+        }
+        Cmd::Flood(a) => {
+            let clip = clip(&a.common, 20)?;
+            let mut cfg = flood::FloodConfig {
+                idle: a.idle,
+                addrs: a.addrs,
+                honest: a.honest,
+                hold: a.hold,
+                spam: a.spam,
+                spam_conns: a.spam_conns,
+                label: a.label,
+                supervisor_args: a.supervisor_args,
+            };
+            if a.common.quick {
+                cfg = flood::FloodConfig {
+                    idle: 1000,
+                    addrs: 8,
+                    hold: Duration::from_secs(5),
+                    spam: Duration::from_secs(4),
+                    spam_conns: 8,
+                    ..cfg
+                };
+            }
+            flood::run(&a.common.out, &clip, &cfg).context("the flood experiment failed")?;
+            println!("wrote {}", a.common.out.join("flood.csv").display());
         }
         Cmd::Failures(a) => {
             let clip = clip(&a.common, 20)?;

@@ -94,10 +94,29 @@ impl Drop for Proc {
     }
 }
 
-/// A supervisor on a free loopback port, and its address.
-pub(crate) fn supervisor(token: &str, log: &Path) -> anyhow::Result<(Proc, String)> {
+/// Handshake limits for a testbed whose every peer connects from 127.0.0.1: the supervisor's
+/// per-address defaults are sized for one household or office behind one address, not for a
+/// thousand viewers on one machine.
+pub(crate) const ONE_ADDRESS_LIMITS: [&str; 8] = [
+    "--max-pending-handshakes-per-addr",
+    "4096",
+    "--handshake-burst-per-addr",
+    "100000",
+    "--handshakes-per-addr-per-sec",
+    "100000",
+    "--decrypts-per-sec",
+    "100000",
+];
+
+/// A supervisor on a free loopback port with `extra` arguments, and its address.
+pub(crate) fn supervisor(
+    token: &str,
+    log: &Path,
+    extra: &[String],
+) -> anyhow::Result<(Proc, String)> {
     let mut cmd = Command::new(bin("supervisor")?);
     cmd.args(["--listen", "127.0.0.1:0", "--admin-token", token])
+        .args(extra)
         .stdout(Stdio::piped());
     let mut proc = Proc::spawn("supervisor", &mut cmd, log)?;
     let stdout = proc.stdout().context("the supervisor's stdout")?;

@@ -65,7 +65,8 @@ impl Testbed {
         let token: String = (0..32)
             .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
             .collect();
-        let (supervisor, addr) = procs::supervisor(&token, &dir.join("supervisor.log"))?;
+        let limits = procs::ONE_ADDRESS_LIMITS.map(String::from);
+        let (supervisor, addr) = procs::supervisor(&token, &dir.join("supervisor.log"), &limits)?;
         let url = format!("ws://{addr}/ws");
         let peer = |cmd: &mut Command| {
             cmd.args(["--supervisor", &url, "--webrtc-ip", "127.0.0.1"])

@@ -1,5 +1,7 @@
 //! Supervisor settings, shared by the CLI and by tests that start a supervisor in-process.
 
+use ownstream_core::admission::AdmissionConfig;
+use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, TopologyName};
 use std::path::PathBuf;
 
@@ -29,6 +31,10 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Deadline for the authentication handshake.
     pub handshake_timeout_ms: u64,
+    /// Deadline for each answer of a peer during the handshake.
+    pub handshake_step_timeout_ms: u64,
+    /// Caps and rates for connections that have not finished the handshake.
+    pub admission: AdmissionConfig,
     /// Serve HTTPS/WSS with this certificate chain (PEM) and `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of `tls_cert`.
@@ -51,6 +57,8 @@ impl Default for Config {
             heartbeat_timeout_ms: 3000,
             heartbeat_ms: 1000,
             handshake_timeout_ms: 10_000,
+            handshake_step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
+            admission: AdmissionConfig::default(),
             tls_cert: None,
             tls_key: None,
             admin_token: String::new(),

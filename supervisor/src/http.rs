@@ -4,14 +4,16 @@ use crate::config::Config;
 use crate::hub::HubHandle;
 use crate::monitor;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ownstream_core::admission::Refusal;
 use ownstream_core::auth::Identity;
 use ownstream_core::protocol::{PeerStats, MAX_MESSAGE_LEN};
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Shared state of every handler.
@@ -25,6 +27,8 @@ pub struct AppState {
     pub hub: HubHandle,
     /// Totals the shell counts itself.
     pub metrics: Arc<crate::metrics::ShellMetrics>,
+    /// Admission of connections that have not finished the handshake.
+    pub gate: crate::gate::Gate,
 }
 
 /// All routes.
@@ -52,10 +56,53 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// What tungstenite reads from the socket at a time. Its default, 128 KiB, is allocated for every
+/// connection up front and was most of the ~140 KB an idle socket cost; signaling messages are
+/// small, and a larger one still arrives, in more reads.
+const WS_READ_BUFFER: usize = 4 * 1024;
+/// Outgoing bytes gathered before a write; only a threshold, the buffer grows as needed.
+const WS_WRITE_BUFFER: usize = 4 * 1024;
+
+/// Admission is decided before the upgrade, so a refused client gets a plain HTTP answer (429 or
+/// 503, `Retry-After` when known, the reason in the body) and costs no WebSocket.
+async fn ws_upgrade(
+    ws: WebSocketUpgrade,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
+    let pending = match state.gate.admit(from.ip()) {
+        Ok(pending) => pending,
+        Err(refusal) => return refused(&refusal, from),
+    };
     ws.max_message_size(MAX_MESSAGE_LEN)
         .max_frame_size(MAX_MESSAGE_LEN)
-        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state, pending))
+}
+
+fn refused(refusal: &Refusal, from: SocketAddr) -> Response {
+    tracing::debug!(%from, %refusal, "connection refused before the handshake");
+    let status = match refusal {
+        Refusal::Busy | Refusal::TooManyAddrs => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::TOO_MANY_REQUESTS,
+    };
+    // Retry-After is in whole seconds; round up so a client that obeys it is admitted.
+    let retry = refusal
+        .retry_after_ms()
+        .unwrap_or(1000)
+        .div_ceil(1000)
+        .max(1);
+    // `Connection: close` ends the TCP connection with the answer: a refused client keeps nothing.
+    (
+        status,
+        [
+            (header::RETRY_AFTER, retry.to_string()),
+            (header::CONNECTION, "close".to_string()),
+        ],
+        refusal.to_string(),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]

@@ -6,6 +6,7 @@
 
 pub mod assets;
 pub mod config;
+pub mod gate;
 pub mod http;
 pub mod hub;
 pub mod keystore;
@@ -14,6 +15,7 @@ pub mod monitor;
 pub mod ws;
 
 use anyhow::Context;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 pub use config::Config;
 use ownstream_core::auth::Identity;
 use std::net::SocketAddr;
@@ -74,13 +76,13 @@ impl Bound {
         if let Some(local) = self.local {
             let (app, rx) = (app.clone(), stop_rx.clone());
             tokio::spawn(async move {
-                let _ = axum::serve(local, app)
+                let _ = axum::serve(local, with_addr(app))
                     .with_graceful_shutdown(stopped(rx))
                     .await;
             });
         }
         let result = match self.tls {
-            None => axum::serve(self.listener, app)
+            None => axum::serve(self.listener, with_addr(app))
                 .with_graceful_shutdown(stopped(stop_rx))
                 .await
                 .context("HTTP server failed"),
@@ -109,9 +111,14 @@ async fn serve_tls(
     axum_server::from_tcp_rustls(listener, tls)
         .context("cannot start the TLS server")?
         .handle(handle)
-        .serve(app.into_make_service())
+        .serve(with_addr(app))
         .await
         .context("HTTPS server failed")
+}
+
+/// The router as a service that knows each connection's source address (admission counts by it).
+fn with_addr(app: axum::Router) -> IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr> {
+    app.into_make_service_with_connect_info::<SocketAddr>()
 }
 
 async fn load_tls(
@@ -147,7 +154,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         "the admin token must be at least 16 characters (it guards the monitor's kill switches)"
     );
     let identity = Arc::new(load_identity(&config)?);
-    let listener = TcpListener::bind(&config.listen)
+    let listener = listen(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let tls = load_tls(&config).await?;
@@ -160,9 +167,11 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         None => None,
     };
     let (hub, handle) = hub::HubTask::new(&config);
+    let gate = gate::Gate::new(config.admission);
     let state = http::AppState {
         identity,
         config: Arc::new(config),
+        gate,
         hub: handle,
         metrics: Arc::default(),
     };
@@ -173,6 +182,26 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         state,
         hub,
     })
+}
+
+/// Connections the kernel queues before the server accepts them. tokio's `bind` asks for 1024; under
+/// a flood of connection attempts a short queue overflows and honest clients' SYNs are dropped
+/// (each drop costs them a 1, 2, 4 s retransmission). Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the address resolves to nothing"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// 128 random bits, hex.

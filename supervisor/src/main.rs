@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use clap::Parser;
+use ownstream_core::admission::AdmissionConfig;
+use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, TopologyName};
 use ownstream_supervisor::config::{parse_ice_server, Config};
 use std::path::PathBuf;
@@ -51,6 +53,29 @@ struct Cli {
     /// random token is made and printed at start.
     #[arg(long, env = "OWNSTREAM_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Each answer of a peer during the authentication handshake must come within this long (ms);
+    /// a client that goes silent is closed then, with the reason.
+    #[arg(long, default_value_t = DEFAULT_STEP_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(100..=10_000))]
+    handshake_step_timeout_ms: u64,
+    /// Connections in their authentication handshake at once, in all; more get HTTP 503.
+    #[arg(long, default_value_t = AdmissionConfig::default().max_pending)]
+    max_pending_handshakes: usize,
+    /// Connections in their authentication handshake at once from one address (IPv6: one /64);
+    /// more get HTTP 429.
+    #[arg(long, default_value_t = AdmissionConfig::default().max_pending_per_addr)]
+    max_pending_handshakes_per_addr: usize,
+    /// Handshakes one address may start per second, sustained (also its challenge answers
+    /// decrypted per second); more get HTTP 429 with Retry-After.
+    #[arg(long, default_value_t = AdmissionConfig::default().attempts_per_sec)]
+    handshakes_per_addr_per_sec: u32,
+    /// Handshakes one address may start in a burst (and answers decrypted in a burst).
+    #[arg(long, default_value_t = AdmissionConfig::default().attempts_burst)]
+    handshake_burst_per_addr: u32,
+    /// Challenge answers decrypted with the supervisor's private key per second, in all (bounds
+    /// the RSA work anyone can cause, see SECURITY.md); answers beyond wait for their turn within
+    /// the handshake's deadline.
+    #[arg(long, default_value_t = AdmissionConfig::default().global_decrypts_per_sec)]
+    decrypts_per_sec: u32,
     /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
     #[arg(long)]
     demo: bool,
@@ -98,6 +123,17 @@ async fn run() -> anyhow::Result<()> {
         tls_cert: cli.tls_cert.clone(),
         tls_key: cli.tls_key.clone(),
         admin_token: cli.admin_token.clone().unwrap_or_default(),
+        handshake_step_timeout_ms: cli.handshake_step_timeout_ms,
+        admission: AdmissionConfig {
+            max_pending: cli.max_pending_handshakes,
+            max_pending_per_addr: cli.max_pending_handshakes_per_addr,
+            attempts_per_sec: cli.handshakes_per_addr_per_sec,
+            attempts_burst: cli.handshake_burst_per_addr,
+            decrypts_per_sec: cli.handshakes_per_addr_per_sec,
+            decrypts_burst: cli.handshake_burst_per_addr,
+            global_decrypts_per_sec: cli.decrypts_per_sec,
+            ..AdmissionConfig::default()
+        },
         ..Config::default()
     };
     let config_dir = config.data_dir.clone();

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition of the supervisor's totals (joins, leaves, repairs,
-//! kills, authentication failures, chunks rejected, stalls) and current gauges (peers, streams,
-//! viewers per stream). Read-only and unauthenticated, as scrapers expect; it reveals counts only.
+//! kills, authentication failures, chunks rejected, stalls, handshakes refused by the admission
+//! limits) and current gauges (peers, streams, viewers per stream, handshakes in progress).
+//! Read-only and unauthenticated, as scrapers expect; it reveals counts only.
 //!
 //! The totals live in the registry (the hub owns it); each scrape takes one snapshot and encodes it
 //! with `prometheus-client`, so there is no second copy of the numbers to keep in step.
@@ -9,8 +10,9 @@ use crate::http::AppState;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ownstream_core::admission::Refusal;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
@@ -26,6 +28,40 @@ pub struct ShellMetrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabel {
     stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Handshakes in progress, refusals by reason, and challenge answers decrypted.
+fn register_admission(r: &mut Registry, gate: &crate::gate::Gate) {
+    let (pending, counts) = gate.snapshot();
+    r.register(
+        "handshakes_pending",
+        "Connections in their authentication handshake",
+        ConstGauge::new(pending as i64),
+    );
+    r.register(
+        "handshakes_admitted",
+        "Connections admitted to the authentication handshake",
+        ConstCounter::new(counts.admitted),
+    );
+    let refused = Family::<ReasonLabel, Counter>::default();
+    for (reason, n) in Refusal::LABELS.into_iter().zip(counts.refused) {
+        refused.get_or_create(&ReasonLabel { reason }).inc_by(n);
+    }
+    r.register(
+        "handshakes_refused",
+        "Connections refused by the handshake limits, by reason; decrypt_rate counts each time an answer had to wait for its turn",
+        refused,
+    );
+    r.register(
+        "answer_decryptions",
+        "Challenge answers decrypted with the supervisor's private key",
+        ConstCounter::new(counts.decrypts),
+    );
 }
 
 /// `GET /metrics`.
@@ -98,6 +134,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         viewers.get_or_create(&label).set(s.viewers as i64);
     }
     r.register("viewers", "Viewers in each stream's tree", viewers);
+    register_admission(&mut r, &state.gate);
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &r).is_err() {
         return (

@@ -1,13 +1,17 @@
 //! One WebSocket connection: the authentication handshake, then forwarding to and from the hub.
 //!
 //! Nothing but the handshake is accepted before it completes. Every failure closes the socket with a
-//! close frame whose reason says what went wrong, and is logged.
+//! close frame whose reason says what went wrong, and is logged. The connection holds one of the
+//! admission's handshake slots until its handshake ends; each step has its own deadline, and the
+//! challenge answer is decrypted only with the admission's permit.
 
+use crate::gate::{Gate, Pending};
 use crate::http::AppState;
 use crate::hub::{now_ms, Outbound, OUTBOUND_QUEUE};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use ownstream_core::auth::{AuthenticatedPeer, HandshakeConfig, SupervisorHandshake};
 use ownstream_core::protocol::{PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -16,12 +20,28 @@ const CLOSE_POLICY: u16 = 1008;
 /// Close code for a normal close.
 const CLOSE_NORMAL: u16 = 1000;
 
-/// Drives one connection to its end.
-pub async fn serve_socket(mut socket: WebSocket, state: AppState) {
-    let peer = match authenticate(&mut socket, &state).await {
+/// A failed challenge answer (step 6) is answered this long after its decryption began, whatever
+/// the decryption took: the close reaches the client at the same moment for a bad padding and a
+/// wrong answer, so the network carries no timing of the RSA operation (RUSTSEC-2023-0071, see
+/// SECURITY.md). Far above the few milliseconds a 2048- to 8192-bit decryption takes.
+const ANSWER_FAILURE_DELAY: Duration = Duration::from_millis(500);
+/// A close frame that cannot be written within this long (a client that stopped reading) is given
+/// up, so a connection's task never outlives its handshake by more.
+const CLOSE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Drives one connection to its end; `pending` is its handshake slot, given back when the
+/// handshake ends.
+pub async fn serve_socket(mut socket: WebSocket, state: AppState, pending: Pending) {
+    let addr = pending.addr();
+    let limit = Duration::from_millis(state.config.handshake_timeout_ms) + CLOSE_LIMIT;
+    let result = tokio::time::timeout(limit, authenticate(&mut socket, &state, addr))
+        .await
+        .unwrap_or_else(|_| Err("authentication timed out".into()));
+    drop(pending);
+    let peer = match result {
         Ok(peer) => peer,
         Err(reason) => {
-            tracing::info!(%reason, "authentication failed");
+            tracing::info!(%reason, %addr, "authentication failed");
             state
                 .metrics
                 .auth_failures
@@ -50,10 +70,12 @@ pub async fn serve_socket(mut socket: WebSocket, state: AppState) {
 async fn authenticate(
     socket: &mut WebSocket,
     state: &AppState,
+    addr: IpAddr,
 ) -> Result<AuthenticatedPeer, String> {
     let config = HandshakeConfig {
         min_key_bits: state.config.min_key_bits,
         timeout_ms: state.config.handshake_timeout_ms,
+        step_timeout_ms: state.config.handshake_step_timeout_ms,
         heartbeat_ms: state.config.heartbeat_ms,
     };
     let mut hs = SupervisorHandshake::new(
@@ -75,17 +97,47 @@ async fn authenticate(
             }
             Ok(text) => text?,
         };
+        let arrived = now_ms();
         let msg = PeerMessage::decode(&text).map_err(|e| e.to_string())?;
-        // The RNG is not Send: keep it out of any await.
-        let done = hs
-            .handle_message(now_ms(), msg, &mut rand::rng())
-            .map_err(|e| e.to_string())?;
+        let answer = hs.awaits_answer();
+        if answer {
+            decrypt_permit(&state.gate, addr, &hs).await?;
+        }
+        let started = tokio::time::Instant::now();
+        // The RNG is not Send: keep it out of any await. The message is judged at its arrival:
+        // time spent waiting for a decryption permit is the supervisor's, not the peer's.
+        let done = hs.handle_message(arrived, msg, &mut rand::rng());
+        let done = match done {
+            Err(e) if answer => {
+                tokio::time::sleep_until(started + ANSWER_FAILURE_DELAY).await;
+                return Err(e.to_string());
+            }
+            other => other.map_err(|e| e.to_string())?,
+        };
         if let Some(peer) = done {
             while let Some(msg) = hs.poll_message() {
                 send(socket, &msg).await?;
             }
             return Ok(peer);
         }
+    }
+}
+
+/// Waits for admission to allow one more RSA decryption for `addr`, as long as the handshake's
+/// total deadline allows: in a join storm honest answers queue (each holding its handshake slot)
+/// rather than fail; one that cannot be decrypted in time is refused with the reason.
+async fn decrypt_permit(gate: &Gate, addr: IpAddr, hs: &SupervisorHandshake) -> Result<(), String> {
+    loop {
+        let refusal = match gate.decrypt(addr) {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        };
+        let retry = refusal.retry_after_ms().unwrap_or(u64::MAX);
+        let deadline = hs.total_deadline_ms().unwrap_or_else(now_ms);
+        if now_ms().saturating_add(retry) >= deadline {
+            return Err(refusal.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(retry)).await;
     }
 }
 
@@ -167,5 +219,5 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         code,
         reason: Utf8Bytes::from(&reason[..end]),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_LIMIT, socket.send(Message::Close(Some(frame)))).await;
 }

@@ -1,9 +1,10 @@
 //! The supervisor's side of the handshake: exactly one expected message per state, every failure
-//! terminal, the answer compared in constant time, the whole exchange bounded by `timeout_ms`.
+//! terminal, the answer compared in constant time, the whole exchange bounded by `timeout_ms` and
+//! each answer of the peer by `step_timeout_ms`.
 
 use super::{
     challenge_answer, encrypt, parse_public_key, split_nonce, AuthError, Identity,
-    DEFAULT_KEY_BITS, DEFAULT_TIMEOUT_MS, MAX_KEY_BITS,
+    DEFAULT_KEY_BITS, DEFAULT_STEP_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, MAX_KEY_BITS,
 };
 use crate::ids::PeerId;
 use crate::protocol::{
@@ -25,6 +26,9 @@ pub struct HandshakeConfig {
     pub min_key_bits: usize,
     /// Deadline for the whole handshake.
     pub timeout_ms: u64,
+    /// Deadline for each answer of the peer, counted from the message it answers: a client that
+    /// goes silent is dropped after this long, not after the whole `timeout_ms`.
+    pub step_timeout_ms: u64,
     /// Advertised heartbeat interval.
     pub heartbeat_ms: u64,
 }
@@ -34,6 +38,7 @@ impl Default for HandshakeConfig {
         Self {
             min_key_bits: DEFAULT_KEY_BITS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
             heartbeat_ms: 1000,
         }
     }
@@ -76,6 +81,7 @@ pub struct SupervisorHandshake {
     supervisors: Vec<String>,
     state: SupState,
     deadline_ms: u64,
+    step_deadline_ms: u64,
     outbox: VecDeque<ServerMessage>,
 }
 
@@ -105,6 +111,7 @@ impl SupervisorHandshake {
             supervisors: Vec::new(),
             state: SupState::AwaitInfo,
             deadline_ms: now_ms.saturating_add(config.timeout_ms),
+            step_deadline_ms: now_ms.saturating_add(config.step_timeout_ms),
             outbox,
         }
     }
@@ -119,12 +126,39 @@ impl SupervisorHandshake {
         if now_ms >= self.deadline_ms {
             return self.fail(AuthError::Timeout);
         }
+        if now_ms >= self.step_deadline_ms {
+            return self.fail(self.step_timeout());
+        }
         let state = std::mem::replace(&mut self.state, SupState::Failed);
         let result = self.step(state, msg, rng);
-        if result.is_err() {
-            self.state = SupState::Failed;
+        match &result {
+            Err(_) => self.state = SupState::Failed,
+            Ok(_) => {
+                self.step_deadline_ms = now_ms.saturating_add(self.config.step_timeout_ms);
+            }
         }
         result
+    }
+
+    /// When the whole handshake fails, whatever step it is in (`None` once it has ended).
+    pub fn total_deadline_ms(&self) -> Option<u64> {
+        match self.state {
+            SupState::Done | SupState::Failed => None,
+            _ => Some(self.deadline_ms),
+        }
+    }
+
+    /// Whether the next message is the challenge answer (step 6), the one the supervisor decrypts
+    /// with its private key: the shell rate-limits it and answers its failure at a fixed time.
+    pub fn awaits_answer(&self) -> bool {
+        matches!(self.state, SupState::AwaitAnswer(..))
+    }
+
+    fn step_timeout(&self) -> AuthError {
+        AuthError::StepTimeout {
+            expected: expected_name(&self.state),
+            ms: self.config.step_timeout_ms,
+        }
     }
 
     fn step<R: CryptoRng + ?Sized>(
@@ -175,7 +209,12 @@ impl SupervisorHandshake {
                 let ct = B64
                     .decode(&response)
                     .map_err(|_| AuthError::BadBase64("response"))?;
-                let answer = self.identity.decrypt("challenge response", &ct)?;
+                // A padding failure and a wrong answer must look the same from outside (same error,
+                // same text), or the close reason is a padding oracle (Manger/Bleichenbacher).
+                let answer = self
+                    .identity
+                    .decrypt("challenge response", &ct)
+                    .map_err(|_| AuthError::WrongAnswer)?;
                 if !bool::from(answer.as_slice().ct_eq(&expected[..])) {
                     return Err(AuthError::WrongAnswer);
                 }
@@ -224,6 +263,7 @@ impl SupervisorHandshake {
         match self.state {
             SupState::Done | SupState::Failed => Ok(()),
             _ if now_ms >= self.deadline_ms => self.fail(AuthError::Timeout),
+            _ if now_ms >= self.step_deadline_ms => self.fail(self.step_timeout()),
             _ => Ok(()),
         }
     }
@@ -232,7 +272,7 @@ impl SupervisorHandshake {
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.state {
             SupState::Done | SupState::Failed => None,
-            _ => Some(self.deadline_ms),
+            _ => Some(self.deadline_ms.min(self.step_deadline_ms)),
         }
     }
 
