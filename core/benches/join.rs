@@ -6,6 +6,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use ownstream_core::auth::{HandshakeConfig, Identity, PeerHandshake, SupervisorHandshake};
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{ComponentType, PeerMessage};
+use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Registry, RegistryConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -14,11 +15,15 @@ use std::time::{Duration, Instant};
 
 fn stream_of(n: u8) -> Registry {
     let mut r = Registry::new(RegistryConfig::default(), [1; 32]);
+    r.set_publish_policy(PublishPolicy::open());
     r.handle_authenticated(0, PeerId::from_bytes([0; 16]), ComponentType::Broadcaster);
     r.handle_message(
         0,
         PeerId::from_bytes([0; 16]),
-        PeerMessage::RegisterStream { stream: "s".into() },
+        PeerMessage::RegisterStream {
+            stream: "s".into(),
+            token: None,
+        },
     );
     for i in 1..=n {
         let id = PeerId::from_bytes([i; 16]);

@@ -265,6 +265,10 @@ pub enum PeerMessage {
     RegisterStream {
         /// Stream name.
         stream: String,
+        /// The operator's publish token (see [`crate::publish`]); absent: the broadcaster's key
+        /// must be allow-listed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Receiver only: join a stream; with `wait`, a stream that is not live yet is waited for.
     JoinStream {

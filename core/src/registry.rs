@@ -5,6 +5,8 @@
 //!
 //! Invariants:
 //! - a stream exists exactly while its broadcaster is connected and has not ended it;
+//! - a stream is registered only when the [`PublishPolicy`] allows its broadcaster to publish that
+//!   name (a default registry allows nobody);
 //! - every viewer of a stream is in that stream's topology, and is in at most one stream;
 //! - signaling passes only between a parent and its child in the current topology;
 //! - a repair sends `SET_PARENT` to each moved child before `CONNECT_CHILD` to its new parent, so the
@@ -17,6 +19,7 @@ use crate::ids::PeerId;
 use crate::protocol::{
     validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
 };
+use crate::publish::{PublishPolicy, PUBLISH_FORBIDDEN};
 use crate::topology::{Topology, TopologyKind};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -63,6 +66,8 @@ pub enum Output {
 struct PeerEntry {
     component: ComponentType,
     agent: Agent,
+    /// Fingerprint of the key it authenticated with, for the publish policy's key allow-list.
+    key_fingerprint: Option<String>,
     last_seen_ms: u64,
     stream: Option<String>,
     waiting_for: Option<String>,
@@ -86,10 +91,12 @@ pub struct Registry {
     runs: Vec<Run>,
     next_run: u64,
     counters: Counters,
+    publish: PublishPolicy,
 }
 
 impl Registry {
     /// An empty registry; `seed` drives stream key generation (the shell seeds it from the OS).
+    /// Nobody may publish until [`Registry::set_publish_policy`] says who may.
     pub fn new(config: RegistryConfig, seed: [u8; 32]) -> Self {
         Self {
             config,
@@ -100,6 +107,25 @@ impl Registry {
             runs: Vec::new(),
             next_run: 1,
             counters: Counters::default(),
+            publish: PublishPolicy::default(),
+        }
+    }
+
+    /// Who may publish from now on (streams already live stay live).
+    pub fn set_publish_policy(&mut self, policy: PublishPolicy) {
+        self.publish = policy;
+    }
+
+    /// The publish policy, to grant more (an in-process broadcaster's token).
+    pub fn publish_policy_mut(&mut self) -> &mut PublishPolicy {
+        &mut self.publish
+    }
+
+    /// Records the fingerprint of the key an authenticated peer proved it holds (from its
+    /// handshake), which the publish policy's key allow-list matches.
+    pub fn set_key_fingerprint(&mut self, peer: PeerId, fingerprint: String) {
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.key_fingerprint = Some(fingerprint);
         }
     }
 
@@ -125,6 +151,7 @@ impl Registry {
             PeerEntry {
                 component,
                 agent: Agent::Native,
+                key_fingerprint: None,
                 last_seen_ms: now_ms,
                 stream: None,
                 waiting_for: None,
@@ -148,8 +175,10 @@ impl Registry {
                 self.send(from, ServerMessage::StreamList { streams });
             }
             PeerMessage::Stats { stats } => self.handle_stats(now_ms, from, stats),
-            PeerMessage::RegisterStream { stream } if component == ComponentType::Broadcaster => {
-                self.register(now_ms, from, stream)
+            PeerMessage::RegisterStream { stream, token }
+                if component == ComponentType::Broadcaster =>
+            {
+                self.register(now_ms, from, stream, token.as_deref())
             }
             PeerMessage::JoinStream { stream, wait } if component == ComponentType::Receiver => {
                 self.join(from, stream, wait)
@@ -244,9 +273,18 @@ impl Registry {
         }
     }
 
-    fn register(&mut self, now_ms: u64, from: PeerId, stream: String) {
+    fn register(&mut self, now_ms: u64, from: PeerId, stream: String, token: Option<&str>) {
         if let Err(e) = validate_stream_name(&stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
+        }
+        let key = self
+            .peers
+            .get(&from)
+            .and_then(|e| e.key_fingerprint.as_deref());
+        if let Err(e) = self.publish.check(&stream, token, key) {
+            // Fatal: a broadcaster that may not publish has nothing else to do here, and every
+            // further guess then costs a new handshake.
+            return self.refuse(from, PUBLISH_FORBIDDEN, e.to_string(), true);
         }
         if self
             .peers

@@ -7,6 +7,7 @@ use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
     ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
 };
+use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Output, Registry, RegistryConfig, RunError};
 use std::collections::BTreeMap;
 
@@ -35,8 +36,16 @@ fn stream_with(n: u8) -> Registry {
         heartbeat_timeout_ms: 3_600_000,
     };
     let mut r = Registry::new(config, [9; 32]);
+    r.set_publish_policy(PublishPolicy::open());
     assert!(r.handle_authenticated(0, id(0), ComponentType::Broadcaster));
-    r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(
+        0,
+        id(0),
+        PeerMessage::RegisterStream {
+            stream: "s".into(),
+            token: None,
+        },
+    );
     for v in 1..=n {
         join(&mut r, 0, id(v));
     }

@@ -5,6 +5,7 @@ use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
     ComponentType, PeerMessage, PeerStats, ServerMessage, SignalPayload, TopologyName,
 };
+use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
 
 fn id(n: u8) -> PeerId {
@@ -17,7 +18,9 @@ fn registry(topology: TopologyName) -> Registry {
         fanout: 2,
         heartbeat_timeout_ms: 3000,
     };
-    Registry::new(config, [9; 32])
+    let mut r = Registry::new(config, [9; 32]);
+    r.set_publish_policy(PublishPolicy::open());
+    r
 }
 
 fn drain(r: &mut Registry) -> Vec<Output> {
@@ -37,7 +40,14 @@ fn sent_to(out: &[Output], peer: PeerId) -> Vec<&ServerMessage> {
 fn stream_with(topology: TopologyName, n: u8) -> Registry {
     let mut r = registry(topology);
     assert!(r.handle_authenticated(0, id(0), ComponentType::Broadcaster));
-    r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(
+        0,
+        id(0),
+        PeerMessage::RegisterStream {
+            stream: "s".into(),
+            token: None,
+        },
+    );
     for v in 1..=n {
         assert!(r.handle_authenticated(0, id(v), ComponentType::Receiver));
         r.handle_message(
@@ -57,7 +67,14 @@ fn stream_with(topology: TopologyName, n: u8) -> Registry {
 fn broadcaster_gets_a_key_and_viewers_get_the_same_key() {
     let mut r = registry(TopologyName::Tree);
     r.handle_authenticated(0, id(0), ComponentType::Broadcaster);
-    r.handle_message(0, id(0), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(
+        0,
+        id(0),
+        PeerMessage::RegisterStream {
+            stream: "s".into(),
+            token: None,
+        },
+    );
     let out = drain(&mut r);
     let ServerMessage::StreamRegistered { key, .. } = sent_to(&out, id(0))[0] else {
         panic!("expected STREAM_REGISTERED, got {out:?}");
@@ -167,7 +184,14 @@ fn signaling_passes_only_between_neighbours() {
 fn receivers_may_not_register_and_broadcasters_may_not_join() {
     let mut r = registry(TopologyName::Tree);
     r.handle_authenticated(0, id(1), ComponentType::Receiver);
-    r.handle_message(0, id(1), PeerMessage::RegisterStream { stream: "s".into() });
+    r.handle_message(
+        0,
+        id(1),
+        PeerMessage::RegisterStream {
+            stream: "s".into(),
+            token: None,
+        },
+    );
     let out = drain(&mut r);
     assert!(
         matches!(&out[0], Output::Send(_, ServerMessage::Error { code, fatal: true, .. }) if code == "not_allowed")
@@ -211,6 +235,7 @@ fn joining_an_unknown_stream_fails_or_waits() {
         id(0),
         PeerMessage::RegisterStream {
             stream: "later".into(),
+            token: None,
         },
     );
     let out = drain(&mut r);

@@ -94,10 +94,16 @@ impl Drop for Proc {
     }
 }
 
-/// A supervisor on a free loopback port, and its address.
-pub(crate) fn supervisor(token: &str, log: &Path) -> anyhow::Result<(Proc, String)> {
+/// A supervisor on a free loopback port, and its address; `token` guards its monitor API and
+/// `publish_token` lets the experiment's broadcaster go live.
+pub(crate) fn supervisor(
+    token: &str,
+    publish_token: &str,
+    log: &Path,
+) -> anyhow::Result<(Proc, String)> {
     let mut cmd = Command::new(bin("supervisor")?);
     cmd.args(["--listen", "127.0.0.1:0", "--admin-token", token])
+        .args(["--publish-token", publish_token])
         .stdout(Stdio::piped());
     let mut proc = Proc::spawn("supervisor", &mut cmd, log)?;
     let stdout = proc.stdout().context("the supervisor's stdout")?;

@@ -38,14 +38,21 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Generates this peer's key and builds a node configuration.
     pub fn node_config(&self, component: ComponentType) -> anyhow::Result<NodeConfig> {
-        let mut config = NodeConfig::generate(&self.supervisor, component, self.key_bits as usize)?;
+        let key = Identity::generate(&mut rand::rng(), self.key_bits as usize)
+            .context("cannot generate an RSA key")?;
+        Ok(self.node_config_with_key(component, key))
+    }
+
+    /// Builds a node configuration around a key this peer already has (a broadcaster's `--key`).
+    pub fn node_config_with_key(&self, component: ComponentType, key: Identity) -> NodeConfig {
+        let mut config = NodeConfig::with_key(&self.supervisor, component, key);
         config.identity.pinned_fingerprint = self.supervisor_fingerprint.clone();
         config.identity.supervisor_ca = self.supervisor_ca.clone();
         if !self.webrtc_ips.is_empty() {
             config.edge.bind_ips = self.webrtc_ips.clone();
         }
         config.relay.rate_bytes_per_s = (self.pace_bps / 8).max(1);
-        Ok(config)
+        config
     }
 }
 
@@ -58,7 +65,12 @@ impl NodeConfig {
     ) -> anyhow::Result<Self> {
         let key =
             Identity::generate(&mut rand::rng(), key_bits).context("cannot generate an RSA key")?;
-        Ok(Self {
+        Ok(Self::with_key(supervisor_url, component, key))
+    }
+
+    /// Defaults for a peer of `component` with the key `key` and a random id.
+    pub fn with_key(supervisor_url: &str, component: ComponentType, key: Identity) -> Self {
+        Self {
             supervisor_url: supervisor_url.to_string(),
             identity: PeerIdentity {
                 peer_id: PeerId::random(),
@@ -73,7 +85,8 @@ impl NodeConfig {
             player: PlayerConfig::default(),
             faults: Faults::default(),
             wait_viewers: 0,
-        })
+            publish_token: None,
+        }
     }
 }
 

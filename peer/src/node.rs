@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub faults: Faults,
     /// Broadcaster: hold the first chunk until this many viewers are connected.
     pub wait_viewers: usize,
+    /// Broadcaster: the supervisor operator's publish token (`--publish-token`).
+    pub publish_token: Option<String>,
 }
 
 /// Final statistics of a run, as written by `--stats`.
@@ -142,6 +144,7 @@ impl Node {
         c.relay = config.relay;
         c.player = config.player;
         c.wait_viewers = config.wait_viewers;
+        c.publish_token = config.publish_token;
         c.corrupt_relayed_seq = config.faults.corrupt_relayed_seq;
         c.seed = rand::random();
         let (inputs, rx) = mpsc::unbounded_channel();

@@ -84,6 +84,7 @@ function config(spec = {}) {
     listViewers: spec.list_viewers ?? false,
     waitViewers: spec.wait_viewers ?? 0,
     verifyFraction: spec.verify_fraction ?? 1,
+    publishToken: spec.publish_token ?? null,
   };
 }
 

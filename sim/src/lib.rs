@@ -40,6 +40,7 @@ use ownstream_core::ids::PeerId;
 use ownstream_core::node::{ConnectFailure, NodeConfig};
 use ownstream_core::player::PlayerConfig;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, SignalPayload};
+use ownstream_core::publish::{PublishPolicy, Scope, TokenGrant};
 use ownstream_core::registry::{Registry, RegistryConfig};
 use ownstream_core::relay::RelayConfig;
 use rand::rngs::StdRng;
@@ -52,6 +53,8 @@ pub const STREAM: &str = "sim";
 
 /// Heartbeat interval the simulated supervisor asks for (the real one's default).
 const HEARTBEAT_MS: u64 = 1000;
+/// The publish token the simulated supervisor grants and its broadcaster presents.
+const PUBLISH_TOKEN: &str = "simulated-publish-token";
 
 /// Number of a host (a process) in the simulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,7 +174,15 @@ impl Sim {
     /// An empty world at time 0.
     pub fn new(config: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let registry = Registry::new(config.registry, rng.random());
+        let mut registry = Registry::new(config.registry, rng.random());
+        // The broadcaster goes live as on a real supervisor: with the operator's publish token.
+        registry.set_publish_policy(PublishPolicy::new(
+            &[TokenGrant {
+                scope: Scope::AnyStream,
+                token: PUBLISH_TOKEN.into(),
+            }],
+            &[],
+        ));
         Self {
             config,
             now: 0,
@@ -234,6 +245,7 @@ impl Sim {
     pub fn add_broadcaster(&mut self, wait_viewers: usize) -> HostId {
         let mut config = self.node_config(ComponentType::Broadcaster);
         config.wait_viewers = wait_viewers;
+        config.publish_token = Some(PUBLISH_TOKEN.into());
         self.add_host(config)
     }
 

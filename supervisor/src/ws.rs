@@ -6,7 +6,7 @@
 use crate::http::AppState;
 use crate::hub::{now_ms, Outbound, OUTBOUND_QUEUE};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use ownstream_core::auth::{AuthenticatedPeer, HandshakeConfig, SupervisorHandshake};
+use ownstream_core::auth::{fingerprint, AuthenticatedPeer, HandshakeConfig, SupervisorHandshake};
 use ownstream_core::protocol::{PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -33,7 +33,13 @@ pub async fn serve_socket(mut socket: WebSocket, state: AppState) {
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let Some(conn) = state
         .hub
-        .connect(peer.peer_id, peer.component, peer.agent, tx)
+        .connect(
+            peer.peer_id,
+            peer.component,
+            peer.agent,
+            fingerprint(&peer.public_der),
+            tx,
+        )
         .await
     else {
         let reason = format!("peer id {} is already connected", peer.peer_id);

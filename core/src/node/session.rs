@@ -87,7 +87,10 @@ impl Node {
         self.event(NodeEvent::Connected);
         let stream = self.config.stream.clone();
         let first = if self.is_broadcaster() {
-            PeerMessage::RegisterStream { stream }
+            PeerMessage::RegisterStream {
+                stream,
+                token: self.config.publish_token.clone(),
+            }
         } else {
             PeerMessage::JoinStream { stream, wait: true }
         };

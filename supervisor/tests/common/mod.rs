@@ -118,6 +118,8 @@ pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Op
 pub(crate) struct Supervisor {
     pub proc: Proc,
     pub addr: String,
+    /// The publish token it made and printed at start (`None` when `extra` gave credentials).
+    pub publish_token: Option<String>,
 }
 
 impl Supervisor {
@@ -127,25 +129,55 @@ impl Supervisor {
 
     /// A supervisor on `listen` (a port chosen beforehand, so a restart can take the same one).
     pub(crate) fn start_on(listen: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(listen, extra, &[])
+    }
+
+    /// A supervisor on `listen` with these environment variables set.
+    pub(crate) fn start_with_env(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin("supervisor"));
         cmd.args(["--listen", listen])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped());
         let mut proc = Proc::spawn("supervisor", &mut cmd);
         let stdout = proc.child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
+        let mut next = || {
+            lines
                 .next()
-                .expect("supervisor exited before printing its address")
-                .unwrap();
+                .expect("supervisor exited before printing its address and publish token")
+                .unwrap()
+        };
+        let addr = loop {
+            let line = next();
             if let Some(rest) = line.strip_prefix("supervisor listening on http://") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
         };
+        let publish_token = loop {
+            let line = next();
+            if let Some(rest) = line.strip_prefix("publish token: ") {
+                break Some(rest.split_whitespace().next().unwrap().to_string());
+            }
+            if line.starts_with("publish credentials: ") {
+                break None;
+            }
+        };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { proc, addr }
+        Self {
+            proc,
+            addr,
+            publish_token,
+        }
+    }
+
+    /// `--publish-token` with the token the supervisor printed, if it made one.
+    pub(crate) fn publish_args(&self) -> Vec<String> {
+        match &self.publish_token {
+            Some(t) => vec!["--publish-token".into(), t.clone()],
+            None => Vec::new(),
+        }
     }
 
     pub(crate) fn ws_url(&self) -> String {
@@ -220,6 +252,7 @@ pub(crate) fn receiver(sup: &Supervisor, dir: &Path, name: &str, extra: &[&str])
 pub(crate) fn broadcaster(sup: &Supervisor, clip: &Path, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(peer_args(sup))
+        .args(sup.publish_args())
         .args(["--name", "s", "--file"])
         .arg(clip)
         .args(extra);
@@ -358,6 +391,7 @@ pub(crate) fn crash_scenario(test: &str, supervisor_args: &[&str]) {
 pub(crate) fn broadcaster_stdin(sup: &Supervisor, stdin: Stdio, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(peer_args(sup))
+        .args(sup.publish_args())
         .args(["--name", "s", "--stdin"])
         .args(extra);
     Proc::spawn_with_stdin("broadcaster", &mut cmd, stdin)

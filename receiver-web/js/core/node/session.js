@@ -67,8 +67,9 @@ export const session = {
     link.nextList = this.config.listViewers ? now : null;
     this.event({ kind: 'connected' });
     const stream = this.config.stream;
+    const token = this.config.publishToken;
     const first = this.isBroadcaster()
-      ? { type: 'REGISTER_STREAM', stream }
+      ? { type: 'REGISTER_STREAM', stream, ...(token ? { token } : {}) }
       : { type: 'JOIN_STREAM', stream, wait: true };
     this.send(first);
     this.sessionTimers();
