@@ -94,7 +94,7 @@ pub enum GrantError {
         /// 1-based line number.
         line: usize,
         /// What is wrong with it.
-        error: Box<GrantError>,
+        error: Box<Self>,
     },
 }
 
