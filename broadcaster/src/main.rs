@@ -1,10 +1,14 @@
 //! `broadcaster`: registers a stream and broadcasts a WebM file or standard input to its viewers.
 
+use anyhow::Context;
 use clap::Parser;
 use ownstream_broadcaster::webcam::{self, AudioInput, Webcam};
 use ownstream_broadcaster::{run, signing_key_file, BroadcastConfig, Source};
+use ownstream_core::auth::Identity;
+use ownstream_core::node::Ending;
+use ownstream_core::publish::PUBLISH_FORBIDDEN;
 use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Broadcast a WebM source down an ownstream tree.
 #[derive(Parser, Debug)]
@@ -37,6 +41,15 @@ struct Cli {
     /// VP8 bitrate for --webcam, e.g. 800k or 2M.
     #[arg(long, default_value = "1500k", requires = "webcam")]
     webcam_bitrate: String,
+    /// The supervisor operator's publish token (the supervisor prints one at start unless it was
+    /// given its own).
+    #[arg(long, env = "OWNSTREAM_PUBLISH_TOKEN", hide_env_values = true)]
+    publish_token: Option<String>,
+    /// This broadcaster's RSA key (PKCS#8 PEM), so that its fingerprint stays the same from run to
+    /// run and a supervisor may allow-list it (`supervisor --publisher-key`); a fresh key each run
+    /// when omitted.
+    #[arg(long, value_name = "PEM")]
+    key: Option<PathBuf>,
     /// Hold the first chunk until this many viewers are connected.
     #[arg(long, default_value_t = 0)]
     wait_viewers: usize,
@@ -48,6 +61,23 @@ struct Cli {
     /// key per run.
     #[arg(long, value_name = "PATH")]
     signing_key: Option<PathBuf>,
+}
+
+fn load_key(path: &Path) -> anyhow::Result<Identity> {
+    let pem = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    Identity::from_pkcs8_pem(&pem)
+        .with_context(|| format!("{} is not a PKCS#8 PEM RSA private key", path.display()))
+}
+
+/// The supervisor's reason, when it refused to let this broadcaster publish.
+fn publish_refusal(outcome: &Ending) -> Option<&str> {
+    match outcome {
+        Ending::SupervisorLost(r) => r
+            .strip_prefix(PUBLISH_FORBIDDEN)
+            .and_then(|r| r.strip_prefix(": ")),
+        _ => None,
+    }
 }
 
 fn parse_size(text: &str) -> Result<String, String> {
@@ -83,13 +113,16 @@ async fn run_cli() -> anyhow::Result<()> {
         (None, None) => Source::Stdin,
     };
     source.check().await?;
-    let mut node = cli
-        .common
-        .node_config(ownstream_core::protocol::ComponentType::Broadcaster)?;
+    let component = ownstream_core::protocol::ComponentType::Broadcaster;
+    let mut node = match &cli.key {
+        Some(path) => cli.common.node_config_with_key(component, load_key(path)?),
+        None => cli.common.node_config(component)?,
+    };
     node.wait_viewers = cli.wait_viewers;
     if let Some(path) = &cli.signing_key {
         node.signing_key = Some(signing_key_file(path)?);
     }
+    node.publish_token = cli.publish_token.clone();
     eprintln!(
         "broadcaster {} registering stream `{}`, chunks signed by {}",
         node.identity.peer_id,
@@ -98,6 +131,11 @@ async fn run_cli() -> anyhow::Result<()> {
             .as_ref()
             .map(|k| k.verifying_key().to_string())
             .unwrap_or_default()
+    );
+    // What an operator allow-lists with `supervisor --publisher-key`.
+    eprintln!(
+        "broadcaster key fingerprint: {}",
+        node.identity.key.fingerprint()
     );
     let summary = run(
         BroadcastConfig {
@@ -108,6 +146,19 @@ async fn run_cli() -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
+    if let Some(why) = publish_refusal(&summary.outcome) {
+        let hint = match cli.publish_token {
+            None => {
+                "pass the supervisor's publish token with --publish-token TOKEN (or \
+                     OWNSTREAM_PUBLISH_TOKEN); the supervisor prints it at start"
+            }
+            Some(_) => {
+                "check the token given with --publish-token (or OWNSTREAM_PUBLISH_TOKEN): \
+                        it is wrong, or granted for another stream name"
+            }
+        };
+        anyhow::bail!("the supervisor refused to publish: {why}; {hint}");
+    }
     eprintln!("broadcast finished: {}", summary.ending);
     if let Some(path) = &cli.stats {
         let json = serde_json::to_string_pretty(&summary)?;

@@ -6,6 +6,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use ownstream_core::auth::{HandshakeConfig, Identity, PeerHandshake, SupervisorHandshake};
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{ComponentType, PeerMessage};
+use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Registry, RegistryConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 fn stream_of(n: u8) -> Registry {
     let mut r = Registry::new(RegistryConfig::default(), [1; 32]);
+    r.set_publish_policy(PublishPolicy::open());
     r.handle_authenticated(0, PeerId::from_bytes([0; 16]), ComponentType::Broadcaster);
     r.handle_message(
         0,
@@ -23,6 +25,7 @@ fn stream_of(n: u8) -> Registry {
             signing_key: ownstream_core::frame::SigningKey::from_seed([5; 32])
                 .verifying_key()
                 .to_base64(),
+            token: None,
         },
     );
     for i in 1..=n {

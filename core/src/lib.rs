@@ -15,6 +15,7 @@ pub mod node;
 pub mod pacer;
 pub mod player;
 pub mod protocol;
+pub mod publish;
 pub mod registry;
 pub mod relay;
 pub mod topology;

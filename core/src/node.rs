@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub component: ComponentType,
     /// The stream to register or join.
     pub stream: String,
+    /// Broadcaster: the operator's publish token, sent with `REGISTER_STREAM`.
+    pub publish_token: Option<String>,
     /// Fraction of the parent's chunks whose tag is checked (init and end chunks always are).
     pub verify_fraction: f64,
     /// Relay buffer and pacing.
@@ -101,6 +103,7 @@ impl NodeConfig {
         Self {
             component,
             stream: stream.to_string(),
+            publish_token: None,
             verify_fraction: 1.0,
             relay: RelayConfig::default(),
             player: PlayerConfig::default(),

@@ -302,6 +302,10 @@ pub enum PeerMessage {
         /// registration is refused (`bad_signing_key`).
         #[serde(default)]
         signing_key: String,
+        /// The operator's publish token (see [`crate::publish`]); absent: the broadcaster's key
+        /// must be allow-listed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Receiver only: join a stream; with `wait`, a stream that is not live yet is waited for.
     JoinStream {
@@ -340,6 +344,9 @@ pub enum PeerMessage {
         /// `REGISTER_STREAM`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signing_key: Option<String>,
+        /// Broadcaster only: its publish token, checked as at `REGISTER_STREAM`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Signaling for a neighbour.
     Signal {

@@ -6,6 +6,8 @@
 //!
 //! Invariants:
 //! - a stream exists exactly while its broadcaster is connected and has not ended it;
+//! - a stream is registered only when the [`PublishPolicy`] allows its broadcaster to publish that
+//!   name (a default registry allows nobody), at `REGISTER_STREAM` and at a broadcaster's `RESUME`;
 //! - every viewer of a stream is in that stream's topology, and is in at most one stream (a viewer
 //!   whose `RESUME` is not placed yet is in none: it waits for its stream, or for the rebuild);
 //! - signaling passes only between a parent and its child in the current topology;
@@ -20,6 +22,7 @@ use crate::ids::PeerId;
 use crate::protocol::{
     validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
 };
+use crate::publish::{PublishPolicy, PUBLISH_FORBIDDEN};
 use crate::topology::{Topology, TopologyKind};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -68,6 +71,8 @@ pub enum Output {
 struct PeerEntry {
     component: ComponentType,
     agent: Agent,
+    /// Fingerprint of the key it authenticated with, for the publish policy's key allow-list.
+    key_fingerprint: Option<String>,
     last_seen_ms: u64,
     stream: Option<String>,
     waiting_for: Option<String>,
@@ -97,10 +102,12 @@ pub struct Registry {
     runs: Vec<Run>,
     next_run: u64,
     counters: Counters,
+    publish: PublishPolicy,
 }
 
 impl Registry {
     /// An empty registry; `seed` drives stream key generation (the shell seeds it from the OS).
+    /// Nobody may publish until [`Registry::set_publish_policy`] says who may.
     pub fn new(config: RegistryConfig, seed: [u8; 32]) -> Self {
         Self {
             config,
@@ -111,6 +118,25 @@ impl Registry {
             runs: Vec::new(),
             next_run: 1,
             counters: Counters::default(),
+            publish: PublishPolicy::default(),
+        }
+    }
+
+    /// Who may publish from now on (streams already live stay live).
+    pub fn set_publish_policy(&mut self, policy: PublishPolicy) {
+        self.publish = policy;
+    }
+
+    /// The publish policy, to grant more (an in-process broadcaster's token).
+    pub fn publish_policy_mut(&mut self) -> &mut PublishPolicy {
+        &mut self.publish
+    }
+
+    /// Records the fingerprint of the key an authenticated peer proved it holds (from its
+    /// handshake), which the publish policy's key allow-list matches.
+    pub fn set_key_fingerprint(&mut self, peer: PeerId, fingerprint: String) {
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.key_fingerprint = Some(fingerprint);
         }
     }
 
@@ -136,6 +162,7 @@ impl Registry {
             PeerEntry {
                 component,
                 agent: Agent::Native,
+                key_fingerprint: None,
                 last_seen_ms: now_ms,
                 stream: None,
                 waiting_for: None,
@@ -163,8 +190,9 @@ impl Registry {
             PeerMessage::RegisterStream {
                 stream,
                 signing_key,
+                token,
             } if component == ComponentType::Broadcaster => {
-                self.register(now_ms, from, stream, &signing_key)
+                self.register(now_ms, from, stream, &signing_key, token.as_deref())
             }
             PeerMessage::JoinStream { stream, wait } if component == ComponentType::Receiver => {
                 self.join(from, stream, wait)
@@ -176,6 +204,7 @@ impl Registry {
                 depth,
                 key,
                 signing_key,
+                token,
                 ..
             } => {
                 let resume = rebuild::Resume {
@@ -185,6 +214,7 @@ impl Registry {
                     depth,
                     key,
                     signing_key,
+                    token,
                 };
                 let broadcaster = component == ComponentType::Broadcaster;
                 self.resume(now_ms, from, resume, broadcaster);
@@ -266,6 +296,23 @@ impl Registry {
         self.outputs.push_back(Output::Send(to, msg));
     }
 
+    /// Whether the publish policy lets `from` publish `stream`; refuses it (fatally: a broadcaster
+    /// that may not publish has nothing else to do here, and every further guess then costs a
+    /// new handshake) when not.
+    fn may_publish(&mut self, from: PeerId, stream: &str, token: Option<&str>) -> bool {
+        let key = self
+            .peers
+            .get(&from)
+            .and_then(|e| e.key_fingerprint.as_deref());
+        match self.publish.check(stream, token, key) {
+            Ok(()) => true,
+            Err(e) => {
+                self.refuse(from, PUBLISH_FORBIDDEN, e.to_string(), true);
+                false
+            }
+        }
+    }
+
     /// Sends an error; with `fatal` the caller closes the connection right after.
     fn refuse(&mut self, to: PeerId, code: &str, message: String, fatal: bool) {
         self.send(
@@ -278,9 +325,19 @@ impl Registry {
         );
     }
 
-    fn register(&mut self, now_ms: u64, from: PeerId, stream: String, signing_key: &str) {
+    fn register(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        stream: String,
+        signing_key: &str,
+        token: Option<&str>,
+    ) {
         if let Err(e) = validate_stream_name(&stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
+        }
+        if !self.may_publish(from, &stream, token) {
+            return;
         }
         let signing_key = match VerifyingKey::from_base64(signing_key) {
             Ok(k) => k,

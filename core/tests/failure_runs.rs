@@ -7,6 +7,7 @@ use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
     ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
 };
+use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Output, Registry, RegistryConfig, RunError};
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ fn register(stream: &str) -> PeerMessage {
     PeerMessage::RegisterStream {
         stream: stream.into(),
         signing_key: signing_key(),
+        token: None,
     }
 }
 
@@ -50,6 +52,7 @@ fn stream_with(n: u8) -> Registry {
         heartbeat_timeout_ms: 3_600_000,
     };
     let mut r = Registry::new(config, [9; 32]);
+    r.set_publish_policy(PublishPolicy::open());
     assert!(r.handle_authenticated(0, id(0), ComponentType::Broadcaster));
     r.handle_message(0, id(0), register("s"));
     for v in 1..=n {

@@ -116,6 +116,7 @@ fn config(spec: &Value) -> NodeConfig {
     c.wait_viewers = spec["wait_viewers"].as_u64().unwrap_or(0) as usize;
     c.verify_fraction = spec["verify_fraction"].as_f64().unwrap_or(1.0);
     c.signing_key = Some(signing_of("$KEY").verifying_key());
+    c.publish_token = spec["publish_token"].as_str().map(str::to_string);
     c
 }
 

@@ -110,6 +110,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
         heartbeat_timeout_ms: 600_000,
     };
     let mut r = Registry::new(config, [3; 32]);
+    r.set_publish_policy(ownstream_core::publish::PublishPolicy::open());
     let mut views: BTreeMap<PeerId, View> = BTreeMap::new();
     let mut announce = |r: &mut Registry, now: u64, peer: PeerId, msg: PeerMessage| {
         if let PeerMessage::Resume {
@@ -145,6 +146,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             last_seq: None,
             key: None,
             signing_key: None,
+            token: None,
         }
     };
     let mut now = 0;
@@ -168,6 +170,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
                 last_seq: None,
                 key: Some(KEY.into()),
             signing_key: Some(signing_key()),
+            token: None,
             };
             announce(&mut r, now, root, msg);
         }
@@ -201,6 +204,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             last_seq: None,
             key: Some(KEY.into()),
             signing_key: Some(signing_key()),
+            token: None,
         };
         announce(&mut r, now, root, msg);
     }

@@ -6,6 +6,7 @@ use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
     ComponentType, PeerMessage, PeerStats, ServerMessage, SignalPayload, TopologyName,
 };
+use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
 
 /// REGISTER_STREAM of `stream` with a valid signing key.
@@ -13,6 +14,7 @@ fn register(stream: &str) -> PeerMessage {
     PeerMessage::RegisterStream {
         stream: stream.into(),
         signing_key: signing_key(),
+        token: None,
     }
 }
 
@@ -33,7 +35,9 @@ fn registry(topology: TopologyName) -> Registry {
         fanout: 2,
         heartbeat_timeout_ms: 3000,
     };
-    Registry::new(config, [9; 32])
+    let mut r = Registry::new(config, [9; 32]);
+    r.set_publish_policy(PublishPolicy::open());
+    r
 }
 
 fn drain(r: &mut Registry) -> Vec<Output> {
@@ -353,6 +357,7 @@ fn a_registration_without_a_usable_signing_key_is_refused() {
             PeerMessage::RegisterStream {
                 stream: "s".into(),
                 signing_key: bad.into(),
+                token: None,
             },
         );
         let out = drain(&mut r);

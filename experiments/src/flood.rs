@@ -85,11 +85,19 @@ pub(crate) fn run(out: &Path, clip: &Path, cfg: &FloodConfig) -> anyhow::Result<
     let token: String = (0..32)
         .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
         .collect();
-    let (supervisor, addr) =
-        procs::supervisor(&token, &dir.join("supervisor.log"), &cfg.supervisor_args)?;
+    let publish_token: String = (0..32)
+        .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+        .collect();
+    let (supervisor, addr) = procs::supervisor(
+        &token,
+        &publish_token,
+        &dir.join("supervisor.log"),
+        &cfg.supervisor_args,
+    )?;
     let sup_nofile = raise_nofile(supervisor.pid())?;
     let mut bc = Command::new(procs::bin("broadcaster")?);
     bc.args(["--supervisor", &format!("ws://{addr}/ws")])
+        .args(["--publish-token", &publish_token])
         .args([
             "--webrtc-ip",
             "127.0.0.1",

@@ -108,14 +108,17 @@ pub(crate) const ONE_ADDRESS_LIMITS: [&str; 8] = [
     "100000",
 ];
 
-/// A supervisor on a free loopback port with `extra` arguments, and its address.
+/// A supervisor on a free loopback port with `extra` arguments, and its address; `token` guards
+/// its monitor API and `publish_token` lets the experiment's broadcaster go live.
 pub(crate) fn supervisor(
     token: &str,
+    publish_token: &str,
     log: &Path,
     extra: &[String],
 ) -> anyhow::Result<(Proc, String)> {
     let mut cmd = Command::new(bin("supervisor")?);
     cmd.args(["--listen", "127.0.0.1:0", "--admin-token", token])
+        .args(["--publish-token", publish_token])
         .args(extra)
         .stdout(Stdio::piped());
     let mut proc = Proc::spawn("supervisor", &mut cmd, log)?;

@@ -62,11 +62,19 @@ impl Testbed {
         key_bits: u32,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let token: String = (0..32)
-            .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
-            .collect();
+        let secret = || -> String {
+            (0..32)
+                .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+                .collect()
+        };
+        let (token, publish_token) = (secret(), secret());
         let limits = procs::ONE_ADDRESS_LIMITS.map(String::from);
-        let (supervisor, addr) = procs::supervisor(&token, &dir.join("supervisor.log"), &limits)?;
+        let (supervisor, addr) = procs::supervisor(
+            &token,
+            &publish_token,
+            &dir.join("supervisor.log"),
+            &limits,
+        )?;
         let url = format!("ws://{addr}/ws");
         let peer = |cmd: &mut Command| {
             cmd.args(["--supervisor", &url, "--webrtc-ip", "127.0.0.1"])
@@ -74,7 +82,8 @@ impl Testbed {
         };
         let mut cmd = Command::new(procs::bin("broadcaster")?);
         peer(&mut cmd);
-        cmd.args(["--name", STREAM, "--loop", "--file"])
+        cmd.args(["--publish-token", &publish_token])
+            .args(["--name", STREAM, "--loop", "--file"])
             .arg(clip)
             .arg("--stats")
             .arg(dir.join("broadcaster.json"));

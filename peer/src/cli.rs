@@ -40,8 +40,14 @@ pub struct CommonArgs {
 impl CommonArgs {
     /// Generates this peer's key and builds a node configuration.
     pub fn node_config(&self, component: ComponentType) -> anyhow::Result<NodeConfig> {
-        let mut config =
-            NodeConfig::generate(&self.supervisor[0], component, self.key_bits as usize)?;
+        let key = Identity::generate(&mut rand::rng(), self.key_bits as usize)
+            .context("cannot generate an RSA key")?;
+        Ok(self.node_config_with_key(component, key))
+    }
+
+    /// Builds a node configuration around a key this peer already has (a broadcaster's `--key`).
+    pub fn node_config_with_key(&self, component: ComponentType, key: Identity) -> NodeConfig {
+        let mut config = NodeConfig::with_key(&self.supervisor[0], component, key);
         config
             .supervisor_urls
             .extend(self.supervisor[1..].iter().cloned());
@@ -51,7 +57,7 @@ impl CommonArgs {
             config.edge.bind_ips = self.webrtc_ips.clone();
         }
         config.relay.rate_bytes_per_s = (self.pace_bps / 8).max(1);
-        Ok(config)
+        config
     }
 }
 
@@ -64,7 +70,12 @@ impl NodeConfig {
     ) -> anyhow::Result<Self> {
         let key =
             Identity::generate(&mut rand::rng(), key_bits).context("cannot generate an RSA key")?;
-        Ok(Self {
+        Ok(Self::with_key(supervisor_url, component, key))
+    }
+
+    /// Defaults for a peer of `component` with the key `key` and a random id.
+    pub fn with_key(supervisor_url: &str, component: ComponentType, key: Identity) -> Self {
+        Self {
             supervisor_urls: vec![supervisor_url.to_string()],
             identity: PeerIdentity {
                 peer_id: PeerId::random(),
@@ -82,7 +93,8 @@ impl NodeConfig {
             // A fresh key per run; `broadcaster --signing-key` replaces it with a kept one.
             signing_key: (component == ComponentType::Broadcaster)
                 .then(|| SigningKey::random(&mut rand::rng())),
-        })
+            publish_token: None,
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub struct NodeConfig {
     /// Broadcaster: the Ed25519 key that signs every chunk (its public half is registered with
     /// the stream). Receivers leave it `None`.
     pub signing_key: Option<SigningKey>,
+    /// Broadcaster: the supervisor operator's publish token (`--publish-token`).
+    pub publish_token: Option<String>,
 }
 
 /// Final statistics of a run, as written by `--stats`.
@@ -152,6 +154,7 @@ impl Node {
         c.relay = config.relay;
         c.player = config.player;
         c.wait_viewers = config.wait_viewers;
+        c.publish_token = config.publish_token;
         c.corrupt_relayed_seq = config.faults.corrupt_relayed_seq;
         c.forge_relayed_seq = config.faults.forge_relayed_seq;
         c.signing_key = config.signing_key.as_ref().map(SigningKey::verifying_key);

@@ -1,6 +1,7 @@
-// Going live from a browser tab, in Debian's Chromium with its fake camera and microphone: the
-// broadcast page records, signs and relays; browser tabs and a headless Rust receiver watch; a late
-// viewer starts within two seconds of joining; Stop ends the stream for everyone.
+// Going live from a browser tab, in Debian's Chromium with its fake camera and microphone: without
+// the supervisor's publish token the page is refused and says so; with it, the broadcast page
+// records, signs and relays; browser tabs and a headless Rust receiver watch; a late viewer starts
+// within two seconds of joining; Stop ends the stream for everyone.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ async function watch(h, label) {
   return page;
 }
 
-test('a broadcast tab goes live; tabs and a headless receiver watch; Stop ends it', { timeout: 180_000 }, async () => {
+test('a broadcast tab is refused without the publish token, goes live with it; tabs and a headless receiver watch; Stop ends it', { timeout: 180_000 }, async () => {
   const h = new Harness('browser-broadcast');
   try {
     await h.supervisor();
@@ -26,7 +27,18 @@ test('a broadcast tab goes live; tabs and a headless receiver watch; Stop ends i
     await studio.fill('#name', 'cam');
     await studio.selectOption('#quality', '500000');
     await studio.click('#go');
+    await waitFor('the supervisor to refuse a broadcast without a token', 20_000, async () => (await stats(studio)).state === 'error');
+    const refused = await studio.evaluate(() => document.getElementById('banner').textContent);
+    assert.match(refused, /^The supervisor refused to publish: publishing `cam` needs a publish token/);
+    assert.match(refused, /Enter the publish token/);
+    assert.equal((await stats(studio)).refusal, 'publish_forbidden');
+    assert.deepEqual(await h.tree('cam'), [], 'nothing went live');
+
+    await studio.fill('#token', h.publishToken);
+    await studio.click('#go');
     await waitFor('the broadcast to go live', 20_000, async () => (await stats(studio)).state === 'live');
+    assert.ok(!studio.url().includes(h.publishToken), 'the token is not in the URL');
+    assert.equal(await studio.evaluate(() => sessionStorage.getItem('ownstream-publish-token')), h.publishToken);
     const live = Date.now();
 
     const viewers = [await watch(h, 'viewer1'), await watch(h, 'viewer2')];

@@ -141,16 +141,19 @@ export class Harness {
   }
 
   /** A supervisor (on a free loopback port unless `extra` has --listen); resolves once it printed
-   *  its address. */
+   *  its address and its publish token (`this.publishToken`, null when `extra` gave credentials). */
   async supervisor(extra = []) {
     const listen = extra.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
     // The test's own key, kept in its directory (a restarted supervisor finds it again).
     const data = extra.includes('--data-dir') || extra.includes('--key') ? [] : ['--data-dir', path.join(this.dir, 'data')];
     const proc = this.spawn('supervisor', bin('supervisor'), [...listen, ...data, ...extra]);
-    const line = await waitFor('the supervisor to print its address', 30_000, () => {
+    const printed = (prefix) => waitFor(`the supervisor to print "${prefix}"`, 30_000, () => {
       if (proc.exited) throw new Error(`supervisor exited: ${proc.lines.slice(-5).join('\n')}`);
-      return proc.stdout.find((l) => l.startsWith('supervisor listening on http://'));
+      return proc.stdout.find((l) => l.startsWith(prefix));
     });
+    const line = await printed('supervisor listening on http://');
+    const publish = await printed('publish ');
+    this.publishToken = publish.startsWith('publish token: ') ? publish.split(/\s+/)[2] : null;
     const addr = line.split('http://')[1].split(/\s/)[0];
     this.addr = addr;
     this.base = `http://localhost:${addr.split(':')[1]}`;
@@ -163,9 +166,10 @@ export class Harness {
     return ['--supervisor', this.wsUrl, '--webrtc-ip', '127.0.0.1'];
   }
 
-  /** A Rust broadcaster of `file` as stream `name`. */
+  /** A Rust broadcaster of `file` as stream `name`, with the supervisor's publish token. */
   broadcaster(name, file, extra = []) {
-    return this.spawn('broadcaster', bin('broadcaster'), [...this.peerArgs(), '--name', name, '--file', file, ...extra]);
+    const token = this.publishToken ? ['--publish-token', this.publishToken] : [];
+    return this.spawn('broadcaster', bin('broadcaster'), [...this.peerArgs(), ...token, '--name', name, '--file', file, ...extra]);
   }
 
   /** A headless Rust receiver of `stream`, writing `<label>.webm` and `<label>.json` in the test dir. */

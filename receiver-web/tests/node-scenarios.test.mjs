@@ -105,6 +105,7 @@ function config(spec = {}) {
     waitViewers: spec.wait_viewers ?? 0,
     verifyFraction: spec.verify_fraction ?? 1,
     signingKey: SIGNING_KEYS.seed5.publicKey,
+    publishToken: spec.publish_token ?? null,
   };
 }
 

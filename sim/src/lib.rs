@@ -41,6 +41,7 @@ use ownstream_core::ids::PeerId;
 use ownstream_core::node::{ConnectFailure, NodeConfig};
 use ownstream_core::player::PlayerConfig;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, SignalPayload};
+use ownstream_core::publish::{PublishPolicy, Scope, TokenGrant};
 use ownstream_core::registry::{Registry, RegistryConfig};
 use ownstream_core::relay::RelayConfig;
 use rand::rngs::StdRng;
@@ -53,6 +54,8 @@ pub const STREAM: &str = "sim";
 
 /// Heartbeat interval the simulated supervisor asks for (the real one's default).
 const HEARTBEAT_MS: u64 = 1000;
+/// The publish token the simulated supervisor grants and its broadcaster presents.
+const PUBLISH_TOKEN: &str = "simulated-publish-token";
 
 /// Number of a host (a process) in the simulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,11 +174,25 @@ struct Source {
     stopped: bool,
 }
 
+/// A supervisor's empty registry. The broadcaster goes live as on a real supervisor: with the
+/// operator's publish token (a restarted supervisor is configured alike).
+fn new_registry(config: RegistryConfig, seed: [u8; 32]) -> Registry {
+    let mut registry = Registry::new(config, seed);
+    registry.set_publish_policy(PublishPolicy::new(
+        &[TokenGrant {
+            scope: Scope::AnyStream,
+            token: PUBLISH_TOKEN.into(),
+        }],
+        &[],
+    ));
+    registry
+}
+
 impl Sim {
     /// An empty world at time 0.
     pub fn new(config: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let registry = Registry::new(config.registry, rng.random());
+        let registry = new_registry(config.registry, rng.random());
         Self {
             config,
             now: 0,
@@ -243,6 +260,7 @@ impl Sim {
         let signing = SigningKey::from_seed(self.rng.random());
         config.signing_key = Some(signing.verifying_key());
         self.signing = Some(signing);
+        config.publish_token = Some(PUBLISH_TOKEN.into());
         self.add_host(config)
     }
 

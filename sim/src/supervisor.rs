@@ -5,7 +5,7 @@
 
 use crate::{Event, NodeIn, Sim, SupIn};
 use ownstream_core::node::ConnectFailure;
-use ownstream_core::registry::{Output as RegOutput, Registry};
+use ownstream_core::registry::Output as RegOutput;
 use rand::RngExt;
 
 impl Sim {
@@ -27,7 +27,7 @@ impl Sim {
     /// Starts a supervisor again on the same address, with an empty registry.
     pub fn restart_supervisor(&mut self) {
         self.sup_down = false;
-        self.registry = Registry::new(self.config.registry, self.rng.random());
+        self.registry = crate::new_registry(self.config.registry, self.rng.random());
         self.flush_registry();
     }
 

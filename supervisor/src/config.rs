@@ -2,8 +2,11 @@
 
 use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
+use anyhow::Context;
 use ownstream_core::protocol::{IceServer, TopologyName};
-use std::path::PathBuf;
+use ownstream_core::publish::parse_token_file;
+use ownstream_core::publish::{KeyGrant, TokenGrant};
+use std::path::{Path, PathBuf};
 
 /// Everything the supervisor needs to run.
 #[derive(Clone, Debug)]
@@ -41,6 +44,11 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Token the monitor and its API require; empty: a random one is made at start.
     pub admin_token: String,
+    /// Publish tokens broadcasters must present (`--publish-token`); with none and no
+    /// `publisher_keys`, a random one is made at start (see `Bound::publish_token`).
+    pub publish_tokens: Vec<TokenGrant>,
+    /// Broadcaster keys allowed to publish without a token (`--publisher-key`).
+    pub publisher_keys: Vec<KeyGrant>,
 }
 
 impl Default for Config {
@@ -62,8 +70,18 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             admin_token: String::new(),
+            publish_tokens: Vec::new(),
+            publisher_keys: Vec::new(),
         }
     }
+}
+
+/// Reads a `--publish-token-file`: one token per line, `TOKEN` or `NAME=TOKEN` as for
+/// `--publish-token`; blank lines and `#` comments are skipped.
+pub fn read_token_file(path: &Path) -> anyhow::Result<Vec<TokenGrant>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the publish token file {}", path.display()))?;
+    parse_token_file(&text).with_context(|| format!("in the publish token file {}", path.display()))
 }
 
 /// Parses `--ice-server` values: `URL` or `URL;username=U;credential=C`.

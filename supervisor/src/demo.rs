@@ -33,14 +33,17 @@ pub(crate) fn source(clip: Option<&Path>) -> anyhow::Result<Source> {
     })
 }
 
-/// Broadcasts `source` to the supervisor at `addr` until `stop`.
+/// Broadcasts `source` to the supervisor at `addr` until `stop`, going live with `publish_token`
+/// (granted for the demo stream only, by this process).
 pub(crate) async fn run(
     addr: SocketAddr,
+    publish_token: String,
     source: Source,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let url = format!("ws://{addr}/ws");
-    let node = NodeConfig::generate(&url, ComponentType::Broadcaster, DEFAULT_KEY_BITS)?;
+    let mut node = NodeConfig::generate(&url, ComponentType::Broadcaster, DEFAULT_KEY_BITS)?;
+    node.publish_token = Some(publish_token);
     println!(
         "demo: broadcasting the sample clip on a loop as stream `{STREAM}`; stop with Ctrl-C."
     );

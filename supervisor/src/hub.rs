@@ -4,6 +4,7 @@
 use crate::config::Config;
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{Agent, ComponentType, PeerMessage, ServerMessage};
+use ownstream_core::publish::{PublishPolicy, TokenGrant};
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
 use rand::RngExt;
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ enum Command {
         peer: PeerId,
         component: ComponentType,
         agent: Agent,
+        key_fingerprint: String,
         outbound: mpsc::Sender<Outbound>,
         accepted: oneshot::Sender<Option<u64>>,
     },
@@ -51,13 +53,15 @@ pub struct HubHandle {
 }
 
 impl HubHandle {
-    /// Registers an authenticated peer; returns the connection's number, which its later
-    /// messages and its disconnection carry, or `None` if its id is already connected.
+    /// Registers an authenticated peer (`key_fingerprint`: of the key it proved it holds);
+    /// returns the connection's number, which its later messages and its disconnection carry, or
+    /// `None` if its id is already connected.
     pub async fn connect(
         &self,
         peer: PeerId,
         component: ComponentType,
         agent: Agent,
+        key_fingerprint: String,
         outbound: mpsc::Sender<Outbound>,
     ) -> Option<u64> {
         let (accepted, rx) = oneshot::channel();
@@ -65,6 +69,7 @@ impl HubHandle {
             peer,
             component,
             agent,
+            key_fingerprint,
             outbound,
             accepted,
         };
@@ -116,13 +121,23 @@ impl HubTask {
             heartbeat_timeout_ms: config.heartbeat_timeout_ms,
         };
         let seed: [u8; 32] = rand::rng().random();
+        let mut registry = Registry::new(registry_config, seed);
+        registry.set_publish_policy(PublishPolicy::new(
+            &config.publish_tokens,
+            &config.publisher_keys,
+        ));
         let task = Self {
-            registry: Registry::new(registry_config, seed),
+            registry,
             rx,
             peers: HashMap::new(),
             next_conn: 1,
         };
         (task, HubHandle { tx })
+    }
+
+    /// Also lets `grant` publish (before the hub runs: an in-process broadcaster's token).
+    pub fn allow_publish_token(&mut self, grant: TokenGrant) {
+        self.registry.publish_policy_mut().allow_token(grant);
     }
 
     /// Runs until every handle is dropped.
@@ -158,6 +173,7 @@ impl HubTask {
                 peer,
                 component,
                 agent,
+                key_fingerprint,
                 outbound,
                 accepted,
             } => {
@@ -170,6 +186,7 @@ impl HubTask {
                     });
                 if let Some(conn) = conn {
                     self.registry.set_agent(peer, agent);
+                    self.registry.set_key_fingerprint(peer, key_fingerprint);
                     self.peers.insert(peer, (conn, outbound));
                 }
                 let _ = accepted.send(conn);

@@ -46,15 +46,51 @@ pub fn load_or_create(dir: &Path, bits: usize) -> anyhow::Result<Identity> {
     let pem = identity
         .to_pkcs8_pem()
         .context("cannot encode the supervisor key")?;
-    let tmp = dir.join(format!("{KEY_FILE}.{}.tmp", std::process::id()));
-    write_private(&tmp, pem.as_bytes())?;
+    if keep_once(dir, KEY_FILE, pem.as_bytes())? {
+        Ok(identity)
+    } else {
+        read(&path)?.with_context(|| format!("{} vanished while starting", path.display()))
+    }
+}
+
+/// The made-up publish token's file inside the data directory.
+pub const PUBLISH_TOKEN_FILE: &str = "publish-token";
+
+/// Reads the publish token kept in `dir`, or keeps `fresh` there. A supervisor that made its own
+/// token keeps it across restarts like its key: a broadcaster that re-announces its stream to the
+/// restarted supervisor presents the token it was given, and must not be refused.
+pub fn load_or_create_token(dir: &Path, fresh: &str) -> anyhow::Result<String> {
+    create_private_dir(dir)?;
+    let path = dir.join(PUBLISH_TOKEN_FILE);
+    let read = || -> anyhow::Result<Option<String>> {
+        match fs::read_to_string(&path) {
+            Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_string())),
+            Ok(_) => anyhow::bail!("{} is empty", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    };
+    if let Some(token) = read()? {
+        return Ok(token);
+    }
+    if keep_once(dir, PUBLISH_TOKEN_FILE, fresh.as_bytes())? {
+        Ok(fresh.to_string())
+    } else {
+        read()?.with_context(|| format!("{} vanished while starting", path.display()))
+    }
+}
+
+/// Writes `name` in `dir` with `bytes`, privately and atomically (a hard link of a complete
+/// temporary file); false when the file already exists (another supervisor won the race).
+fn keep_once(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    write_private(&tmp, bytes)?;
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => Ok(identity),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            read(&path)?.with_context(|| format!("{} vanished while starting", path.display()))
-        }
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
     }
 }
@@ -110,6 +146,26 @@ mod tests {
             let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&data), 0o700);
             assert_eq!(mode(&data.join(KEY_FILE)), 0o600);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_made_up_publish_token_is_kept_private_and_found_again() {
+        let dir = std::env::temp_dir().join(format!("ownstream-tokenstore-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let first = load_or_create_token(&dir, "first-token-0123456789").unwrap();
+        let again = load_or_create_token(&dir, "second-token-0123456789").unwrap();
+        assert_eq!(first, "first-token-0123456789");
+        assert_eq!(again, first);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(PUBLISH_TOKEN_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
         }
         let _ = fs::remove_dir_all(&dir);
     }

@@ -18,6 +18,7 @@ use anyhow::Context;
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 pub use config::Config;
 use ownstream_core::auth::Identity;
+use ownstream_core::publish::{Scope, TokenGrant};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -30,6 +31,8 @@ pub struct Bound {
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     state: http::AppState,
     hub: hub::HubTask,
+    /// The publish token made at start when the operator configured none.
+    publish_token: Option<String>,
 }
 
 impl Bound {
@@ -51,6 +54,23 @@ impl Bound {
     /// The admin token that the monitor and its API require.
     pub fn admin_token(&self) -> &str {
         &self.state.config.admin_token
+    }
+
+    /// The publish token made at start because no publish credential was configured (printed
+    /// for the operator); `None` when the operator gave tokens or keys.
+    pub fn publish_token(&self) -> Option<&str> {
+        self.publish_token.as_deref()
+    }
+
+    /// A fresh token that allows publishing `stream` only, for a broadcaster that runs inside this
+    /// process (`--demo`): it needs no step from the operator and opens nothing else.
+    pub fn internal_publish_token(&mut self, stream: &str) -> String {
+        let token = random_token();
+        self.hub.allow_publish_token(TokenGrant {
+            scope: Scope::Stream(stream.to_string()),
+            token: token.clone(),
+        });
+        token
     }
 
     /// The supervisor key's fingerprint, for peers to pin.
@@ -144,11 +164,27 @@ async fn load_tls(
 }
 
 /// Loads or generates the supervisor key and binds the listener. An empty admin token is replaced
-/// by a fresh random one (see [`Bound::admin_token`]).
+/// by a fresh random one (see [`Bound::admin_token`]), and so is a missing publish credential (see
+/// [`Bound::publish_token`]): nobody publishes without one.
 pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
     if config.admin_token.is_empty() {
         config.admin_token = random_token();
     }
+    let publish_token = if config.publish_tokens.is_empty() && config.publisher_keys.is_empty() {
+        // Kept in the data directory like the key, so a restart does not lock out the
+        // broadcasters that were given it.
+        let token = match &config.data_dir {
+            Some(dir) => keystore::load_or_create_token(dir, &random_token())?,
+            None => random_token(),
+        };
+        config.publish_tokens.push(TokenGrant {
+            scope: Scope::AnyStream,
+            token: token.clone(),
+        });
+        Some(token)
+    } else {
+        None
+    };
     anyhow::ensure!(
         config.admin_token.len() >= 16,
         "the admin token must be at least 16 characters (it guards the monitor's kill switches)"
@@ -181,6 +217,7 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         tls,
         state,
         hub,
+        publish_token,
     })
 }
 

@@ -5,7 +5,8 @@ use clap::Parser;
 use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, TopologyName};
-use ownstream_supervisor::config::{parse_ice_server, Config};
+use ownstream_core::publish::{parse_key_grant, parse_token_grant, KeyGrant, TokenGrant};
+use ownstream_supervisor::config::{parse_ice_server, read_token_file, Config};
 use std::path::PathBuf;
 
 mod demo;
@@ -76,6 +77,20 @@ struct Cli {
     /// the handshake's deadline.
     #[arg(long, default_value_t = AdmissionConfig::default().global_decrypts_per_sec)]
     decrypts_per_sec: u32,
+    /// Publish token a broadcaster must present to go live: `TOKEN` for any stream, `NAME=TOKEN`
+    /// for the stream NAME only (`*=TOKEN` when the token holds `=`); at least 16 characters.
+    /// Repeatable. Without any publish token or --publisher-key, a random one is made and printed
+    /// at start.
+    #[arg(long = "publish-token", value_name = "[NAME=]TOKEN", env = "OWNSTREAM_PUBLISH_TOKEN",
+          hide_env_values = true, value_parser = parse_token_grant)]
+    publish_tokens: Vec<TokenGrant>,
+    /// File of publish tokens, one per line as for --publish-token (`#` starts a comment).
+    #[arg(long = "publish-token-file", value_name = "PATH")]
+    publish_token_files: Vec<PathBuf>,
+    /// Broadcaster key allowed to publish without a token: `SHA256:<hex>` (the fingerprint a
+    /// broadcaster prints at start), or `NAME=SHA256:<hex>` for the stream NAME only. Repeatable.
+    #[arg(long = "publisher-key", value_name = "[NAME=]SHA256:HEX", value_parser = parse_key_grant)]
+    publisher_keys: Vec<KeyGrant>,
     /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
     #[arg(long)]
     demo: bool,
@@ -103,6 +118,10 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let mut publish_tokens = cli.publish_tokens.clone();
+    for path in &cli.publish_token_files {
+        publish_tokens.extend(read_token_file(path)?);
+    }
     let config = Config {
         listen: cli.listen.clone(),
         topology: match cli.topology {
@@ -134,10 +153,14 @@ async fn run() -> anyhow::Result<()> {
             global_decrypts_per_sec: cli.decrypts_per_sec,
             ..AdmissionConfig::default()
         },
+        publish_tokens,
+        publisher_keys: cli.publisher_keys.clone(),
         ..Config::default()
     };
+    let (tokens, keys) = (config.publish_tokens.len(), config.publisher_keys.len());
     let config_dir = config.data_dir.clone();
-    let bound = ownstream_supervisor::bind(config).await?;
+    let mut bound = ownstream_supervisor::bind(config).await?;
+    let demo_token = cli.demo.then(|| bound.internal_publish_token(demo::STREAM));
     let addr = bound.local_addr().context("no local address")?;
     let (http, ws) = if bound.is_tls() {
         ("https", "wss")
@@ -151,6 +174,15 @@ async fn run() -> anyhow::Result<()> {
         println!("plain WebSocket for peers on this machine: ws://{peer_addr}/ws");
     }
     println!("supervisor key fingerprint: {}", bound.fingerprint());
+    match bound.publish_token() {
+        Some(token) => println!(
+            "publish token: {token}  (broadcasters: --publish-token or OWNSTREAM_PUBLISH_TOKEN; \
+             the /broadcast page asks for it)"
+        ),
+        None => println!(
+            "publish credentials: {tokens} token(s) and {keys} broadcaster key(s), the ones you gave"
+        ),
+    }
     if let (None, Some(dir)) = (&cli.key, &config_dir) {
         println!(
             "supervisor key kept in {}",
@@ -171,10 +203,11 @@ async fn run() -> anyhow::Result<()> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(bound.serve(wait_true(stop_rx.clone())));
-    let demo = if cli.demo {
+    let demo = if let Some(token) = demo_token {
         let source = demo::source(cli.demo_clip.as_deref())?;
         Some(tokio::spawn(demo::run(
             peer_addr,
+            token,
             source,
             wait_true(stop_rx),
         )))

@@ -9,7 +9,7 @@ use crate::gate::{Gate, Pending};
 use crate::http::AppState;
 use crate::hub::{now_ms, Outbound, OUTBOUND_QUEUE};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use ownstream_core::auth::{AuthenticatedPeer, HandshakeConfig, SupervisorHandshake};
+use ownstream_core::auth::{fingerprint, AuthenticatedPeer, HandshakeConfig, SupervisorHandshake};
 use ownstream_core::protocol::{PeerMessage, ServerMessage, MAX_MESSAGE_LEN};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -53,7 +53,13 @@ pub async fn serve_socket(mut socket: WebSocket, state: AppState, pending: Pendi
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let Some(conn) = state
         .hub
-        .connect(peer.peer_id, peer.component, peer.agent, tx)
+        .connect(
+            peer.peer_id,
+            peer.component,
+            peer.agent,
+            fingerprint(&peer.public_der),
+            tx,
+        )
         .await
     else {
         let reason = format!("peer id {} is already connected", peer.peer_id);

@@ -107,6 +107,7 @@ impl Node {
             PeerMessage::RegisterStream {
                 stream,
                 signing_key: self.broadcast_signing_key(),
+                token: self.config.publish_token.clone(),
             }
         } else {
             PeerMessage::JoinStream { stream, wait: true }
@@ -136,6 +137,11 @@ impl Node {
             signing_key: self
                 .is_broadcaster()
                 .then(|| self.broadcast_signing_key()),
+            token: self
+                .config
+                .publish_token
+                .clone()
+                .filter(|_| self.is_broadcaster()),
         }
     }
 

@@ -8,8 +8,8 @@
 //!   the broadcaster as root, if the name is free. What a restarted supervisor can trust here: the
 //!   handshake proves the broadcaster holds the private key of the id it presents, but nothing
 //!   binds that id to the stream any more (the previous supervisor's memory is gone), so a name
-//!   is first come, first served, exactly as for `REGISTER_STREAM`; with publish credentials a
-//!   `RESUME` must carry them like `REGISTER_STREAM` does. A broadcaster that claims a stream
+//!   is first come, first served, exactly as for `REGISTER_STREAM`; a broadcaster's
+//!   `RESUME` must carry its publish credential like `REGISTER_STREAM` does. A broadcaster that claims a stream
 //!   under a key of its own choosing gains nothing over registering it: viewers are only kept in
 //!   place by mutual claims (below), and one whose key differs is told so in `RESUMED` and starts
 //!   over as for a new broadcast. Viewers' claims wait for their stream's broadcaster.
@@ -78,6 +78,7 @@ pub(super) struct Resume {
     pub(super) depth: usize,
     pub(super) key: Option<String>,
     pub(super) signing_key: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 impl Registry {
@@ -105,6 +106,9 @@ impl Registry {
     }
 
     fn resume_stream(&mut self, now_ms: u64, from: PeerId, r: Resume) {
+        if !self.may_publish(from, &r.stream, r.token.as_deref()) {
+            return;
+        }
         let key = r.key.as_deref().and_then(|k| B64.decode(k).ok());
         let Some(key) = key.and_then(|k| <[u8; 32]>::try_from(k).ok()) else {
             return self.refuse(

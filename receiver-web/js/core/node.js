@@ -91,6 +91,7 @@ export function nodeConfig(component, stream, overrides = {}) {
   return {
     component,
     stream,
+    publishToken: null, // broadcaster: the operator's publish token, sent with REGISTER_STREAM
     verifyFraction: 1,
     relay: DEFAULT_RELAY_CONFIG,
     waitViewers: 0,

@@ -6,6 +6,8 @@ import { BroadcasterNode, STREAM_NAME } from '../tab/broadcaster.js';
 import { defaultSupervisorUrl } from '../net/signaling.js';
 
 const $ = (id) => document.getElementById(id);
+// The publish token is kept for this tab only (sessionStorage), never in the URL or a cookie.
+const TOKEN_KEY = 'ownstream-publish-token';
 const preview = $('preview');
 let media = null;
 let node = null;
@@ -79,9 +81,12 @@ async function goLive(ev) {
     return;
   }
   if (!media) return;
+  const publishToken = $('token').value.trim();
+  if (publishToken) sessionStorage.setItem(TOKEN_KEY, publishToken);
+  else sessionStorage.removeItem(TOKEN_KEY);
   $('go').disabled = true;
   node = new BroadcasterNode({
-    stream: name, supervisorUrl: defaultSupervisorUrl(), mediaStream: media, videoBitsPerSecond: Number($('quality').value),
+    stream: name, supervisorUrl: defaultSupervisorUrl(), mediaStream: media, publishToken, videoBitsPerSecond: Number($('quality').value),
   });
   node.addEventListener('status', (e) => {
     const { state, message } = e.detail;
@@ -89,8 +94,9 @@ async function goLive(ev) {
     health(state);
     banner(state === 'live' ? null : message, state === 'error' ? 'bad' : 'warn');
     $('stop').disabled = state !== 'live';
-    for (const id of ['name', 'camera', 'microphone', 'quality']) $(id).disabled = state === 'live' || state === 'stopping';
+    for (const id of ['name', 'token', 'camera', 'microphone', 'quality']) $(id).disabled = state === 'live' || state === 'stopping';
     if (state === 'ended' || state === 'error') $('go').disabled = false;
+    if (state === 'error' && node.stats().refusal === 'publish_forbidden') $('token').focus();
   });
   node.addEventListener('viewers', (e) => {
     const n = e.detail.viewers;
@@ -121,6 +127,7 @@ async function main() {
     $('go').disabled = true;
     return;
   }
+  $('token').value = sessionStorage.getItem(TOKEN_KEY) ?? '';
   $('form').addEventListener('submit', goLive);
   $('stop').addEventListener('click', () => node?.stop());
   $('camera').addEventListener('change', openMedia);

@@ -28,12 +28,14 @@ export const STREAM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
 export class BroadcasterNode extends EventTarget {
   constructor({
-    stream, supervisorUrl, mediaStream, videoBitsPerSecond = 1_200_000, audioBitsPerSecond = 96_000,
+    stream, supervisorUrl, mediaStream, publishToken = null, videoBitsPerSecond = 1_200_000, audioBitsPerSecond = 96_000,
     keyframeIntervalMs = 1000, timesliceMs = 100, chunkMs = 500, relayConfig = {},
   }) {
     super();
     Object.assign(this, { stream, url: supervisorUrl, mediaStream, videoBitsPerSecond, audioBitsPerSecond, keyframeIntervalMs, timesliceMs });
-    this.config = { component: BROADCASTER, stream, relay: { ...DEFAULT_RELAY_CONFIG, ...relayConfig }, listViewers: true };
+    this.config = {
+      component: BROADCASTER, stream, publishToken: publishToken || null, relay: { ...DEFAULT_RELAY_CONFIG, ...relayConfig }, listViewers: true,
+    };
     this.chunker = new Chunker({ maxChunkMs: chunkMs });
     this.driver = null;
     this.seq = 0;
@@ -164,6 +166,12 @@ export class BroadcasterNode extends EventTarget {
   /** Why the node ended before the stream went live, in plain words. */
   whyNotLive(ending) {
     if (this.refusal?.code === 'stream_exists') return `A stream named “${this.stream}” is already live. Choose another name.`;
+    if (this.refusal?.code === 'publish_forbidden') {
+      const ask = this.config.publishToken
+        ? 'Check the publish token: it is wrong, or granted for another stream name.'
+        : 'Enter the publish token the supervisor’s operator gave you (the supervisor prints it at start).';
+      return `The supervisor refused to publish: ${this.refusal.message}. ${ask}`;
+    }
     if (this.refusal) return this.refusal.message;
     if (ending.kind === 'connect_failed') {
       return this.driver.lastFailure?.kind === 'refused' ? `The supervisor refused this browser: ${ending.reason}` : 'Cannot reach the supervisor.';
@@ -209,6 +217,7 @@ export class BroadcasterNode extends EventTarget {
     return {
       ...this.counters,
       state: this.state,
+      refusal: this.refusal?.code ?? null,
       viewers: this.viewers,
       children: node?.children() ?? [],
       bytes_sent: node?.stats().bytes_sent ?? 0,

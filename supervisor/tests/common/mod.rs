@@ -120,6 +120,8 @@ pub(crate) struct Supervisor {
     pub addr: String,
     /// Its key's fingerprint, as printed.
     pub fingerprint: String,
+    /// The publish token it made and printed at start (`None` when `extra` gave credentials).
+    pub publish_token: Option<String>,
 }
 
 impl Supervisor {
@@ -129,8 +131,15 @@ impl Supervisor {
 
     /// A supervisor on `listen` (a port chosen beforehand, so a restart can take the same one).
     pub(crate) fn start_on(listen: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(listen, extra, &[])
+    }
+
+    /// A supervisor on `listen` with these environment variables set.
+    pub(crate) fn start_with_env(listen: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(bin("supervisor"));
-        cmd.args(["--listen", listen]).args(extra);
+        cmd.args(["--listen", listen])
+            .args(extra)
+            .envs(env.iter().copied());
         if !extra.iter().any(|a| *a == "--data-dir" || *a == "--key") {
             // Each test its own key, kept out of the user's data directory.
             let dir = std::env::temp_dir().join(format!(
@@ -144,12 +153,15 @@ impl Supervisor {
         let mut proc = Proc::spawn("supervisor", &mut cmd);
         let stdout = proc.child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut next = || {
+            lines
+                .next()
+                .expect("supervisor exited before printing its address, key and publish token")
+                .unwrap()
+        };
         let mut addr = None;
         let fingerprint = loop {
-            let line = lines
-                .next()
-                .expect("supervisor exited before printing its address and key")
-                .unwrap();
+            let line = next();
             if let Some(rest) = line.strip_prefix("supervisor listening on http://") {
                 addr = Some(rest.split_whitespace().next().unwrap().to_string());
             }
@@ -158,12 +170,30 @@ impl Supervisor {
             }
         };
         let addr = addr.expect("the address is printed before the key");
+        let publish_token = loop {
+            let line = next();
+            if let Some(rest) = line.strip_prefix("publish token: ") {
+                break Some(rest.split_whitespace().next().unwrap().to_string());
+            }
+            if line.starts_with("publish credentials: ") {
+                break None;
+            }
+        };
         // Keep draining stdout so the supervisor never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Self {
             proc,
             addr,
             fingerprint,
+            publish_token,
+        }
+    }
+
+    /// `--publish-token` with the token the supervisor printed, if it made one.
+    pub(crate) fn publish_args(&self) -> Vec<String> {
+        match &self.publish_token {
+            Some(t) => vec!["--publish-token".into(), t.clone()],
+            None => Vec::new(),
         }
     }
 
@@ -239,6 +269,7 @@ pub(crate) fn receiver(sup: &Supervisor, dir: &Path, name: &str, extra: &[&str])
 pub(crate) fn broadcaster(sup: &Supervisor, clip: &Path, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(peer_args(sup))
+        .args(sup.publish_args())
         .args(["--name", "s", "--file"])
         .arg(clip)
         .args(extra);
@@ -377,6 +408,7 @@ pub(crate) fn crash_scenario(test: &str, supervisor_args: &[&str]) {
 pub(crate) fn broadcaster_stdin(sup: &Supervisor, stdin: Stdio, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(peer_args(sup))
+        .args(sup.publish_args())
         .args(["--name", "s", "--stdin"])
         .args(extra);
     Proc::spawn_with_stdin("broadcaster", &mut cmd, stdin)

@@ -74,9 +74,10 @@ export const session = {
     link.nextList = this.config.listViewers ? now : null;
     this.event({ kind: 'connected' });
     const stream = this.config.stream;
+    const token = this.config.publishToken;
     let first;
     if (link.resume) first = this.resumeMessage();
-    else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream, signing_key: this.config.signingKey ?? '' };
+    else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream, signing_key: this.config.signingKey ?? '', ...(token ? { token } : {}) };
     else first = { type: 'JOIN_STREAM', stream, wait: true };
     this.send(first);
     this.sessionTimers();
@@ -94,6 +95,7 @@ export const session = {
     if (this.newestSeq != null) msg.last_seq = this.newestSeq;
     if (this.isBroadcaster() && this.key != null) msg.key = this.key.text;
     if (this.isBroadcaster()) msg.signing_key = this.config.signingKey ?? '';
+    if (this.isBroadcaster() && this.config.publishToken) msg.token = this.config.publishToken;
     return msg;
   },
 
