@@ -126,6 +126,8 @@ pub struct Node {
     rx: mpsc::UnboundedReceiver<Input>,
     /// Number of the current (or pending) supervisor connection.
     conn: u64,
+    /// Where the next connection goes instead of `url` (`REDIRECT`).
+    redirect: Option<String>,
     sig_out: Option<mpsc::UnboundedSender<PeerMessage>>,
     edges: HashMap<EdgeId, Arc<Edge>>,
     sink: Option<Box<dyn ChunkSink>>,
@@ -154,6 +156,7 @@ impl Node {
             inputs: inputs.clone(),
             rx,
             conn: 0,
+            redirect: None,
             sig_out: None,
             edges: HashMap::new(),
             sink: None,
@@ -284,6 +287,7 @@ impl Node {
             let now = self.now();
             match out {
                 Output::Connect => self.connect(),
+                Output::Redirect(url) => self.redirect = Some(url),
                 Output::Disconnect(_) => {
                     // Dropping the sender closes the socket after what is queued on it.
                     self.sig_out = None;
@@ -338,7 +342,8 @@ impl Node {
         self.conn += 1;
         let (conn, url, who, inputs) = (
             self.conn,
-            self.url.clone(),
+            // A redirect names the next connection only; later ones use the node's own URL.
+            self.redirect.take().unwrap_or_else(|| self.url.clone()),
             self.identity.clone(),
             self.inputs.clone(),
         );

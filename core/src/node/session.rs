@@ -30,6 +30,8 @@ pub(super) struct Link {
     next_list: Option<u64>,
     /// Broadcaster: `Ready` was given.
     ready: bool,
+    /// Redirects followed since the node was last in its stream.
+    redirects: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,7 @@ impl Link {
             next_stats: 0,
             next_list: None,
             ready: false,
+            redirects: 0,
         }
     }
 
@@ -104,8 +107,9 @@ impl Node {
             matches!(&failure, ConnectFailure::Refused(r) if rules::refusal_is_final(r));
         let give_up = refused_for_good
             || (!self.link.ever_connected && !self.config.retry_first_connect)
-            // A broadcaster's stream died with its connection: nothing to come back to.
-            || (self.link.ever_connected && self.is_broadcaster());
+            // A broadcaster's stream died with its connection: nothing to come back to. One that
+            // never registered (sent to another supervisor that is gone) tries again.
+            || (self.link.ever_connected && self.is_broadcaster() && self.key.is_some());
         if give_up {
             let text = failure.to_string();
             return self.finish(if self.link.ever_connected {
@@ -218,6 +222,7 @@ impl Node {
             return;
         }
         self.link.in_stream = true;
+        self.link.redirects = 0;
         if self.config.wait_viewers == 0 {
             self.give_ready();
         } else {
@@ -249,6 +254,7 @@ impl Node {
             self.event(NodeEvent::NewBroadcast);
         }
         self.link.in_stream = true;
+        self.link.redirects = 0;
         if self.joined_at.is_some() {
             self.stats.repairs += 1; // back as a new viewer after a kill or a reconnect
         }
@@ -306,6 +312,43 @@ impl Node {
         self.repair_start.get_or_insert(self.now_ms);
         self.link.in_stream = false;
         self.emit(Output::Disconnect("killed; re-joining".into()));
+        self.connect();
+    }
+
+    /// `REDIRECT`: another supervisor serves the stream. Before the node is in its stream it
+    /// simply asks there; a node already in it lost its supervisor's service (the lease moved), as
+    /// if the connection had closed, but comes back at once and to `url`.
+    pub(super) fn redirected(&mut self, url: String) {
+        if !self.live() || !self.link.is_connected() {
+            return;
+        }
+        if self.link.redirects >= rules::MAX_REDIRECTS {
+            self.link.redirects = 0;
+            self.emit(Output::Disconnect("too many redirects".into()));
+            self.link.state = State::Connecting;
+            let failure = ConnectFailure::Unreachable(format!(
+                "redirected {} times without reaching the stream",
+                rules::MAX_REDIRECTS + 1
+            ));
+            return self.handle_connect_failed(self.now_ms, failure);
+        }
+        self.link.redirects += 1;
+        let was_in_stream = self.link.in_stream;
+        if was_in_stream {
+            let reason = format!("the stream moved to {url}");
+            if self.is_broadcaster() {
+                // Its registration and key stay with the supervisor that lost the stream.
+                return self.finish(Ending::SupervisorLost(reason));
+            }
+            self.event(NodeEvent::SupervisorLost { reason });
+            self.close_all_edges();
+            self.repair_start.get_or_insert(self.now_ms);
+            self.reconnects += 1;
+        }
+        self.link.in_stream = false;
+        self.event(NodeEvent::Redirected { url: url.clone() });
+        self.emit(Output::Disconnect(format!("redirected to {url}")));
+        self.emit(Output::Redirect(url));
         self.connect();
     }
 

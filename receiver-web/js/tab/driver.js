@@ -110,6 +110,10 @@ export class NodeDriver {
       case 'connect':
         this.connect();
         break;
+      case 'redirect':
+        // The next connection only: later ones go back to the page's own supervisor.
+        this.redirectUrl = out.url;
+        break;
       case 'disconnect': {
         // Closes the socket after what is queued on it; its later events are not passed on.
         this.conn += 1;
@@ -162,7 +166,9 @@ export class NodeDriver {
     this.conn += 1;
     const conn = this.conn;
     const component = this.node.config.component;
-    Signaling.connect(this.url, this.identity, component).then((sig) => {
+    const url = this.redirectUrl ?? this.url;
+    this.redirectUrl = null;
+    Signaling.connect(url, this.identity, component).then((sig) => {
       if (conn !== this.conn) {
         sig.close('no longer wanted');
         return;

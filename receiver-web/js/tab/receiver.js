@@ -182,6 +182,9 @@ export class ReceiverNode extends EventTarget {
       case 'supervisor-lost':
         this.setStatus('reconnecting', `Lost the connection to the supervisor (${ev.reason}). Reconnecting…`);
         break;
+      case 'redirected':
+        this.setStatus('connecting', `The stream is served by another supervisor (${ev.url}). Connecting there…`);
+        break;
       case 'waiting':
         this.setStatus('waiting', `“${this.stream}” is not live right now. This page starts playing as soon as it is.`);
         break;

@@ -11,7 +11,7 @@
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import {
-  HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
+  HEARTBEAT_RANGE_MS, MAX_REDIRECTS, MAX_REPAIR_SAMPLES, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
   errorEndsNode, reconnectDelayMs, refusalIsFinal,
 } from '../rules.js';
 import { Reassembler, base64Decode, base64Encode, importStreamKey } from '../frame.js';
@@ -37,6 +37,7 @@ export class Link {
     this.nextStats = 0;
     this.nextList = null; // when to ask for the stream list next (while it is wanted)
     this.ready = false; // broadcaster: `ready` was given
+    this.redirects = 0; // redirects followed since the node was last in its stream
   }
 
   isConnected() {
@@ -81,8 +82,9 @@ export const session = {
     const refusedForGood = failure.kind === 'refused' && refusalIsFinal(failure.reason);
     const giveUp = refusedForGood
       || (!this.link.everConnected && !this.config.retryFirstConnect)
-      // A broadcaster's stream died with its connection: nothing to come back to.
-      || (this.link.everConnected && this.isBroadcaster());
+      // A broadcaster's stream died with its connection: nothing to come back to. One that
+      // never registered (sent to another supervisor that is gone) tries again.
+      || (this.link.everConnected && this.isBroadcaster() && this.key != null);
     if (giveUp) {
       const kind = this.link.everConnected ? 'supervisor_lost' : 'connect_failed';
       this.finish({ kind, reason: failure.reason });
@@ -172,6 +174,7 @@ export const session = {
   registered(key) {
     if (!this.isBroadcaster() || !this.setKey(key)) return;
     this.link.inStream = true;
+    this.link.redirects = 0;
     if (this.config.waitViewers === 0) {
       this.giveReady();
     } else {
@@ -199,6 +202,7 @@ export const session = {
       this.event({ kind: 'new-broadcast' });
     }
     this.link.inStream = true;
+    this.link.redirects = 0;
     if (this.joinedAt != null) this.counters.repairs += 1; // back as a new viewer after a kill or a reconnect
     this.joinedAt ??= this.nowMs;
     this.closeParentEdge();
@@ -250,6 +254,39 @@ export const session = {
     this.repairStart ??= this.nowMs;
     this.link.inStream = false;
     this.emit({ type: 'disconnect', reason: 'killed; re-joining' });
+    this.connect();
+  },
+
+  /** REDIRECT: another supervisor serves the stream. Before the node is in its stream it simply
+   *  asks there; a node already in it lost its supervisor's service (the lease moved), as if the
+   *  connection had closed, but comes back at once and to `url`. */
+  redirected(url) {
+    if (!this.live() || !this.link.isConnected()) return;
+    if (this.link.redirects >= MAX_REDIRECTS) {
+      this.link.redirects = 0;
+      this.emit({ type: 'disconnect', reason: 'too many redirects' });
+      this.link.state = CONNECTING;
+      const reason = `redirected ${MAX_REDIRECTS + 1} times without reaching the stream`;
+      this.handleConnectFailed(this.nowMs, { kind: 'unreachable', reason });
+      return;
+    }
+    this.link.redirects += 1;
+    if (this.link.inStream) {
+      const reason = `the stream moved to ${url}`;
+      if (this.isBroadcaster()) {
+        // Its registration and key stay with the supervisor that lost the stream.
+        this.finish({ kind: 'supervisor_lost', reason });
+        return;
+      }
+      this.event({ kind: 'supervisor-lost', reason });
+      this.closeAllEdges();
+      this.repairStart ??= this.nowMs;
+      this.reconnectCount += 1;
+    }
+    this.link.inStream = false;
+    this.event({ kind: 'redirected', url });
+    this.emit({ type: 'disconnect', reason: `redirected to ${url}` });
+    this.emit({ type: 'redirect', url });
     this.connect();
   },
 
