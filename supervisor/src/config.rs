@@ -32,6 +32,20 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Token the monitor and its API require; empty: a random one is made at start.
     pub admin_token: String,
+    /// Several supervisors sharing the streams through Redis (`--cluster`); none: alone.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// `--cluster` and `--advertise-url`.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// The WebSocket URL peers use to reach this supervisor; derived from the bound address
+    /// when absent.
+    pub advertise_url: Option<String>,
+    /// Lease timing (the defaults are justified in `ownstream_core::cluster`).
+    pub lease: ownstream_core::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -50,6 +64,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             admin_token: String::new(),
+            cluster: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use ownstream_core::protocol::{IceServer, TopologyName};
-use ownstream_supervisor::config::{parse_ice_server, Config};
+use ownstream_supervisor::config::{parse_ice_server, ClusterSettings, Config};
 use std::path::PathBuf;
 
 mod demo;
@@ -45,6 +45,14 @@ struct Cli {
     /// random token is made and printed at start.
     #[arg(long, env = "OWNSTREAM_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Share the streams with other supervisors through this Redis (`redis://host:port[/db]`):
+    /// each stream is served by one of them at a time, and peers are sent to it.
+    #[arg(long, value_name = "REDIS_URL")]
+    cluster: Option<String>,
+    /// With --cluster: the WebSocket URL peers use to reach this supervisor (default: ws://
+    /// or wss:// on the address it listens on, which must then not be 0.0.0.0).
+    #[arg(long, requires = "cluster")]
+    advertise_url: Option<String>,
     /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
     #[arg(long)]
     demo: bool,
@@ -87,6 +95,11 @@ async fn run() -> anyhow::Result<()> {
         tls_cert: cli.tls_cert.clone(),
         tls_key: cli.tls_key.clone(),
         admin_token: cli.admin_token.clone().unwrap_or_default(),
+        cluster: cli.cluster.clone().map(|redis_url| ClusterSettings {
+            redis_url,
+            advertise_url: cli.advertise_url.clone(),
+            lease: Default::default(),
+        }),
         ..Config::default()
     };
     let bound = ownstream_supervisor::bind(config).await?;
