@@ -2,6 +2,7 @@
 # Installs what ownstream's tests and demo need beyond the Rust toolchain, on Debian:
 #   - ffmpeg (the end-to-end tests decode every receiver's output with it),
 #   - chromium (the browser tests drive Debian's Chromium with Playwright),
+#   - redis-server (the `--cluster` test starts its own on a free loopback port; no service),
 #   - fonts-dejavu-core (the experiments' charts draw their text with it),
 #   - node and npm if absent (Debian's nodejs), then the npm packages of package.json (playwright-core).
 # Safe to run again: does nothing when everything is there. Needs root or sudo only to install.
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
@@ -32,4 +34,4 @@ if [ ! -f node_modules/playwright-core/package.json ] || [ package-lock.json -nt
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
-echo "prerequisites present: $(ffmpeg -version | head -n1 | cut -d' ' -f1-3), $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)"
+echo "prerequisites present: $(ffmpeg -version | head -n1 | cut -d' ' -f1-3), $(/usr/bin/chromium --version 2>/dev/null), node $(node --version), $(redis-server --version | cut -d' ' -f1-3)"

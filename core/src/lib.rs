@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cluster;
 pub mod failures;
 pub mod frame;
 pub mod ids;

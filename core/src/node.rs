@@ -447,6 +447,7 @@ impl Node {
             ServerMessage::Signal { from, payload } => self.route_signal(from, payload),
             ServerMessage::StreamList { streams } => self.stream_list(&streams),
             ServerMessage::Kill { reason, rejoin } => self.killed(reason, rejoin),
+            ServerMessage::Redirect { url, .. } => self.redirected(url),
             ServerMessage::StreamEnded { reason, .. } => self.stream_ended(reason),
             ServerMessage::Error {
                 code,

@@ -79,6 +79,10 @@ pub struct StreamInfo {
     pub live: bool,
     /// Viewers whose latest report says their parent's data channel is open.
     pub ready: usize,
+    /// With several supervisors (`--cluster`): the WebSocket URL of the one that serves the
+    /// stream, when it is not the one answering. Absent for a single supervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<String>,
 }
 
 /// What a peer reports about itself every second.
@@ -256,6 +260,15 @@ pub enum ServerMessage {
         reason: String,
         /// Come back as a new viewer.
         rejoin: bool,
+    },
+    /// With several supervisors: `stream` is served by the supervisor at `url`, not this one.
+    /// The peer connects there, authenticates again (it is another supervisor, with its own key)
+    /// and repeats its request; this connection is closed after this message.
+    Redirect {
+        /// The stream the peer asked for.
+        stream: String,
+        /// The WebSocket URL to connect to instead.
+        url: String,
     },
     /// A request failed; `fatal` errors are followed by closing the connection.
     Error {
@@ -437,6 +450,7 @@ impl ServerMessage {
             Self::Signal { .. } => "SIGNAL",
             Self::StreamEnded { .. } => "STREAM_ENDED",
             Self::Kill { .. } => "KILL",
+            Self::Redirect { .. } => "REDIRECT",
             Self::Error { .. } => "ERROR",
         }
     }

@@ -136,6 +136,7 @@ fn output_json(out: &Output, watch: &[String]) -> Option<Value> {
     Some(match out {
         Output::Connect => json!({"connect": {}}),
         Output::Disconnect(_) => json!({"disconnect": {}}),
+        Output::Redirect(url) => json!({ "redirect": url }),
         Output::Send(msg) => {
             let v: Value = serde_json::from_str(&msg.encode()).unwrap();
             let kind = match v["type"].as_str() {

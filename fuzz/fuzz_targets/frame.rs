@@ -10,7 +10,9 @@
 use arbitrary::Unstructured;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use ownstream_core::frame::{fragment, Chunk, Message, Reassembler, StreamKey, MAX_CHUNK_LEN};
+use ownstream_core::frame::{
+    fragment, Chunk, ChunkSigner, Message, Reassembler, SigningKey, StreamKey, MAX_CHUNK_LEN,
+};
 use ownstream_core::ids::ChunkSeq;
 
 const KEY: [u8; 32] = [7; 32];
@@ -77,9 +79,8 @@ fn feed_real_chunk(reassembler: &mut Reassembler, record: &[u8]) {
         return;
     };
     let payload = Bytes::copy_from_slice(u.take_rest());
-    let key = StreamKey::new(KEY);
-    let chunk = Chunk::sign(
-        &key,
+    let signer = ChunkSigner::new("fuzz", StreamKey::new(KEY), SigningKey::from_seed([7; 32]));
+    let chunk = signer.sign(
         ChunkSeq(seq),
         flags,
         timestamp_ms,

@@ -10,7 +10,9 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use ownstream_core::frame::{fragment, Chunk, Message, StreamKey, MAX_MESSAGE};
+use ownstream_core::frame::{
+    fragment, Chunk, ChunkSigner, Message, SigningKey, StreamKey, MAX_MESSAGE,
+};
 use ownstream_core::ids::{ChunkSeq, PeerId};
 use ownstream_core::node::{ConnectFailure, EdgeId, Node, NodeConfig, Output};
 use ownstream_core::protocol::{ComponentType, ServerMessage, SignalPayload};
@@ -119,7 +121,7 @@ fuzz_target!(|input: Input| {
     if !input.verify_all {
         config.verify_fraction = 0.5;
     }
-    let key = StreamKey::new(KEY);
+    let signer = ChunkSigner::new(STREAM, StreamKey::new(KEY), SigningKey::from_seed([7; 32]));
     let mut h = Harness {
         node: Node::new(config, 0),
         now: 0,
@@ -130,7 +132,7 @@ fuzz_target!(|input: Input| {
     h.node.handle_connected(0, 1000);
     h.drain();
     for op in input.ops {
-        h.apply(op, &key);
+        h.apply(op, &signer);
         h.drain();
     }
 });
@@ -145,13 +147,15 @@ impl Harness {
         self.node.handle_server(self.now, msg);
     }
 
-    fn apply(&mut self, op: Op, key: &StreamKey) {
+    fn apply(&mut self, op: Op, signer: &ChunkSigner) {
+        let key = signer.stream_key();
         let now = self.now;
         let stream = STREAM.to_string();
         match op {
             Op::Joined { parent, depth } => self.server(ServerMessage::Joined {
                 stream,
                 key: key.to_base64(),
+                signing_key: signer.verifying_key().to_base64(),
                 parent: peer(parent),
                 depth: usize::from(depth),
             }),
@@ -228,8 +232,7 @@ impl Harness {
                 // Small chunks and few fragments keep executions fast; size limits are the
                 // frame target's business.
                 let payload: Vec<u8> = (0..usize::from(len % 4096)).map(|i| i as u8).collect();
-                let chunk = Chunk::sign(
-                    key,
+                let chunk = signer.sign(
                     ChunkSeq(u64::from(seq)),
                     flags,
                     u64::from(seq) * 100,

@@ -136,6 +136,8 @@ pub struct Node {
     rx: mpsc::UnboundedReceiver<Input>,
     /// Number of the current (or pending) supervisor connection.
     conn: u64,
+    /// Where the next connection goes instead of `url` (`REDIRECT`).
+    redirect: Option<String>,
     sig_out: Option<mpsc::UnboundedSender<PeerMessage>>,
     edges: HashMap<EdgeId, Arc<Edge>>,
     sink: Option<Box<dyn ChunkSink>>,
@@ -169,6 +171,7 @@ impl Node {
             inputs: inputs.clone(),
             rx,
             conn: 0,
+            redirect: None,
             sig_out: None,
             edges: HashMap::new(),
             sink: None,
@@ -306,6 +309,7 @@ impl Node {
             let now = self.now();
             match out {
                 Output::Connect => self.connect(),
+                Output::Redirect(url) => self.redirect = Some(url),
                 Output::Disconnect(_) => {
                     // Dropping the sender closes the socket after what is queued on it.
                     self.sig_out = None;
@@ -363,6 +367,8 @@ impl Node {
         self.conn += 1;
         let attempt = self.core.connect_attempt() as usize;
         let url = (self.urls.get(attempt % self.urls.len().max(1)).cloned()).unwrap_or_default();
+        // A redirect names the next connection only; later ones use the node's own list.
+        let url = self.redirect.take().unwrap_or(url);
         let (conn, url, who, inputs) = (self.conn, url, self.identity.clone(), self.inputs.clone());
         tokio::spawn(async move {
             let result = signaling::connect(&url, &who).await;

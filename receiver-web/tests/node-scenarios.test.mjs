@@ -116,6 +116,7 @@ function outputJson(out, watch) {
   switch (out.type) {
     case 'connect': return { connect: {} };
     case 'disconnect': return { disconnect: {} };
+    case 'redirect': return { redirect: out.url };
     case 'send': {
       // As on the wire: what JSON.stringify makes of it.
       const msg = JSON.parse(JSON.stringify(out.msg));

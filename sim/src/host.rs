@@ -263,6 +263,8 @@ impl Sim {
                     self.sup_after(SupIn::Closed(peer, conn));
                 }
             }
+            // One supervisor in the simulated world: nobody is ever redirected.
+            Output::Redirect(_) => {}
             Output::Send(msg) => {
                 if let Some(conn) = self.hosts[id.0].conn {
                     self.schedule(now + lat, Event::Sup(SupIn::Message(peer, conn, msg)));

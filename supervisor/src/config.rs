@@ -49,6 +49,20 @@ pub struct Config {
     pub publish_tokens: Vec<TokenGrant>,
     /// Broadcaster keys allowed to publish without a token (`--publisher-key`).
     pub publisher_keys: Vec<KeyGrant>,
+    /// Several supervisors sharing the streams through Redis (`--cluster`); none: alone.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// `--cluster` and `--advertise-url`.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// `redis://host:port[/db]`.
+    pub redis_url: String,
+    /// The WebSocket URL peers use to reach this supervisor; derived from the bound address
+    /// when absent.
+    pub advertise_url: Option<String>,
+    /// Lease timing (the defaults are justified in `ownstream_core::cluster`).
+    pub lease: ownstream_core::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -72,6 +86,7 @@ impl Default for Config {
             admin_token: String::new(),
             publish_tokens: Vec::new(),
             publisher_keys: Vec::new(),
+            cluster: None,
         }
     }
 }

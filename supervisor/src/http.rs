@@ -109,8 +109,10 @@ fn refused(refusal: &Refusal, from: SocketAddr) -> Response {
 struct StreamEntry {
     #[serde(flatten)]
     info: ownstream_core::protocol::StreamInfo,
-    /// When the stream went live, Unix time in milliseconds.
-    live_since_unix_ms: u64,
+    /// When the stream went live, Unix time in milliseconds (unknown for a stream another
+    /// supervisor of the cluster serves).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_since_unix_ms: Option<u64>,
 }
 
 async fn list_streams(State(state): State<AppState>) -> Response {
@@ -126,16 +128,21 @@ async fn list_streams(State(state): State<AppState>) -> Response {
                     let age = now.saturating_sub(reg.started_at_ms(&info.name).unwrap_or(now));
                     StreamEntry {
                         info,
-                        live_since_unix_ms: unix_now.saturating_sub(age),
+                        live_since_unix_ms: Some(unix_now.saturating_sub(age)),
                     }
                 })
                 .collect::<Vec<_>>()
         })
         .await;
-    match answer {
-        Some(streams) => Json(streams).into_response(),
-        None => unavailable(),
-    }
+    let Some(mut streams) = answer else {
+        return unavailable();
+    };
+    let remote = state.hub.remote_streams().await.into_iter();
+    streams.extend(remote.map(|info| StreamEntry {
+        info,
+        live_since_unix_ms: None,
+    }));
+    Json(streams).into_response()
 }
 
 async fn stream_tree(State(state): State<AppState>, Path(name): Path<String>) -> Response {

@@ -1,9 +1,11 @@
 //! The hub task: the only owner of the registry. Connections and HTTP handlers talk to it over a
 //! channel; it applies the registry's outputs by writing to each peer's outbound queue.
 
+use crate::cluster::{Answer, Store};
 use crate::config::Config;
+use ownstream_core::cluster::{self, Cluster, Event, Route};
 use ownstream_core::ids::PeerId;
-use ownstream_core::protocol::{Agent, ComponentType, PeerMessage, ServerMessage};
+use ownstream_core::protocol::{Agent, ComponentType, PeerMessage, ServerMessage, StreamInfo};
 use ownstream_core::publish::{PublishPolicy, TokenGrant};
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
 use rand::RngExt;
@@ -44,6 +46,18 @@ enum Command {
     Message(PeerId, u64, PeerMessage),
     Disconnect(PeerId, u64),
     Query(Query),
+    Remote(oneshot::Sender<Vec<StreamInfo>>),
+}
+
+/// A request that waits for the cluster store: the peer, its connection and the message.
+type Parked = (PeerId, u64, PeerMessage);
+
+/// The hub's part of `--cluster`: the core's decisions and the store that carries them out.
+struct ClusterPart {
+    core: Cluster<Parked>,
+    store: std::sync::Arc<Store>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    answers_tx: mpsc::UnboundedSender<Answer>,
 }
 
 /// A cheap, cloneable handle to the hub.
@@ -88,6 +102,15 @@ impl HubHandle {
         let _ = self.tx.send(Command::Disconnect(peer, conn));
     }
 
+    /// With `--cluster`: the streams other supervisors serve, each naming its supervisor's URL.
+    pub async fn remote_streams(&self) -> Vec<StreamInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Remote(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Runs `f` against the registry inside the hub and returns its result.
     pub async fn query<T: Send + 'static>(
         &self,
@@ -109,6 +132,7 @@ pub struct HubTask {
     /// Connected peers: their connection's number and outbound queue.
     peers: HashMap<PeerId, (u64, mpsc::Sender<Outbound>)>,
     next_conn: u64,
+    cluster: Option<ClusterPart>,
 }
 
 impl HubTask {
@@ -131,6 +155,7 @@ impl HubTask {
             rx,
             peers: HashMap::new(),
             next_conn: 1,
+            cluster: None,
         };
         (task, HubHandle { tx })
     }
@@ -140,10 +165,25 @@ impl HubTask {
         self.registry.publish_policy_mut().allow_token(grant);
     }
 
+    /// Shares the streams with other supervisors through `store` (`--cluster`).
+    pub fn join_cluster(&mut self, store: std::sync::Arc<Store>, config: cluster::ClusterConfig) {
+        let (answers_tx, answers) = mpsc::unbounded_channel();
+        self.cluster = Some(ClusterPart {
+            core: Cluster::new(config, store.id().to_string(), now_ms()),
+            store,
+            answers,
+            answers_tx,
+        });
+    }
+
     /// Runs until every handle is dropped.
     pub async fn run(mut self) {
         loop {
-            let deadline = self.registry.poll_timeout(now_ms());
+            let cluster_due = self.cluster.as_ref().map(|c| c.core.poll_timeout());
+            let deadline = [self.registry.poll_timeout(now_ms()), cluster_due]
+                .into_iter()
+                .flatten()
+                .min();
             let sleep = async {
                 match deadline {
                     Some(at) => {
@@ -160,8 +200,17 @@ impl HubTask {
                     Some(cmd) => self.handle(cmd),
                     None => return,
                 },
-                () = sleep => self.registry.handle_timeout(now_ms()),
+                Some(answer) = next_answer(&mut self.cluster) => self.handle_answer(answer),
+                () = sleep => {
+                    let now = now_ms();
+                    self.registry.handle_timeout(now);
+                    if let Some(c) = &mut self.cluster {
+                        c.core.handle_timeout(now);
+                    }
+                }
             }
+            self.flush();
+            self.step_cluster();
             self.flush();
         }
     }
@@ -193,8 +242,19 @@ impl HubTask {
             }
             Command::Message(peer, conn, msg) => {
                 if self.current(peer, conn) {
-                    self.registry.handle_message(now, peer, msg);
+                    self.route(now, peer, conn, msg);
                 }
+            }
+            Command::Remote(reply) => {
+                let remote = self.cluster.as_ref().map_or_else(Vec::new, |c| {
+                    let list = c.core.remote_streams().into_iter();
+                    list.map(|(mut info, url)| {
+                        info.supervisor = url;
+                        info
+                    })
+                    .collect()
+                });
+                let _ = reply.send(remote);
             }
             Command::Disconnect(peer, conn) => {
                 if self.current(peer, conn) {
@@ -213,6 +273,17 @@ impl HubTask {
     fn flush(&mut self) {
         while let Some(out) = self.registry.poll_output() {
             match out {
+                Output::Send(peer, ServerMessage::StreamList { mut streams }) => {
+                    // The cluster's directory lists the streams other supervisors serve.
+                    if let Some(c) = &self.cluster {
+                        for (mut info, url) in c.core.remote_streams() {
+                            info.supervisor = url;
+                            streams.push(info);
+                        }
+                    }
+                    let msg = ServerMessage::StreamList { streams };
+                    self.deliver(peer, Outbound::Message(msg));
+                }
                 Output::Send(peer, msg) => self.deliver(peer, Outbound::Message(msg)),
                 Output::Close(peer, reason) => {
                     self.deliver(peer, Outbound::Close(reason));
@@ -234,5 +305,150 @@ impl HubTask {
             self.registry
                 .fail_peer(now_ms(), peer, "not reading its signaling messages");
         }
+    }
+}
+
+async fn next_answer(cluster: &mut Option<ClusterPart>) -> Option<Answer> {
+    match cluster {
+        Some(c) => c.answers.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `--cluster`: which supervisor serves what, and telling peers where to go.
+impl HubTask {
+    /// A peer's message: served here, unless it names a stream this supervisor does not serve.
+    fn route(&mut self, now: u64, peer: PeerId, conn: u64, msg: PeerMessage) {
+        let Some(c) = &mut self.cluster else {
+            return self.registry.handle_message(now, peer, msg);
+        };
+        let Some((stream, need)) = cluster::need(&msg) else {
+            return self.registry.handle_message(now, peer, msg);
+        };
+        if self.registry.has_stream(stream) {
+            return self.registry.handle_message(now, peer, msg);
+        }
+        let stream = stream.to_string();
+        if let Route::Serve((peer, _, msg)) = c.core.route(now, &stream, need, (peer, conn, msg)) {
+            self.registry.handle_message(now, peer, msg);
+        }
+    }
+
+    fn handle_answer(&mut self, answer: Answer) {
+        let now = now_ms();
+        let Some(c) = &mut self.cluster else { return };
+        match answer {
+            Answer::Claimed {
+                stream,
+                sent_ms,
+                owner,
+            } => c.core.handle_claimed(now, &stream, sent_ms, owner),
+            Answer::Located { stream, owner } => c.core.handle_located(now, &stream, owner),
+            Answer::Renewed {
+                stream,
+                sent_ms,
+                renewed,
+            } => c.core.handle_renewed(now, &stream, sent_ms, renewed),
+            Answer::Directory(dir) => {
+                c.core.handle_directory(dir);
+                self.redirect_waiting();
+            }
+        }
+    }
+
+    /// Viewers waiting here for a stream that went live on another supervisor go there.
+    fn redirect_waiting(&mut self) {
+        let Some(c) = &self.cluster else { return };
+        let moves: Vec<(PeerId, String, String)> = self
+            .registry
+            .waiting()
+            .into_iter()
+            .filter_map(|(peer, stream)| {
+                let url = c.core.remote_owner(&stream)?.to_string();
+                Some((peer, stream, url))
+            })
+            .collect();
+        for (peer, stream, url) in moves {
+            self.registry.forget(now_ms(), peer);
+            self.redirect(peer, stream, Some(url));
+        }
+    }
+
+    /// Acts on the cluster's events, frees leases of streams no longer served, and hands the
+    /// store its operations.
+    fn step_cluster(&mut self) {
+        let now = now_ms();
+        let Some(c) = &mut self.cluster else { return };
+        let mut events = Vec::new();
+        while let Some(ev) = c.core.poll_event() {
+            events.push(ev);
+        }
+        for ev in events {
+            self.cluster_event(now, ev);
+        }
+        let Some(c) = &mut self.cluster else { return };
+        let registry = &self.registry;
+        c.core.release_unserved(|s| registry.has_stream(s));
+        while let Some(cmd) = c.core.poll_command() {
+            let info = match &cmd {
+                cluster::Command::Renew { stream, .. } => self
+                    .registry
+                    .streams()
+                    .into_iter()
+                    .find(|i| &i.name == stream),
+                _ => None,
+            };
+            c.store.spawn(cmd, info, c.answers_tx.clone());
+        }
+    }
+
+    fn cluster_event(&mut self, now: u64, ev: Event<Parked>) {
+        match ev {
+            Event::Serve((peer, conn, msg)) => {
+                if self.current(peer, conn) {
+                    self.registry.handle_message(now, peer, msg);
+                }
+            }
+            Event::Redirect((peer, conn, msg), url) => {
+                if self.current(peer, conn) {
+                    let stream = cluster::need(&msg).map(|(s, _)| s.to_string());
+                    self.registry.forget(now, peer);
+                    self.redirect(peer, stream.unwrap_or_default(), Some(url));
+                }
+            }
+            Event::Refuse((peer, conn, _), reason) => {
+                if self.current(peer, conn) {
+                    let msg = ServerMessage::Error {
+                        code: "cluster_unavailable".into(),
+                        message: reason,
+                        fatal: false,
+                    };
+                    self.deliver(peer, Outbound::Message(msg));
+                }
+            }
+            Event::Lost { stream, url } => {
+                tracing::warn!(%stream, to = ?url, "lost the stream's lease; sending its peers away");
+                for peer in self.registry.evict_stream(&stream) {
+                    self.redirect(peer, stream.clone(), url.clone());
+                }
+            }
+        }
+    }
+
+    /// Sends a peer to `url` (or just away) and closes its connection.
+    fn redirect(&mut self, peer: PeerId, stream: String, url: Option<String>) {
+        let reason = match url {
+            Some(url) => {
+                let reason = format!("stream {stream} is served by {url}");
+                self.deliver(
+                    peer,
+                    Outbound::Message(ServerMessage::Redirect { stream, url }),
+                );
+                reason
+            }
+            None => format!("this supervisor no longer serves stream {stream}"),
+        };
+        self.deliver(peer, Outbound::Close(reason));
+        self.peers.remove(&peer);
     }
 }

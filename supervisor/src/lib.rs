@@ -5,6 +5,7 @@
 //! the hub and writes what the hub sends back. HTTP handlers ask the hub for snapshots.
 
 pub mod assets;
+pub mod cluster;
 pub mod config;
 pub mod gate;
 pub mod http;
@@ -202,7 +203,15 @@ pub async fn bind(mut config: Config) -> anyhow::Result<Bound> {
         ),
         None => None,
     };
-    let (hub, handle) = hub::HubTask::new(&config);
+    let (mut hub, handle) = hub::HubTask::new(&config);
+    if let Some(settings) = &config.cluster {
+        let url = advertise_url(settings, listener.local_addr()?, tls.is_some())?;
+        let me = uuid::Uuid::new_v4().to_string();
+        let store =
+            cluster::Store::connect(&settings.redis_url, me, url, settings.lease.lease_ms).await?;
+        tracing::info!(id = store.id(), url = store.url(), "joined the cluster");
+        hub.join_cluster(store, settings.lease);
+    }
     let gate = gate::Gate::new(config.admission);
     let state = http::AppState {
         identity,
@@ -239,6 +248,28 @@ async fn listen(addr: &str) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// The URL other supervisors send this one's peers to: `--advertise-url`, or the bound address.
+fn advertise_url(
+    settings: &config::ClusterSettings,
+    bound: SocketAddr,
+    tls: bool,
+) -> anyhow::Result<String> {
+    if let Some(url) = &settings.advertise_url {
+        anyhow::ensure!(
+            url.starts_with("ws://") || url.starts_with("wss://"),
+            "--advertise-url must be a ws:// or wss:// URL, not {url}"
+        );
+        return Ok(url.clone());
+    }
+    anyhow::ensure!(
+        !bound.ip().is_unspecified(),
+        "listening on {bound}: give --advertise-url, the address peers on other machines reach \
+         this supervisor at"
+    );
+    let scheme = if tls { "wss" } else { "ws" };
+    Ok(format!("{scheme}://{bound}/ws"))
 }
 
 /// 128 random bits, hex.

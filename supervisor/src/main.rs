@@ -7,6 +7,7 @@ use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, TopologyName};
 use ownstream_core::publish::{parse_key_grant, parse_token_grant, KeyGrant, TokenGrant};
 use ownstream_supervisor::config::{parse_ice_server, read_token_file, Config};
+use ownstream_supervisor::config::ClusterSettings;
 use std::path::PathBuf;
 
 mod demo;
@@ -91,6 +92,14 @@ struct Cli {
     /// broadcaster prints at start), or `NAME=SHA256:<hex>` for the stream NAME only. Repeatable.
     #[arg(long = "publisher-key", value_name = "[NAME=]SHA256:HEX", value_parser = parse_key_grant)]
     publisher_keys: Vec<KeyGrant>,
+    /// Share the streams with other supervisors through this Redis (`redis://host:port[/db]`):
+    /// each stream is served by one of them at a time, and peers are sent to it.
+    #[arg(long, value_name = "REDIS_URL")]
+    cluster: Option<String>,
+    /// With --cluster: the WebSocket URL peers use to reach this supervisor (default: ws://
+    /// or wss:// on the address it listens on, which must then not be 0.0.0.0).
+    #[arg(long, requires = "cluster")]
+    advertise_url: Option<String>,
     /// Also broadcast a clip on a loop as the stream `demo` (the bundled sample unless --demo-clip).
     #[arg(long)]
     demo: bool,
@@ -155,6 +164,11 @@ async fn run() -> anyhow::Result<()> {
         },
         publish_tokens,
         publisher_keys: cli.publisher_keys.clone(),
+        cluster: cli.cluster.clone().map(|redis_url| ClusterSettings {
+            redis_url,
+            advertise_url: cli.advertise_url.clone(),
+            lease: Default::default(),
+        }),
         ..Config::default()
     };
     let (tokens, keys) = (config.publish_tokens.len(), config.publisher_keys.len());

@@ -17,6 +17,9 @@ pub enum Output {
     /// Close the current supervisor connection after what is queued on it; its later events
     /// must not reach the node.
     Disconnect(String),
+    /// The next [`Output::Connect`], and only that one, goes to this URL: the supervisor that
+    /// serves the stream (`REDIRECT`). Later connections go back to the node's own URL(s).
+    Redirect(String),
     /// Send a message to the supervisor.
     Send(PeerMessage),
     /// Create an edge to `peer`: as the offerer (a child's edge: create the data channel and the
@@ -76,6 +79,11 @@ pub enum NodeEvent {
     },
     /// The stream is not live yet; the join completes when it is.
     Waiting,
+    /// Another supervisor serves the stream: the node connects there.
+    Redirected {
+        /// Where.
+        url: String,
+    },
     /// Joined the tree under `parent`.
     Joined {
         /// The parent.

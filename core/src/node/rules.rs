@@ -57,6 +57,11 @@ pub const RECONNECT_BACKOFF_MS: [u64; 3] = [500, 1000, 1500];
 /// connection under the same peer id may not be gone from the supervisor yet.
 pub const RETRYABLE_REFUSALS: [&str; 1] = ["already connected"];
 
+/// Redirects (`REDIRECT`, several supervisors) a node follows in a row without getting into its
+/// stream; one more is treated as a failed connection (backoff, then the node's own URL), so two
+/// supervisors that each name the other cannot keep a node bouncing.
+pub const MAX_REDIRECTS: u64 = 4;
+
 /// Arrival times a node keeps for its summary (the latest ones).
 pub const MAX_ARRIVALS: usize = 20_000;
 
@@ -105,7 +110,7 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 15] = [
+    let numbers: [(&str, u64); 16] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
         ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
         ("END_GRACE_MS", END_GRACE_MS),
@@ -114,6 +119,7 @@ pub fn js_module() -> String {
         ("READY_POLL_MS", READY_POLL_MS),
         ("VIEWER_LIST_MS", VIEWER_LIST_MS),
         ("TICK_MS", TICK_MS),
+        ("MAX_REDIRECTS", MAX_REDIRECTS),
         ("MAX_ARRIVALS", MAX_ARRIVALS as u64),
         ("HANDSHAKE_TIMEOUT_MS", HANDSHAKE_TIMEOUT_MS),
         ("MAX_REPAIR_SAMPLES", MAX_REPAIR_SAMPLES as u64),

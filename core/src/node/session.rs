@@ -42,6 +42,8 @@ pub(super) struct Link {
     draws: u64,
     /// Which supervisor to try: moves on after each failed attempt and each lost connection.
     target: u32,
+    /// Redirects followed since the node was last in its stream.
+    redirects: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,7 @@ impl Link {
             resume: false,
             draws: 0,
             target: 0,
+            redirects: 0,
         }
     }
 
@@ -288,6 +291,7 @@ impl Node {
         }
         self.link.in_stream = true;
         self.link.resume = true;
+        self.link.redirects = 0;
         if self.config.wait_viewers == 0 {
             self.give_ready();
         } else {
@@ -320,6 +324,7 @@ impl Node {
         }
         self.link.in_stream = true;
         self.link.resume = true;
+        self.link.redirects = 0;
         if self.joined_at.is_some() {
             self.stats.repairs += 1; // back as a new viewer after a kill or a reconnect
         }
@@ -433,6 +438,43 @@ impl Node {
         self.repair_start.get_or_insert(self.now_ms);
         self.link.in_stream = false;
         self.emit(Output::Disconnect("killed; re-joining".into()));
+        self.connect();
+    }
+
+    /// `REDIRECT`: another supervisor serves the stream. Before the node is in its stream it
+    /// simply asks there; a node already in it lost its supervisor's service (the lease moved), as
+    /// if the connection had closed, but comes back at once and to `url`.
+    pub(super) fn redirected(&mut self, url: String) {
+        if !self.live() || !self.link.is_connected() {
+            return;
+        }
+        if self.link.redirects >= rules::MAX_REDIRECTS {
+            self.link.redirects = 0;
+            self.emit(Output::Disconnect("too many redirects".into()));
+            self.link.state = State::Connecting;
+            let failure = ConnectFailure::Unreachable(format!(
+                "redirected {} times without reaching the stream",
+                rules::MAX_REDIRECTS + 1
+            ));
+            return self.handle_connect_failed(self.now_ms, failure);
+        }
+        self.link.redirects += 1;
+        let was_in_stream = self.link.in_stream;
+        if was_in_stream {
+            let reason = format!("the stream moved to {url}");
+            if self.is_broadcaster() {
+                // Its registration and key stay with the supervisor that lost the stream.
+                return self.finish(Ending::SupervisorLost(reason));
+            }
+            self.event(NodeEvent::SupervisorLost { reason });
+            self.close_all_edges();
+            self.repair_start.get_or_insert(self.now_ms);
+            self.reconnects += 1;
+        }
+        self.link.in_stream = false;
+        self.event(NodeEvent::Redirected { url: url.clone() });
+        self.emit(Output::Disconnect(format!("redirected to {url}")));
+        self.emit(Output::Redirect(url));
         self.connect();
     }
 

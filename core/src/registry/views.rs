@@ -51,6 +51,7 @@ impl Registry {
                             .is_some_and(|st| st.connected)
                     })
                     .count(),
+                supervisor: None,
             })
             .collect()
     }

@@ -15,6 +15,9 @@ pub(super) fn event(ev: &NodeEvent) {
             tracing::warn!(%reason, "lost the supervisor; reconnecting")
         }
         NodeEvent::Waiting => tracing::info!("stream not live yet; waiting for it"),
+        NodeEvent::Redirected { url } => {
+            tracing::info!(%url, "another supervisor serves the stream; going there")
+        }
         NodeEvent::Joined { parent, depth } => tracing::info!(%parent, depth, "joined"),
         NodeEvent::Reattached { parent, depth } => {
             tracing::info!(%parent, depth, "re-attached to a new parent")

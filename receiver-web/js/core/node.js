@@ -361,6 +361,7 @@ export class Node {
       case 'SIGNAL': this.routeSignal(msg.from, msg.payload); break;
       case 'STREAM_LIST': this.streamList(msg.streams); break;
       case 'KILL': this.killed(msg.reason, msg.rejoin); break;
+      case 'REDIRECT': this.redirected(msg.url); break;
       case 'STREAM_ENDED': this.streamEnded(msg.reason); break;
       case 'ERROR': this.refused(msg.code, msg.message, msg.fatal); break;
       // Handshake messages belong to the driver's handshake, before the node sees a link.
@@ -428,6 +429,7 @@ const FIELDS = {
   SIGNAL: { from: peer, payload },
   STREAM_LIST: { streams },
   KILL: { reason: str, rejoin: bool },
+  REDIRECT: { stream: str, url: (v) => str(v) && /^wss?:\/\//.test(v) && v.length <= 2048 },
   STREAM_ENDED: { stream: str, reason: str },
   ERROR: { code: str, message: str, fatal: bool },
 };

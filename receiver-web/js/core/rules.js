@@ -10,6 +10,7 @@ export const STATS_INTERVAL_MS = 1000;
 export const READY_POLL_MS = 200;
 export const VIEWER_LIST_MS = 2000;
 export const TICK_MS = 250;
+export const MAX_REDIRECTS = 4;
 export const MAX_ARRIVALS = 20000;
 export const HANDSHAKE_TIMEOUT_MS = 10000;
 export const MAX_REPAIR_SAMPLES = 64;

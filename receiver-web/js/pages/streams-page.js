@@ -20,7 +20,11 @@ function render(streams) {
     const watch = link.cloneNode(false);
     watch.textContent = 'Watch';
     watch.className = 'button';
-    const cells = [link, String(s.viewers), since(s.live_since_unix_ms), watch];
+    // A stream another supervisor of a cluster serves: the watch page here is redirected there.
+    const when = s.live_since_unix_ms === undefined
+      ? `on ${s.supervisor ?? 'another supervisor'}`
+      : since(s.live_since_unix_ms);
+    const cells = [link, String(s.viewers), when, watch];
     for (const c of cells) {
       const td = document.createElement('td');
       td.append(c);

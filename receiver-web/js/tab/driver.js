@@ -114,6 +114,10 @@ export class NodeDriver {
       case 'connect':
         this.connect();
         break;
+      case 'redirect':
+        // The next connection only: later ones go back to the page's own supervisor.
+        this.redirectUrl = out.url;
+        break;
       case 'disconnect': {
         // Closes the socket after what is queued on it; its later events are not passed on.
         this.conn += 1;
@@ -166,7 +170,9 @@ export class NodeDriver {
     this.conn += 1;
     const conn = this.conn;
     const component = this.node.config.component;
-    const url = this.urls[this.node.connectAttempt() % this.urls.length];
+    // A redirect names the next connection only; later ones use the page's own list.
+    const url = this.redirectUrl ?? this.urls[this.node.connectAttempt() % this.urls.length];
+    this.redirectUrl = null;
     Signaling.connect(url, this.identity, component).then((sig) => {
       if (conn !== this.conn) {
         sig.close('no longer wanted');

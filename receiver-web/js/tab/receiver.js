@@ -192,6 +192,9 @@ export class ReceiverNode extends EventTarget {
         this.emitPlace();
         this.notice('Back in touch with the supervisor.');
         break;
+      case 'redirected':
+        this.setStatus('connecting', `The stream is served by another supervisor (${ev.url}). Connecting there…`);
+        break;
       case 'waiting':
         this.setStatus('waiting', `“${this.stream}” is not live right now. This page starts playing as soon as it is.`);
         break;

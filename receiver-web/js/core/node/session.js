@@ -15,7 +15,7 @@
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import {
-  HEARTBEAT_RANGE_MS, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
+  HEARTBEAT_RANGE_MS, MAX_REDIRECTS, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
   errorEndsNode, reconnectDelayMs, refusalIsFinal,
 } from '../rules.js';
 import { Reassembler, base64Decode, base64Encode, importSigningKey, importStreamKey } from '../frame.js';
@@ -44,6 +44,7 @@ export class Link {
     this.resume = false; // the next connection re-announces the node (RESUME)
     this.draws = 0; // reconnection waits drawn so far (numbers the jitter draws)
     this.target = 0; // which supervisor to try: moves on after each failed attempt and lost connection
+    this.redirects = 0; // redirects followed since the node was last in its stream
   }
 
   isConnected() {
@@ -206,6 +207,7 @@ export const session = {
     if (!this.isBroadcaster() || !this.setKey(key)) return;
     this.link.inStream = true;
     this.link.resume = true;
+    this.link.redirects = 0;
     if (this.config.waitViewers === 0) {
       this.giveReady();
     } else {
@@ -234,6 +236,7 @@ export const session = {
     }
     this.link.inStream = true;
     this.link.resume = true;
+    this.link.redirects = 0;
     if (this.joinedAt != null) this.counters.repairs += 1; // back as a new viewer after a kill or a reconnect
     this.joinedAt ??= this.nowMs;
     this.depth = depth;
@@ -328,6 +331,39 @@ export const session = {
     this.repairStart ??= this.nowMs;
     this.link.inStream = false;
     this.emit({ type: 'disconnect', reason: 'killed; re-joining' });
+    this.connect();
+  },
+
+  /** REDIRECT: another supervisor serves the stream. Before the node is in its stream it simply
+   *  asks there; a node already in it lost its supervisor's service (the lease moved), as if the
+   *  connection had closed, but comes back at once and to `url`. */
+  redirected(url) {
+    if (!this.live() || !this.link.isConnected()) return;
+    if (this.link.redirects >= MAX_REDIRECTS) {
+      this.link.redirects = 0;
+      this.emit({ type: 'disconnect', reason: 'too many redirects' });
+      this.link.state = CONNECTING;
+      const reason = `redirected ${MAX_REDIRECTS + 1} times without reaching the stream`;
+      this.handleConnectFailed(this.nowMs, { kind: 'unreachable', reason });
+      return;
+    }
+    this.link.redirects += 1;
+    if (this.link.inStream) {
+      const reason = `the stream moved to ${url}`;
+      if (this.isBroadcaster()) {
+        // Its registration and key stay with the supervisor that lost the stream.
+        this.finish({ kind: 'supervisor_lost', reason });
+        return;
+      }
+      this.event({ kind: 'supervisor-lost', reason });
+      this.closeAllEdges();
+      this.repairStart ??= this.nowMs;
+      this.reconnectCount += 1;
+    }
+    this.link.inStream = false;
+    this.event({ kind: 'redirected', url });
+    this.emit({ type: 'disconnect', reason: `redirected to ${url}` });
+    this.emit({ type: 'redirect', url });
     this.connect();
   },
 
