@@ -169,8 +169,8 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
                 depth: 0,
                 last_seq: None,
                 key: Some(KEY.into()),
-            signing_key: Some(signing_key()),
-            token: None,
+                signing_key: Some(signing_key()),
+                token: None,
             };
             announce(&mut r, now, root, msg);
         }

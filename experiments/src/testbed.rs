@@ -69,12 +69,8 @@ impl Testbed {
         };
         let (token, publish_token) = (secret(), secret());
         let limits = procs::ONE_ADDRESS_LIMITS.map(String::from);
-        let (supervisor, addr) = procs::supervisor(
-            &token,
-            &publish_token,
-            &dir.join("supervisor.log"),
-            &limits,
-        )?;
+        let (supervisor, addr) =
+            procs::supervisor(&token, &publish_token, &dir.join("supervisor.log"), &limits)?;
         let url = format!("ws://{addr}/ws");
         let peer = |cmd: &mut Command| {
             cmd.args(["--supervisor", &url, "--webrtc-ip", "127.0.0.1"])

@@ -1,8 +1,8 @@
 //! Supervisor settings, shared by the CLI and by tests that start a supervisor in-process.
 
+use anyhow::Context;
 use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
-use anyhow::Context;
 use ownstream_core::protocol::{IceServer, TopologyName};
 use ownstream_core::publish::parse_token_file;
 use ownstream_core::publish::{KeyGrant, TokenGrant};

@@ -6,8 +6,8 @@ use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, TopologyName};
 use ownstream_core::publish::{parse_key_grant, parse_token_grant, KeyGrant, TokenGrant};
-use ownstream_supervisor::config::{parse_ice_server, read_token_file, Config};
 use ownstream_supervisor::config::ClusterSettings;
+use ownstream_supervisor::config::{parse_ice_server, read_token_file, Config};
 use std::path::PathBuf;
 
 mod demo;

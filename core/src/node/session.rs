@@ -137,9 +137,7 @@ impl Node {
                 .as_ref()
                 .filter(|_| self.is_broadcaster())
                 .map(|k| k.to_base64()),
-            signing_key: self
-                .is_broadcaster()
-                .then(|| self.broadcast_signing_key()),
+            signing_key: self.is_broadcaster().then(|| self.broadcast_signing_key()),
             token: self
                 .config
                 .publish_token
