@@ -105,7 +105,12 @@ fn feed_real_chunk(reassembler: &mut Reassembler, record: &[u8]) {
         match got {
             Ok(Some(whole)) if i == last => {
                 assert_eq!(whole, chunk);
-                whole.verify(&key).expect("the tag verifies");
+                whole
+                    .verify(signer.stream_key())
+                    .expect("the tag verifies");
+                whole
+                    .verify_signature(&signer.verifying_key(), signer.stream_key(), signer.stream())
+                    .expect("the signature verifies");
             }
             Ok(None) if i < last => {}
             other => panic!("fragment {i} of {}: {other:?}", last + 1),

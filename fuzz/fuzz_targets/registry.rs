@@ -116,6 +116,7 @@ fuzz_target!(|input: Input| {
     };
     let max_children = if input.chain { 1 } else { fanout };
     let mut r = Registry::new(config, [3; 32]);
+    r.set_publish_policy(ownstream_core::publish::PublishPolicy::open());
     let mut m = Model::default();
     let mut now = 0u64;
     for op in input.ops {
@@ -176,6 +177,7 @@ fn apply(r: &mut Registry, m: &mut Model, now: &mut u64, op: Op) {
                     signing_key: ownstream_core::frame::SigningKey::from_seed([n; 32])
                         .verifying_key()
                         .to_base64(),
+                    token: None,
                 },
             )
         }

@@ -43,6 +43,7 @@ test('a broadcast tab is refused without the publish token, goes live with it; t
 
     const viewers = [await watch(h, 'viewer1'), await watch(h, 'viewer2')];
     const rust = h.receiver('rust', 'cam');
+    const rustStarted = Date.now();
     await waitFor('three viewers in the tree', 30_000, async () => (await h.tree('cam')).length === 4);
     await Promise.all(viewers.map((v) => advances(v, 4)));
 
@@ -71,6 +72,7 @@ test('a broadcast tab is refused without the publish token, goes live with it; t
     await studio.screenshot({ path: path.join(h.dir, 'studio.png') });
     await viewers[0].screenshot({ path: path.join(h.dir, 'viewer.png') });
 
+    const stopped = Date.now();
     await studio.click('#stop');
     await waitFor('the studio to end', 20_000, async () => (await stats(studio)).state === 'ended');
     for (const v of [...viewers, late]) {
@@ -91,7 +93,10 @@ test('a broadcast tab is refused without the publish token, goes live with it; t
     const pts = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', rust.out], { encoding: 'utf8' })
       .stdout.split('\n').map(Number).filter((t) => Number.isFinite(t) && t > 0);
     const span = Math.max(...pts) - Math.min(...pts);
-    assert.ok(span >= 15, `it holds at least 15 s of the camera: ${span} s`);
+    // All it was there for, less its join (a few seconds on a loaded machine) and the chunk in
+    // flight at the stop.
+    const present = (stopped - rustStarted) / 1000;
+    assert.ok(span >= present - 5, `it holds ${span} s of the camera, in the stream for ${present} s`);
   } catch (e) {
     throw h.failed(e);
   } finally {

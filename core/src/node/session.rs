@@ -457,16 +457,13 @@ impl Node {
             return self.handle_connect_failed(self.now_ms, failure);
         }
         self.link.redirects += 1;
-        let was_in_stream = self.link.in_stream;
-        if was_in_stream {
-            let reason = format!("the stream moved to {url}");
-            if self.is_broadcaster() {
-                // Its registration and key stay with the supervisor that lost the stream.
-                return self.finish(Ending::SupervisorLost(reason));
-            }
-            self.event(NodeEvent::SupervisorLost { reason });
-            self.close_all_edges();
-            self.repair_start.get_or_insert(self.now_ms);
+        if self.link.in_stream {
+            // The supervisor lost the stream (its lease): as when a supervisor is lost, the edges
+            // and the media stay, and the next connection re-announces the node to the owner.
+            self.event(NodeEvent::SupervisorLost {
+                reason: format!("the stream moved to {url}"),
+            });
+            self.link.resume = true;
             self.reconnects += 1;
         }
         self.link.in_stream = false;

@@ -349,15 +349,10 @@ export const session = {
     }
     this.link.redirects += 1;
     if (this.link.inStream) {
-      const reason = `the stream moved to ${url}`;
-      if (this.isBroadcaster()) {
-        // Its registration and key stay with the supervisor that lost the stream.
-        this.finish({ kind: 'supervisor_lost', reason });
-        return;
-      }
-      this.event({ kind: 'supervisor-lost', reason });
-      this.closeAllEdges();
-      this.repairStart ??= this.nowMs;
+      // The supervisor lost the stream (its lease): as when a supervisor is lost, the edges and
+      // the media stay, and the next connection re-announces the node to the owner.
+      this.event({ kind: 'supervisor-lost', reason: `the stream moved to ${url}` });
+      this.link.resume = true;
       this.reconnectCount += 1;
     }
     this.link.inStream = false;
