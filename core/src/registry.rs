@@ -300,7 +300,13 @@ impl Registry {
     /// Whether the publish policy lets `from` publish `stream`; refuses it (fatally: a broadcaster
     /// that may not publish has nothing else to do here, and every further guess then costs a
     /// new handshake) when not.
-    fn may_publish(&mut self, from: PeerId, stream: &str, token: Option<&str>) -> bool {
+    fn may_publish(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        stream: &str,
+        token: Option<&str>,
+    ) -> bool {
         let key = self
             .peers
             .get(&from)
@@ -308,7 +314,9 @@ impl Registry {
         match self.publish.check(stream, token, key) {
             Ok(()) => true,
             Err(e) => {
-                self.refuse(from, PUBLISH_FORBIDDEN, e.to_string(), true);
+                let message = e.to_string();
+                self.refuse(from, PUBLISH_FORBIDDEN, message.clone(), true);
+                self.fail_peer(now_ms, from, &message);
                 false
             }
         }
@@ -337,7 +345,7 @@ impl Registry {
         if let Err(e) = validate_stream_name(&stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
         }
-        if !self.may_publish(from, &stream, token) {
+        if !self.may_publish(now_ms, from, &stream, token) {
             return;
         }
         let signing_key = match VerifyingKey::from_base64(signing_key) {

@@ -139,11 +139,17 @@ fn the_token_travels_only_when_given() {
         signing_key: signing_key(),
         token: Some(ANY.into()),
     };
+    let key = signing_key();
     assert_eq!(
         with.encode(),
-        format!(r#"{{"type":"REGISTER_STREAM","stream":"s","token":"{ANY}"}}"#)
+        format!(
+            r#"{{"type":"REGISTER_STREAM","stream":"s","signing_key":"{key}","token":"{ANY}"}}"#
+        )
     );
-    let without = PeerMessage::decode(r#"{"type":"REGISTER_STREAM","stream":"s"}"#).unwrap();
+    let without = PeerMessage::decode(&format!(
+        r#"{{"type":"REGISTER_STREAM","stream":"s","signing_key":"{key}"}}"#
+    ))
+    .unwrap();
     assert_eq!(
         without,
         PeerMessage::RegisterStream {

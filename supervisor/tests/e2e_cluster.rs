@@ -56,12 +56,7 @@ fn cluster_args(sup: &Supervisor, other: &Supervisor) -> Vec<String> {
     args
 }
 
-fn looping_broadcaster(
-    sup: &Supervisor,
-    other: &Supervisor,
-    stream: &str,
-    source: &Path,
-) -> Proc {
+fn looping_broadcaster(sup: &Supervisor, other: &Supervisor, stream: &str, source: &Path) -> Proc {
     let mut cmd = Command::new(bin("broadcaster"));
     cmd.args(cluster_args(sup, other))
         .args(["--publish-token", PUBLISH_TOKEN])

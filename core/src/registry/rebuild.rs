@@ -106,7 +106,7 @@ impl Registry {
     }
 
     fn resume_stream(&mut self, now_ms: u64, from: PeerId, r: Resume) {
-        if !self.may_publish(from, &r.stream, r.token.as_deref()) {
+        if !self.may_publish(now_ms, from, &r.stream, r.token.as_deref()) {
             return;
         }
         let key = r.key.as_deref().and_then(|k| B64.decode(k).ok());
