@@ -322,6 +322,18 @@ impl Registry {
         }
     }
 
+    /// Refuses (`already_joined`, with `message`) a peer that is in a stream or waiting for one.
+    fn refused_as_busy(&mut self, from: PeerId, message: &str) -> bool {
+        let busy = self
+            .peers
+            .get(&from)
+            .is_some_and(|e| e.stream.is_some() || e.waiting_for.is_some());
+        if busy {
+            self.refuse(from, "already_joined", message.into(), false);
+        }
+        busy
+    }
+
     /// Sends an error; with `fatal` the caller closes the connection right after.
     fn refuse(&mut self, to: PeerId, code: &str, message: String, fatal: bool) {
         self.send(
@@ -425,17 +437,8 @@ impl Registry {
         if let Err(e) = validate_stream_name(&stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
         }
-        let busy = self
-            .peers
-            .get(&from)
-            .is_some_and(|e| e.stream.is_some() || e.waiting_for.is_some());
-        if busy {
-            return self.refuse(
-                from,
-                "already_joined",
-                "this peer already joined a stream".into(),
-                false,
-            );
+        if self.refused_as_busy(from, "this peer already joined a stream") {
+            return;
         }
         if self.streams.contains_key(&stream) && !self.rebuilding(&stream) {
             self.place_viewer(&stream, from);

@@ -2,6 +2,9 @@
 //! close a victim gets, re-joins keeping the tree whole, the metrics computed from viewers'
 //! reports, and the run's errors.
 
+mod common;
+
+use common::register;
 use ownstream_core::failures::FailureRequest;
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
@@ -10,22 +13,6 @@ use ownstream_core::protocol::{
 use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Output, Registry, RegistryConfig, RunError};
 use std::collections::BTreeMap;
-
-/// REGISTER_STREAM of `stream` with a valid signing key.
-fn register(stream: &str) -> PeerMessage {
-    PeerMessage::RegisterStream {
-        stream: stream.into(),
-        signing_key: signing_key(),
-        token: None,
-    }
-}
-
-/// The broadcaster's public key, base64.
-fn signing_key() -> String {
-    ownstream_core::frame::SigningKey::from_seed([5; 32])
-        .verifying_key()
-        .to_base64()
-}
 
 fn id(n: u8) -> PeerId {
     PeerId::from_bytes([n; 16])

@@ -1,6 +1,9 @@
 //! Who may go live: the registry registers a stream only for a broadcaster the publish policy
 //! allows, and refuses every other with `publish_forbidden`, fatally, saying why.
 
+mod common;
+
+use common::signing_key;
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage};
 use ownstream_core::publish::{parse_key_grant, parse_token_grant, PublishPolicy};
@@ -158,11 +161,4 @@ fn the_token_travels_only_when_given() {
             token: None
         }
     );
-}
-
-/// The broadcaster's Ed25519 public key, as `REGISTER_STREAM` carries it.
-fn signing_key() -> String {
-    ownstream_core::frame::SigningKey::from_seed([5; 32])
-        .verifying_key()
-        .to_base64()
 }

@@ -9,6 +9,9 @@
 //! - when every peer came back and told the truth, the tree is exactly the one before;
 //! - viewers that join during the rebuild wait for it and are placed too.
 
+mod common;
+
+use common::signing_key;
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, TopologyName};
 use ownstream_core::registry::{Output, Registry, RegistryConfig, SETTLE_MS};
@@ -17,13 +20,6 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-
-/// The broadcaster's Ed25519 public key, as `RESUME` carries it.
-fn signing_key() -> String {
-    ownstream_core::frame::SigningKey::from_seed([9; 32])
-        .verifying_key()
-        .to_base64()
-}
 
 fn id(n: usize) -> PeerId {
     PeerId::from_bytes((n as u128 + 1).to_be_bytes())

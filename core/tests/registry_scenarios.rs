@@ -1,29 +1,16 @@
 //! The supervisor's registry on simulated time: registration, joins, signaling rules, repairs,
 //! heartbeats and stream ends, checked through the messages it emits.
 
+mod common;
+
 use base64::Engine as _;
+use common::{register, signing_key};
 use ownstream_core::ids::PeerId;
 use ownstream_core::protocol::{
     ComponentType, PeerMessage, PeerStats, ServerMessage, SignalPayload, TopologyName,
 };
 use ownstream_core::publish::PublishPolicy;
 use ownstream_core::registry::{Output, Registry, RegistryConfig};
-
-/// REGISTER_STREAM of `stream` with a valid signing key.
-fn register(stream: &str) -> PeerMessage {
-    PeerMessage::RegisterStream {
-        stream: stream.into(),
-        signing_key: signing_key(),
-        token: None,
-    }
-}
-
-/// The broadcaster's public key, base64.
-fn signing_key() -> String {
-    ownstream_core::frame::SigningKey::from_seed([5; 32])
-        .verifying_key()
-        .to_base64()
-}
 
 fn id(n: u8) -> PeerId {
     PeerId::from_bytes([n; 16])

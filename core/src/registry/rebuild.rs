@@ -86,17 +86,8 @@ impl Registry {
         if let Err(e) = validate_stream_name(&r.stream) {
             return self.refuse(from, "bad_stream_name", e.to_string(), false);
         }
-        let busy = self
-            .peers
-            .get(&from)
-            .is_some_and(|e| e.stream.is_some() || e.waiting_for.is_some());
-        if busy {
-            return self.refuse(
-                from,
-                "already_joined",
-                "this peer is already in a stream".into(),
-                false,
-            );
+        if self.refused_as_busy(from, "this peer is already in a stream") {
+            return;
         }
         if broadcaster {
             self.resume_stream(now_ms, from, r);
@@ -259,24 +250,9 @@ impl Registry {
         let Some(claim) = self.peers.get_mut(&c).and_then(|e| e.claim.take()) else {
             return;
         };
-        let Some(s) = self.streams.get_mut(stream) else {
-            return;
-        };
-        if s.topology.adopt(c, parent).is_err() {
+        if !self.keep_under(stream, c, parent, &claim.children) {
             return;
         }
-        if let Some(r) = s.rebuild.as_mut() {
-            // The new parent may list it still (its channel has not noticed): it is connected anew.
-            if let Some(list) = r.expected.get_mut(&parent) {
-                list.retain(|x| *x != c);
-            }
-            r.expected.insert(c, claim.children.clone());
-        }
-        if let Some(e) = self.peers.get_mut(&c) {
-            e.waiting_for = None;
-            e.stream = Some(stream.to_string());
-        }
-        self.send_resumed(stream, c);
         self.connect_child(stream, parent, c);
         self.adopt_from(stream, claim.children);
     }
@@ -308,25 +284,34 @@ impl Registry {
                 continue;
             };
             let Some(parent) = claim.parent else { continue };
-            let Some(s) = self.streams.get_mut(stream) else {
-                return;
-            };
-            if s.topology.adopt(c, parent).is_err() {
-                continue;
+            if self.keep_under(stream, c, parent, &claim.children) {
+                queue.extend(claim.children);
             }
-            if let Some(r) = s.rebuild.as_mut() {
-                if let Some(list) = r.expected.get_mut(&parent) {
-                    list.retain(|x| *x != c);
-                }
-                r.expected.insert(c, claim.children.clone());
-            }
-            if let Some(e) = self.peers.get_mut(&c) {
-                e.waiting_for = None;
-                e.stream = Some(stream.to_string());
-            }
-            self.send_resumed(stream, c);
-            queue.extend(claim.children);
         }
+    }
+
+    /// Places `c` under `parent` in `stream`'s tree, expects the `children` it claims back, and
+    /// tells it (`RESUMED`); false if the tree refused.
+    fn keep_under(&mut self, stream: &str, c: PeerId, parent: PeerId, children: &[PeerId]) -> bool {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return false;
+        };
+        if s.topology.adopt(c, parent).is_err() {
+            return false;
+        }
+        if let Some(r) = s.rebuild.as_mut() {
+            // The parent may list it still (its channel has not noticed): it is connected anew.
+            if let Some(list) = r.expected.get_mut(&parent) {
+                list.retain(|x| *x != c);
+            }
+            r.expected.insert(c, children.to_vec());
+        }
+        if let Some(e) = self.peers.get_mut(&c) {
+            e.waiting_for = None;
+            e.stream = Some(stream.to_string());
+        }
+        self.send_resumed(stream, c);
+        true
     }
 
     /// Whether `c` claims a placed parent with room that lists it.
