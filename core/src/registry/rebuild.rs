@@ -368,8 +368,13 @@ impl Registry {
     /// mutual claims form (see the module docs), then restores the depth bound.
     fn place_orphans(&mut self, stream: &str) {
         let ids = self.claimants(stream);
-        if ids.is_empty() || !self.streams.contains_key(stream) {
+        if !self.streams.contains_key(stream) {
             return;
+        }
+        if ids.is_empty() {
+            // Viewers that knew they had no parent were placed at once with their subtrees,
+            // which can leave the tree deeper than the bound: restore it all the same.
+            return self.restore_depth_bound(stream);
         }
         let claims: BTreeMap<PeerId, Claim> = ids
             .iter()
@@ -438,6 +443,23 @@ impl Registry {
             self.drop_children(stream, peer, gone.copied().collect());
         }
         for (leaf, new_parent) in moves {
+            let old = before.get(&leaf).copied().flatten();
+            self.move_child(stream, leaf, new_parent, old);
+        }
+    }
+
+    /// Moves leaves up until the tree meets its depth bound, telling each what changed.
+    fn restore_depth_bound(&mut self, stream: &str) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let before: HashMap<PeerId, Option<PeerId>> = s
+            .topology
+            .nodes()
+            .into_iter()
+            .map(|n| (n.peer, n.parent))
+            .collect();
+        for (leaf, new_parent) in s.topology.rebalance_now() {
             let old = before.get(&leaf).copied().flatten();
             self.move_child(stream, leaf, new_parent, old);
         }
