@@ -204,7 +204,8 @@ fn a_relay_that_crashes_while_no_supervisor_runs_is_repaired_once_one_is_back() 
 }
 
 /// The measurement behind the closing numbers (not a check: `--ignored`, run by
-/// `scripts/measure-supervisor-restart.sh`): a looping broadcast to 7 receivers; 10 times, the
+/// `scripts/measure-supervisor-restart.sh`; CI runs 2 rounds of it with `OWNSTREAM_RESTART_ROUNDS=2`
+/// so the measurement keeps working): a looping broadcast to 7 receivers; 10 times, the
 /// supervisor is killed, started again 3 s later, and the time from its start to the same tree
 /// served again is taken. Prints each time, the median and the receivers' stalls.
 #[test]
@@ -226,7 +227,11 @@ fn measure_tree_rebuild_time_over_ten_restarts() {
         (playing == 7).then_some(())
     });
     let mut times = Vec::new();
-    for round in 0..10 {
+    let rounds: usize = std::env::var("OWNSTREAM_RESTART_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for round in 0..rounds {
         std::thread::sleep(Duration::from_secs(2));
         let before = edges(&sup);
         assert_eq!(before.len(), 8, "round {round}: {before:?}");
@@ -249,7 +254,7 @@ fn measure_tree_rebuild_time_over_ten_restarts() {
     times.sort_unstable();
     eprintln!(
         "MEASURED restart -> same tree: median {} ms (sorted {times:?}); stalls per receiver {stalls:?}",
-        (times[4] + times[5]) / 2
+        (times[(times.len() - 1) / 2] + times[times.len() / 2]) / 2
     );
     for r in receivers.iter_mut() {
         assert!(r.child.try_wait().unwrap().is_none(), "{} exited", r.name);
