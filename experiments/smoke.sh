@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/experiments-smoke}
 rm -rf "$out"
-bin=target/release/experiments
+# The release binaries are where cargo put them (CARGO_TARGET_DIR, as the browser tests honour it);
+# the experiments start the other binaries from the same place.
+release=${CARGO_TARGET_DIR:-target}/release
+export OWNSTREAM_BIN_DIR=${OWNSTREAM_BIN_DIR:-$release}
+bin=$release/experiments
 
 fail() { echo "experiments smoke test FAILED: $*" >&2; exit 1; }
 need() { [ -s "$1" ] || fail "$1 is missing or empty"; }
