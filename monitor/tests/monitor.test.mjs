@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Harness, clip, waitFor } from '../../receiver-web/tests/harness.mjs';
+import { Harness, forBrowsers, clip, waitFor } from '../../receiver-web/tests/harness.mjs';
 
 const TOKEN = 'monitor-browser-test-token';
 
@@ -33,15 +33,15 @@ function whole(t) {
   });
 }
 
-test('the monitor draws the tree, kills a relay, and runs uniform failures', { timeout: 240_000 }, async () => {
-  const h = new Harness('monitor');
+forBrowsers(['chromium'], (browser, title) => test(title('the monitor draws the tree, kills a relay, and runs uniform failures'), { timeout: 240_000 }, async () => {
+  const h = new Harness('monitor', { browser });
   try {
     await h.supervisor(['--admin-token', TOKEN]);
     h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
     for (let i = 0; i < 15; i++) h.receiver(`r${i}`, 's');
     await waitFor('16 nodes in the tree', 120_000, async () => (await h.tree('s')).length === 16);
 
-    const page = await h.tab('monitor');
+    const page = (await h.tab('monitor')).page; // Playwright's page: this test drives Chromium only
     await page.addInitScript((t) => sessionStorage.setItem('ownstream-admin-token', t), TOKEN);
     await page.goto(`${h.base}/monitor?stream=s`);
     await waitFor('the drawing to match the tree', 20_000, async () => {
@@ -101,4 +101,4 @@ test('the monitor draws the tree, kills a relay, and runs uniform failures', { t
   } finally {
     await h.stop();
   }
-});
+}));

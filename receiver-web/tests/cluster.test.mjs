@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { Harness, advances, clip, tabStats as stats, waitFor } from './harness.mjs';
+import { Harness, forBrowsers, advances, clip, tabStats as stats, waitFor } from './harness.mjs';
 
 async function freePort() {
   return new Promise((resolve) => {
@@ -24,8 +24,8 @@ const listens = (port) => new Promise((resolve) => {
   s.on('error', () => resolve(false));
 });
 
-test('a tab sent to the supervisor that serves its stream plays there', { timeout: 120_000 }, async () => {
-  const h = new Harness('cluster-redirect');
+forBrowsers(['chromium'], (browser, title) => test(title('a tab sent to the supervisor that serves its stream plays there'), { timeout: 120_000 }, async () => {
+  const h = new Harness('cluster-redirect', { browser });
   try {
     const port = await freePort();
     h.spawn('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
@@ -54,4 +54,4 @@ test('a tab sent to the supervisor that serves its stream plays there', { timeou
   } finally {
     await h.stop();
   }
-});
+}));

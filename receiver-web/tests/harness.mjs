@@ -1,7 +1,8 @@
 // Harness for the browser tests: runs the workspace's real binaries (supervisor, broadcaster, headless
-// receivers) as processes on loopback and Debian's Chromium through playwright-core, and ends every
-// process it started when the test ends, passed or failed. Waits poll a condition against a
-// deadline; nothing sleeps a fixed time to "let things happen".
+// receivers) as processes on loopback and real browsers (Debian's Chromium through playwright-core,
+// Debian's Firefox ESR through puppeteer-core over WebDriver BiDi, both behind the small `Tab` API
+// of browsers.mjs), and ends every process it started when the test ends, passed or failed. Waits
+// poll a condition against a deadline; nothing sleeps a fixed time to "let things happen".
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -9,7 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './browsers.mjs';
+
+export { BROWSERS, forBrowsers, selected } from './browsers.mjs';
 
 /** Lines of each log a failed test prints (see `Harness.failed`). */
 const LOG_TAIL_LINES = 40;
@@ -17,7 +20,6 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 // Where `cargo build` put the binaries: CARGO_TARGET_DIR is honoured as cargo honours it.
 const BIN_DIR = process.env.OWNSTREAM_BIN_DIR
   || path.join(process.env.CARGO_TARGET_DIR ? path.resolve(ROOT, process.env.CARGO_TARGET_DIR) : path.join(ROOT, 'target'), 'debug');
-export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
 /** A test clip committed under testdata/. */
 export function clip(name) {
@@ -95,12 +97,15 @@ export async function waitFor(what, ms, f) {
  * from `after()` or a `finally`.
  */
 export class Harness {
-  constructor(test) {
-    this.test = test;
-    this.dir = outDir(test);
+  /** `browser`: the one `tab()` opens tabs in unless told otherwise ('chromium' or 'firefox'); a
+   *  test run in several browsers gets a directory per browser. */
+  constructor(test, { browser = 'chromium' } = {}) {
+    this.test = browser === 'chromium' ? test : `${test}-${browser}`;
+    this.dir = outDir(this.test);
     this.procs = [];
     this.logs = new Map(); // log file name -> its lines, for `failed`
-    this.browser = null;
+    this.browserName = browser;
+    this.browsers = new Map(); // name -> a launched Browser of browsers.mjs
   }
 
   /** A log file `name` in the test directory, also kept in memory; returns a writer of lines. */
@@ -206,32 +211,23 @@ export class Harness {
     return (await this.json(`/api/streams/${stream}/tree`))?.nodes ?? [];
   }
 
-  /** Launches headless Chromium (a fresh profile each launch) with the flags this machine needs. */
-  async launch(extraArgs = []) {
-    this.browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        '--autoplay-policy=no-user-gesture-required',
-        ...extraArgs,
-      ],
-    });
-    return this.browser;
+  /** Launches a browser (default: this test's) with a fresh profile; `fakeMedia` gives it a fake
+   *  camera and microphone that need no permission prompt. Once per browser per test. */
+  async launch({ browser = this.browserName, fakeMedia = false } = {}) {
+    if (this.browsers.has(browser)) throw new Error(`${browser} is already running in this test`);
+    const b = await launchBrowser(browser, { fakeMedia });
+    this.browsers.set(browser, b);
+    return b;
   }
 
-  /** A new tab in its own browser context (its own storage, like another viewer's browser). */
-  async tab(label, url) {
-    if (!this.browser) await this.launch();
-    const context = await this.browser.newContext({ viewport: { width: 1100, height: 760 } });
-    const page = await context.newPage();
+  /** A new tab (a `Tab` of browsers.mjs) in its own browser context (its own storage, like another
+   *  viewer's browser), in `browser` (default: this test's), launched on first use. */
+  async tab(label, url, { browser = this.browserName } = {}) {
+    if (!this.browsers.has(browser)) await this.launch({ browser });
     const log = this.log(`${label}.console.log`);
-    page.on('console', (m) => log(`${m.type()}: ${m.text()}`));
-    page.on('pageerror', (e) => log(`pageerror: ${e.stack || e}`));
-    page.label = label;
-    if (url) await page.goto(url.startsWith('http') ? url : `${this.base}${url}`);
-    return page;
+    const tab = await this.browsers.get(browser).tab(label, log);
+    if (url) await tab.goto(url.startsWith('http') ? url : `${this.base}${url}`);
+    return tab;
   }
 
   /**
@@ -252,7 +248,7 @@ export class Harness {
 
   /** Ends every browser and process this harness started. */
   async stop() {
-    if (this.browser) await this.browser.close().catch(() => {});
+    await Promise.all([...this.browsers.values()].map((b) => b.close().catch(() => {})));
     for (const p of this.procs) {
       if (!p.exited) p.child.kill('SIGKILL');
     }

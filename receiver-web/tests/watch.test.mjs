@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Harness, advances, clip, tabStats as stats, waitFor, videoFrames, decodeErrors } from './harness.mjs';
+import { Harness, forBrowsers, advances, clip, tabStats as stats, waitFor, videoFrames, decodeErrors } from './harness.mjs';
 
 const mediaError = (page) => page.evaluate(() => {
   const e = document.getElementById('video').error;
@@ -33,8 +33,8 @@ async function allVerified(page) {
   assert.equal(await mediaError(page), null, `${page.label}: no media error`);
 }
 
-test('three tabs play a Rust broadcast, one of them relaying', { timeout: 120_000 }, async () => {
-  const h = new Harness('three-tabs');
+forBrowsers(['chromium', 'firefox'], (browser, title) => test(title('three tabs play a Rust broadcast, one of them relaying'), { timeout: 120_000 }, async () => {
+  const h = new Harness('three-tabs', { browser });
   try {
     await h.supervisor();
     h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
@@ -53,10 +53,10 @@ test('three tabs play a Rust broadcast, one of them relaying', { timeout: 120_00
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('mixed tree: broadcaster, tab, headless receiver, tab', { timeout: 150_000 }, async () => {
-  const h = new Harness('mixed-tree');
+forBrowsers(['chromium'], (browser, title) => test(title('mixed tree: broadcaster, tab, headless receiver, tab'), { timeout: 150_000 }, async () => {
+  const h = new Harness('mixed-tree', { browser });
   try {
     await h.supervisor(['--topology', 'chain']);
     const source = clip('clip-keyframe-clusters.webm');
@@ -88,10 +88,10 @@ test('mixed tree: broadcaster, tab, headless receiver, tab', { timeout: 150_000 
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('a tab that joins 10 s into the stream starts at a keyframe and plays', { timeout: 120_000 }, async () => {
-  const h = new Harness('late-join');
+forBrowsers(['chromium', 'firefox'], (browser, title) => test(title('a tab that joins 10 s into the stream starts at a keyframe and plays'), { timeout: 120_000 }, async () => {
+  const h = new Harness('late-join', { browser });
   try {
     await h.supervisor();
     // The pipe clip's clusters mostly do not start on keyframes: the chunker cuts at keyframes.
@@ -109,10 +109,10 @@ test('a tab that joins 10 s into the stream starts at a keyframe and plays', { t
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('closing a relay tab re-attaches its children, which keep playing', { timeout: 150_000 }, async () => {
-  const h = new Harness('relay-tab-closes');
+forBrowsers(['chromium', 'firefox'], (browser, title) => test(title('closing a relay tab re-attaches its children, which keep playing'), { timeout: 150_000 }, async () => {
+  const h = new Harness('relay-tab-closes', { browser });
   try {
     await h.supervisor();
     h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
@@ -124,7 +124,7 @@ test('closing a relay tab re-attaches its children, which keep playing', { timeo
     for (const t of tabs.slice(1)) if ((await stats(t)).parent === relay.peerId) orphans.push(t);
     assert.equal(orphans.length, 2, 'the first tab relays to two tabs');
     const before = await Promise.all(orphans.map(stats));
-    await relay.context().close();
+    await relay.close();
     await waitFor('the orphans to get new parents', 20_000, async () => {
       const now = await Promise.all(orphans.map(stats));
       return now.every((s) => s.parent !== relay.peerId && s.connected);
@@ -141,10 +141,10 @@ test('closing a relay tab re-attaches its children, which keep playing', { timeo
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('a chunk altered by a relay is rejected and never appended', { timeout: 120_000 }, async () => {
-  const h = new Harness('altered-chunk');
+forBrowsers(['chromium'], (browser, title) => test(title('a chunk altered by a relay is rejected and never appended'), { timeout: 120_000 }, async () => {
+  const h = new Harness('altered-chunk', { browser });
   try {
     await h.supervisor(['--topology', 'chain']);
     h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
@@ -165,10 +165,10 @@ test('a chunk altered by a relay is rejected and never appended', { timeout: 120
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('a chunk forged by a relay that holds the stream key (tag recomputed) fails its signature and is never appended', { timeout: 120_000 }, async () => {
-  const h = new Harness('forged-chunk');
+forBrowsers(['chromium'], (browser, title) => test(title('a chunk forged by a relay that holds the stream key (tag recomputed) fails its signature and is never appended'), { timeout: 120_000 }, async () => {
+  const h = new Harness('forged-chunk', { browser });
   try {
     await h.supervisor(['--topology', 'chain']);
     h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
@@ -190,10 +190,10 @@ test('a chunk forged by a relay that holds the stream key (tag recomputed) fails
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('a tab whose player fails on the media starts a new one at the next keyframe and keeps relaying', { timeout: 120_000 }, async () => {
-  const h = new Harness('media-recovery');
+forBrowsers(['chromium', 'firefox'], (browser, title) => test(title('a tab whose player fails on the media starts a new one at the next keyframe and keeps relaying'), { timeout: 120_000 }, async () => {
+  const h = new Harness('media-recovery', { browser });
   try {
     await h.supervisor(['--topology', 'chain']);
     h.broadcaster('s', clip('clip-keyframe-clusters.webm'), ['--loop']);
@@ -222,10 +222,10 @@ test('a tab whose player fails on the media starts a new one at the next keyfram
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('a tab outlives a supervisor restart: it plays on, re-announces itself and keeps its place', { timeout: 150_000 }, async () => {
-  const h = new Harness('supervisor-restart');
+forBrowsers(['chromium'], (browser, title) => test(title('a tab outlives a supervisor restart: it plays on, re-announces itself and keeps its place'), { timeout: 150_000 }, async () => {
+  const h = new Harness('supervisor-restart', { browser });
   try {
     const port = await freePort();
     const first = await h.supervisor(['--listen', `127.0.0.1:${port}`]);
@@ -246,10 +246,10 @@ test('a tab outlives a supervisor restart: it plays on, re-announces itself and 
   } finally {
     await h.stop();
   }
-});
+}));
 
-test('kill -9 of the supervisor under 7 headless receivers and 2 tabs: nobody exits or stalls, the same tree comes back, every frame arrives', { timeout: 240_000 }, async () => {
-  const h = new Harness('supervisor-restart-mixed');
+forBrowsers(['chromium'], (browser, title) => test(title('kill -9 of the supervisor under 7 headless receivers and 2 tabs: nobody exits or stalls, the same tree comes back, every frame arrives'), { timeout: 240_000 }, async () => {
+  const h = new Harness('supervisor-restart-mixed', { browser });
   try {
     // 20 s, one keyframe-first cluster a second: long enough for the kill, 3 s without a
     // supervisor and the rebuild to happen mid-stream.
@@ -304,7 +304,7 @@ test('kill -9 of the supervisor under 7 headless receivers and 2 tabs: nobody ex
   } finally {
     await h.stop();
   }
-});
+}));
 
 /** A loopback port free right now (for a supervisor that must come back on the same one). */
 async function freePort() {
@@ -317,8 +317,8 @@ async function freePort() {
   });
 }
 
-test('a tab killed by the operator re-joins as a new viewer and plays on', { timeout: 120_000 }, async () => {
-  const h = new Harness('tab-killed');
+forBrowsers(['chromium'], (browser, title) => test(title('a tab killed by the operator re-joins as a new viewer and plays on'), { timeout: 120_000 }, async () => {
+  const h = new Harness('tab-killed', { browser });
   const token = 'tab-kill-test-token-0123';
   try {
     await h.supervisor(['--admin-token', token]);
@@ -343,4 +343,4 @@ test('a tab killed by the operator re-joins as a new viewer and plays on', { tim
   } finally {
     await h.stop();
   }
-});
+}));
