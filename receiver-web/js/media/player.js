@@ -26,11 +26,20 @@
 //   viewer waiting forever at a position it could not decode. These decisions are pure functions
 //   in playhead.js. Every seek the player makes is logged to the console with its reason.
 //
+// - Firefox keeps the video of a WebM Cluster only if it begins with a keyframe, and most chunks
+//   of a pipe or a MediaRecorder do not: there the chunks are joined into open Clusters before
+//   they are appended (cluster-joiner.js; `joinClusters`, on in Firefox only: Chromium keeps every
+//   frame anyway, and holds the last frame of an open Cluster back until the next append).
+//
 // Events: 'error' (detail: {message, recoverable}: recoverable unless the browser cannot play the
 // stream's codecs at all), 'state' (detail: {state}), 'appended' (detail: {seq}).
 
 import { mimeType } from '../core/webm.js';
 import { StuckWatch, aheadMs, holeSeek, playableAheadMs, startSeek } from './playhead.js';
+import { ClusterJoiner } from './cluster-joiner.js';
+
+/** Browsers whose Media Source drops the video of a Cluster that does not begin with a keyframe. */
+const NEEDS_JOINED_CLUSTERS = typeof navigator !== 'undefined' && /\bFirefox\//.test(navigator.userAgent);
 
 export const DEFAULT_PLAYER_CONFIG = Object.freeze({
   startupMs: null, // adaptive: see the header
@@ -41,6 +50,7 @@ export const DEFAULT_PLAYER_CONFIG = Object.freeze({
   targetLagMs: 2500,
   rateUpLagMs: 4000,
   stuckMs: 3000,
+  joinClusters: NEEDS_JOINED_CLUSTERS,
 });
 
 export class MsePlayer extends EventTarget {
@@ -66,6 +76,7 @@ export class MsePlayer extends EventTarget {
     this.nudges = 0;
     this.playWanted = false; // play() was called for the start-up buffer, and not refused for autoplay
     this.stuckWatch = new StuckWatch(this.config.stuckMs);
+    this.joiner = this.config.joinClusters ? new ClusterJoiner() : null;
     this.firstFrameAt = null;
     this.onWaiting = () => {
       if (this.started && !this.video.seeking && !this.finished() && this.stallStart == null) {
@@ -131,8 +142,11 @@ export class MsePlayer extends EventTarget {
   appendMedia(chunk) {
     if (this.failed) return;
     this.chunkMs ??= chunk.durationMs;
+    // Joined in arrival order, which is append order (a skip of the queue resumes at a keyframe
+    // chunk, which opens a Cluster of its own).
+    const bytes = this.joiner ? this.joiner.chunk(chunk.payload, chunk.isKeyframe) : chunk.payload;
     this.queue.push({
-      seq: chunk.seq, bytes: chunk.payload, keyframe: chunk.isKeyframe, durationMs: chunk.durationMs, timestampMs: chunk.timestampMs,
+      seq: chunk.seq, bytes, keyframe: chunk.isKeyframe, durationMs: chunk.durationMs, timestampMs: chunk.timestampMs,
     });
     this.trimQueue();
     this.pump();
