@@ -4,6 +4,7 @@
 
 import { BroadcasterNode, STREAM_NAME } from '../tab/broadcaster.js';
 import { defaultSupervisorUrl } from '../net/signaling.js';
+import { missingFeatures, missingMessage } from '../tab/requirements.js';
 
 const $ = (id) => document.getElementById(id);
 // The publish token is kept for this tab only (sessionStorage), never in the URL or a cookie.
@@ -122,9 +123,12 @@ async function goLive(ev) {
 }
 
 async function main() {
-  if (!window.isSecureContext || !navigator.mediaDevices) {
-    banner('This page needs a secure connection: open it over https:// (or on this machine as http://localhost).', 'bad');
+  const missing = missingMessage(await missingFeatures('broadcast'), 'broadcast');
+  if (missing) {
+    banner(missing, 'bad');
+    health('error');
     $('go').disabled = true;
+    window.ownstream.missing = missing;
     return;
   }
   $('token').value = sessionStorage.getItem(TOKEN_KEY) ?? '';

@@ -23,6 +23,7 @@ import { DEFAULT_RELAY_CONFIG } from '../core/rules.js';
 import { RECEIVER, emptyStats } from '../core/node.js';
 import { MsePlayer } from '../media/player.js';
 import { NodeDriver } from './driver.js';
+import { missingFeatures, missingMessage } from './requirements.js';
 
 // A player that fails on the media (a chunk the browser cannot parse or decode) is replaced and
 // starts again at the next keyframe, at most this many times in this window; more is fatal.
@@ -109,8 +110,11 @@ export class ReceiverNode extends EventTarget {
 
   /** Checks the browser, makes this tab's key pair and starts the node. */
   async start() {
-    const missing = missingFeature();
-    if (missing) return this.fatal(missing);
+    const missing = missingMessage(await missingFeatures('watch'), 'watch');
+    if (missing) {
+      this.missing = missing;
+      return this.fatal(missing);
+    }
     this.setStatus('connecting', 'Connecting to the supervisor…');
     try {
       this.identity = await generateIdentity();
@@ -354,14 +358,4 @@ export class ReceiverNode extends EventTarget {
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
-}
-
-/** What this browser lacks to be a peer, in plain words; null if nothing. */
-export function missingFeature() {
-  if (!window.isSecureContext || !crypto?.subtle) {
-    return 'This page needs a secure connection: open it over https:// (or on this machine as http://localhost).';
-  }
-  if (!window.MediaSource) return 'This browser cannot play live streams: it lacks Media Source Extensions.';
-  if (!window.RTCPeerConnection) return 'This browser cannot join the stream: it lacks WebRTC.';
-  return null;
 }
