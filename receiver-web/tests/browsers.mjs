@@ -153,7 +153,9 @@ class FirefoxDriver {
 
   async tab(log) {
     const context = await this.browser.createBrowserContext();
-    const page = await context.newPage();
+    // A window of its own: in one window only the last tab opened is in the foreground, and
+    // Firefox paints no video in a background tab and slows its timers (a viewer's tab, seen).
+    const page = await context.newPage({ type: 'window' });
     await page.setViewport(VIEWPORT);
     page.on('console', (m) => log(`${m.type()}: ${m.text()}`));
     page.on('pageerror', (e) => log(`pageerror: ${e.stack || e}`));

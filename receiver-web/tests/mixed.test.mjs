@@ -25,6 +25,12 @@ async function joinUnder(h, label, browser, parent) {
   return page;
 }
 
+/** Video frames the tab's element has shown so far (decoded less dropped). */
+const shown = (page) => page.evaluate(() => {
+  const q = document.getElementById('video').getVideoPlaybackQuality();
+  return { total: q.totalVideoFrames, dropped: q.droppedVideoFrames, painted: document.getElementById('video').mozPaintedFrames ?? null };
+});
+
 /** Every chunk a tab received was verified and none rejected; no media error. */
 async function clean(page) {
   const s = await stats(page);
@@ -60,7 +66,17 @@ test('[firefox+chromium] one chain: broadcaster -> Firefox -> Chromium -> Rust r
     await waitFor('the Rust receiver under the Chromium tab', 30_000, async () => (await h.tree('s')).find((n) => n.id === rustId)?.parent === cr.peerId);
     const ff2 = await joinUnder(h, 'firefox2', 'firefox', rustId);
     const tabs = [ff1, cr, ff2];
+    const before = await Promise.all(tabs.map(shown));
     await Promise.all(tabs.map((t) => advances(t, 8)));
+    const after = await Promise.all(tabs.map(shown));
+    for (const [i, t] of tabs.entries()) {
+      // 8 s of a 30 fps clip: 240 frames; a loaded machine drops some. Firefox's painted count
+      // also catches a tab that decodes but never paints (a background tab did: 0 painted).
+      const [a, b] = [before[i], after[i]];
+      const shownFrames = (b.total - b.dropped) - (a.total - a.dropped);
+      assert.ok(shownFrames >= 120, `${t.label} showed ${shownFrames} frames in 8 s: ${JSON.stringify([a, b])}`);
+      if (b.painted != null) assert.ok(b.painted - a.painted >= 120, `${t.label} painted ${b.painted - a.painted} frames in 8 s`);
+    }
     for (const t of tabs) await clean(t);
     for (const t of [ff1, ff2]) {
       const { appended_seqs: _, ...s } = await stats(t);
