@@ -110,6 +110,9 @@ export class ReceiverNode extends EventTarget {
 
   /** Checks the browser, makes this tab's key pair and starts the node. */
   async start() {
+    // The key pair (RSA-2048: hundreds of ms) is made while the browser is checked.
+    const identity = generateIdentity();
+    identity.catch(() => {}); // a browser that lacks something is told so below instead
     const missing = missingMessage(await missingFeatures('watch'), 'watch');
     if (missing) {
       this.missing = missing;
@@ -117,7 +120,7 @@ export class ReceiverNode extends EventTarget {
     }
     this.setStatus('connecting', 'Connecting to the supervisor…');
     try {
-      this.identity = await generateIdentity();
+      this.identity = await identity;
       this.marks.key_pair = this.now();
     } catch (e) {
       return this.fatal(`This browser could not create a key pair: ${e.message}`);
