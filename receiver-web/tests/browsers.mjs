@@ -137,7 +137,6 @@ class ChromiumDriver {
       fill: (sel, v) => page.fill(sel, v),
       select: (sel, v) => page.selectOption(sel, v).then(() => {}),
       waitForFunction: (f, arg, timeout) => page.waitForFunction(f, arg, { timeout }),
-      cdp: () => context.newCDPSession(page),
     });
   }
 
@@ -169,7 +168,6 @@ class FirefoxDriver {
       }, v),
       select: (sel, v) => page.select(sel, v).then(() => {}),
       waitForFunction: (f, arg, timeout) => page.waitForFunction(f, { timeout }, arg),
-      cdp: null,
     });
   }
 
@@ -223,11 +221,6 @@ export class Tab {
 
   screenshot({ path: file }) {
     return this.page.screenshot({ path: file }).then(() => {});
-  }
-
-  /** A DevTools session (Chromium only; null in Firefox). */
-  async cdp() {
-    return this.ops.cdp ? this.ops.cdp() : null;
   }
 
   /** Closes the tab with its context, as a viewer closing their browser. */
