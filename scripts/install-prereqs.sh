@@ -3,6 +3,7 @@
 #   - ffmpeg (the end-to-end tests decode every receiver's output with it),
 #   - chromium (the browser tests drive Debian's Chromium with Playwright),
 #   - redis-server (the `--cluster` test starts its own on a free loopback port; no service),
+#   - coturn (the TURN browser test starts its own `turnserver` on a free loopback port; no service),
 #   - fonts-dejavu-core (the experiments' charts draw their text with it),
 #   - node and npm if absent (Debian's nodejs), then the npm packages of package.json (playwright-core).
 # Safe to run again: does nothing when everything is there. Needs root or sudo only to install.
@@ -13,6 +14,7 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/turnserver ] || need+=(coturn)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
