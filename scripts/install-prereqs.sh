@@ -4,6 +4,7 @@
 #   - chromium (the browser tests drive Debian's Chromium with Playwright),
 #   - firefox-esr (the browser tests drive Debian's Firefox ESR with puppeteer-core over WebDriver BiDi),
 #   - redis-server (the `--cluster` test starts its own on a free loopback port; no service),
+#   - coturn (the TURN browser test starts its own `turnserver` on a free loopback port; no service),
 #   - fonts-dejavu-core (the experiments' charts draw their text with it),
 #   - node and npm if absent (Debian's nodejs), then the npm packages of package.json (playwright-core,
 #     puppeteer-core).
@@ -16,6 +17,7 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/turnserver ] || need+=(coturn)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)

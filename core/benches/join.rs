@@ -37,6 +37,7 @@ fn stream_of(n: u8) -> Registry {
             PeerMessage::JoinStream {
                 stream: "s".into(),
                 wait: false,
+                relay: true,
             },
         );
     }
@@ -76,6 +77,7 @@ fn one_join(
                 PeerMessage::JoinStream {
                     stream: "s".into(),
                     wait: false,
+                    relay: true,
                 },
             );
             while registry.poll_output().is_some() {}
@@ -111,6 +113,7 @@ fn bench_join(c: &mut Criterion) {
                 PeerMessage::JoinStream {
                     stream: "s".into(),
                     wait: false,
+                    relay: true,
                 },
             );
             registry.handle_disconnected(2, id);

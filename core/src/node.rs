@@ -93,6 +93,9 @@ pub struct NodeConfig {
     pub forge_relayed_seq: Option<u64>,
     /// Broadcaster: the public key of the key that signs its chunks, sent in `REGISTER_STREAM`.
     pub signing_key: Option<VerifyingKey>,
+    /// Receiver: whether it may be given children; `false` asks (`relay: false` in `JOIN_STREAM`
+    /// and `RESUME`) to be placed as a leaf.
+    pub can_relay: bool,
     /// Seed of the node's RNG.
     pub seed: u64,
 }
@@ -113,6 +116,7 @@ impl NodeConfig {
             corrupt_relayed_seq: None,
             forge_relayed_seq: None,
             signing_key: None,
+            can_relay: true,
             seed: 0,
         }
     }

@@ -66,6 +66,36 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// Which ICE candidates a peer may use (the WebRTC `iceTransportPolicy`), as the supervisor
+/// advertises it in `AUTHENTICATED`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IceTransportPolicy {
+    /// Any candidate: host, server-reflexive or relayed.
+    #[default]
+    All,
+    /// Relayed (TURN) candidates only: every byte of every edge goes through a TURN server, so
+    /// no peer learns another's address.
+    Relay,
+}
+
+impl IceTransportPolicy {
+    /// True for the default, which `AUTHENTICATED` leaves out.
+    pub fn is_all(&self) -> bool {
+        *self == Self::All
+    }
+}
+
+/// Serde default of the `relay` flags: a peer that does not say can relay.
+fn can_relay() -> bool {
+    true
+}
+
+/// Skips a `relay` flag that holds the default, so the wire stays as before for relaying peers.
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// One live stream as listed to peers and by the HTTP API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
@@ -162,6 +192,9 @@ pub enum ServerMessage {
         heartbeat_ms: u64,
         /// ICE servers for every peer connection.
         ice_servers: Vec<IceServer>,
+        /// Which candidates every peer connection may use (absent: all).
+        #[serde(default, skip_serializing_if = "IceTransportPolicy::is_all")]
+        ice_transport_policy: IceTransportPolicy,
         /// Other supervisors' WebSocket URLs this peer may reconnect to when this one is lost
         /// (`ws://` or `wss://`, at most [`MAX_SUPERVISOR_URLS`] are used). Absent: none.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -327,6 +360,10 @@ pub enum PeerMessage {
         /// Wait for the stream instead of failing when it is not live.
         #[serde(default)]
         wait: bool,
+        /// Whether this viewer can relay to children of its own (absent: yes). A viewer that
+        /// cannot (no inbound connections, a metered link) is placed as a leaf.
+        #[serde(default = "can_relay", skip_serializing_if = "is_true")]
+        relay: bool,
     },
     /// After reconnecting (to the same supervisor restarted, or another one), instead of
     /// `REGISTER_STREAM` or `JOIN_STREAM`: what this peer already is in `stream`, so the supervisor
@@ -360,6 +397,9 @@ pub enum PeerMessage {
         /// Broadcaster only: its publish token, checked as at `REGISTER_STREAM`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// Receiver only: whether it can relay (absent: yes), as in `JOIN_STREAM`.
+        #[serde(default = "can_relay", skip_serializing_if = "is_true")]
+        relay: bool,
     },
     /// Signaling for a neighbour.
     Signal {

@@ -80,6 +80,8 @@ struct PeerEntry {
     /// A `RESUME` not yet given its place (then `waiting_for` names its stream).
     claim: Option<rebuild::Claim>,
     stats: Option<PeerStats>,
+    /// Whether it may be given children (`relay` of its `JOIN_STREAM` or `RESUME`).
+    relays: bool,
 }
 
 struct StreamEntry {
@@ -141,6 +143,18 @@ impl Registry {
         }
     }
 
+    /// Records whether a peer may be given children; a viewer that cannot relay is a leaf.
+    fn set_relays(&mut self, peer: PeerId, relays: bool) {
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.relays = relays;
+        }
+    }
+
+    /// Whether `peer` said it can relay (unknown peers: yes).
+    pub fn relays(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_none_or(|e| e.relays)
+    }
+
     /// Records what kind of software an authenticated peer runs (from its handshake).
     pub fn set_agent(&mut self, peer: PeerId, agent: Agent) {
         if let Some(e) = self.peers.get_mut(&peer) {
@@ -169,6 +183,7 @@ impl Registry {
                 waiting_for: None,
                 claim: None,
                 stats: None,
+                relays: true,
             },
         );
         true
@@ -195,7 +210,12 @@ impl Registry {
             } if component == ComponentType::Broadcaster => {
                 self.register(now_ms, from, stream, &signing_key, token.as_deref())
             }
-            PeerMessage::JoinStream { stream, wait } if component == ComponentType::Receiver => {
+            PeerMessage::JoinStream {
+                stream,
+                wait,
+                relay,
+            } if component == ComponentType::Receiver => {
+                self.set_relays(from, relay);
                 self.join(from, stream, wait)
             }
             PeerMessage::Resume {
@@ -206,8 +226,10 @@ impl Registry {
                 key,
                 signing_key,
                 token,
+                relay,
                 ..
             } => {
+                self.set_relays(from, relay || component == ComponentType::Broadcaster);
                 let resume = rebuild::Resume {
                     stream,
                     parent,
@@ -441,7 +463,14 @@ impl Registry {
             return;
         }
         if self.streams.contains_key(&stream) && !self.rebuilding(&stream) {
-            self.place_viewer(&stream, from);
+            if !self.place_viewer(&stream, from) {
+                // Every slot of a viewer that relays is taken by viewers that cannot: this one
+                // waits for a slot (a viewer that relays joining, a leaf leaving).
+                if let Some(e) = self.peers.get_mut(&from) {
+                    e.waiting_for = Some(stream.clone());
+                }
+                self.send(from, ServerMessage::StreamWaiting { stream });
+            }
         } else if wait || self.rebuilding(&stream) {
             if let Some(e) = self.peers.get_mut(&from) {
                 e.waiting_for = Some(stream.clone());

@@ -12,7 +12,17 @@
 //!   the leaf moves of a rebalance, reported separately;
 //! - the max depth never exceeds [`Topology::depth_bound`]: `n` for fanout 1 (a chain is a path),
 //!   otherwise `B(n) = 2 * d_opt(n) + 1`, where `d_opt(n)` ([`optimal_depth`]) is the least max depth
-//!   of any k-ary tree holding the `n` viewers.
+//!   of any k-ary tree holding the `n` viewers (while every viewer relays: see below);
+//! - a viewer that cannot relay ([`Topology::join_as`] with `relays: false`) never has a child:
+//!   it is never offered as a slot, never adopts, and is never a repair's new parent.
+//!
+//! Viewers that cannot relay take a slot and give none, so a tree can run out of slots. A viewer
+//! that relays always finds one: when none is free it takes the place of the shallowest viewer
+//! that cannot relay, which becomes its child ([`Placement::displaced`]). A viewer that cannot
+//! relay and finds no slot is refused ([`TopologyError::NoRoom`]; the registry keeps it waiting),
+//! and so is an orphan of a removal that finds none ([`Repair::unplaced`], taken out of the
+//! overlay). With such viewers the depth bound is not guaranteed: the rebalance moves a deepest
+//! leaf only to a strictly shallower free slot, and there may be none.
 //!
 //! Why the bound holds. Let `S(D) = k + k^2 + ... + k^D`, so `d_opt(n)` is the least `D` with
 //! `S(D) >= n`. *Lemma*: in a tree of `m <= n` viewers, the shallowest free slot is at depth
@@ -41,9 +51,12 @@ pub enum TopologyError {
     /// The peer already joined this stream (or is its broadcaster).
     #[error("peer {0} already joined")]
     DuplicatePeer(PeerId),
-    /// The parent already has `fanout` children.
+    /// The parent already has `fanout` children, or cannot relay.
     #[error("peer {0} has no free slot")]
     Full(PeerId),
+    /// A viewer that cannot relay found no viewer that relays with a free slot.
+    #[error("no viewer that relays has a free slot for a viewer that cannot")]
+    NoRoom,
     /// The broadcaster cannot leave the tree; it ends the stream instead.
     #[error("the broadcaster {0} cannot be removed; end the stream instead")]
     RemoveRoot(PeerId),
@@ -81,6 +94,9 @@ pub struct Placement {
     pub parent: PeerId,
     /// Its depth (the broadcaster is at depth 0).
     pub depth: u32,
+    /// A viewer that cannot relay whose slot under `parent` the new viewer took (no other slot
+    /// was free): it is now the new viewer's child.
+    pub displaced: Option<PeerId>,
 }
 
 /// Every edge changed by a removal; the supervisor signals each `(child, new_parent)` pair.
@@ -94,8 +110,11 @@ pub struct Repair {
     /// subtree intact. If a rebalance later moved one of these children again, this entry holds its
     /// final parent and the move is not repeated in `rebalanced`.
     pub rewired: Vec<(PeerId, PeerId)>,
-    /// `(leaf, new_parent)` for every other leaf the rebalance moved to keep the depth bound.
+    /// `(leaf, new_parent)` for every other leaf the rebalance moved to keep the depth bound,
+    /// and for every viewer that cannot relay displaced by an orphan (see the module docs).
     pub rebalanced: Vec<(PeerId, PeerId)>,
+    /// Orphans that cannot relay and found no slot: taken out of the overlay.
+    pub unplaced: Vec<PeerId>,
 }
 
 /// One node as listed by [`Topology::nodes`].
@@ -124,6 +143,8 @@ pub struct Topology {
     fanout: usize,
     root: PeerId,
     nodes: HashMap<PeerId, Node>,
+    /// Viewers that cannot relay: never given children.
+    leaf_only: HashSet<PeerId>,
 }
 
 /// The least max depth of a tree of fanout `fanout` (treated as at least 1) holding `n` viewers
@@ -157,6 +178,7 @@ impl Topology {
             fanout: kind.fanout(),
             root,
             nodes,
+            leaf_only: HashSet::new(),
         }
     }
 
@@ -205,6 +227,11 @@ impl Topology {
         self.nodes.get(&peer).map(|n| n.depth)
     }
 
+    /// Whether `peer` may be given children (false for a viewer that cannot relay).
+    pub fn relays(&self, peer: PeerId) -> bool {
+        !self.leaf_only.contains(&peer)
+    }
+
     /// The deepest node's depth (0 with no viewers).
     pub fn max_depth(&self) -> u32 {
         self.nodes.values().map(|n| n.depth).max().unwrap_or(0)
@@ -239,59 +266,95 @@ impl Topology {
         }
     }
 
-    /// Adds a viewer at the shallowest free slot (ties: earliest in BFS order).
+    /// Adds a viewer that relays at the shallowest free slot (ties: earliest in BFS order).
     pub fn join(&mut self, peer: PeerId) -> Result<Placement, TopologyError> {
+        self.join_as(peer, true)
+    }
+
+    /// Adds a viewer at the shallowest free slot; one that `relays` takes the place of the
+    /// shallowest viewer that cannot when no slot is free (see the module docs).
+    pub fn join_as(&mut self, peer: PeerId, relays: bool) -> Result<Placement, TopologyError> {
         if self.contains(peer) {
             return Err(TopologyError::DuplicatePeer(peer));
         }
-        let parent = self.shallowest_free_slot();
-        let depth = self.nodes[&parent].depth + 1;
-        self.nodes.insert(
-            peer,
-            Node {
-                parent: None,
-                children: Vec::new(),
-                depth,
-            },
-        );
+        let (parent, displaced) = match self.shallowest_free_slot() {
+            Some(p) => (p, None),
+            None if relays => {
+                let leaf = self.shallowest_leaf_only().ok_or(TopologyError::NoRoom)?;
+                (self.parent(leaf).ok_or(TopologyError::NoRoom)?, Some(leaf))
+            }
+            None => return Err(TopologyError::NoRoom),
+        };
+        self.insert(peer, relays);
+        if let Some(leaf) = displaced {
+            self.detach(leaf);
+        }
         self.attach(peer, parent);
+        if let Some(leaf) = displaced {
+            self.attach(leaf, peer);
+        }
         Ok(Placement {
             peer,
             parent,
-            depth,
+            depth: self.nodes[&peer].depth,
+            displaced,
         })
+    }
+
+    fn insert(&mut self, peer: PeerId, relays: bool) {
+        let node = Node {
+            parent: None,
+            children: Vec::new(),
+            depth: 0,
+        };
+        self.nodes.insert(peer, node);
+        if !relays {
+            self.leaf_only.insert(peer);
+        }
+    }
+
+    /// The first viewer that cannot relay in BFS order.
+    fn shallowest_leaf_only(&self) -> Option<PeerId> {
+        self.bfs(self.root)
+            .into_iter()
+            .find(|p| self.leaf_only.contains(p))
     }
 
     /// Adds a viewer under a given `parent` (a supervisor rebuilding the tree from what its peers
     /// re-announce keeps them where they are); returns its depth. The depth bound is not checked
     /// here: the rebuild ends with [`Topology::rebalance_now`].
     pub fn adopt(&mut self, peer: PeerId, parent: PeerId) -> Result<u32, TopologyError> {
+        self.adopt_as(peer, parent, true)
+    }
+
+    /// [`Topology::adopt`] for a viewer that `relays` or not; a parent that cannot relay is full.
+    pub fn adopt_as(
+        &mut self,
+        peer: PeerId,
+        parent: PeerId,
+        relays: bool,
+    ) -> Result<u32, TopologyError> {
         if self.contains(peer) {
             return Err(TopologyError::DuplicatePeer(peer));
         }
-        let p = self
-            .nodes
-            .get(&parent)
-            .ok_or(TopologyError::UnknownPeer(parent))?;
-        if p.children.len() >= self.fanout {
+        if !self.contains(parent) {
+            return Err(TopologyError::UnknownPeer(parent));
+        }
+        if !self.has_room(parent) {
             return Err(TopologyError::Full(parent));
         }
-        let depth = p.depth + 1;
-        let node = Node {
-            parent: None,
-            children: Vec::new(),
-            depth,
-        };
-        self.nodes.insert(peer, node);
+        self.insert(peer, relays);
         self.attach(peer, parent);
-        Ok(depth)
+        Ok(self.nodes[&peer].depth)
     }
 
-    /// Whether `parent` is in the overlay and has a free slot.
+    /// Whether `parent` is in the overlay, relays and has a free slot.
     pub fn has_room(&self, parent: PeerId) -> bool {
-        self.nodes
-            .get(&parent)
-            .is_some_and(|p| p.children.len() < self.fanout)
+        self.relays(parent)
+            && self
+                .nodes
+                .get(&parent)
+                .is_some_and(|p| p.children.len() < self.fanout)
     }
 
     /// Restores the depth bound after adoptions: moves deepest leaves to the shallowest free slots
@@ -309,6 +372,7 @@ impl Topology {
             .nodes
             .remove(&peer)
             .ok_or(TopologyError::UnknownPeer(peer))?;
+        self.leaf_only.remove(&peer);
         // Every viewer has a parent; the root was refused above.
         let former_parent = node.parent.unwrap_or(self.root);
         if let Some(p) = self.nodes.get_mut(&former_parent) {
@@ -320,21 +384,34 @@ impl Topology {
                 o.parent = None;
             }
         }
-        // Tallest subtree first (stable sort keeps attach order for ties): it takes the vacated
-        // slot, so the deepest branch moves up; the rest take the shallowest slots left.
-        orphans.sort_by_key(|o| std::cmp::Reverse(self.height(*o)));
+        // Orphans that relay first, as they bring slots; then the tallest subtree first (stable
+        // sort keeps attach order for ties): it takes the vacated slot, so the deepest branch
+        // moves up; the rest take the shallowest slots left.
+        orphans.sort_by_key(|o| (!self.relays(*o), std::cmp::Reverse(self.height(*o))));
         let mut rewired = Vec::with_capacity(orphans.len());
+        let mut rebalanced = Vec::new();
+        let mut unplaced = Vec::new();
         for (i, orphan) in orphans.into_iter().enumerate() {
             // Detached subtrees are unreachable from the root, so no slot inside them is offered.
             let parent = if i == 0 {
-                former_parent
+                Some(former_parent)
             } else {
                 self.shallowest_free_slot()
             };
-            self.attach(orphan, parent);
-            rewired.push((orphan, parent));
+            match parent {
+                Some(parent) => {
+                    self.attach(orphan, parent);
+                    rewired.push((orphan, parent));
+                }
+                None => match self.displace_for(orphan, &mut unplaced) {
+                    Some((parent, moved)) => {
+                        rewired.push((orphan, parent));
+                        rebalanced.extend(moved);
+                    }
+                    None => unplaced.extend(self.take_out(orphan)),
+                },
+            }
         }
-        let mut rebalanced = Vec::new();
         for (leaf, parent) in self.rebalance() {
             match rewired.iter_mut().find(|(c, _)| *c == leaf) {
                 Some(entry) => entry.1 = parent,
@@ -346,7 +423,43 @@ impl Topology {
             former_parent,
             rewired,
             rebalanced,
+            unplaced,
         })
+    }
+
+    /// The detached `orphan`, which relays, takes the place of the shallowest viewer that cannot
+    /// (no slot is free); that viewer goes under the orphan if it has room, else out of the
+    /// overlay (added to `unplaced`). Returns the orphan's new parent and the displaced viewer's
+    /// move, if it stayed.
+    fn displace_for(
+        &mut self,
+        orphan: PeerId,
+        unplaced: &mut Vec<PeerId>,
+    ) -> Option<(PeerId, Option<(PeerId, PeerId)>)> {
+        if !self.relays(orphan) {
+            return None;
+        }
+        let leaf = self.shallowest_leaf_only()?;
+        let parent = self.parent(leaf)?;
+        self.detach(leaf);
+        self.attach(orphan, parent);
+        if self.has_room(orphan) {
+            self.attach(leaf, orphan);
+            Some((parent, Some((leaf, orphan))))
+        } else {
+            unplaced.extend(self.take_out(leaf));
+            Some((parent, None))
+        }
+    }
+
+    /// Removes a detached `top` and its subtree from the overlay; returns them.
+    fn take_out(&mut self, top: PeerId) -> Vec<PeerId> {
+        let gone = self.bfs(top);
+        for p in &gone {
+            self.nodes.remove(p);
+            self.leaf_only.remove(p);
+        }
+        gone
     }
 
     /// Moves `child` (with its subtree intact) away from `avoid`, its parent, whose edge to it broke
@@ -365,7 +478,7 @@ impl Topology {
         let parent = self
             .bfs(self.root)
             .into_iter()
-            .find(|p| *p != avoid && self.nodes[p].children.len() < self.fanout)
+            .find(|p| *p != avoid && self.has_room(*p))
             .unwrap_or(former_parent);
         self.attach(child, parent);
         let mut rewired = vec![(child, parent)];
@@ -381,6 +494,7 @@ impl Topology {
             former_parent,
             rewired,
             rebalanced,
+            unplaced: Vec::new(),
         })
     }
 
@@ -391,24 +505,37 @@ impl Topology {
         let mut moves = Vec::new();
         // The last node in BFS order is a deepest node, hence a leaf (the root only if alone).
         while let Some(&leaf) = self.bfs(self.root).last() {
-            if self.nodes[&leaf].depth <= bound || leaf == self.root {
+            let depth = self.nodes[&leaf].depth;
+            if depth <= bound || leaf == self.root {
                 break;
             }
+            let old = self.parent(leaf);
             self.detach(leaf);
-            let parent = self.shallowest_free_slot();
-            self.attach(leaf, parent);
-            moves.push((leaf, parent));
+            // Only a strictly shallower slot is a move: with viewers that cannot relay the lemma
+            // fails and the only free slot may be the one just left.
+            let to = self
+                .shallowest_free_slot()
+                .filter(|p| self.nodes[p].depth + 1 < depth);
+            match (to, old) {
+                (Some(parent), _) => {
+                    self.attach(leaf, parent);
+                    moves.push((leaf, parent));
+                }
+                (None, Some(old)) => {
+                    self.attach(leaf, old);
+                    break;
+                }
+                (None, None) => break,
+            }
         }
         moves
     }
 
-    /// The first node in BFS order from the root with fewer than `fanout` children. One always
-    /// exists: the `m` reachable nodes have `m * fanout` slots for `m - 1` edges.
-    fn shallowest_free_slot(&self) -> PeerId {
-        self.bfs(self.root)
-            .into_iter()
-            .find(|p| self.nodes[p].children.len() < self.fanout)
-            .unwrap_or(self.root)
+    /// The first node in BFS order from the root that relays and has fewer than `fanout`
+    /// children. While every viewer relays one always exists: the `m` reachable nodes have
+    /// `m * fanout` slots for `m - 1` edges.
+    fn shallowest_free_slot(&self) -> Option<PeerId> {
+        self.bfs(self.root).into_iter().find(|p| self.has_room(*p))
     }
 
     /// Makes the detached `child` (with its subtree) a child of `parent` and fixes subtree depths.

@@ -223,6 +223,7 @@ fn messages_out_of_order_are_refused() {
         PeerMessage::JoinStream {
             stream: "x".into(),
             wait: false,
+            relay: true,
         },
         PeerMessage::AuthenticationChallengeResponse {
             response: String::new(),

@@ -27,6 +27,7 @@ fn join(r: &mut Registry, now: u64, v: PeerId) {
     let join = PeerMessage::JoinStream {
         stream: "s".into(),
         wait: false,
+        relay: true,
     };
     r.handle_message(now, v, join);
 }

@@ -143,6 +143,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             key: None,
             signing_key: None,
             token: None,
+            relay: true,
         }
     };
     let mut now = 0;
@@ -167,6 +168,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
                 key: Some(KEY.into()),
                 signing_key: Some(signing_key()),
                 token: None,
+                relay: true,
             };
             announce(&mut r, now, root, msg);
         }
@@ -201,6 +203,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
             key: Some(KEY.into()),
             signing_key: Some(signing_key()),
             token: None,
+            relay: true,
         };
         announce(&mut r, now, root, msg);
     }
@@ -211,6 +214,7 @@ fn run(fanout: usize, n: usize, lies: Vec<Lie>, order: Vec<usize>, root_at: usiz
         let join = PeerMessage::JoinStream {
             stream: "s".into(),
             wait: false,
+            relay: true,
         };
         r.handle_message(now, peer, join);
     }

@@ -53,6 +53,7 @@ fn stream_with(topology: TopologyName, n: u8) -> Registry {
             PeerMessage::JoinStream {
                 stream: "s".into(),
                 wait: false,
+                relay: true,
             },
         );
     }
@@ -76,6 +77,7 @@ fn broadcaster_gets_a_key_and_viewers_get_the_same_key() {
         PeerMessage::JoinStream {
             stream: "s".into(),
             wait: false,
+            relay: true,
         },
     );
     let out = drain(&mut r);
@@ -198,6 +200,7 @@ fn a_peer_closed_for_a_forbidden_message_leaves_its_stream() {
         PeerMessage::JoinStream {
             stream: "b".into(),
             wait: true,
+            relay: true,
         },
     );
     let out = drain(&mut r);
@@ -231,6 +234,7 @@ fn joining_an_unknown_stream_fails_or_waits() {
         PeerMessage::JoinStream {
             stream: "later".into(),
             wait: false,
+            relay: true,
         },
     );
     let out = drain(&mut r);
@@ -245,6 +249,7 @@ fn joining_an_unknown_stream_fails_or_waits() {
         PeerMessage::JoinStream {
             stream: "later".into(),
             wait: true,
+            relay: true,
         },
     );
     assert!(matches!(

@@ -388,6 +388,7 @@ async fn honest_join(server: SocketAddr, key: Arc<Identity>) -> Result<f64, Stri
     let join = PeerMessage::JoinStream {
         stream: STREAM.into(),
         wait: false,
+        relay: true,
     };
     ws.send(Message::text(join.encode()))
         .await

@@ -190,6 +190,7 @@ fn apply(r: &mut Registry, m: &mut Model, now: &mut u64, op: Op) {
             PeerMessage::JoinStream {
                 stream: name(n),
                 wait,
+                relay: true,
             },
         ),
         Op::Signal { from, to, offer } => {

@@ -16,7 +16,8 @@ export function renderNode(box, snapshot, id, rates, onError) {
   const s = node.stats ?? {};
   const children = snapshot.nodes.filter((n) => n.parent === id).map((n) => short(n.id));
   const r = rates.get(id) ?? { in: 0, out: 0 };
-  const kind = node.parent ? (node.agent === 'browser' ? 'browser tab' : 'headless receiver') : 'broadcaster';
+  const kind = (node.parent ? (node.agent === 'browser' ? 'browser tab' : 'headless receiver') : 'broadcaster')
+    + (node.relay === false ? ', cannot relay (a leaf)' : '');
   const rows = [
     ['Peer', node.id], ['Kind', kind], ['Health', health(node)], ['Depth', node.depth],
     ['Parent', node.parent ? short(node.parent) : '–'], ['Children', children.length ? children.join(', ') : 'none'],

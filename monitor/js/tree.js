@@ -88,12 +88,13 @@ export class TreeView {
       if (!n.parent) shape = el('rect', { x: x - 8, y: y - 8, width: 16, height: 16, rx: 2 });
       else if (n.agent === 'browser') shape = el('path', { d: `M${x},${y - 8} L${x + 8},${y} L${x},${y + 8} L${x - 8},${y} Z` });
       else shape = el('circle', { cx: x, cy: y, r: 7 });
-      shape.setAttribute('class', `node ${h}${n.id === this.selected ? ' selected' : ''}`);
+      // A viewer that cannot relay (`relay: false`) is drawn hollow: it never has children.
+      shape.setAttribute('class', `node ${h}${n.relay === false ? ' leaf-only' : ''}${n.id === this.selected ? ' selected' : ''}`);
       shape.dataset.id = n.id;
       shape.dataset.parent = n.parent ?? '';
       shape.dataset.health = h;
       const title = el('title');
-      title.textContent = `${n.id}\n${n.parent ? (n.agent === 'browser' ? 'browser tab' : 'headless receiver') : 'broadcaster'}, depth ${n.depth}, ${h}`;
+      title.textContent = `${n.id}\n${n.parent ? (n.agent === 'browser' ? 'browser tab' : 'headless receiver') : 'broadcaster'}${n.relay === false ? ' (cannot relay)' : ''}, depth ${n.depth}, ${h}`;
       shape.append(title);
       shape.addEventListener('click', (ev) => {
         ev.stopPropagation();

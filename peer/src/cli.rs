@@ -32,6 +32,10 @@ pub struct CommonArgs {
     /// Local IP address(es) to gather WebRTC candidates on. Repeatable. Default: every interface.
     #[arg(long = "webrtc-ip")]
     pub webrtc_ips: Vec<IpAddr>,
+    /// Use relayed (TURN) ICE candidates only, whatever the supervisor advertises: every byte
+    /// goes through the TURN server the supervisor names (`--ice-server turn:...`).
+    #[arg(long)]
+    pub ice_relay_only: bool,
     /// Pace each child's sends at this many bits per second (backlogs after a join or repair too).
     #[arg(long, default_value_t = 8_000_000)]
     pub pace_bps: u64,
@@ -56,6 +60,7 @@ impl CommonArgs {
         if !self.webrtc_ips.is_empty() {
             config.edge.bind_ips = self.webrtc_ips.clone();
         }
+        config.edge.relay_only = self.ice_relay_only;
         config.relay.rate_bytes_per_s = (self.pace_bps / 8).max(1);
         config
     }
@@ -94,6 +99,7 @@ impl NodeConfig {
             signing_key: (component == ComponentType::Broadcaster)
                 .then(|| SigningKey::random(&mut rand::rng())),
             publish_token: None,
+            can_relay: true,
         }
     }
 }

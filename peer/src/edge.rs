@@ -65,7 +65,7 @@ use tokio::task::JoinHandle;
 use webrtc::data_channel::{DataChannel, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, RTCConfigurationBuilder, RTCIceCandidateInit,
-    RTCIceServer, RTCSessionDescription, SettingEngineBuilder,
+    RTCIceServer, RTCIceTransportPolicy, RTCSessionDescription, SettingEngineBuilder,
 };
 
 mod runtime;
@@ -92,6 +92,9 @@ pub struct IceServerConfig {
 pub struct EdgeConfig {
     /// STUN/TURN servers; empty means host candidates only.
     pub ice_servers: Vec<IceServerConfig>,
+    /// Gather and use relayed (TURN) candidates only (ICE transport policy `relay`): every byte
+    /// goes through a TURN server of `ice_servers`, and without one no edge opens.
+    pub relay_only: bool,
     /// Local addresses to gather host candidates on, one UDP socket each (port chosen by the OS).
     /// An unspecified address means every interface of that family except loopback.
     pub bind_ips: Vec<IpAddr>,
@@ -116,6 +119,7 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             ice_servers: Vec::new(),
+            relay_only: false,
             bind_ips: vec![Ipv4Addr::UNSPECIFIED.into(), Ipv4Addr::LOCALHOST.into()],
             max_message_size: SctpMaxMessageSize::DEFAULT_MESSAGE_SIZE as usize,
             ice_disconnected_timeout: Duration::from_secs(3),
@@ -394,6 +398,11 @@ async fn build_peer_connection(
         .with_configuration(
             RTCConfigurationBuilder::new()
                 .with_ice_servers(ice_servers)
+                .with_ice_transport_policy(if config.relay_only {
+                    RTCIceTransportPolicy::Relay
+                } else {
+                    RTCIceTransportPolicy::All
+                })
                 .build(),
         )
         .with_setting_engine(settings)

@@ -15,7 +15,7 @@ use ownstream_core::frame::{Chunk, ChunkSigner, SigningKey};
 use ownstream_core::ids::PeerId;
 use ownstream_core::node::{self as core, ConnectFailure, EdgeId, Ending, Output};
 use ownstream_core::player::PlayerConfig;
-use ownstream_core::protocol::{PeerMessage, PeerStats, MAX_SUPERVISOR_URLS};
+use ownstream_core::protocol::{IceTransportPolicy, PeerMessage, PeerStats, MAX_SUPERVISOR_URLS};
 use ownstream_core::relay::RelayConfig;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +64,8 @@ pub struct NodeConfig {
     pub signing_key: Option<SigningKey>,
     /// Broadcaster: the supervisor operator's publish token (`--publish-token`).
     pub publish_token: Option<String>,
+    /// Receiver: whether it may be given children (`receiver --no-relay`: placed as a leaf).
+    pub can_relay: bool,
 }
 
 /// Final statistics of a run, as written by `--stats`.
@@ -132,6 +134,8 @@ pub struct Node {
     urls: Vec<String>,
     identity: PeerIdentity,
     edge_config: EdgeConfig,
+    /// Relay-only ICE asked for on the command line, whatever a supervisor advertises.
+    relay_only: bool,
     inputs: mpsc::UnboundedSender<Input>,
     rx: mpsc::UnboundedReceiver<Input>,
     /// Number of the current (or pending) supervisor connection.
@@ -160,6 +164,7 @@ impl Node {
         c.corrupt_relayed_seq = config.faults.corrupt_relayed_seq;
         c.forge_relayed_seq = config.faults.forge_relayed_seq;
         c.signing_key = config.signing_key.as_ref().map(SigningKey::verifying_key);
+        c.can_relay = config.can_relay;
         c.seed = rand::random();
         let (inputs, rx) = mpsc::unbounded_channel();
         let (ready, ready_rx) = watch::channel(None);
@@ -167,6 +172,7 @@ impl Node {
             core: core::Node::new(c, 0),
             urls: config.supervisor_urls,
             identity: config.identity,
+            relay_only: config.edge.relay_only,
             edge_config: config.edge,
             inputs: inputs.clone(),
             rx,
@@ -284,6 +290,8 @@ impl Node {
                 credential: s.credential.clone(),
             })
             .collect();
+        self.edge_config.relay_only =
+            self.relay_only || sig.session.ice_transport_policy == IceTransportPolicy::Relay;
         for url in &sig.session.supervisors {
             let usable = url.starts_with("ws://") || url.starts_with("wss://");
             if usable && !self.urls.contains(url) && self.urls.len() < MAX_SUPERVISOR_URLS {

@@ -235,3 +235,23 @@ test('reconnection waits are jittered exactly as the core draws them (SplitMix64
     assert.ok(w >= 750 && w <= 1500, `${w}`);
   }
 });
+
+test('a node that cannot relay says so in JOIN_STREAM and RESUME; one that can leaves the field out', () => {
+  const first = (config) => {
+    const n = new Node({ component: RECEIVER, stream: 's', ...config }, 0);
+    n.handleConnected(5, 1000);
+    return drain(n).find((o) => o.type === 'send')?.msg;
+  };
+  assert.deepEqual(first({}), { type: 'JOIN_STREAM', stream: 's', wait: true });
+  assert.deepEqual(first({ canRelay: false }), { type: 'JOIN_STREAM', stream: 's', wait: true, relay: false });
+  const n = new Node({ component: RECEIVER, stream: 's', canRelay: false }, 0);
+  n.handleConnected(5, 1000);
+  n.handleServer(10, { type: 'JOINED', stream: 's', key: KEY, signing_key: SIGNING_KEYS.seed5.publicKey, parent: P1, depth: 1 });
+  n.handleDisconnected(20, 'gone');
+  n.handleTimeout(5000); // the reconnection wait is over: it connects again
+  drain(n);
+  n.handleConnected(5001, 1000);
+  const resume = drain(n).find((o) => o.type === 'send')?.msg;
+  assert.equal(resume?.type, 'RESUME');
+  assert.equal(resume.relay, false);
+});

@@ -1,9 +1,15 @@
 //! The browser receiver's files, embedded at build time (see `build.rs`), and the routes that serve
 //! them: `/` (stream list), `/watch/{name}` (watch page), `/broadcast` (go live from a camera),
-//! `/monitor` (the operator's dashboard, from `monitor/`), `/assets/{path}` (modules, styles;
-//! the monitor's under `/assets/monitor/`).
+//! `/monitor` (the operator's dashboard, from `monitor/`), `/embed/{name}` (the player alone, for
+//! other sites' iframes), `/assets/{path}` (modules, styles; the monitor's under `/assets/monitor/`).
+//!
+//! Framing: only `/embed/{name}` may be shown inside another site's page (`frame-ancestors`:
+//! the `--embed-origin`s, else any site). Every other page refuses to be framed at all, by any
+//! origin, its own included (`frame-ancestors 'none'` and `X-Frame-Options: DENY` for browsers
+//! without CSP 2): a framed monitor or broadcast page could be overlaid and clicked through
+//! (clickjacking its kill buttons or *Go live*), and nothing needs to frame them.
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ownstream_core::protocol::validate_stream_name;
@@ -48,9 +54,30 @@ fn serve(path: &str) -> Response {
     response
 }
 
+/// A page that no other page may frame (see the module docs).
+fn serve_unframed(path: &str) -> Response {
+    let mut response = serve(path);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// The `frame-ancestors` directive of the embeddable player: the allowed origins, or any site.
+pub fn embed_frame_ancestors(origins: &[String]) -> String {
+    if origins.is_empty() {
+        "frame-ancestors *".to_string()
+    } else {
+        format!("frame-ancestors 'self' {}", origins.join(" "))
+    }
+}
+
 /// `GET /`: the list of live streams.
 pub async fn index() -> Response {
-    serve("index.html")
+    serve_unframed("index.html")
 }
 
 /// `GET /watch/{name}`: the watch page (it reads the name from its URL).
@@ -58,17 +85,37 @@ pub async fn watch(Path(name): Path<String>) -> Response {
     if validate_stream_name(&name).is_err() {
         return (StatusCode::BAD_REQUEST, "invalid stream name").into_response();
     }
-    serve("watch.html")
+    serve_unframed("watch.html")
+}
+
+/// `GET /embed/{name}`: the player alone, for an iframe on another site (it reads the name and
+/// its options from its URL). Watching needs no credential, so framing it exposes nothing.
+pub async fn embed(
+    State(state): State<crate::http::AppState>,
+    Path(name): Path<String>,
+) -> Response {
+    if validate_stream_name(&name).is_err() {
+        return (StatusCode::BAD_REQUEST, "invalid stream name").into_response();
+    }
+    let mut response = serve("embed.html");
+    let policy = embed_frame_ancestors(&state.config.embed_origins);
+    // Origins were checked at start (`parse_embed_origin`): only header-safe characters.
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
 }
 
 /// `GET /broadcast`: the page that goes live from a camera.
 pub async fn broadcast() -> Response {
-    serve("broadcast.html")
+    serve_unframed("broadcast.html")
 }
 
 /// `GET /monitor`: the operator's dashboard (its API needs the admin token; the page asks for it).
 pub async fn monitor() -> Response {
-    serve("monitor/index.html")
+    serve_unframed("monitor/index.html")
 }
 
 /// `GET /assets/{*path}`: any other embedded file.
@@ -79,6 +126,19 @@ pub async fn file(Path(path): Path<String>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embedding_is_open_or_limited_to_the_given_origins() {
+        assert_eq!(embed_frame_ancestors(&[]), "frame-ancestors *");
+        let origins = [
+            "https://a.example".to_string(),
+            "http://localhost:3000".to_string(),
+        ];
+        assert_eq!(
+            embed_frame_ancestors(&origins),
+            "frame-ancestors 'self' https://a.example http://localhost:3000"
+        );
+    }
 
     #[test]
     fn types_follow_extensions() {

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
-use ownstream_core::protocol::{IceServer, TopologyName};
+use ownstream_core::protocol::{IceServer, IceTransportPolicy, TopologyName};
 use ownstream_core::publish::parse_token_file;
 use ownstream_core::publish::{KeyGrant, TokenGrant};
 use std::path::{Path, PathBuf};
@@ -28,6 +28,10 @@ pub struct Config {
     pub min_key_bits: usize,
     /// ICE servers handed to peers.
     pub ice_servers: Vec<IceServer>,
+    /// Which candidates peers may use (`--ice-transport-policy relay`: TURN only).
+    pub ice_transport_policy: IceTransportPolicy,
+    /// Origins whose pages may frame `/embed/{name}` (`--embed-origin`); empty: any.
+    pub embed_origins: Vec<String>,
     /// A peer silent this long is failed.
     pub heartbeat_timeout_ms: u64,
     /// Heartbeat interval peers are told to keep.
@@ -76,6 +80,8 @@ impl Default for Config {
             key_bits: 2048,
             min_key_bits: 2048,
             ice_servers: Vec::new(),
+            ice_transport_policy: IceTransportPolicy::All,
+            embed_origins: Vec::new(),
             heartbeat_timeout_ms: 3000,
             heartbeat_ms: 1000,
             handshake_timeout_ms: 10_000,
@@ -125,9 +131,40 @@ pub fn parse_ice_server(text: &str) -> Result<IceServer, String> {
     Ok(server)
 }
 
+/// Parses `--embed-origin`: a page origin (`https://example.org`, `http://localhost:3000`) as a
+/// `frame-ancestors` source; anything that could end the directive or start another is refused.
+pub fn parse_embed_origin(text: &str) -> Result<String, String> {
+    let t = text.trim().trim_end_matches('/');
+    let (scheme, host) = t
+        .split_once("://")
+        .ok_or_else(|| format!("`{text}` is not an origin like https://example.org"))?;
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:*[]".contains(&b));
+    if !(scheme == "http" || scheme == "https") || !host_ok {
+        return Err(format!(
+            "`{text}` is not an origin like https://example.org or http://localhost:3000"
+        ));
+    }
+    Ok(t.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embed_origins_are_plain_origins() {
+        assert_eq!(
+            parse_embed_origin("https://example.org/").unwrap(),
+            "https://example.org"
+        );
+        assert!(parse_embed_origin("http://localhost:3000").is_ok());
+        assert!(parse_embed_origin("example.org").is_err());
+        assert!(parse_embed_origin("https://a.org; script-src *").is_err());
+        assert!(parse_embed_origin("javascript://x").is_err());
+    }
 
     #[test]
     fn ice_servers_parse_with_credentials() {

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/streams/{name}/stats", get(stream_stats))
         .route("/", get(crate::assets::index))
         .route("/watch/{name}", get(crate::assets::watch))
+        .route("/embed/{name}", get(crate::assets::embed))
         .route("/broadcast", get(crate::assets::broadcast))
         .route("/monitor", get(crate::assets::monitor))
         .route("/metrics", get(crate::metrics::metrics))

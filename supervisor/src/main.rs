@@ -4,10 +4,10 @@ use anyhow::Context;
 use clap::Parser;
 use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
-use ownstream_core::protocol::{IceServer, TopologyName};
+use ownstream_core::protocol::{IceServer, IceTransportPolicy, TopologyName};
 use ownstream_core::publish::{parse_key_grant, parse_token_grant, KeyGrant, TokenGrant};
 use ownstream_supervisor::config::ClusterSettings;
-use ownstream_supervisor::config::{parse_ice_server, read_token_file, Config};
+use ownstream_supervisor::config::{parse_embed_origin, parse_ice_server, read_token_file, Config};
 use std::path::PathBuf;
 
 mod demo;
@@ -41,6 +41,14 @@ struct Cli {
     /// ICE server for peers: `stun:host:port`, or `turn:host:port;username=U;credential=C`. Repeatable.
     #[arg(long = "ice-server", value_parser = parse_ice_server)]
     ice_servers: Vec<IceServer>,
+    /// Which ICE candidates every peer may use: `all`, or `relay` for TURN-relayed candidates
+    /// only (needs a `turn:` --ice-server; no peer then learns another's address).
+    #[arg(long, value_enum, default_value = "all")]
+    ice_transport_policy: PolicyArg,
+    /// An origin whose pages may show /embed/{name} in an iframe (`https://example.org`).
+    /// Repeatable; without it any site may embed the player. Other pages are never framed.
+    #[arg(long = "embed-origin", value_parser = parse_embed_origin)]
+    embed_origins: Vec<String>,
     /// A peer silent for this long (ms) is treated as failed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
     heartbeat_timeout_ms: u64,
@@ -114,6 +122,12 @@ enum TopologyArg {
     Chain,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PolicyArg {
+    All,
+    Relay,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     ownstream_peer::cli::exit_code(run().await)
@@ -146,6 +160,11 @@ async fn run() -> anyhow::Result<()> {
         ),
         min_key_bits: cli.min_key_bits as usize,
         ice_servers: cli.ice_servers.clone(),
+        ice_transport_policy: match cli.ice_transport_policy {
+            PolicyArg::All => IceTransportPolicy::All,
+            PolicyArg::Relay => IceTransportPolicy::Relay,
+        },
+        embed_origins: cli.embed_origins.clone(),
         heartbeat_timeout_ms: cli.heartbeat_timeout_ms,
         heartbeat_ms: (cli.heartbeat_timeout_ms / 3).max(100),
         tls_cert: cli.tls_cert.clone(),
@@ -171,6 +190,15 @@ async fn run() -> anyhow::Result<()> {
         }),
         ..Config::default()
     };
+    let has_turn = config
+        .ice_servers
+        .iter()
+        .any(|s| s.urls.iter().any(|u| u.starts_with("turn")) && s.credential.is_some());
+    anyhow::ensure!(
+        config.ice_transport_policy == IceTransportPolicy::All || has_turn,
+        "--ice-transport-policy relay needs a TURN server: add \
+         --ice-server 'turn:HOST:PORT;username=U;credential=C'"
+    );
     let (tokens, keys) = (config.publish_tokens.len(), config.publisher_keys.len());
     let config_dir = config.data_dir.clone();
     let mut bound = ownstream_supervisor::bind(config).await?;

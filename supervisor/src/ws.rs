@@ -89,7 +89,8 @@ async fn authenticate(
         config,
         state.config.ice_servers.clone(),
         now_ms(),
-    );
+    )
+    .with_ice_transport_policy(state.config.ice_transport_policy);
     loop {
         while let Some(msg) = hs.poll_message() {
             send(socket, &msg).await?;

@@ -42,6 +42,7 @@ fn silent_peer(url: String, id: PeerId, stop: Arc<AtomicBool>) -> std::thread::J
             let join = PeerMessage::JoinStream {
                 stream: "s".into(),
                 wait: true,
+                relay: true,
             };
             ws.send(Message::text(join.encode())).await.unwrap();
             let mut beat = tokio::time::interval(Duration::from_millis(500));

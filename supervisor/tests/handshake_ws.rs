@@ -172,6 +172,7 @@ async fn out_of_order_and_early_requests_are_refused() {
         &PeerMessage::JoinStream {
             stream: "x".into(),
             wait: false,
+            relay: true,
         },
     )
     .await;

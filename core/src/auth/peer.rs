@@ -7,8 +7,8 @@ use super::{
 };
 use crate::ids::PeerId;
 use crate::protocol::{
-    Agent, ComponentType, IceServer, PeerMessage, ServerMessage, MAX_SUPERVISOR_URLS,
-    PROTOCOL_VERSION,
+    Agent, ComponentType, IceServer, IceTransportPolicy, PeerMessage, ServerMessage,
+    MAX_SUPERVISOR_URLS, PROTOCOL_VERSION,
 };
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -27,6 +27,8 @@ pub struct Session {
     pub heartbeat_ms: u64,
     /// ICE servers for peer connections.
     pub ice_servers: Vec<IceServer>,
+    /// Which candidates peer connections may use.
+    pub ice_transport_policy: IceTransportPolicy,
     /// The supervisor's fingerprint.
     pub supervisor_fingerprint: String,
     /// Other supervisors it advertised (at most [`MAX_SUPERVISOR_URLS`]).
@@ -152,6 +154,7 @@ impl PeerHandshake {
                     peer_id,
                     heartbeat_ms,
                     ice_servers,
+                    ice_transport_policy,
                     mut supervisors,
                 },
             ) => {
@@ -163,6 +166,7 @@ impl PeerHandshake {
                     peer_id,
                     heartbeat_ms,
                     ice_servers,
+                    ice_transport_policy,
                     supervisor_fingerprint: fp,
                     supervisors: {
                         supervisors.truncate(MAX_SUPERVISOR_URLS);

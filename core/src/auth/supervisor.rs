@@ -8,7 +8,8 @@ use super::{
 };
 use crate::ids::PeerId;
 use crate::protocol::{
-    Agent, ComponentType, IceServer, PeerMessage, ServerMessage, PROTOCOL_VERSION,
+    Agent, ComponentType, IceServer, IceTransportPolicy, PeerMessage, ServerMessage,
+    PROTOCOL_VERSION,
 };
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -78,6 +79,7 @@ pub struct SupervisorHandshake {
     identity: Arc<Identity>,
     config: HandshakeConfig,
     ice_servers: Vec<IceServer>,
+    ice_transport_policy: IceTransportPolicy,
     supervisors: Vec<String>,
     state: SupState,
     deadline_ms: u64,
@@ -90,6 +92,12 @@ impl SupervisorHandshake {
     /// reconnect to them when this one is lost).
     pub fn with_supervisors(mut self, urls: Vec<String>) -> Self {
         self.supervisors = urls;
+        self
+    }
+
+    /// Tells every peer which ICE candidates to use (`AUTHENTICATED` `ice_transport_policy`).
+    pub fn with_ice_transport_policy(mut self, policy: IceTransportPolicy) -> Self {
+        self.ice_transport_policy = policy;
         self
     }
 
@@ -108,6 +116,7 @@ impl SupervisorHandshake {
             identity,
             config,
             ice_servers,
+            ice_transport_policy: IceTransportPolicy::All,
             supervisors: Vec::new(),
             state: SupState::AwaitInfo,
             deadline_ms: now_ms.saturating_add(config.timeout_ms),
@@ -222,6 +231,7 @@ impl SupervisorHandshake {
                     peer_id: claimed.peer_id,
                     heartbeat_ms: self.config.heartbeat_ms,
                     ice_servers: self.ice_servers.clone(),
+                    ice_transport_policy: self.ice_transport_policy,
                     supervisors: self.supervisors.clone(),
                 });
                 self.state = SupState::Done;

@@ -448,6 +448,7 @@ fn only_stream_requests_need_the_store() {
     let join = PeerMessage::JoinStream {
         stream: "x".into(),
         wait: true,
+        relay: true,
     };
     assert_eq!(need(&reg), Some(("x", Need::Claim)));
     assert_eq!(need(&join), Some(("x", Need::Locate)));

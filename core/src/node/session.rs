@@ -113,7 +113,11 @@ impl Node {
                 token: self.config.publish_token.clone(),
             }
         } else {
-            PeerMessage::JoinStream { stream, wait: true }
+            PeerMessage::JoinStream {
+                stream,
+                wait: true,
+                relay: self.config.can_relay,
+            }
         };
         self.send(first);
         self.session_timers();
@@ -143,6 +147,7 @@ impl Node {
                 .publish_token
                 .clone()
                 .filter(|_| self.is_broadcaster()),
+            relay: self.config.can_relay || self.is_broadcaster(),
         }
     }
 

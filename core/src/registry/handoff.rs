@@ -82,6 +82,7 @@ mod tests {
             PeerMessage::JoinStream {
                 stream: stream.clone(),
                 wait: false,
+                relay: true,
             },
         );
         reg.handle_message(
@@ -90,6 +91,7 @@ mod tests {
             PeerMessage::JoinStream {
                 stream: "later".into(),
                 wait: true,
+                relay: true,
             },
         );
         assert_eq!(reg.waiting(), vec![(w, "later".to_string())]);

@@ -244,7 +244,7 @@ impl Registry {
         let fanout = s.topology.fanout();
         let slot = s.topology.nodes().into_iter().map(|n| n.peer).find(|p| {
             let waiting = r.expected.get(p).map_or(0, Vec::len);
-            s.topology.children(*p).len() + waiting < fanout
+            s.topology.relays(*p) && s.topology.children(*p).len() + waiting < fanout
         });
         let Some(parent) = slot else { return };
         let Some(claim) = self.peers.get_mut(&c).and_then(|e| e.claim.take()) else {
@@ -293,10 +293,11 @@ impl Registry {
     /// Places `c` under `parent` in `stream`'s tree, expects the `children` it claims back, and
     /// tells it (`RESUMED`); false if the tree refused.
     fn keep_under(&mut self, stream: &str, c: PeerId, parent: PeerId, children: &[PeerId]) -> bool {
+        let relays = self.relays(c);
         let Some(s) = self.streams.get_mut(stream) else {
             return false;
         };
-        if s.topology.adopt(c, parent).is_err() {
+        if s.topology.adopt_as(c, parent, relays).is_err() {
             return false;
         }
         if let Some(r) = s.rebuild.as_mut() {
@@ -381,6 +382,7 @@ impl Registry {
             .filter_map(|id| Some((*id, self.peers.get_mut(id)?.claim.take()?)))
             .collect();
         let links = orphan_links(&claims);
+        let relays: HashMap<PeerId, bool> = ids.iter().map(|id| (*id, self.relays(*id))).collect();
         let mut roots: Vec<PeerId> = claims
             .keys()
             .copied()
@@ -400,16 +402,30 @@ impl Registry {
             .into_iter()
             .map(|n| (n.peer, n.parent))
             .collect();
-        let mut placed = Vec::new();
+        let mut placed: Vec<(PeerId, PeerId)> = Vec::new();
+        let mut displaced = Vec::new();
         for root in roots {
-            let Ok(p) = s.topology.join(root) else {
+            // One that cannot relay and finds no slot stays waiting, as a join would.
+            let Ok(p) = s
+                .topology
+                .join_as(root, relays.get(&root).copied().unwrap_or(true))
+            else {
                 continue;
             };
             placed.push((root, p.parent));
+            if let Some(leaf) = p.displaced {
+                match placed.iter_mut().find(|(q, _)| *q == leaf) {
+                    Some(entry) => entry.1 = root, // placed in this pass: told once, below
+                    None => displaced.push((leaf, root, p.parent)),
+                }
+            }
             let mut queue = VecDeque::from([root]);
             while let Some(x) = queue.pop_front() {
                 for c in kids.get(&x).into_iter().flatten() {
-                    if s.topology.adopt(*c, x).is_ok() {
+                    if s.topology
+                        .adopt_as(*c, x, relays.get(c).copied().unwrap_or(true))
+                        .is_ok()
+                    {
                         placed.push((*c, x));
                         queue.push_back(*c);
                     }
@@ -441,6 +457,9 @@ impl Registry {
                 .unwrap_or_default();
             let gone = claim.children.iter().filter(|c| !kept.contains(c));
             self.drop_children(stream, peer, gone.copied().collect());
+        }
+        for (leaf, new_parent, old) in displaced {
+            self.move_child(stream, leaf, new_parent, Some(old));
         }
         for (leaf, new_parent) in moves {
             let old = before.get(&leaf).copied().flatten();

@@ -12,12 +12,15 @@ use base64::Engine;
 use std::collections::HashMap;
 
 impl Registry {
-    pub(super) fn place_viewer(&mut self, stream: &str, viewer: PeerId) {
+    /// Places a joining viewer; false if it found no slot (it cannot relay, and every viewer
+    /// that can is full), or the stream is gone.
+    pub(super) fn place_viewer(&mut self, stream: &str, viewer: PeerId) -> bool {
+        let relays = self.relays(viewer);
         let Some(s) = self.streams.get_mut(stream) else {
-            return;
+            return false;
         };
-        let Ok(placement) = s.topology.join(viewer) else {
-            return;
+        let Ok(placement) = s.topology.join_as(viewer, relays) else {
+            return false;
         };
         let (parent, depth) = (placement.parent, placement.depth as usize);
         let key = B64.encode(s.key);
@@ -38,6 +41,52 @@ impl Registry {
             },
         );
         self.connect_child(stream, parent, viewer);
+        if let Some(leaf) = placement.displaced {
+            self.move_child(stream, leaf, viewer, Some(parent));
+        }
+        if relays {
+            self.place_waiting_leaves(stream);
+        }
+        true
+    }
+
+    /// Places the viewers that cannot relay and wait for a slot in `stream`, oldest id first,
+    /// while there is room (after a viewer that relays joined or a viewer left).
+    pub(super) fn place_waiting_leaves(&mut self, stream: &str) {
+        if self.rebuilding(stream) || !self.streams.contains_key(stream) {
+            return;
+        }
+        let mut waiting: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| {
+                !e.relays && e.claim.is_none() && e.waiting_for.as_deref() == Some(stream)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort();
+        for viewer in waiting {
+            if !self.place_viewer(stream, viewer) {
+                break;
+            }
+        }
+    }
+
+    /// Takes viewers a repair could not place out of `stream`: each waits for a slot, as a
+    /// joining viewer that cannot relay does.
+    fn unplace(&mut self, stream: &str, viewers: Vec<PeerId>) {
+        for v in viewers {
+            if let Some(e) = self.peers.get_mut(&v) {
+                e.stream = None;
+                e.waiting_for = Some(stream.to_string());
+            }
+            self.send(
+                v,
+                ServerMessage::StreamWaiting {
+                    stream: stream.to_string(),
+                },
+            );
+        }
     }
 
     pub(super) fn relay_signal(&mut self, from: PeerId, to: PeerId, payload: SignalPayload) {
@@ -81,6 +130,7 @@ impl Registry {
             }
             self.count_repairs(now_ms, &stream, moved);
         }
+        self.place_waiting_leaves(&stream);
     }
 
     pub(super) fn remove_viewer(&mut self, now_ms: u64, stream: &str, viewer: PeerId) {
@@ -102,6 +152,20 @@ impl Registry {
             let old = before.get(&leaf).copied().flatten();
             self.move_child(stream, leaf, new_parent, old);
         }
+        // A displaced viewer that found no room left a live parent behind.
+        for v in &repair.unplaced {
+            if let Some(old) = before.get(v).copied().flatten().filter(|p| *p != viewer) {
+                self.send(
+                    old,
+                    ServerMessage::DropChild {
+                        stream: stream.to_string(),
+                        child: *v,
+                    },
+                );
+            }
+        }
+        self.unplace(stream, repair.unplaced);
+        self.place_waiting_leaves(stream);
     }
 
     /// Moves `child` under `parent`: a live `old_parent` drops it, then the child learns its new

@@ -19,6 +19,13 @@ pub struct TreeNode {
     pub kind: ComponentType,
     /// `native` (a Rust peer) or `browser` (a tab).
     pub agent: Agent,
+    /// False for a viewer that cannot relay (placed as a leaf); left out when true.
+    #[serde(skip_serializing_if = "is_true")]
+    pub relay: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A stream's whole topology.
@@ -78,6 +85,7 @@ impl Registry {
                     ComponentType::Receiver
                 },
                 agent: self.peers.get(&n.peer).map_or(Agent::Native, |e| e.agent),
+                relay: s.topology.relays(n.peer),
             })
             .collect();
         Some(TreeView {

@@ -30,6 +30,10 @@ struct Cli {
     /// Fraction of chunks whose HMAC tag is checked (0.0-1.0); init and end chunks always are.
     #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
     verify_fraction: f64,
+    /// Never relay: ask the supervisor to place this receiver as a leaf of the tree (for a
+    /// viewer that admits no inbound connection or pays for upload).
+    #[arg(long)]
+    no_relay: bool,
     /// Fault injection for tests: alter chunk SEQ before relaying it to children.
     #[arg(long, hide = true)]
     fault_corrupt_relayed_seq: Option<u64>,
@@ -67,6 +71,7 @@ async fn run() -> anyhow::Result<()> {
         .common
         .node_config(ownstream_core::protocol::ComponentType::Receiver)?;
     config.verify_fraction = cli.verify_fraction;
+    config.can_relay = !cli.no_relay;
     config.faults = Faults {
         corrupt_relayed_seq: cli.fault_corrupt_relayed_seq,
         forge_relayed_seq: cli.fault_forge_relayed_seq,
@@ -118,6 +123,7 @@ async fn run_many(cli: &Cli) -> anyhow::Result<()> {
     while let Some(config) = keygen.join_next().await {
         let mut config = config.context("key generation panicked")??;
         config.verify_fraction = cli.verify_fraction;
+        config.can_relay = !cli.no_relay;
         let (node, handle) = Node::new(config, &cli.stream);
         eprintln!(
             "receiver {} joining stream `{}`",

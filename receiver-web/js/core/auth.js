@@ -133,6 +133,8 @@ export class PeerHandshake {
             peerId: msg.peer_id,
             heartbeatMs: msg.heartbeat_ms,
             iceServers: msg.ice_servers ?? [],
+            // 'relay': use TURN-relayed candidates only (absent: all).
+            iceTransportPolicy: msg.ice_transport_policy === 'relay' ? 'relay' : 'all',
             supervisorFingerprint: this.fingerprint,
             // Other supervisors to reconnect to when this one is lost (a cluster's).
             supervisors: Array.isArray(msg.supervisors)

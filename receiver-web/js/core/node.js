@@ -100,6 +100,7 @@ export function nodeConfig(component, stream, overrides = {}) {
     corruptRelayedSeq: null, // fault injection: alter this chunk's payload before relaying it
     seed: 0, // jitters the reconnection waits (rules.js `reconnectDelayMs`); the driver draws one
     signingKey: null, // broadcaster: its Ed25519 public key (base64), sent in REGISTER_STREAM
+    canRelay: true, // receiver: false asks to be placed as a leaf (`relay: false` in JOIN_STREAM, RESUME)
     ...overrides,
   };
 }

@@ -16,7 +16,7 @@
 export const CHANNEL_LABEL = 'ownstream';
 
 export class Edge extends EventTarget {
-  constructor(role, { iceServers = [], disconnectedGraceMs = 5000, connectTimeoutMs = 20_000, lowThreshold = 256 * 1024 } = {}) {
+  constructor(role, { iceServers = [], iceTransportPolicy = 'all', disconnectedGraceMs = 5000, connectTimeoutMs = 20_000, lowThreshold = 256 * 1024 } = {}) {
     super();
     this.role = role;
     this.done = false;
@@ -28,7 +28,7 @@ export class Edge extends EventTarget {
     this.lowThreshold = lowThreshold;
     this.disconnectedGraceMs = disconnectedGraceMs;
     this.timings = { created: performance.now() }; // first time of each step, for the benchmark
-    this.pc = new RTCPeerConnection({ iceServers: iceServers.map(normalizeIceServer) });
+    this.pc = new RTCPeerConnection({ iceServers: iceServers.map(normalizeIceServer), iceTransportPolicy });
     this.pc.onicecandidate = (ev) => {
       if (!ev.candidate || !ev.candidate.candidate) return;
       const c = ev.candidate.toJSON();

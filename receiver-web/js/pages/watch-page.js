@@ -2,7 +2,7 @@
 // shows the video, this tab's place in the tree, its health and (optionally) its statistics.
 // Tests read `window.ownstream.stats()`.
 
-import { ReceiverNode } from '../tab/receiver.js';
+import { ReceiverNode, relayPreference } from '../tab/receiver.js';
 import { defaultSupervisorUrl } from '../net/signaling.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,7 +15,12 @@ $('name').textContent = name;
 
 const params = new URLSearchParams(location.search);
 const verify = params.has('verify') ? Math.min(1, Math.max(0, Number(params.get('verify')))) : 1;
-const node = new ReceiverNode({ stream: name, supervisorUrl: defaultSupervisorUrl(), video, verifyFraction: verify });
+// `?relay=0`: watch as a leaf (see relayPreference); `?ice=relay`: TURN-relayed candidates only.
+const { canRelay, reason } = relayPreference(params);
+if (!canRelay) console.info(`watching as a leaf (no children): ${reason}`);
+const node = new ReceiverNode({
+  stream: name, supervisorUrl: defaultSupervisorUrl(), video, verifyFraction: verify, canRelay, relayOnly: params.get('ice') === 'relay',
+});
 window.ownstream = { node, stats: () => node.stats() };
 
 const HEALTH = {

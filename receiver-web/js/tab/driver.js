@@ -22,8 +22,9 @@ export class NodeDriver {
    * `deliver(chunk)`, `ready(keyText)`, `event(event)`, `ended(ending)`, and `changed()` after
    * the parent or the children changed.
    */
-  constructor({ url, identity, config, on }) {
-    Object.assign(this, { url, identity, on });
+  constructor({ url, identity, config, on, relayOnly = false }) {
+    Object.assign(this, { url, identity, on, relayOnly });
+    this.iceTransportPolicy = relayOnly ? 'relay' : 'all';
     // The page's own supervisor first, then any others it advertised (AUTHENTICATED `supervisors`);
     // the node says which attempt this is, and each failed one moves to the next URL.
     this.urls = [url];
@@ -191,6 +192,8 @@ export class NodeDriver {
   attach(sig, conn) {
     this.sig = sig;
     this.iceServers = sig.session.iceServers ?? [];
+    // The page may insist on relayed candidates (`relayOnly`) whatever the supervisor says.
+    this.iceTransportPolicy = this.relayOnly || sig.session.iceTransportPolicy === 'relay' ? 'relay' : 'all';
     for (const u of sig.session.supervisors ?? []) {
       if (!this.urls.includes(u) && this.urls.length < 8) this.urls.push(u);
     }
@@ -208,7 +211,7 @@ export class NodeDriver {
   openEdge(id, offerer) {
     let edge;
     try {
-      edge = new Edge(offerer ? 'offerer' : 'answerer', { iceServers: this.iceServers, lowThreshold: this.lowThreshold });
+      edge = new Edge(offerer ? 'offerer' : 'answerer', { iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy, lowThreshold: this.lowThreshold });
     } catch (e) {
       this.node.handleEdgeClosed(this.now(), id, `cannot create a peer connection: ${e.message}`);
       return;

@@ -31,7 +31,7 @@ const MAX_MEDIA_RECOVERIES = 3;
 const MEDIA_RECOVERY_WINDOW_MS = 60_000;
 
 export class ReceiverNode extends EventTarget {
-  constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {} }) {
+  constructor({ stream, supervisorUrl, video, verifyFraction = 1, relayConfig = {}, playerConfig = {}, canRelay = true, relayOnly = false }) {
     super();
     this.stream = stream;
     this.url = supervisorUrl;
@@ -43,7 +43,9 @@ export class ReceiverNode extends EventTarget {
       relay: { ...DEFAULT_RELAY_CONFIG, ...relayConfig },
       retryFirstConnect: true,
       listViewers: true,
+      canRelay,
     };
+    this.relayOnly = relayOnly; // TURN-relayed ICE candidates only, whatever the supervisor says
     this.playerConfig = playerConfig;
     // Counters of players replaced by a new broadcast or a media recovery.
     this.playerBase = { stalls: 0, stalled_ms: 0, chunks_appended: 0, catch_ups: 0, nudges: 0 };
@@ -129,6 +131,7 @@ export class ReceiverNode extends EventTarget {
       url: this.url,
       identity: this.identity,
       config: this.config,
+      relayOnly: this.relayOnly,
       on: {
         deliver: (chunk, now) => this.deliver(chunk, now),
         event: (event, now) => this.onEvent(event, now),
@@ -334,6 +337,31 @@ export class ReceiverNode extends EventTarget {
     };
   }
 
+  /** The ICE route of each open edge (getStats' selected candidate pair): `[{peer, role,
+   *  local, remote, bytes_sent, bytes_received}]`, `local`/`remote` being candidate types
+   *  (`host`, `srflx`, `prflx`, `relay`). Tests read it to see that media went through TURN. */
+  async iceRoutes() {
+    const routes = [];
+    for (const [id, edge] of this.driver?.edges ?? []) {
+      const report = await edge.pc.getStats().catch(() => null);
+      if (!report) continue;
+      const byId = new Map([...report.values()].map((s) => [s.id, s]));
+      const transport = [...report.values()].find((s) => s.type === 'transport' && s.selectedCandidatePairId);
+      const pair = transport ? byId.get(transport.selectedCandidatePairId)
+        : [...report.values()].find((s) => s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded');
+      if (!pair) continue;
+      routes.push({
+        edge: id,
+        role: edge.role,
+        local: byId.get(pair.localCandidateId)?.candidateType ?? null,
+        remote: byId.get(pair.remoteCandidateId)?.candidateType ?? null,
+        bytes_sent: pair.bytesSent ?? 0,
+        bytes_received: pair.bytesReceived ?? 0,
+      });
+    }
+    return routes;
+  }
+
   emitPlace() {
     const detail = { depth: this.depth, parent: this.node?.parent() ?? null, children: this.node?.children() ?? [] };
     const key = JSON.stringify(detail);
@@ -361,4 +389,20 @@ export class ReceiverNode extends EventTarget {
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/**
+ * Whether this tab should relay to children of its own, from the page's URL and the browser's
+ * network information: `?relay=0` (or `1`) decides; otherwise a browser that says it saves data
+ * (`navigator.connection.saveData`) or is on a cellular link (`navigator.connection.type`, where
+ * the browser tells) watches as a leaf, as uploading to others would cost its user. Returns
+ * `{canRelay, reason}`.
+ */
+export function relayPreference(params, connection = globalThis.navigator?.connection) {
+  const asked = params.get('relay');
+  if (asked === '0' || asked === 'false') return { canRelay: false, reason: 'the page asked (relay=0)' };
+  if (asked === '1' || asked === 'true') return { canRelay: true, reason: 'the page asked (relay=1)' };
+  if (connection?.saveData) return { canRelay: false, reason: 'the browser saves data' };
+  if (connection?.type === 'cellular') return { canRelay: false, reason: 'a cellular connection' };
+  return { canRelay: true, reason: null };
 }

@@ -79,7 +79,7 @@ export const session = {
     let first;
     if (link.resume) first = this.resumeMessage();
     else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream, signing_key: this.config.signingKey ?? '', ...(token ? { token } : {}) };
-    else first = { type: 'JOIN_STREAM', stream, wait: true };
+    else first = { type: 'JOIN_STREAM', stream, wait: true, ...(this.config.canRelay === false ? { relay: false } : {}) };
     this.send(first);
     this.sessionTimers();
   },
@@ -97,6 +97,7 @@ export const session = {
     if (this.isBroadcaster() && this.key != null) msg.key = this.key.text;
     if (this.isBroadcaster()) msg.signing_key = this.config.signingKey ?? '';
     if (this.isBroadcaster() && this.config.publishToken) msg.token = this.config.publishToken;
+    if (!this.isBroadcaster() && this.config.canRelay === false) msg.relay = false;
     return msg;
   },
 
