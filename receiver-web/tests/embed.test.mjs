@@ -8,7 +8,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import path from 'node:path';
-import { Harness, advances, clip, tabStats as stats, waitFor } from './harness.mjs';
+import { Harness, advances, clip, tabStats as stats, waitFor, selected } from './harness.mjs';
+
+const CHROMIUM_OFF = selected('chromium') ? false : 'chromium is not in OWNSTREAM_BROWSERS';
 
 /** Serves `html(origin)` at `/` on a free loopback port; resolves to {server, origin}. */
 function hostPage(html) {
@@ -45,7 +47,7 @@ function hostHtml(base, hostOrigin) {
 </script></body></html>`;
 }
 
-test('an embedded player on another origin plays and tells its host page', { timeout: 150_000 }, async () => {
+test('[chromium] an embedded player on another origin plays and tells its host page', { skip: CHROMIUM_OFF, timeout: 150_000 }, async () => {
   const h = new Harness('embed');
   let host;
   try {
@@ -70,7 +72,7 @@ test('an embedded player on another origin plays and tells its host page', { tim
     assert.equal(playing.origin, h.base, 'posted from the supervisor\'s origin');
     assert.equal(typeof playing.current_time_s, 'number');
 
-    const frame = page.frames().find((f) => f.url().includes('/embed/s'));
+    const frame = page.page.frames().find((f) => f.url().includes('/embed/s'));
     assert.ok(frame, 'the player frame loaded');
     frame.label = 'embed';
     await advances(frame, 3);
@@ -82,7 +84,7 @@ test('an embedded player on another origin plays and tells its host page', { tim
     await page.screenshot({ path: path.join(h.dir, 'embedded-player.png') });
 
     // The watch page refused to be framed: Chromium shows its error page in that frame.
-    const watch = page.frames().find((f) => f !== page.mainFrame() && !f.url().includes('/embed/'));
+    const watch = page.page.frames().find((f) => f !== page.page.mainFrame() && !f.url().includes('/embed/'));
     assert.ok(!watch || !watch.url().includes('/watch/s') || !(await watch.evaluate(() => !!window.ownstream).catch(() => false)),
       'the watch page did not run inside a frame of another origin');
 
@@ -100,7 +102,7 @@ test('an embedded player on another origin plays and tells its host page', { tim
   }
 });
 
-test('a Rust receiver that cannot relay gives its place to a tab that can', { timeout: 150_000 }, async () => {
+test('[chromium] a Rust receiver that cannot relay gives its place to a tab that can', { skip: CHROMIUM_OFF, timeout: 150_000 }, async () => {
   const h = new Harness('no-relay-leaf');
   try {
     await h.supervisor(['--topology', 'chain']);
