@@ -66,6 +66,13 @@
 //!   `0: version | 1: type | 2: has_last u8 (0 or 1) | 3: last_seq u64`. `has_last = 1` means
 //!   "I hold every chunk up to `last_seq`" (a re-attach after a parent failure); `has_last = 0`
 //!   means "I am new" and `last_seq` must be 0.
+//! * type 3, ABORT (parent to child), 10 bytes: `0: version | 1: type | 2: seq u64`. "Drop
+//!   chunk `seq`: none of it will follow." A relay passes a chunk's fragments on as they arrive
+//!   (cut-through), all but the last, which it sends only once the whole chunk verified; when
+//!   the chunk fails, or the relay loses its parent mid-chunk, it sends ABORT to each child that
+//!   got part of it and drops the rest. A child drops that chunk in progress (and passes the
+//!   ABORT on to its own children); an ABORT for a chunk not in progress is ignored. A fragment
+//!   with index 0 while another chunk is in progress is still an error: ABORT comes first.
 //!
 //! Invariants: decoding never panics and never trusts a length it has not checked; a reassembled
 //! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded, and its own `seq` is its fragments' `seq`
@@ -74,7 +81,7 @@
 mod message;
 mod origin;
 
-pub use message::{fragment, Fragment, Message, Reassembler};
+pub use message::{fragment, Fragment, Message, Reassembler, FRAGMENT_HEADER_LEN};
 pub use origin::{ChunkSigner, SigningKey, VerifyingKey, SIGNATURE_DOMAIN};
 
 use crate::ids::ChunkSeq;
