@@ -282,7 +282,8 @@ impl<C: RelayChunk> Relay<C> {
             if seq.0 == 0 {
                 return Ok(());
             }
-            return Ok(self.start_partial(arriving));
+            self.start_partial(arriving);
+            return Ok(());
         }
         let unexpected = RelayError::UnexpectedFragment { seq, index };
         let Some(p) = self.partial.as_mut() else {
