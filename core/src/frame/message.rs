@@ -398,7 +398,7 @@ mod test {
 
     #[test]
     fn the_first_fragment_tells_flags_and_timestamp() {
-        let c = chunk(40_000);
+        let c = chunk(2 * MAX_MESSAGE + 7_000);
         let msgs = fragment(&c, MAX_MESSAGE).unwrap();
         let head = |m: &Bytes| match Message::decode(m.clone()).unwrap() {
             Message::Fragment(f) => f.chunk_head(),
@@ -424,7 +424,7 @@ mod test {
         assert_eq!(r.in_progress(), Some(ChunkSeq(1)));
         assert!(r.abort(ChunkSeq(1)));
         assert_eq!(r.in_progress(), None);
-        let c = chunk(40_000);
+        let c = chunk(2 * MAX_MESSAGE + 7_000);
         assert_eq!(
             reassemble(fragment(&c, MAX_MESSAGE).unwrap()),
             c,
@@ -434,7 +434,7 @@ mod test {
 
     #[test]
     fn fragments_fill_the_limit_and_reassemble() {
-        let c = chunk(40_000);
+        let c = chunk(2 * MAX_MESSAGE + 7_000);
         let msgs = fragment(&c, MAX_MESSAGE).unwrap();
         assert_eq!(msgs.len(), 3);
         assert!(msgs[..2].iter().all(|m| m.len() == MAX_MESSAGE));

@@ -11,7 +11,7 @@
 
 use super::rules::MAX_ARRIVALS;
 use super::{new_relay, Ending, Node, NodeEvent, Output, Phase};
-use crate::frame::{Chunk, Fragment, FrameError, Message as WireMessage, Reassembler};
+use crate::frame::{Chunk, Fragment, FrameError, Message as WireMessage, Reassembler, MAX_MESSAGE};
 use crate::player::Player;
 use crate::relay::Arriving;
 use bytes::Bytes;
@@ -58,7 +58,11 @@ impl Node {
     /// children at once (cut-through; the relay holds the chunk's last message until
     /// [`Node::accept`] verified the chunk). A fragment the reassembler refuses goes nowhere.
     fn fragment(&mut self, f: Fragment, message: Bytes) -> Result<Option<Chunk>, FrameError> {
-        let arriving = self.cut_through(&f).then(|| {
+        if message.len() > MAX_MESSAGE && self.relay.arriving() == Some(f.seq) {
+            // Larger than a child's channel may take: the chunk goes on whole, cut again.
+            self.relay.handle_abort(self.now_ms, f.seq);
+        }
+        let arriving = (message.len() <= MAX_MESSAGE && self.cut_through(&f)).then(|| {
             let (flags, timestamp_ms) = f.chunk_head().unwrap_or_default();
             Arriving {
                 seq: f.seq,
@@ -83,7 +87,8 @@ impl Node {
 
     /// Whether a fragment is passed on before its chunk is whole: media chunks newer than the
     /// newest held, from the first fragment on (one whose header cannot be read waits to be
-    /// whole), except the chunks the test faults alter.
+    /// whole), except the chunks the test faults alter. A message over [`MAX_MESSAGE`] (a parent
+    /// may send what its channel to us allows) never is: the chunk is cut again when whole.
     fn cut_through(&self, f: &Fragment) -> bool {
         if f.index > 0 {
             return self.relay.arriving() == Some(f.seq);

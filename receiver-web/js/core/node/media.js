@@ -18,7 +18,8 @@
 
 import { MAX_ARRIVALS } from '../rules.js';
 import {
-  Chunk, FrameError, PREFIX_LEN, Reassembler, chunkHead, decodeMessage, verifyChunk, verifySignature,
+  Chunk, FrameError, MAX_MESSAGE, PREFIX_LEN, Reassembler, chunkHead, decodeMessage, verifyChunk,
+  verifySignature,
 } from '../frame.js';
 import { Relay, RelayError } from '../relay.js';
 import { DONE } from './phase.js';
@@ -55,7 +56,10 @@ export const media = {
    *  children at once (cut-through; the relay holds the chunk's last message until `accept`
    *  verified the chunk). A fragment the reassembler refuses goes nowhere. */
   fragment(frag, message) {
-    const head = this.cutThrough(frag) ? chunkHead(frag) ?? { flags: 0, timestampMs: 0 } : null;
+    const oversize = message.length > MAX_MESSAGE;
+    // Larger than a child's channel may take: the chunk goes on whole, cut again.
+    if (oversize && this.relay.arriving() === frag.seq) this.relay.handleAbort(this.nowMs, frag.seq);
+    const head = !oversize && this.cutThrough(frag) ? chunkHead(frag) ?? { flags: 0, timestampMs: 0 } : null;
     const chunk = this.reassembler.handleFragment(frag);
     if (head) {
       const arriving = {
@@ -73,7 +77,8 @@ export const media = {
 
   /** Whether a fragment is passed on before its chunk is whole: media chunks newer than the
    *  newest held, from the first fragment on (one whose header cannot be read waits to be
-   *  whole), except the chunk the test fault alters. */
+   *  whole), except the chunk the test fault alters. A message over MAX_MESSAGE (a parent may
+   *  send what its channel to us allows) never is: the chunk is cut again when whole. */
   cutThrough(frag) {
     if (frag.index > 0) return this.relay.arriving() === frag.seq;
     return frag.seq > 0
