@@ -60,12 +60,21 @@
 //! * type 1, FRAGMENT (parent to child), 18-byte header then data:
 //!   `0: version | 1: type | 2: seq u64 | 10: index u16 | 12: count u16 | 14: total_len u32 | 18: bytes`.
 //!   An encoded chunk of `total_len` bytes is cut into `count` consecutive pieces, sent in order
-//!   with `index` 0..count; each whole message is at most [`MAX_MESSAGE`] bytes (16,384 B, the
-//!   size every WebRTC implementation accepts). Every piece but the last is full.
+//!   with `index` 0..count; each whole message is at most [`MAX_MESSAGE`] bytes (65,536 B:
+//!   webrtc-rs's default max-message-size; Chrome advertises 262,144 and Firefox more, so every
+//!   peer of ours takes it, and relays pass messages on unchanged). Every piece but the last is
+//!   full. Version 2 peers before this change cut at 16,384 B; both sizes reassemble alike.
 //! * type 2, HELLO (child to parent, the first message on a new edge), 11 bytes:
 //!   `0: version | 1: type | 2: has_last u8 (0 or 1) | 3: last_seq u64`. `has_last = 1` means
 //!   "I hold every chunk up to `last_seq`" (a re-attach after a parent failure); `has_last = 0`
 //!   means "I am new" and `last_seq` must be 0.
+//! * type 3, ABORT (parent to child), 10 bytes: `0: version | 1: type | 2: seq u64`. "Drop
+//!   chunk `seq`: none of it will follow." A relay passes a chunk's fragments on as they arrive
+//!   (cut-through), all but the last, which it sends only once the whole chunk verified; when
+//!   the chunk fails, or the relay loses its parent mid-chunk, it sends ABORT to each child that
+//!   got part of it and drops the rest. A child drops that chunk in progress (and passes the
+//!   ABORT on to its own children); an ABORT for a chunk not in progress is ignored. A fragment
+//!   with index 0 while another chunk is in progress is still an error: ABORT comes first.
 //!
 //! Invariants: decoding never panics and never trusts a length it has not checked; a reassembled
 //! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded, and its own `seq` is its fragments' `seq`
@@ -74,7 +83,7 @@
 mod message;
 mod origin;
 
-pub use message::{fragment, Fragment, Message, Reassembler};
+pub use message::{fragment, Fragment, Message, Reassembler, FRAGMENT_HEADER_LEN};
 pub use origin::{ChunkSigner, SigningKey, VerifyingKey, SIGNATURE_DOMAIN};
 
 use crate::ids::ChunkSeq;
@@ -121,8 +130,10 @@ pub const SIGNATURE_LEN: usize = 64;
 pub const PREFIX_LEN: usize = HEADER_LEN + TAG_LEN + SIGNATURE_LEN;
 /// Largest encoded chunk (header + tag + signature + payload) a receiver accepts: 16 MiB.
 pub const MAX_CHUNK_LEN: usize = 16 * 1024 * 1024;
-/// Largest data-channel message we send: 16 KiB, safe between every WebRTC implementation.
-pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Largest data-channel message we send: 64 KiB, what webrtc-rs accepts by default (browsers take
+/// more). Fewer, larger messages cost less per relayed byte (one channel send, one driver wake-up
+/// and one buffered-amount check each) and still pass on at once under cut-through.
+pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// Everything that can be wrong with a chunk, a message, or a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

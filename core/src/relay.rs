@@ -15,16 +15,28 @@
 //! in what a child receives is reported by a [`RelayEvent::GapSkipped`] when the chunk after it
 //! goes out, whatever the cause (a too-old resume, a restart after overflow, or a hole in this
 //! node's own buffer, also reported as [`RelayEvent::UpstreamGap`]); the messages of a chunk are never interleaved with another chunk's.
+//!
+//! **Cut-through.** A chunk still arriving from the parent is passed on as it comes
+//! ([`Relay::handle_fragment`]): every message but its last goes to each child that would take
+//! the chunk now (after what is queued for it), so a hop adds one message's time, not a chunk's.
+//! The last message waits until the node verified the whole chunk ([`Relay::handle_chunk`]), so
+//! no child below an honest relay ever completes a chunk that relay refused. Only then does the
+//! chunk enter the buffer: a child that says hello meanwhile, and every later one, gets only
+//! verified chunks from it. A chunk that fails, or that stops arriving ([`Relay::handle_abort`],
+//! or the first fragment of another chunk), is taken back: children that got part of it are sent
+//! an ABORT (`frame::Message::Abort`) before anything else, the rest is dropped, and the hole is
+//! reported like any other.
+//!
 //! Output is paced by a token bucket ([`Pacer`]) and stops while the child's data channel holds
 //! more than `max_buffered` bytes; every emitted message is added to that estimate until the shell
 //! reports the real `bufferedAmount` again. A child's queue holds at most `max_queue_bytes`; on
 //! overflow its queued chunks are dropped and it restarts from a keyframe
 //! ([`RelayEvent::ChildLagging`]), so memory never grows without bound.
 
-use crate::frame::{Chunk, FLAG_INIT};
+use crate::frame::{Chunk, Message, FLAG_INIT, FRAGMENT_HEADER_LEN};
 use crate::ids::{ChunkSeq, PeerId};
 use bytes::Bytes;
-use child::{Buffer, Child, Entry};
+use child::{Buffer, Child, Entry, Partial};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -61,6 +73,14 @@ pub enum RelayError {
     /// The peer is already a child of this node.
     #[error("peer {0} is already a child")]
     DuplicateChild(PeerId),
+    /// A fragment that does not continue the chunk arriving (a relay input out of order).
+    #[error("fragment {index} of chunk {seq} does not continue the chunk arriving")]
+    UnexpectedFragment {
+        /// Its chunk.
+        seq: ChunkSeq,
+        /// Its index.
+        index: u16,
+    },
     /// The child already said hello on this channel.
     #[error("child {0} already said hello")]
     DuplicateHello(PeerId),
@@ -140,6 +160,25 @@ pub enum RelayEvent {
     },
 }
 
+/// One data-channel message of a chunk still arriving from the parent, exactly as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arriving {
+    /// Its chunk.
+    pub seq: ChunkSeq,
+    /// Its position among the chunk's messages, from 0.
+    pub index: u16,
+    /// Messages of the chunk.
+    pub count: u16,
+    /// Bytes of the whole chunk as encoded (the messages' data without their headers).
+    pub total_len: u32,
+    /// The chunk's flags and timestamp (read from the first message, unverified; ignored after).
+    pub flags: u8,
+    /// Media time of the chunk's start (ms).
+    pub timestamp_ms: u64,
+    /// The message, passed on as it is.
+    pub message: Bytes,
+}
+
 /// Fragments a chunk into data-channel messages (the shell passes `frame::fragment`).
 pub type Fragmenter<C> = Box<dyn Fn(&C) -> Vec<Bytes> + Send + Sync>;
 
@@ -148,6 +187,8 @@ pub struct Relay<C = Chunk> {
     config: RelayConfig,
     fragment: Fragmenter<C>,
     buffer: Buffer,
+    /// The chunk arriving from the parent (cut-through).
+    partial: Option<Partial>,
     children: Vec<Child>,
     /// Round-robin start for `poll_transmit`, so one child cannot starve the others.
     next_child: usize,
@@ -166,6 +207,7 @@ impl<C: RelayChunk> Relay<C> {
             config,
             fragment: Box::new(fragment),
             buffer: Buffer::default(),
+            partial: None,
             children: Vec::new(),
             next_child: 0,
             events: VecDeque::new(),
@@ -194,6 +236,15 @@ impl<C: RelayChunk> Relay<C> {
             // The same stream has one init segment; a repeat comes from a parent's restart.
             return Ok(());
         }
+        if self
+            .partial
+            .as_ref()
+            .is_some_and(|p| p.seq == seq && p.held.is_some())
+        {
+            self.finish_partial();
+            return Ok(());
+        }
+        self.abort_partial();
         let messages = (self.fragment)(chunk);
         let bytes = messages.iter().map(Bytes::len).sum();
         let timestamp_ms = chunk.timestamp_ms();
@@ -214,6 +265,121 @@ impl<C: RelayChunk> Relay<C> {
             self.events.extend(child.offer(&entry, &self.buffer, max));
         }
         Ok(())
+    }
+
+    /// A message of a chunk still arriving, in order (see the module docs): passed on at once to
+    /// the children that take the chunk, except the chunk's last message, held until
+    /// [`Relay::handle_chunk`] brings the chunk verified. A first message (index 0) takes back
+    /// any chunk still arriving. The init chunk is never passed on early (the node keeps it whole).
+    pub fn handle_fragment(&mut self, now_ms: u64, arriving: Arriving) -> Result<(), RelayError> {
+        self.advance(now_ms);
+        let (seq, index) = (arriving.seq, arriving.index);
+        if index == 0 {
+            self.abort_partial();
+            if let Some(newest) = self.buffer.newest().filter(|n| seq <= *n) {
+                return Err(RelayError::StaleChunk { seq, newest });
+            }
+            if seq.0 == 0 {
+                return Ok(());
+            }
+            self.start_partial(arriving);
+            return Ok(());
+        }
+        let unexpected = RelayError::UnexpectedFragment { seq, index };
+        let Some(p) = self.partial.as_mut() else {
+            return Err(unexpected);
+        };
+        if p.seq != seq || p.held.is_some() || usize::from(index) != p.messages.len() {
+            return Err(unexpected);
+        }
+        if index + 1 == p.count {
+            p.held = Some(arriving.message);
+            return Ok(());
+        }
+        let len = arriving.message.len();
+        p.bytes += len;
+        p.messages.push(arriving.message);
+        for child in &mut self.children {
+            child.partial_grew(len);
+        }
+        Ok(())
+    }
+
+    /// The chunk arriving stopped (it failed verification, or its parent is gone): children that
+    /// got part of it are sent an ABORT. False if no chunk `seq` was arriving.
+    pub fn handle_abort(&mut self, now_ms: u64, seq: ChunkSeq) -> bool {
+        self.advance(now_ms);
+        if self.arriving() != Some(seq) {
+            return false;
+        }
+        self.abort_partial();
+        true
+    }
+
+    /// The chunk arriving, if any.
+    pub fn arriving(&self) -> Option<ChunkSeq> {
+        self.partial.as_ref().map(|p| p.seq)
+    }
+
+    fn start_partial(&mut self, first: Arriving) {
+        let headers = usize::from(first.count) * FRAGMENT_HEADER_LEN;
+        let mut partial = Partial {
+            seq: first.seq,
+            flags: first.flags,
+            timestamp_ms: first.timestamp_ms,
+            count: first.count,
+            messages: Vec::with_capacity(usize::from(first.count)),
+            held: None,
+            bytes: 0,
+            expected: first.total_len as usize + headers,
+        };
+        if first.count <= 1 {
+            partial.held = Some(first.message);
+        } else {
+            partial.bytes = first.message.len();
+            partial.messages.push(first.message);
+        }
+        let max = self.config.max_queue_bytes;
+        for child in &mut self.children {
+            self.events.extend(child.take(&partial, &self.buffer, max));
+        }
+        self.partial = Some(partial);
+    }
+
+    /// The arriving chunk verified: it enters the buffer with the very messages children got.
+    fn finish_partial(&mut self) {
+        let Some(mut p) = self.partial.take() else {
+            return;
+        };
+        let held = p.held.take().map_or(0, |m| {
+            let len = m.len();
+            p.messages.push(m);
+            len
+        });
+        let entry = Arc::new(Entry {
+            seq: p.seq,
+            flags: p.flags,
+            timestamp_ms: p.timestamp_ms,
+            bytes: p.bytes + held,
+            messages: p.messages,
+        });
+        self.buffer.push(Arc::clone(&entry), &self.config);
+        let max = self.config.max_queue_bytes;
+        for child in &mut self.children {
+            if !child.finish_partial(&entry, held) {
+                self.events.extend(child.offer(&entry, &self.buffer, max));
+            }
+        }
+    }
+
+    fn abort_partial(&mut self) {
+        let Some(p) = self.partial.take() else {
+            return;
+        };
+        let abort = Message::Abort { seq: p.seq }.encode();
+        for child in &mut self.children {
+            child.abort_partial(&p, &abort);
+        }
     }
 
     /// Registers a child; it is sent nothing until its hello.
@@ -272,7 +438,8 @@ impl<C: RelayChunk> Relay<C> {
             let index = (self.next_child + i) % n;
             let child = &mut self.children[index];
             let max = self.config.max_buffered;
-            if let Some(message) = child.next_message(self.now_ms, max, &mut self.events) {
+            let partial = self.partial.as_ref();
+            if let Some(message) = child.next_message(self.now_ms, max, partial, &mut self.events) {
                 self.next_child = (index + 1) % n;
                 return Some(Transmit {
                     child: child.peer,
@@ -289,7 +456,7 @@ impl<C: RelayChunk> Relay<C> {
         let times = self
             .children
             .iter()
-            .filter_map(|c| c.next_send_at(self.now_ms, max));
+            .filter_map(|c| c.next_send_at(self.now_ms, max, self.partial.as_ref()));
         times.min()
     }
 

@@ -200,7 +200,7 @@ fn a_reassembled_chunk_can_never_exceed_the_limit() {
 #[test]
 fn the_reassembler_recovers_after_an_error() {
     let mut r = Reassembler::new();
-    let first = fragment(&signed(1, 40_000), MAX_MESSAGE).unwrap();
+    let first = fragment(&signed(1, 2 * MAX_MESSAGE), MAX_MESSAGE).unwrap();
     let Message::Fragment(f) = Message::decode(first[1].clone()).unwrap() else {
         unreachable!()
     };
@@ -208,7 +208,7 @@ fn the_reassembler_recovers_after_an_error() {
         r.handle_fragment(f).is_err(),
         "index 1 first is out of order"
     );
-    let chunk = signed(2, 40_000);
+    let chunk = signed(2, 2 * MAX_MESSAGE);
     let mut done = None;
     for m in fragment(&chunk, MAX_MESSAGE).unwrap() {
         let Message::Fragment(f) = Message::decode(m).unwrap() else {

@@ -165,6 +165,7 @@ fn output_json(out: &Output, watch: &[String]) -> Option<Value> {
             }
             Message::Fragment(f) => json!({"transmit": {"edge": edge.0, "fragment":
                 {"seq": f.seq.0, "index": f.index, "count": f.count}}}),
+            Message::Abort { seq } => json!({"transmit": {"edge": edge.0, "abort": seq.0}}),
         },
         Output::Deliver(c) => json!({ "deliver": c.seq.0 }),
         Output::Ready(_) => json!({"ready": {}}),
@@ -255,6 +256,13 @@ impl Runner {
                 for m in frame::fragment(&chunk(spec), frame::MAX_MESSAGE).unwrap() {
                     n.handle_edge_message(now, edge(&v["edge"]), m);
                 }
+            }
+        } else if let Some(v) = step.get("edge_fragments") {
+            let messages = frame::fragment(&chunk(&v["chunk"]), frame::MAX_MESSAGE).unwrap();
+            let from = v["from"].as_u64().unwrap_or(0) as usize;
+            let to = v["to"].as_u64().map_or(messages.len(), |t| t as usize);
+            for m in &messages[from..to] {
+                n.handle_edge_message(now, edge(&v["edge"]), m.clone());
             }
         } else if let Some(v) = step.get("buffered") {
             n.handle_buffered_amount(edge(&v["edge"]), v["bytes"].as_u64().unwrap());

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  Chunk, FrameError, Reassembler, decodeMessage, encodeHello, fragment, importSigningKey,
+  Chunk, FrameError, Reassembler, chunkHead, decodeMessage, encodeAbort, encodeHello, fragment, importSigningKey,
   importStreamKey, makeSigner, streamKeyBytes, verifyChunk, verifySignature, base64Encode,
   FLAG_KEYFRAME, MAX_MESSAGE, PREFIX_LEN,
 } from '../js/core/frame.js';
@@ -145,4 +145,26 @@ test('random bytes never throw anything but a FrameError', () => {
       assert.ok(e instanceof FrameError, `${e}`);
     }
   }
+});
+
+test('ABORT: layout as the core writes it, and it drops only the chunk in progress', async () => {
+  const m = encodeAbort(258);
+  assert.deepEqual([...m], [2, 3, 0, 0, 0, 0, 0, 0, 1, 2]);
+  assert.deepEqual(decodeMessage(m), { type: 'abort', seq: 258 });
+  assert.throws(() => decodeMessage(m.subarray(0, 9)), FrameError);
+  const r = new Reassembler();
+  r.handleFragment({ seq: 1, index: 0, count: 3, totalLen: 6, bytes: new Uint8Array(2) });
+  assert.equal(r.abort(2), false, "another chunk's ABORT changes nothing");
+  assert.equal(r.inProgress(), 1);
+  assert.equal(r.abort(1), true);
+  assert.equal(r.inProgress(), null);
+});
+
+test('the first fragment tells the chunk flags and timestamp', () => {
+  const bytes = new Uint8Array(30);
+  bytes[8] = 2;
+  new DataView(bytes.buffer).setBigUint64(9, 1234n, false);
+  assert.deepEqual(chunkHead({ index: 0, bytes }), { flags: 2, timestampMs: 1234 });
+  assert.equal(chunkHead({ index: 1, bytes }), null);
+  assert.equal(chunkHead({ index: 0, bytes: bytes.subarray(0, 16) }), null);
 });

@@ -130,6 +130,7 @@ function outputJson(out, watch) {
     case 'transmit': {
       const m = decodeMessage(out.message);
       if (m.type === 'hello') return { transmit: { edge: out.edge, hello: m.last } };
+      if (m.type === 'abort') return { transmit: { edge: out.edge, abort: m.seq } };
       return { transmit: { edge: out.edge, fragment: { seq: m.seq, index: m.index, count: m.count } } };
     }
     case 'deliver': return { deliver: out.chunk.seq };
@@ -209,6 +210,10 @@ class Runner {
       for (const spec of step.edge_chunks.chunks) {
         for (const m of fragment(await chunk(spec), MAX_MESSAGE)) node.handleEdgeMessage(now, step.edge_chunks.edge, m);
       }
+    } else if ('edge_fragments' in step) {
+      const { edge, from, to } = step.edge_fragments;
+      const messages = fragment(await chunk(step.edge_fragments.chunk), MAX_MESSAGE);
+      for (const m of messages.slice(from ?? 0, to ?? messages.length)) node.handleEdgeMessage(now, edge, m);
     } else if ('buffered' in step) {
       node.handleBufferedAmount(step.buffered.edge, step.buffered.bytes);
     } else if ('source_chunks' in step) {

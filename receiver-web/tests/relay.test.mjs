@@ -1,5 +1,7 @@
-// The browser relay on simulated time, mirroring core/tests/relay_scenarios.rs and relay_props.rs:
-// what a new and a re-attached child get, pacing, backpressure, bounded queues, and a seeded random run that checks
+// The browser relay on simulated time, mirroring core/tests/relay_scenarios.rs, relay_props.rs and
+// relay_cut_through.rs: what a new and a re-attached child get, pacing, backpressure, bounded
+// queues, cut-through (messages passed on as they arrive, the last held until the chunk verified,
+// ABORT for a chunk that fails or stops arriving), and a seeded random run that checks
 // the delivery invariants (per child: in order, no duplicates, no interleaved fragments, every hole
 // reported, queues bounded).
 
@@ -43,6 +45,15 @@ class Sim {
 
   receive(child, m) {
     const v = new DataView(m.buffer);
+    if (m.length === 10 && m[0] === 2 && m[1] === 3) {
+      // An ABORT (frame layout: version 2, type 3, seq): the chunk in progress stops.
+      const r = this.got.get(child);
+      const seq = Number(v.getBigUint64(2));
+      assert.equal(r?.current?.seq, seq, 'ABORT without its chunk');
+      r.current = null;
+      r.aborts = [...(r.aborts ?? []), seq];
+      return;
+    }
     const [seq, idx, count] = [v.getUint32(0), v.getUint16(8), v.getUint16(10)];
     const r = this.got.get(child) ?? { chunks: [], current: null };
     this.got.set(child, r);
@@ -93,6 +104,26 @@ class Sim {
     this.drain();
   }
 }
+
+/** Messages `from..to` of chunk `c` arrive from the parent, `gap` ms apart (cut-through). */
+Sim.prototype.arrive = function arrive(c, from, to, gap) {
+  const messages = fragmenter(c);
+  for (let i = from; i < Math.min(to, messages.length); i++) {
+    if (i > from) this.runTo(this.now + gap);
+    const arriving = {
+      seq: c.seq, index: i, count: messages.length, totalLen: c.len, flags: c.flags, timestampMs: c.timestampMs,
+      message: messages[i],
+    };
+    this.relay.handleFragment(this.now, arriving);
+    this.drain();
+  }
+};
+
+Sim.prototype.arriveWhole = function arriveWhole(c, gap) {
+  this.arrive(c, 0, Infinity, gap);
+  this.relay.handleChunk(this.now, c);
+  this.drain();
+};
 
 const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
 
@@ -247,4 +278,131 @@ test('seeded random runs keep the delivery invariants', () => {
       assert.equal(holes, reported, `seed ${seed}: unreported hole for ${child}`);
     }
   }
+});
+
+// Cut-through, as core/tests/relay_cut_through.rs.
+
+function caughtUp(children) {
+  const sim = new Sim();
+  sim.feed(1, 30, 4000, 20_000);
+  for (const c of children) {
+    sim.relay.addChild(c);
+    sim.relay.handleHello(sim.now, c, null);
+  }
+  sim.runTo(sim.now + 2000);
+  return sim;
+}
+
+const big = (seq) => ({ ...media(seq), flags: FLAG_KEYFRAME, len: 5 * MSG });
+const sentTo = (sim, child, since) => sim.sent.slice(since).filter((s) => s[1] === child).map((s) => s[0]);
+
+test('cut-through: messages go on as they arrive, the last once the chunk verified', () => {
+  const sim = caughtUp(['a', 'b']);
+  const [c, start, mark] = [big(31), sim.now, sim.sent.length];
+  sim.arrive(c, 0, 5, 20);
+  assert.deepEqual(sentTo(sim, 'a', mark), [start, start + 20, start + 40, start + 60]);
+  assert.equal(sentTo(sim, 'b', mark).length, 4);
+  assert.ok(sim.relay.bufferedRange()[1] < 31, 'not kept yet');
+  sim.relay.handleChunk(sim.now, c);
+  sim.runTo(sim.now + 1);
+  assert.equal(sentTo(sim, 'a', mark).length, 5);
+  assert.equal(sim.media('a').at(-1), 31);
+  assert.equal(sim.relay.bufferedRange()[1], 31);
+  assert.deepEqual(sim.events, []);
+});
+
+test('cut-through: a chunk that fails is taken back and its hole reported', () => {
+  const sim = caughtUp(['a']);
+  sim.arrive(big(31), 0, 5, 5);
+  assert.equal(sim.relay.handleAbort(sim.now, 31), true);
+  assert.equal(sim.relay.handleAbort(sim.now, 31), false, 'once');
+  sim.runTo(sim.now + 10);
+  assert.deepEqual(sim.got.get('a').aborts, [31]);
+  assert.ok(!sim.got.get('a').chunks.includes(31));
+  sim.arriveWhole(media(32), 0);
+  sim.runTo(sim.now + 100);
+  assert.equal(sim.media('a').at(-1), 32);
+  assert.deepEqual(sim.events, [
+    { type: 'upstream-gap', after: 30, next: 32 },
+    { type: 'gap-skipped', child: 'a', skipped: 1 },
+  ]);
+  sim.relay.addChild('b');
+  sim.relay.handleHello(sim.now, 'b', 30);
+  sim.runTo(sim.now + 100);
+  assert.deepEqual(sim.media('b'), [32], 'a later child never sees it either');
+});
+
+test('cut-through: a child that got nothing of a failed chunk gets no ABORT', () => {
+  const sim = caughtUp(['a']);
+  sim.relay.handleBufferedAmount('a', 2 << 20);
+  sim.blocked.add('a');
+  sim.arrive(big(31), 0, 3, 5);
+  sim.relay.handleAbort(sim.now, 31);
+  sim.blocked.clear();
+  sim.relay.handleBufferedAmount('a', 0);
+  sim.runTo(sim.now + 100);
+  assert.equal(sim.got.get('a').aborts, undefined);
+  assert.equal(sim.relay.queuedBytes('a'), 0);
+});
+
+test('cut-through: a child that says hello mid-chunk gets only verified chunks', () => {
+  const sim = caughtUp(['a']);
+  const c = big(31);
+  sim.arrive(c, 0, 2, 5);
+  sim.relay.addChild('b');
+  sim.relay.handleHello(sim.now, 'b', 30);
+  sim.arrive(c, 2, 5, 5);
+  sim.runTo(sim.now + 100);
+  assert.ok(!sim.got.has('b'), 'nothing unverified');
+  sim.relay.handleChunk(sim.now, c);
+  sim.runTo(sim.now + 1000);
+  assert.deepEqual(sim.media('b'), [31]);
+  assert.equal(sim.media('a').at(-1), 31);
+});
+
+test('cut-through: a child with a backlog takes the arriving chunk after it', () => {
+  const sim = caughtUp([]);
+  sim.relay.addChild('c');
+  sim.relay.handleHello(sim.now, 'c', null);
+  const c = big(31);
+  sim.arrive(c, 0, 5, 1);
+  sim.relay.handleChunk(sim.now, c);
+  sim.runTo(sim.now + 2000);
+  assert.deepEqual(sim.media('c'), range(1, 31));
+});
+
+test('cut-through: a new first fragment takes back the chunk that stopped arriving', () => {
+  const sim = caughtUp(['a']);
+  const c = big(31);
+  sim.arrive(c, 0, 2, 5);
+  sim.arriveWhole(c, 5);
+  sim.runTo(sim.now + 100);
+  assert.deepEqual(sim.got.get('a').aborts, [31]);
+  assert.equal(sim.media('a').at(-1), 31);
+  assert.deepEqual(sim.events, []);
+});
+
+test('cut-through: fragments out of order or of old chunks are refused', () => {
+  const sim = caughtUp(['a']);
+  const at = (c, index) => ({
+    seq: c.seq, index, count: 5, totalLen: c.len, flags: c.flags, timestampMs: c.timestampMs,
+    message: fragmenter(c)[index],
+  });
+  assert.throws(() => sim.relay.handleFragment(sim.now, at(big(31), 2)), /does not continue/);
+  assert.throws(() => sim.relay.handleFragment(sim.now, at(big(30), 0)), /not after the newest/);
+});
+
+test('cut-through: pacing still holds', () => {
+  const sim = new Sim({ rateBytesPerS: 100_000, burstBytes: MSG });
+  sim.feed(1, 1, 4000, 4000);
+  sim.relay.addChild('a');
+  sim.relay.handleHello(sim.now, 'a', 1);
+  sim.runTo(5000);
+  const [c, start, mark] = [big(31), sim.now, sim.sent.length];
+  sim.arrive(c, 0, 5, 0);
+  sim.relay.handleChunk(sim.now, c);
+  sim.runTo(sim.now + 5000);
+  const times = sentTo(sim, 'a', mark);
+  assert.equal(times.length, 5);
+  times.forEach((t, i) => assert.ok(t >= start + i * 163, `message ${i} at ${t}`));
 });

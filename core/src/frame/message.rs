@@ -17,10 +17,14 @@ pub(super) const VERSION: u8 = 2;
 pub(super) const TYPE_FRAGMENT: u8 = 1;
 /// Message type of a HELLO.
 pub(super) const TYPE_HELLO: u8 = 2;
+/// Message type of an ABORT.
+pub(super) const TYPE_ABORT: u8 = 3;
 /// Bytes before a FRAGMENT's data.
-pub(super) const FRAGMENT_HEADER_LEN: usize = 18;
+pub const FRAGMENT_HEADER_LEN: usize = 18;
 /// Exact length of a HELLO.
 pub(super) const HELLO_LEN: usize = 11;
+/// Exact length of an ABORT.
+pub(super) const ABORT_LEN: usize = 10;
 
 /// One piece of an encoded chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +41,18 @@ pub struct Fragment {
     pub bytes: Bytes,
 }
 
+impl Fragment {
+    /// The first fragment's `flags` and `timestamp_ms`, read from the chunk header it starts
+    /// with, so a relay can pass the chunk on before it is whole. Unverified until the chunk is;
+    /// `None` for a later fragment or one too short to hold them.
+    pub fn chunk_head(&self) -> Option<(u8, u64)> {
+        if self.index != 0 || self.bytes.len() < 17 {
+            return None;
+        }
+        Some((self.bytes[8], be_u64(&self.bytes[9..17])))
+    }
+}
+
 /// A data-channel message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -46,6 +62,12 @@ pub enum Message {
     Hello {
         /// The last chunk the child holds, or `None` for a new viewer.
         last: Option<ChunkSeq>,
+    },
+    /// The parent will send no more of chunk `seq`, whose first fragments it passed on before
+    /// the chunk was whole (it failed verification, or the parent lost its own parent mid-chunk).
+    Abort {
+        /// The chunk to drop.
+        seq: ChunkSeq,
     },
 }
 
@@ -67,6 +89,13 @@ impl Message {
                 out.put_u64(last.map_or(0, |s| s.0));
                 out.freeze()
             }
+            Self::Abort { seq } => {
+                let mut out = BytesMut::with_capacity(ABORT_LEN);
+                out.put_u8(VERSION);
+                out.put_u8(TYPE_ABORT);
+                out.put_u64(seq.0);
+                out.freeze()
+            }
         }
     }
 
@@ -85,6 +114,14 @@ impl Message {
         match bytes[1] {
             TYPE_FRAGMENT => decode_fragment(bytes),
             TYPE_HELLO => decode_hello(&bytes),
+            TYPE_ABORT if bytes.len() == ABORT_LEN => Ok(Self::Abort {
+                seq: ChunkSeq(be_u64(&bytes[2..10])),
+            }),
+            TYPE_ABORT => Err(FrameError::Truncated {
+                what: "ABORT",
+                need: ABORT_LEN,
+                got: bytes.len(),
+            }),
             other => Err(FrameError::UnknownMessageType(other)),
         }
     }
@@ -198,6 +235,17 @@ impl Reassembler {
     /// The sequence number of the chunk in progress, if any.
     pub fn in_progress(&self) -> Option<ChunkSeq> {
         self.current.as_ref().map(|c| c.seq)
+    }
+
+    /// The parent's ABORT: drops chunk `seq` if it is the one in progress; true if it was. An
+    /// ABORT for another chunk changes nothing (the parent sends one only after a fragment of
+    /// that chunk, so it can only be late or redundant).
+    pub fn abort(&mut self, seq: ChunkSeq) -> bool {
+        let matches = self.in_progress() == Some(seq);
+        if matches {
+            self.current = None;
+        }
+        matches
     }
 
     /// Takes the next fragment; returns the decoded chunk (tag not yet verified) when its last
@@ -349,8 +397,44 @@ mod test {
     }
 
     #[test]
+    fn the_first_fragment_tells_flags_and_timestamp() {
+        let c = chunk(2 * MAX_MESSAGE + 7_000);
+        let msgs = fragment(&c, MAX_MESSAGE).unwrap();
+        let head = |m: &Bytes| match Message::decode(m.clone()).unwrap() {
+            Message::Fragment(f) => f.chunk_head(),
+            _ => panic!("not a fragment"),
+        };
+        assert_eq!(head(&msgs[0]), Some((0, 10)));
+        assert_eq!(head(&msgs[1]), None);
+        assert_eq!(frag(0, 1, 5, b"short").chunk_head(), None);
+    }
+
+    #[test]
+    fn abort_layout_and_effect() {
+        let m = Message::Abort { seq: ChunkSeq(258) };
+        assert_eq!(&m.encode()[..], &[2, 3, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(Message::decode(m.encode()).unwrap(), m);
+        assert!(Message::decode(m.encode().slice(..9)).is_err());
+        let mut r = Reassembler::new();
+        r.handle_fragment(frag(0, 3, 6, b"ab")).unwrap();
+        assert!(
+            !r.abort(ChunkSeq(2)),
+            "another chunk's ABORT changes nothing"
+        );
+        assert_eq!(r.in_progress(), Some(ChunkSeq(1)));
+        assert!(r.abort(ChunkSeq(1)));
+        assert_eq!(r.in_progress(), None);
+        let c = chunk(2 * MAX_MESSAGE + 7_000);
+        assert_eq!(
+            reassemble(fragment(&c, MAX_MESSAGE).unwrap()),
+            c,
+            "starts afresh"
+        );
+    }
+
+    #[test]
     fn fragments_fill_the_limit_and_reassemble() {
-        let c = chunk(40_000);
+        let c = chunk(2 * MAX_MESSAGE + 7_000);
         let msgs = fragment(&c, MAX_MESSAGE).unwrap();
         assert_eq!(msgs.len(), 3);
         assert!(msgs[..2].iter().all(|m| m.len() == MAX_MESSAGE));

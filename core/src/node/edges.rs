@@ -8,7 +8,7 @@
 
 use super::rules::{HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS};
 use super::{EdgeId, Node, NodeEvent, Output, Parent};
-use crate::frame::{Message as WireMessage, Reassembler};
+use crate::frame::Message as WireMessage;
 use crate::ids::PeerId;
 use crate::protocol::{PeerMessage, SignalPayload};
 use crate::relay::RelayError;
@@ -160,7 +160,7 @@ impl Node {
         self.stats.repairs += 1;
         self.depth = depth;
         self.repair_start.get_or_insert(self.now_ms);
-        self.reassembler = Reassembler::default();
+        self.reset_reassembly();
         self.parent = Some(Parent::new(parent, self.now_ms));
         self.event(NodeEvent::Reattached { parent, depth });
     }

@@ -1,6 +1,9 @@
-//! The node's media path: reassembling the parent's fragments, dropping duplicates, checking
-//! tags (a sampled fraction; always the init and end chunks), counting holes, feeding the playback
-//! model, delivering to the output, and relaying to the children, paced.
+//! The node's media path: reassembling the parent's fragments while passing them on to the
+//! children as they arrive (cut-through, see `relay`), dropping duplicates, checking tags (a
+//! sampled fraction; always the init and end chunks) and the signature of every chunk, counting
+//! holes, feeding the playback model, delivering to the output, and relaying to the children,
+//! paced. A chunk is played, written out or kept for later children only once it verified whole;
+//! one that fails is taken back from the children that got part of it (ABORT).
 //!
 //! A chunk at or before the newest one held is a duplicate (a re-attached child may be sent the
 //! init segment again) and is ignored. A viewer that joins mid-stream starts at its parent's
@@ -8,8 +11,9 @@
 
 use super::rules::MAX_ARRIVALS;
 use super::{new_relay, Ending, Node, NodeEvent, Output, Phase};
-use crate::frame::{Chunk, FrameError, Message as WireMessage, Reassembler};
+use crate::frame::{Chunk, Fragment, FrameError, Message as WireMessage, Reassembler, MAX_MESSAGE};
 use crate::player::Player;
+use crate::relay::Arriving;
 use bytes::Bytes;
 use rand::RngExt;
 
@@ -24,8 +28,14 @@ impl Node {
     }
 
     pub(super) fn parent_message(&mut self, message: Bytes) {
-        let result = WireMessage::decode(message).and_then(|m| match m {
-            WireMessage::Fragment(f) => self.reassembler.handle_fragment(f),
+        let result = WireMessage::decode(message.clone()).and_then(|m| match m {
+            WireMessage::Fragment(f) => self.fragment(f, message),
+            WireMessage::Abort { seq } => {
+                if self.reassembler.abort(seq) {
+                    self.relay.handle_abort(self.now_ms, seq);
+                }
+                Ok(None)
+            }
             WireMessage::Hello { .. } => Ok(None),
         });
         match result {
@@ -35,13 +45,70 @@ impl Node {
                 // An ordered channel that delivered a bad fragment cannot resynchronise: leave
                 // this parent and let the supervisor find another.
                 self.stats.chunks_rejected += 1;
-                self.reassembler = Reassembler::default();
+                self.reset_reassembly();
                 self.event(NodeEvent::MalformedFromParent {
                     error: e.to_string(),
                 });
                 self.leave_parent();
             }
         }
+    }
+
+    /// Reassembles a fragment and, when it belongs to a new media chunk, passes it on to the
+    /// children at once (cut-through; the relay holds the chunk's last message until
+    /// [`Node::accept`] verified the chunk). A fragment the reassembler refuses goes nowhere.
+    fn fragment(&mut self, f: Fragment, message: Bytes) -> Result<Option<Chunk>, FrameError> {
+        if message.len() > MAX_MESSAGE && self.relay.arriving() == Some(f.seq) {
+            // Larger than a child's channel may take: the chunk goes on whole, cut again.
+            self.relay.handle_abort(self.now_ms, f.seq);
+        }
+        let arriving = (message.len() <= MAX_MESSAGE && self.cut_through(&f)).then(|| {
+            let (flags, timestamp_ms) = f.chunk_head().unwrap_or_default();
+            Arriving {
+                seq: f.seq,
+                index: f.index,
+                count: f.count,
+                total_len: f.total_len,
+                flags,
+                timestamp_ms,
+                message,
+            }
+        });
+        let chunk = self.reassembler.handle_fragment(f)?;
+        if let Some(arriving) = arriving {
+            if let Err(e) = self.relay.handle_fragment(self.now_ms, arriving) {
+                self.event(NodeEvent::RelayRefused {
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// Whether a fragment is passed on before its chunk is whole: media chunks newer than the
+    /// newest held, from the first fragment on (one whose header cannot be read waits to be
+    /// whole), except the chunks the test faults alter. A message over [`MAX_MESSAGE`] (a parent
+    /// may send what its channel to us allows) never is: the chunk is cut again when whole.
+    fn cut_through(&self, f: &Fragment) -> bool {
+        if f.index > 0 {
+            return self.relay.arriving() == Some(f.seq);
+        }
+        let faulted = [
+            self.config.corrupt_relayed_seq,
+            self.config.forge_relayed_seq,
+        ];
+        f.seq.0 > 0
+            && self.last_seq.is_none_or(|last| f.seq > last)
+            && f.chunk_head().is_some()
+            && !faulted.contains(&Some(f.seq.0))
+    }
+
+    /// Drops the chunk being reassembled, and takes back from the children what they got of it.
+    pub(super) fn reset_reassembly(&mut self) {
+        if let Some(seq) = self.relay.arriving() {
+            self.relay.handle_abort(self.now_ms, seq);
+        }
+        self.reassembler = Reassembler::default();
     }
 
     /// Takes a chunk from the parent (`from_parent`) or from the broadcaster's source.
@@ -53,6 +120,8 @@ impl Node {
             return;
         }
         if from_parent && !self.check(&chunk) {
+            // What the children got of it is taken back; none of them gets its last message.
+            self.relay.handle_abort(self.now_ms, chunk.seq);
             return;
         }
         if let Some(last) = self.last_seq.filter(|l| l.0 > 0) {

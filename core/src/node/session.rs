@@ -335,7 +335,7 @@ impl Node {
         self.depth = depth;
         self.close_parent_edge();
         self.parent = Some(Parent::new(parent, self.now_ms));
-        self.reassembler = Default::default();
+        self.reset_reassembly();
         self.event(NodeEvent::Joined { parent, depth });
     }
 

@@ -154,7 +154,7 @@ fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
         })
         .filter_map(|m| match Message::decode(m).unwrap() {
             Message::Fragment(f) => reassembler.handle_fragment(f).unwrap(),
-            Message::Hello { .. } => None,
+            Message::Hello { .. } | Message::Abort { .. } => None,
         })
         .find(|c| c.seq == ChunkSeq(2))
         .unwrap();
@@ -171,7 +171,7 @@ fn relayed_to_child(outs: &[Output]) -> Vec<Chunk> {
         })
         .filter_map(|m| match Message::decode(m).unwrap() {
             Message::Fragment(f) => reassembler.handle_fragment(f).unwrap(),
-            Message::Hello { .. } => None,
+            Message::Hello { .. } | Message::Abort { .. } => None,
         })
         .collect()
 }

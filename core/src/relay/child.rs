@@ -1,10 +1,13 @@
 //! Per-child send state and the shared chunk buffer of a [`Relay`](super::Relay).
 //!
-//! [`Buffer`] holds the init chunk and recent media, already fragmented; [`Child`] holds one
-//! child's queue (shared `Arc`s into the buffer's entries), its pacer and its buffered-amount
-//! estimate. The ordering invariants of the parent module are kept here: `last_enqueued` only
-//! grows (nothing at or before it is queued again) and `last_started` detects every hole at send
-//! time.
+//! [`Buffer`] holds the init chunk and recent media, already fragmented; [`Partial`] the chunk
+//! still arriving (cut-through); [`Child`] holds one child's queue (shared `Arc`s into the
+//! buffer's entries), whether it takes the partial chunk after its queue and how much of it went
+//! out, its pacer and its buffered-amount estimate. The ordering invariants of the parent module
+//! are kept here: `last_enqueued` only grows (nothing at or before it is queued again) except
+//! when an aborted partial chunk is taken back, and `last_started` detects every hole at send
+//! time. A child is sent messages of the partial chunk only once its queue is empty, so a child
+//! that got part of it has nothing queued before or after it until it completes or aborts.
 
 use super::{RelayConfig, RelayError, RelayEvent};
 use crate::frame::{FLAG_INIT, FLAG_KEYFRAME};
@@ -27,6 +30,35 @@ pub(super) struct Entry {
 impl Entry {
     pub(super) fn is_keyframe(&self) -> bool {
         self.flags & FLAG_KEYFRAME != 0
+    }
+}
+
+/// The chunk arriving from the parent, passed on before it is whole and verified.
+#[derive(Debug)]
+pub(super) struct Partial {
+    pub(super) seq: ChunkSeq,
+    /// Read from the first fragment, unverified.
+    pub(super) flags: u8,
+    pub(super) timestamp_ms: u64,
+    pub(super) count: u16,
+    /// The messages children may be sent: every one received but the chunk's last.
+    pub(super) messages: Vec<Bytes>,
+    /// The chunk's last message, held back until the whole chunk verified.
+    pub(super) held: Option<Bytes>,
+    /// Bytes of `messages`.
+    pub(super) bytes: usize,
+    /// Bytes of every message of the chunk (from the fragments' `total_len`), for the queue cap.
+    pub(super) expected: usize,
+}
+
+impl Partial {
+    fn is_keyframe(&self) -> bool {
+        self.flags & FLAG_KEYFRAME != 0
+    }
+
+    /// Bytes of the first `n` messages.
+    fn sent(&self, n: usize) -> usize {
+        self.messages[..n].iter().map(Bytes::len).sum()
     }
 }
 
@@ -97,6 +129,13 @@ pub(super) struct Child {
     wait_keyframe: bool,
     pacer: Pacer,
     pub(super) buffered: u64,
+    /// Messages of the relay's partial chunk sent, if the child takes it (after its queue).
+    taking: Option<usize>,
+    /// `last_enqueued`, `last_started` and `wait_keyframe` before taking the partial chunk:
+    /// what an abort restores.
+    before_partial: (Option<ChunkSeq>, Option<ChunkSeq>, bool),
+    /// An ABORT to send before anything else: the child holds part of a chunk that stopped.
+    abort: Option<Bytes>,
 }
 
 impl Child {
@@ -113,6 +152,9 @@ impl Child {
             wait_keyframe: false,
             pacer: Pacer::new(config.rate_bytes_per_s, config.burst_bytes),
             buffered: 0,
+            taking: None,
+            before_partial: (None, None, false),
+            abort: None,
         }
     }
 
@@ -236,8 +278,71 @@ impl Child {
         None
     }
 
+    /// Offers the chunk that started arriving; the child takes it after its queue under the
+    /// rules of [`Child::offer`].
+    pub(super) fn take(
+        &mut self,
+        partial: &Partial,
+        buf: &Buffer,
+        max: usize,
+    ) -> Option<RelayEvent> {
+        let duplicate = self.last_enqueued.is_some_and(|l| partial.seq <= l);
+        if !self.hello || self.wait_init || duplicate {
+            return None;
+        }
+        if self.wait_keyframe && !partial.is_keyframe() {
+            return None;
+        }
+        let only_partial = self.queue.len() <= usize::from(self.offset > 0);
+        if self.queued_bytes + partial.expected > max && !only_partial {
+            return Some(self.overflow(buf, max));
+        }
+        self.before_partial = (self.last_enqueued, self.last_started, self.wait_keyframe);
+        self.last_enqueued = Some(partial.seq);
+        self.wait_keyframe = false;
+        self.taking = Some(0);
+        self.queued_bytes += partial.bytes;
+        None
+    }
+
+    /// A message was added to the partial chunk.
+    pub(super) fn partial_grew(&mut self, len: usize) {
+        if self.taking.is_some() {
+            self.queued_bytes += len;
+        }
+    }
+
+    /// The partial chunk is whole and verified as `entry`; false if the child does not take it
+    /// (it is then offered like any chunk).
+    pub(super) fn finish_partial(&mut self, entry: &Arc<Entry>, held: usize) -> bool {
+        let Some(sent) = self.taking.take() else {
+            return false;
+        };
+        self.queued_bytes += held;
+        if sent > 0 {
+            debug_assert!(self.queue.is_empty(), "a partial goes out after the queue");
+            self.offset = sent;
+        }
+        self.queue.push_back(Arc::clone(entry));
+        true
+    }
+
+    /// The partial chunk stopped: forget it; a child that got part of it is sent `abort`.
+    pub(super) fn abort_partial(&mut self, partial: &Partial, abort: &Bytes) {
+        let Some(sent) = self.taking.take() else {
+            return;
+        };
+        self.queued_bytes -= partial.bytes - partial.sent(sent);
+        (self.last_enqueued, self.last_started, self.wait_keyframe) = self.before_partial;
+        if sent > 0 {
+            self.abort = Some(abort.clone());
+        }
+    }
+
     /// Drops every queued chunk not yet started and restarts from a keyframe.
     fn overflow(&mut self, buf: &Buffer, max_queue: usize) -> RelayEvent {
+        // Chunks are offered only when none is arriving, so no partial chunk is taken here.
+        debug_assert!(self.taking.is_none());
         // Keep a partly sent chunk (its other fragments must follow) and an unsent init chunk.
         let front_is_init = self.queue.front().is_some_and(|e| e.flags & FLAG_INIT != 0);
         let keep = usize::from(self.offset > 0 || front_is_init).min(self.queue.len());
@@ -253,49 +358,79 @@ impl Child {
         }
     }
 
-    /// The next message if the child may receive one at `now_ms`.
+    /// The next message if the child may receive one at `now_ms`: a pending ABORT (not paced:
+    /// 10 bytes), then its queue, then the partial chunk it takes.
     pub(super) fn next_message(
         &mut self,
         now_ms: u64,
         max_buffered: u64,
+        partial: Option<&Partial>,
         events: &mut VecDeque<RelayEvent>,
     ) -> Option<Bytes> {
         if !self.hello || self.buffered > max_buffered {
             return None;
         }
-        let entry = Arc::clone(self.queue.front()?);
-        let message = entry.messages.get(self.offset)?.clone();
+        if let Some(abort) = self.abort.take() {
+            self.buffered += abort.len() as u64;
+            return Some(abort);
+        }
+        let (message, seq, flags, first) = match self.queue.front() {
+            Some(entry) => {
+                let message = entry.messages.get(self.offset)?.clone();
+                (message, entry.seq, entry.flags, self.offset == 0)
+            }
+            None => {
+                let (sent, p) = (self.taking?, partial?);
+                (p.messages.get(sent)?.clone(), p.seq, p.flags, sent == 0)
+            }
+        };
         if !self.pacer.can_send(now_ms, message.len()) {
             return None;
         }
         self.pacer.consume(now_ms, message.len());
         self.buffered += message.len() as u64;
         self.queued_bytes -= message.len();
-        if self.offset == 0 && entry.flags & FLAG_INIT == 0 {
+        if first && flags & FLAG_INIT == 0 {
             // Every hole in what the child receives is reported, whatever caused it.
-            if let Some(prev) = self.last_started.filter(|p| entry.seq.0 > p.0 + 1) {
-                let skipped = entry.seq.0 - prev.0 - 1;
+            if let Some(prev) = self.last_started.filter(|p| seq.0 > p.0 + 1) {
+                let skipped = seq.0 - prev.0 - 1;
                 events.push_back(RelayEvent::GapSkipped {
                     child: self.peer,
                     skipped,
                 });
             }
-            self.last_started = Some(entry.seq);
+            self.last_started = Some(seq);
         }
-        self.offset += 1;
-        if self.offset >= entry.messages.len() {
-            self.queue.pop_front();
-            self.offset = 0;
+        match self.queue.front() {
+            Some(entry) => {
+                self.offset += 1;
+                if self.offset >= entry.messages.len() {
+                    self.queue.pop_front();
+                    self.offset = 0;
+                }
+            }
+            None => self.taking = self.taking.map(|n| n + 1),
         }
         Some(message)
     }
 
     /// When the next message could go out, if one is waiting and not blocked by backpressure.
-    pub(super) fn next_send_at(&self, now_ms: u64, max_buffered: u64) -> Option<u64> {
+    pub(super) fn next_send_at(
+        &self,
+        now_ms: u64,
+        max_buffered: u64,
+        partial: Option<&Partial>,
+    ) -> Option<u64> {
         if !self.hello || self.buffered > max_buffered {
             return None;
         }
-        let message = self.queue.front()?.messages.get(self.offset)?;
+        if self.abort.is_some() {
+            return Some(now_ms);
+        }
+        let message = match self.queue.front() {
+            Some(entry) => entry.messages.get(self.offset)?,
+            None => partial?.messages.get(self.taking?)?,
+        };
         Some(self.pacer.next_send_at(now_ms, message.len()))
     }
 }

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use ownstream_core::frame::{FLAG_INIT, FLAG_KEYFRAME};
 use ownstream_core::ids::{ChunkSeq, PeerId};
-use ownstream_core::relay::{Relay, RelayChunk, RelayConfig, RelayEvent};
+use ownstream_core::relay::{Arriving, Relay, RelayChunk, RelayConfig, RelayEvent};
 use std::collections::{HashMap, HashSet};
 
 /// Fragment size of the test fragmenter.
@@ -72,10 +72,24 @@ pub(crate) struct Receiver {
     pub chunks: Vec<u64>,
     pub current: Option<(u64, u16)>,
     pub bytes: usize,
+    /// Chunks an ABORT took back.
+    pub aborts: Vec<u64>,
 }
 
 impl Receiver {
     pub(crate) fn receive(&mut self, m: &Bytes) {
+        // An ABORT (frame layout: version 2, type 3, seq): the chunk in progress stops.
+        if m.len() == 10 && m[..2] == [2, 3] {
+            let seq = u64::from_be_bytes(m[2..10].try_into().unwrap());
+            assert_eq!(
+                self.current.map(|c| c.0),
+                Some(seq),
+                "ABORT without its chunk"
+            );
+            self.current = None;
+            self.aborts.push(seq);
+            return;
+        }
         let seq = u64::from_be_bytes(m[..8].try_into().unwrap());
         let idx = u16::from_be_bytes([m[8], m[9]]);
         let count = u16::from_be_bytes([m[10], m[11]]);
@@ -184,6 +198,34 @@ impl Sim {
             self.run_to(c.ts);
             self.relay.handle_chunk(self.now, &c).unwrap();
         }
+        self.drain();
+    }
+
+    /// Messages `from..to` of chunk `c` arrive from the parent, `gap_ms` apart (cut-through).
+    pub(crate) fn arrive(&mut self, c: &TestChunk, from: usize, to: usize, gap_ms: u64) {
+        let messages = fragment(c);
+        for (i, m) in messages.iter().enumerate().take(to).skip(from) {
+            if i > from {
+                self.run_to(self.now + gap_ms);
+            }
+            let arriving = Arriving {
+                seq: ChunkSeq(c.seq),
+                index: i as u16,
+                count: messages.len() as u16,
+                total_len: c.len as u32,
+                flags: c.flags,
+                timestamp_ms: c.ts,
+                message: m.clone(),
+            };
+            self.relay.handle_fragment(self.now, arriving).unwrap();
+            self.drain();
+        }
+    }
+
+    /// Every message of `c` arrives, `gap_ms` apart, and the chunk verifies.
+    pub(crate) fn arrive_whole(&mut self, c: &TestChunk, gap_ms: u64) {
+        self.arrive(c, 0, fragment(c).len(), gap_ms);
+        self.relay.handle_chunk(self.now, c).unwrap();
         self.drain();
     }
 

@@ -8,6 +8,7 @@
 //              | payload
 //   FRAGMENT = version 2 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
 //   HELLO    = version 2 | type 2 | has_last u8 | last_seq u64
+//   ABORT    = version 2 | type 3 | seq u64   (the parent sends no more of chunk seq: drop it)
 //
 // Integers are big-endian. Decoding never trusts a length it has not checked and never throws
 // anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
@@ -28,8 +29,10 @@ export const MAX_MESSAGE = MAX_DATA_MESSAGE_LEN;
 export const VERSION = 2;
 export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;
+export const TYPE_ABORT = 3;
 export const FRAGMENT_HEADER_LEN = 18;
 export const HELLO_LEN = 11;
+export const ABORT_LEN = 10;
 
 /** Everything that can be wrong with a chunk or a message. */
 export class FrameError extends Error {
@@ -194,9 +197,32 @@ export function encodeHello(last) {
   return out;
 }
 
+/** An ABORT: the parent will send no more of chunk `seq`, whose first fragments it passed on. */
+export function encodeAbort(seq) {
+  const out = new Uint8Array(ABORT_LEN);
+  out[0] = VERSION;
+  out[1] = TYPE_ABORT;
+  new DataView(out.buffer).setBigUint64(2, BigInt(seq), false);
+  return out;
+}
+
+/**
+ * The first fragment's chunk flags and timestamp, read from the chunk header it starts with, so a
+ * relay can pass the chunk on before it is whole (unverified until the chunk is); null for a
+ * later fragment or one too short to hold them.
+ */
+export function chunkHead(frag) {
+  if (frag.index !== 0 || frag.bytes.length < 17) return null;
+  const view = new DataView(frag.bytes.buffer, frag.bytes.byteOffset, frag.bytes.byteLength);
+  const timestampMs = view.getBigUint64(9, false);
+  // A timestamp past 2^53 cannot be a Number; such a chunk fails to decode when whole anyway.
+  if (timestampMs > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  return { flags: frag.bytes[8], timestampMs: Number(timestampMs) };
+}
+
 /**
  * Parses a data-channel message (Uint8Array): `{type: 'fragment', seq, index, count, totalLen,
- * bytes}` or `{type: 'hello', last}`.
+ * bytes}`, `{type: 'hello', last}` or `{type: 'abort', seq}`.
  */
 export function decodeMessage(bytes) {
   if (bytes.length < 2) throw new FrameError(`truncated message: need 2 bytes, got ${bytes.length}`);
@@ -224,6 +250,10 @@ export function decodeMessage(bytes) {
     }
     if (bytes[2] === 1) return { type: 'hello', last };
     throw new FrameError('malformed HELLO: has_last is neither 0 nor 1');
+  }
+  if (bytes[1] === TYPE_ABORT) {
+    if (bytes.length !== ABORT_LEN) throw new FrameError(`truncated ABORT: need ${ABORT_LEN} bytes, got ${bytes.length}`);
+    return { type: 'abort', seq: u64(view, 2, 'seq') };
   }
   throw new FrameError(`unknown message type ${bytes[1]}`);
 }
@@ -263,6 +293,19 @@ export function fragment(chunk, maxMessage = MAX_MESSAGE) {
 export class Reassembler {
   constructor() {
     this.current = null;
+  }
+
+  /** The sequence number of the chunk in progress, or null. */
+  inProgress() {
+    return this.current ? this.current.seq : null;
+  }
+
+  /** The parent's ABORT: drops chunk `seq` if it is the one in progress; true if it was. An ABORT
+   *  for another chunk changes nothing (it can only be late or redundant). */
+  abort(seq) {
+    const matches = this.inProgress() === seq;
+    if (matches) this.current = null;
+    return matches;
   }
 
   /** Takes a decoded fragment; returns the Chunk when its last piece arrives, else null. */

@@ -14,10 +14,19 @@
 //   interleaved with another's. Output is paced by a token bucket and stops while the child's
 //   channel buffers more than `maxBuffered` bytes; a queue over `maxQueueBytes` is dropped and the
 //   child restarts from a keyframe ('child-lagging'), so memory never grows without bound.
+// - Cut-through: a chunk still arriving from the parent is passed on as it comes (handleFragment):
+//   every message but its last goes to each child that would take the chunk now (after what is
+//   queued for it); the last waits until the node verified the whole chunk (handleChunk), so no
+//   child below an honest relay completes a chunk it refused. Only then does the chunk enter the
+//   buffer: a child that says hello meanwhile, and every later one, gets only verified chunks. A
+//   chunk that fails or stops arriving (handleAbort, or the first fragment of another chunk) is
+//   taken back: children that got part of it are sent an ABORT before anything else, the rest is
+//   dropped, and the hole is reported like any other. A child is sent the arriving chunk only
+//   once its queue is empty.
 //
 // Sans-IO: no timers, no channels; time comes in as milliseconds.
 
-import { FLAG_INIT, FLAG_KEYFRAME, fragment } from './frame.js';
+import { FLAG_INIT, FLAG_KEYFRAME, FRAGMENT_HEADER_LEN, encodeAbort, fragment } from './frame.js';
 import { Pacer } from './pacer.js';
 import { DEFAULT_RELAY_CONFIG } from './rules.js';
 
@@ -90,6 +99,9 @@ class Buffer {
   }
 }
 
+/** Bytes of the first `n` messages of the arriving chunk. */
+const sentOf = (partial, n) => partial.messages.slice(0, n).reduce((sum, m) => sum + m.length, 0);
+
 /** Send state of one child. */
 class Child {
   constructor(peer, config) {
@@ -104,6 +116,9 @@ class Child {
     this.waitKeyframe = false;
     this.pacer = new Pacer(config.rateBytesPerS, config.burstBytes);
     this.buffered = 0;
+    this.taking = null; // messages of the arriving chunk sent, if the child takes it (after its queue)
+    this.beforePartial = [null, null, false]; // lastEnqueued, lastStarted, waitKeyframe: what an abort restores
+    this.abort = null; // an ABORT to send before anything else
   }
 
   handleHello(buf, last, maxQueue) {
@@ -185,7 +200,51 @@ class Child {
     return null;
   }
 
+  /** Offers the chunk that started arriving; the child takes it after its queue under the rules
+   *  of `offer`. May return a 'child-lagging' event. */
+  take(partial, buf, maxQueue) {
+    const duplicate = this.lastEnqueued != null && partial.seq <= this.lastEnqueued;
+    if (!this.hello || this.waitInit || duplicate) return null;
+    if (this.waitKeyframe && !isKeyframe(partial)) return null;
+    const onlyPartial = this.queue.length <= (this.offset > 0 ? 1 : 0);
+    if (this.queuedBytes + partial.expected > maxQueue && !onlyPartial) return this.overflow(buf, maxQueue);
+    this.beforePartial = [this.lastEnqueued, this.lastStarted, this.waitKeyframe];
+    this.lastEnqueued = partial.seq;
+    this.waitKeyframe = false;
+    this.taking = 0;
+    this.queuedBytes += partial.bytes;
+    return null;
+  }
+
+  /** A message was added to the arriving chunk. */
+  partialGrew(len) {
+    if (this.taking != null) this.queuedBytes += len;
+  }
+
+  /** The arriving chunk is whole and verified as `entry`; false if the child does not take it
+   *  (it is then offered like any chunk). */
+  finishPartial(entry, held) {
+    if (this.taking == null) return false;
+    const sent = this.taking;
+    this.taking = null;
+    this.queuedBytes += held;
+    if (sent > 0) this.offset = sent; // the queue is empty: a partial goes out after it
+    this.queue.push(entry);
+    return true;
+  }
+
+  /** The arriving chunk stopped: forget it; a child that got part of it is sent `abort`. */
+  abortPartial(partial, abort) {
+    if (this.taking == null) return;
+    const sent = this.taking;
+    this.taking = null;
+    this.queuedBytes -= partial.bytes - sentOf(partial, sent);
+    [this.lastEnqueued, this.lastStarted, this.waitKeyframe] = this.beforePartial;
+    if (sent > 0) this.abort = abort;
+  }
+
   overflow(buf, maxQueue) {
+    // Chunks are offered only when none is arriving, so no partial chunk is taken here.
     // Keep a partly sent chunk (its other fragments must follow) and an unsent init chunk.
     const frontIsInit = this.queue.length > 0 && isInit(this.queue[0]);
     const keep = Math.min(this.offset > 0 || frontIsInit ? 1 : 0, this.queue.length);
@@ -200,31 +259,59 @@ class Child {
     return { type: 'child-lagging', child: this.peer, dropped };
   }
 
-  nextMessage(nowMs, maxBuffered, events) {
-    if (!this.hello || this.buffered > maxBuffered || this.queue.length === 0) return null;
-    const entry = this.queue[0];
-    const message = entry.messages[this.offset];
+  /** The next message if the child may receive one at `nowMs`: a pending ABORT (not paced: 10
+   *  bytes), then its queue, then the arriving chunk it takes. */
+  nextMessage(nowMs, maxBuffered, partial, events) {
+    if (!this.hello || this.buffered > maxBuffered) return null;
+    if (this.abort) {
+      const abort = this.abort;
+      this.abort = null;
+      this.buffered += abort.length;
+      return abort;
+    }
+    let message;
+    let from;
+    let first;
+    if (this.queue.length) {
+      from = this.queue[0];
+      message = from.messages[this.offset];
+      first = this.offset === 0;
+    } else {
+      if (this.taking == null || !partial || this.taking >= partial.messages.length) return null;
+      from = partial;
+      message = partial.messages[this.taking];
+      first = this.taking === 0;
+    }
     if (!this.pacer.canSend(nowMs, message.length)) return null;
     this.pacer.consume(nowMs, message.length);
     this.buffered += message.length;
     this.queuedBytes -= message.length;
-    if (this.offset === 0 && !isInit(entry)) {
-      if (this.lastStarted != null && entry.seq > this.lastStarted + 1) {
-        events.push({ type: 'gap-skipped', child: this.peer, skipped: entry.seq - this.lastStarted - 1 });
+    if (first && !isInit(from)) {
+      if (this.lastStarted != null && from.seq > this.lastStarted + 1) {
+        events.push({ type: 'gap-skipped', child: this.peer, skipped: from.seq - this.lastStarted - 1 });
       }
-      this.lastStarted = entry.seq;
+      this.lastStarted = from.seq;
     }
-    this.offset += 1;
-    if (this.offset >= entry.messages.length) {
-      this.queue.shift();
-      this.offset = 0;
+    if (this.queue.length) {
+      this.offset += 1;
+      if (this.offset >= from.messages.length) {
+        this.queue.shift();
+        this.offset = 0;
+      }
+    } else {
+      this.taking += 1;
     }
     return message;
   }
 
-  nextSendAt(nowMs, maxBuffered) {
-    if (!this.hello || this.buffered > maxBuffered || this.queue.length === 0) return null;
-    return this.pacer.nextSendAt(nowMs, this.queue[0].messages[this.offset].length);
+  nextSendAt(nowMs, maxBuffered, partial) {
+    if (!this.hello || this.buffered > maxBuffered) return null;
+    if (this.abort) return nowMs;
+    let message;
+    if (this.queue.length) message = this.queue[0].messages[this.offset];
+    else if (this.taking != null && partial) message = partial.messages[this.taking];
+    if (!message) return null;
+    return this.pacer.nextSendAt(nowMs, message.length);
   }
 }
 
@@ -234,6 +321,7 @@ export class Relay {
     this.config = { ...DEFAULT_RELAY_CONFIG, ...config };
     this.fragmenter = fragmenter;
     this.buffer = new Buffer();
+    this.partial = null; // the chunk arriving from the parent (cut-through)
     this.children = [];
     this.nextChild = 0;
     this.events = [];
@@ -253,6 +341,11 @@ export class Relay {
     } else if (this.buffer.init) {
       return; // one init segment per stream; a repeat comes from a parent's restart
     }
+    if (this.partial && this.partial.seq === seq && this.partial.held) {
+      this.finishPartial();
+      return;
+    }
+    this.abortPartial();
     let messages;
     try {
       messages = this.fragmenter(chunk);
@@ -267,6 +360,98 @@ export class Relay {
       const ev = child.offer(entry, this.buffer, this.config.maxQueueBytes);
       if (ev) this.events.push(ev);
     }
+  }
+
+  /**
+   * A message of a chunk still arriving, in order: `{seq, index, count, totalLen, flags,
+   * timestampMs, message}` (flags and timestamp read from the first message, unverified), passed
+   * on at once to the children that take the chunk, except the chunk's last message, held until
+   * handleChunk brings the chunk verified. A first message takes back any chunk still arriving.
+   * The init chunk is never passed on early.
+   */
+  handleFragment(nowMs, arriving) {
+    this.advance(nowMs);
+    const { seq, index } = arriving;
+    if (index === 0) {
+      this.abortPartial();
+      const newest = this.buffer.newest();
+      if (newest != null && seq <= newest) throw new RelayError(`chunk ${seq} is not after the newest chunk ${newest}`);
+      if (seq === 0) return;
+      this.startPartial(arriving);
+      return;
+    }
+    const p = this.partial;
+    if (!p || p.seq !== seq || p.held || index !== p.messages.length) {
+      throw new RelayError(`fragment ${index} of chunk ${seq} does not continue the chunk arriving`);
+    }
+    if (index + 1 === p.count) {
+      p.held = arriving.message;
+      return;
+    }
+    p.bytes += arriving.message.length;
+    p.messages.push(arriving.message);
+    for (const child of this.children) child.partialGrew(arriving.message.length);
+  }
+
+  /** The chunk arriving stopped (it failed verification, or its parent is gone): children that
+   *  got part of it are sent an ABORT. False if no chunk `seq` was arriving. */
+  handleAbort(nowMs, seq) {
+    this.advance(nowMs);
+    if (this.arriving() !== seq) return false;
+    this.abortPartial();
+    return true;
+  }
+
+  /** The chunk arriving, or null. */
+  arriving() {
+    return this.partial ? this.partial.seq : null;
+  }
+
+  startPartial(first) {
+    const partial = {
+      seq: first.seq,
+      flags: first.flags,
+      timestampMs: first.timestampMs,
+      count: first.count,
+      messages: [], // every message received but the chunk's last
+      held: null, // the chunk's last message, held until the whole chunk verified
+      bytes: 0,
+      expected: first.totalLen + first.count * FRAGMENT_HEADER_LEN,
+    };
+    if (first.count <= 1) {
+      partial.held = first.message;
+    } else {
+      partial.bytes = first.message.length;
+      partial.messages.push(first.message);
+    }
+    for (const child of this.children) {
+      const ev = child.take(partial, this.buffer, this.config.maxQueueBytes);
+      if (ev) this.events.push(ev);
+    }
+    this.partial = partial;
+  }
+
+  /** The arriving chunk verified: it enters the buffer with the very messages children got. */
+  finishPartial() {
+    const p = this.partial;
+    this.partial = null;
+    const held = p.held.length;
+    p.messages.push(p.held);
+    const entry = { seq: p.seq, flags: p.flags, timestampMs: p.timestampMs, messages: p.messages, bytes: p.bytes + held };
+    this.buffer.push(entry, this.config);
+    for (const child of this.children) {
+      if (child.finishPartial(entry, held)) continue;
+      const ev = child.offer(entry, this.buffer, this.config.maxQueueBytes);
+      if (ev) this.events.push(ev);
+    }
+  }
+
+  abortPartial() {
+    const p = this.partial;
+    if (!p) return;
+    this.partial = null;
+    const abort = encodeAbort(p.seq);
+    for (const child of this.children) child.abortPartial(p, abort);
   }
 
   addChild(peer) {
@@ -316,7 +501,7 @@ export class Relay {
     for (let k = 0; k < n; k++) {
       const i = (this.nextChild + k) % n;
       const child = this.children[i];
-      const message = child.nextMessage(this.nowMs, this.config.maxBuffered, this.events);
+      const message = child.nextMessage(this.nowMs, this.config.maxBuffered, this.partial, this.events);
       if (message) {
         this.nextChild = (i + 1) % n;
         return { child: child.peer, message };
@@ -329,7 +514,7 @@ export class Relay {
   pollTimeout() {
     let min = null;
     for (const c of this.children) {
-      const t = c.nextSendAt(this.nowMs, this.config.maxBuffered);
+      const t = c.nextSendAt(this.nowMs, this.config.maxBuffered, this.partial);
       if (t != null && (min == null || t < min)) min = t;
     }
     return min;

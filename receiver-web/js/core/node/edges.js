@@ -9,7 +9,7 @@
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import { HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS } from '../rules.js';
-import { FrameError, Reassembler, decodeMessage, encodeHello } from '../frame.js';
+import { FrameError, decodeMessage, encodeHello } from '../frame.js';
 import { RelayError } from '../relay.js';
 
 /** The edge to the parent the supervisor named (Parent::new). */
@@ -143,7 +143,7 @@ export const edges = {
     this.counters.repairs += 1;
     this.depth = depth;
     this.repairStart ??= this.nowMs;
-    this.reassembler = new Reassembler();
+    this.resetReassembly();
     this.parentLink = newParent(parent, this.nowMs);
     this.event({ kind: 'reattached', parent, depth });
   },

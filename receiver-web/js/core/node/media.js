@@ -1,7 +1,9 @@
-// A port of core/src/node/media.rs: the node's media path. Reassembling the parent's fragments,
-// dropping duplicates, checking tags (a sampled fraction; always the init and end chunks) and the
-// broadcaster's signature (every chunk),
-// counting holes, delivering to the output, and relaying to the children, paced.
+// A port of core/src/node/media.rs: the node's media path. Reassembling the parent's fragments
+// while passing them on to the children as they arrive (cut-through, see relay.js), dropping
+// duplicates, checking tags (a sampled fraction; always the init and end chunks) and the
+// broadcaster's signature (every chunk), counting holes, delivering to the output, and relaying
+// to the children, paced. A chunk is played or kept for later children only once it verified
+// whole; one that fails is taken back from the children that got part of it (ABORT).
 //
 // A chunk at or before the newest one held is a duplicate (a re-attached child may be sent the
 // init segment again) and is ignored. A viewer that joins mid-stream starts at its parent's
@@ -15,7 +17,10 @@
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import { MAX_ARRIVALS } from '../rules.js';
-import { Chunk, FrameError, PREFIX_LEN, Reassembler, decodeMessage, verifyChunk, verifySignature } from '../frame.js';
+import {
+  Chunk, FrameError, MAX_MESSAGE, PREFIX_LEN, Reassembler, chunkHead, decodeMessage, verifyChunk,
+  verifySignature,
+} from '../frame.js';
 import { Relay, RelayError } from '../relay.js';
 import { DONE } from './phase.js';
 
@@ -32,18 +37,61 @@ export const media = {
     let chunk = null;
     try {
       const m = decodeMessage(message);
-      if (m.type === 'fragment') chunk = this.reassembler.handleFragment(m);
+      if (m.type === 'fragment') chunk = this.fragment(m, message);
+      if (m.type === 'abort' && this.reassembler.abort(m.seq)) this.relay.handleAbort(this.nowMs, m.seq);
     } catch (e) {
       if (!(e instanceof FrameError)) throw e;
       // An ordered channel that delivered a bad fragment cannot resynchronise: leave this parent
       // and let the supervisor find another.
       this.counters.chunks_rejected += 1;
-      this.reassembler = new Reassembler();
+      this.resetReassembly();
       this.event({ kind: 'malformed-from-parent', error: e.message });
       this.leaveParent();
       return undefined;
     }
     return chunk ? this.accept(chunk, true) : undefined;
+  },
+
+  /** Reassembles a fragment and, when it belongs to a new media chunk, passes it on to the
+   *  children at once (cut-through; the relay holds the chunk's last message until `accept`
+   *  verified the chunk). A fragment the reassembler refuses goes nowhere. */
+  fragment(frag, message) {
+    const oversize = message.length > MAX_MESSAGE;
+    // Larger than a child's channel may take: the chunk goes on whole, cut again.
+    if (oversize && this.relay.arriving() === frag.seq) this.relay.handleAbort(this.nowMs, frag.seq);
+    const head = !oversize && this.cutThrough(frag) ? chunkHead(frag) ?? { flags: 0, timestampMs: 0 } : null;
+    const chunk = this.reassembler.handleFragment(frag);
+    if (head) {
+      const arriving = {
+        seq: frag.seq, index: frag.index, count: frag.count, totalLen: frag.totalLen, ...head, message,
+      };
+      try {
+        this.relay.handleFragment(this.nowMs, arriving);
+      } catch (e) {
+        if (!(e instanceof RelayError)) throw e;
+        this.event({ kind: 'relay-refused', error: e.message });
+      }
+    }
+    return chunk;
+  },
+
+  /** Whether a fragment is passed on before its chunk is whole: media chunks newer than the
+   *  newest held, from the first fragment on (one whose header cannot be read waits to be
+   *  whole), except the chunk the test fault alters. A message over MAX_MESSAGE (a parent may
+   *  send what its channel to us allows) never is: the chunk is cut again when whole. */
+  cutThrough(frag) {
+    if (frag.index > 0) return this.relay.arriving() === frag.seq;
+    return frag.seq > 0
+      && (this.newestSeq == null || frag.seq > this.newestSeq)
+      && chunkHead(frag) != null
+      && this.config.corruptRelayedSeq !== frag.seq;
+  },
+
+  /** Drops the chunk being reassembled, and takes back from the children what they got of it. */
+  resetReassembly() {
+    const seq = this.relay.arriving();
+    if (seq != null) this.relay.handleAbort(this.nowMs, seq);
+    this.reassembler = new Reassembler();
   },
 
   /** Takes a chunk from the parent (`fromParent`) or from the broadcaster's source; a promise if
@@ -53,8 +101,13 @@ export const media = {
     if (this.newestSeq != null && chunk.seq <= this.newestSeq) return undefined;
     if (fromParent) {
       const ok = this.check(chunk);
-      if (ok instanceof Promise) return ok.then((good) => good && this.admit(chunk));
-      if (!ok) return undefined;
+      // A chunk that fails is taken back from the children; none of them gets its last message.
+      const drop = () => this.relay.handleAbort(this.nowMs, chunk.seq);
+      if (ok instanceof Promise) return ok.then((good) => (good ? this.admit(chunk) : drop()));
+      if (!ok) {
+        drop();
+        return undefined;
+      }
     }
     this.admit(chunk);
     return undefined;

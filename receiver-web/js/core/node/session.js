@@ -18,7 +18,7 @@ import {
   HEARTBEAT_RANGE_MS, MAX_REDIRECTS, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN, READY_POLL_MS, STATS_INTERVAL_MS, VIEWER_LIST_MS,
   errorEndsNode, reconnectDelayMs, refusalIsFinal,
 } from '../rules.js';
-import { Reassembler, base64Decode, base64Encode, importSigningKey, importStreamKey } from '../frame.js';
+import { base64Decode, base64Encode, importSigningKey, importStreamKey } from '../frame.js';
 import { newParent } from './edges.js';
 
 // The state of the supervisor connection: `connect` was emitted and its result is awaited;
@@ -243,7 +243,7 @@ export const session = {
     this.depth = depth;
     this.closeParentEdge();
     this.parentLink = newParent(parent, this.nowMs);
-    this.reassembler = new Reassembler();
+    this.resetReassembly();
     this.event({ kind: 'joined', parent, depth });
   },
 
