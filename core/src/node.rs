@@ -228,6 +228,8 @@ pub struct Node {
     joined_at: Option<u64>,
     /// Since when this node has been without a parent, until its next chunk arrives.
     repair_start: Option<u64>,
+    /// Parent edges in a row that did not open (see `rules::parent_open_limit_ms`).
+    failed_opens: u32,
     /// Repair times (ms) measured since the last report.
     repair_times: Vec<u32>,
     /// `(seq, now_ms)` of the latest chunks received (the broadcaster: released).
@@ -268,6 +270,7 @@ impl Node {
             last_seq: None,
             joined_at: None,
             repair_start: None,
+            failed_opens: 0,
             repair_times: Vec::new(),
             arrivals: VecDeque::new(),
             end_seen: false,

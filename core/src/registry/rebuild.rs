@@ -360,7 +360,7 @@ impl Registry {
             .collect();
         waiting.sort();
         for viewer in waiting {
-            self.place_viewer(stream, viewer);
+            self.admit_or_queue(stream, viewer);
         }
     }
 
