@@ -443,7 +443,9 @@ impl Node {
                 depth,
                 ..
             } => self.resumed(&key, &signing_key, parent, depth),
-            ServerMessage::StreamWaiting { .. } => self.event(NodeEvent::Waiting),
+            ServerMessage::StreamWaiting { queued, .. } => {
+                self.event(NodeEvent::Waiting { queued });
+            }
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
             ServerMessage::DropChild { child, .. } => self.drop_child(child),
