@@ -232,6 +232,8 @@ pub struct Node {
     joined_at: Option<u64>,
     /// Since when this node has been without a parent, until its next chunk arrives.
     repair_start: Option<u64>,
+    /// Parent edges in a row that did not open (see `rules::parent_open_limit_ms`).
+    failed_opens: u32,
     /// Repair times (ms) measured since the last report.
     repair_times: Vec<u32>,
     /// `(seq, now_ms)` of the latest chunks received (the broadcaster: released).
@@ -272,6 +274,7 @@ impl Node {
             last_seq: None,
             joined_at: None,
             repair_start: None,
+            failed_opens: 0,
             repair_times: Vec::new(),
             arrivals: VecDeque::new(),
             end_seen: false,
@@ -444,7 +447,9 @@ impl Node {
                 depth,
                 ..
             } => self.resumed(&key, &signing_key, parent, depth),
-            ServerMessage::StreamWaiting { .. } => self.event(NodeEvent::Waiting),
+            ServerMessage::StreamWaiting { queued, .. } => {
+                self.event(NodeEvent::Waiting { queued });
+            }
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
             ServerMessage::DropChild { child, .. } => self.drop_child(child),

@@ -212,10 +212,16 @@ pub enum ServerMessage {
         /// 256-bit HMAC key, base64.
         key: String,
     },
-    /// A `JOIN_STREAM` with `wait` for a stream that is not live yet: the join completes when it is.
+    /// A `JOIN_STREAM` with `wait` for a stream that is not live yet, or a join queued for a
+    /// set-up slot (`queued`): the join completes (`JOINED`) when it can.
     StreamWaiting {
         /// Stream name.
         stream: String,
+        /// The stream is live, but edges are being set up at the pace the tree absorbs: this
+        /// viewer's place in the queue of joins (1 = next) when it was queued. Absent while
+        /// waiting for the stream itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued: Option<u64>,
     },
     /// The viewer joined: `key` checks chunk tags and `signing_key` their signatures; expect an
     /// offer from `parent`.

@@ -31,10 +31,12 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 mod handoff;
+mod pacing;
 mod rebuild;
 mod repair;
 mod runs;
 mod views;
+pub use pacing::{JoinPacing, FAST_SETUP_MS, SETUP_SLOT_MS};
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
 pub use views::{TreeNode, TreeView};
@@ -106,6 +108,10 @@ pub struct Registry {
     next_run: u64,
     counters: Counters,
     publish: PublishPolicy,
+    /// Edge set-ups under way and joins waiting for a slot.
+    pacing: pacing::Pacing,
+    /// The latest time an input brought (set-ups are stamped with it).
+    clock_ms: u64,
 }
 
 impl Registry {
@@ -122,12 +128,25 @@ impl Registry {
             next_run: 1,
             counters: Counters::default(),
             publish: PublishPolicy::default(),
+            pacing: pacing::Pacing::new(JoinPacing::default()),
+            clock_ms: 0,
         }
     }
 
     /// Who may publish from now on (streams already live stay live).
     pub fn set_publish_policy(&mut self, policy: PublishPolicy) {
         self.publish = policy;
+    }
+
+    /// How many edges may be set up at once and how many joins may wait for one (see
+    /// [`JoinPacing`]); set it before peers join (set-ups under way are forgotten).
+    pub fn set_join_pacing(&mut self, limits: JoinPacing) {
+        self.pacing = pacing::Pacing::new(limits);
+    }
+
+    /// Edges being set up, the pacing window, and joins queued for a slot.
+    pub fn join_pacing_load(&self) -> (usize, usize, usize) {
+        self.pacing.load()
     }
 
     /// The publish policy, to grant more (an in-process broadcaster's token).
@@ -169,6 +188,7 @@ impl Registry {
         peer: PeerId,
         component: ComponentType,
     ) -> bool {
+        self.clock_ms = self.clock_ms.max(now_ms);
         if self.peers.contains_key(&peer) {
             return false;
         }
@@ -191,6 +211,7 @@ impl Registry {
 
     /// A message from an authenticated peer.
     pub fn handle_message(&mut self, now_ms: u64, from: PeerId, msg: PeerMessage) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let Some(entry) = self.peers.get_mut(&from) else {
             return;
         };
@@ -216,7 +237,7 @@ impl Registry {
                 relay,
             } if component == ComponentType::Receiver => {
                 self.set_relays(from, relay);
-                self.join(from, stream, wait)
+                self.join(from, stream, wait);
             }
             PeerMessage::Resume {
                 stream,
@@ -259,20 +280,27 @@ impl Registry {
 
     /// A peer's connection closed (or the shell gave up on it).
     pub fn handle_disconnected(&mut self, now_ms: u64, peer: PeerId) {
+        self.clock_ms = self.clock_ms.max(now_ms);
         let Some(entry) = self.peers.remove(&peer) else {
             return;
         };
-        let Some(stream) = entry.stream else { return };
-        if entry.component == ComponentType::Broadcaster {
-            self.end_stream(&stream, "the broadcaster disconnected");
-        } else {
-            self.counters.leaves += 1;
-            self.remove_viewer(now_ms, &stream, peer);
+        self.pacing.forget(peer);
+        if let Some(stream) = entry.stream {
+            if entry.component == ComponentType::Broadcaster {
+                self.end_stream(&stream, "the broadcaster disconnected");
+            } else {
+                self.counters.leaves += 1;
+                self.remove_viewer(now_ms, &stream, peer);
+            }
         }
+        self.admit_queued();
     }
 
     /// Fails every peer whose heartbeat is overdue, and drives the failure runs.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        self.pacing.expire(now_ms);
+        self.admit_queued();
         self.drive_runs(now_ms);
         self.rebuild_timers(now_ms);
         let limit = self.config.heartbeat_timeout_ms;
@@ -309,7 +337,11 @@ impl Registry {
             .values()
             .map(|e| e.last_seen_ms + self.config.heartbeat_timeout_ms);
         let runs = self.runs.iter().filter_map(|r| r.poll_timeout(now_ms));
-        heartbeats.chain(runs).chain(self.rebuild_timeout()).min()
+        heartbeats
+            .chain(runs)
+            .chain(self.rebuild_timeout())
+            .chain(self.pacing.poll_timeout())
+            .min()
     }
 
     fn send(&mut self, to: PeerId, msg: ServerMessage) {
@@ -451,7 +483,7 @@ impl Registry {
             .collect();
         waiting.sort();
         for viewer in waiting {
-            self.place_viewer(&stream, viewer);
+            self.admit_or_queue(&stream, viewer);
         }
     }
 
@@ -463,19 +495,18 @@ impl Registry {
             return;
         }
         if self.streams.contains_key(&stream) && !self.rebuilding(&stream) {
-            if !self.place_viewer(&stream, from) {
-                // Every slot of a viewer that relays is taken by viewers that cannot: this one
-                // waits for a slot (a viewer that relays joining, a leaf leaving).
-                if let Some(e) = self.peers.get_mut(&from) {
-                    e.waiting_for = Some(stream.clone());
-                }
-                self.send(from, ServerMessage::StreamWaiting { stream });
-            }
+            self.admit_or_queue(&stream, from);
         } else if wait || self.rebuilding(&stream) {
             if let Some(e) = self.peers.get_mut(&from) {
                 e.waiting_for = Some(stream.clone());
             }
-            self.send(from, ServerMessage::StreamWaiting { stream });
+            self.send(
+                from,
+                ServerMessage::StreamWaiting {
+                    stream,
+                    queued: None,
+                },
+            );
         } else {
             self.refuse(
                 from,

@@ -39,6 +39,8 @@ pub(crate) struct Step {
     receivers_cpu_percent: f64,
     relayed_mbps: f64,
     join_first_chunk_ms: Vec<f64>,
+    /// From starting the receivers (all at once: a flash crowd) to every one of them playing.
+    all_playing_s: f64,
     hop_ms: BTreeMap<u64, Vec<f64>>,
     e2e_ms: BTreeMap<u64, Vec<f64>>,
     depth: u64,
@@ -54,8 +56,10 @@ fn sum(stats: &[Value], field: &str) -> u64 {
 /// Measures one step.
 fn step(out: &Path, clip: &Path, n: usize, cfg: &ScaleConfig) -> anyhow::Result<Step> {
     let dir = out.join("raw").join(format!("step-{n}"));
+    let started = Instant::now();
     let mut bed = Testbed::start(&dir, clip, n, cfg.per_process, cfg.key_bits)?;
     bed.wait_playing(Duration::from_secs(60 + n as u64))?;
+    let all_playing_s = started.elapsed().as_secs_f64();
     // Let the start-up bursts (keyframe backlogs to every new child) settle first.
     std::thread::sleep(Duration::from_secs(3));
     let (s0, c0, t0) = (bed.stats(), bed.cpu(), Instant::now());
@@ -78,6 +82,7 @@ fn step(out: &Path, clip: &Path, n: usize, cfg: &ScaleConfig) -> anyhow::Result<
             .filter_map(|n| n["stats"]["first_chunk_latency_ms"].as_f64())
             .collect(),
         depth: tree.iter().map(|t| t.2).max().unwrap_or(0),
+        all_playing_s,
         ..Step::default()
     };
     latencies(&mut step, &tree, &broadcaster, &receivers);
@@ -164,7 +169,7 @@ pub(crate) fn run(out: &Path, clip: &Path, cfg: &ScaleConfig) -> anyhow::Result<
 
 fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> anyhow::Result<()> {
     let mut csv = String::from(
-        "receivers,depth,stalls,stalled_ms,cpu_percent,receivers_cpu_percent,relayed_mbps,cpu_percent_per_relayed_mbps,join_first_chunk_ms_median,join_first_chunk_ms_p95\n",
+        "receivers,depth,stalls,stalled_ms,cpu_percent,receivers_cpu_percent,relayed_mbps,cpu_percent_per_relayed_mbps,join_first_chunk_ms_median,join_first_chunk_ms_p95,all_playing_s\n",
     );
     let mut lat = String::from(
         "receivers,depth,hop_ms_median,hop_ms_p95,end_to_end_ms_median,end_to_end_ms_p95,samples\n",
@@ -172,7 +177,7 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
     for s in steps {
         writeln!(
             csv,
-            "{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.0},{:.0}",
+            "{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.0},{:.0},{:.1}",
             s.n,
             s.depth,
             s.stalls,
@@ -182,7 +187,8 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
             s.relayed_mbps,
             s.cpu_percent / s.relayed_mbps.max(1e-9),
             median(&s.join_first_chunk_ms).unwrap_or(0.0),
-            percentile(&s.join_first_chunk_ms, 95.0).unwrap_or(0.0)
+            percentile(&s.join_first_chunk_ms, 95.0).unwrap_or(0.0),
+            s.all_playing_s
         )?;
         for (depth, hops) in &s.hop_ms {
             let e2e = s.e2e_ms.get(depth).cloned().unwrap_or_default();
@@ -268,11 +274,11 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
         cfg.window.as_secs(),
         cfg.cpu_limit
     )?;
-    writeln!(md, "| receivers | depth | stalls | CPU (all, % of a core) | relayed Mbit/s | CPU % per relayed Mbit/s | join to first chunk, median / p95 |\n|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(md, "| receivers | depth | stalls | CPU (all, % of a core) | relayed Mbit/s | CPU % per relayed Mbit/s | join to first chunk, median / p95 | all playing after |\n|---:|---:|---:|---:|---:|---:|---:|---:|")?;
     for s in steps {
         writeln!(
             md,
-            "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {} / {} ms |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.2} | {} / {} ms | {:.1} s |",
             s.n,
             s.depth,
             s.stalls,
@@ -280,7 +286,8 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
             s.relayed_mbps,
             s.cpu_percent / s.relayed_mbps.max(1e-9),
             format_value(median(&s.join_first_chunk_ms).unwrap_or(0.0)),
-            format_value(percentile(&s.join_first_chunk_ms, 95.0).unwrap_or(0.0))
+            format_value(percentile(&s.join_first_chunk_ms, 95.0).unwrap_or(0.0)),
+            s.all_playing_s
         )?;
     }
     let ended_clean = steps

@@ -1,8 +1,9 @@
 //! One WebRTC edge of the tree: one peer connection carrying one data channel, as a thin async
 //! shell over `webrtc` 0.21.
 //!
-//! The parent of an edge is the [`Role::Offerer`]: it creates the data channel `"ownstream"`
-//! (ordered, reliable) and the SDP offer. The child is the [`Role::Answerer`]. Everything the
+//! The parent of an edge is the [`Role::Offerer`]: it makes the SDP offer. The child is the
+//! [`Role::Answerer`]. Both create the one data channel `"ownstream"` (ordered, reliable,
+//! negotiated out of band with stream id [`CHANNEL_ID`]) themselves. Everything the
 //! owner needs to know comes out of one `mpsc` channel of [`EdgeEvent`]s: signaling to relay to
 //! the remote through the supervisor, `Open`, each message, and `Closed` once.
 //!
@@ -76,6 +77,12 @@ use task::{run, Handler, Internal};
 /// Label of the one data channel of an edge.
 pub const CHANNEL_LABEL: &str = "ownstream";
 
+/// SCTP stream id of the edge's channel. Both ends create it themselves (`negotiated`), so it
+/// opens as soon as the SCTP association is up: no in-band `DATA_CHANNEL_OPEN`/`ACK` round trip,
+/// and no open message that `webrtc` 0.21 would only send at its next timer tick (see
+/// [`task`]'s `nudge`). The browser twin (`receiver-web/js/net/edge.js`) uses the same id.
+pub const CHANNEL_ID: u16 = 0;
+
 /// An ICE server (STUN or TURN) for an edge.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IceServerConfig {
@@ -106,10 +113,21 @@ pub struct EdgeConfig {
     pub ice_failed_timeout: Duration,
     /// How often ICE sends a consent check on the selected pair.
     pub ice_keepalive_interval: Duration,
+    /// While connecting, how often ICE runs its checks: a round of binding requests, then the
+    /// nomination of a pair that answered, each waits for the next round.
+    pub ice_check_interval: Duration,
+    /// Unanswered binding requests after which ICE gives up on a candidate pair.
+    pub ice_max_binding_requests: u16,
     /// Receive buffer asked for each UDP socket (bytes; 0 keeps the system's default). See
     /// `edge/runtime.rs`: drops there cost SCTP at least a second.
     pub udp_recv_buffer: usize,
 }
+
+/// Default [`EdgeConfig::ice_check_interval`]. `webrtc`'s 200 ms made ICE take two to three
+/// rounds (~0.4-0.6 s) on loopback, where a check is answered in well under a millisecond; the
+/// rounds only run while connecting, so checking ten times as often costs a few more datagrams
+/// per edge set-up, nothing once connected.
+pub const DEFAULT_ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Default [`EdgeConfig::udp_recv_buffer`]: Debian's default `net.core.rmem_max`, the most an
 /// unprivileged process gets.
@@ -125,6 +143,10 @@ impl Default for EdgeConfig {
             ice_disconnected_timeout: Duration::from_secs(3),
             ice_failed_timeout: Duration::from_secs(2),
             ice_keepalive_interval: Duration::from_secs(1),
+            ice_check_interval: DEFAULT_ICE_CHECK_INTERVAL,
+            // 100 x 20 ms: a pair is given 2 s to answer, as long as the library's default
+            // (7 x 200 ms = 1.4 s) gives a path with a long round trip.
+            ice_max_binding_requests: 100,
             udp_recv_buffer: DEFAULT_UDP_RECV_BUFFER,
         }
     }
@@ -214,7 +236,7 @@ struct Shared {
     role: Role,
     max_message_size: usize,
     pc: Arc<dyn PeerConnection>,
-    /// Set once: at start for the offerer, when the remote's channel arrives for the answerer.
+    /// Set once, at start.
     channel: OnceLock<Arc<dyn DataChannel>>,
     /// Set when the data channel reports open.
     open: OnceLock<()>,
@@ -252,11 +274,13 @@ impl Edge {
             internal,
             remote: Mutex::new(Remote::default()),
         });
-        if role == Role::Offerer {
-            if let Err(e) = shared.offer().await {
-                let _ = shared.pc.close().await;
-                return Err(e);
-            }
+        let ready = match role {
+            Role::Offerer => shared.offer().await,
+            Role::Answerer => shared.create_channel().await,
+        };
+        if let Err(e) = ready {
+            let _ = shared.pc.close().await;
+            return Err(e);
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(run(shared.clone(), internal_rx, events, shutdown_rx));
@@ -381,6 +405,10 @@ async fn build_peer_connection(
             Some(config.ice_failed_timeout),
             Some(config.ice_keepalive_interval),
         )
+        .with_ice_connection_attempts(
+            Some(config.ice_check_interval),
+            Some(config.ice_max_binding_requests),
+        )
         .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(max_message_size))
         // Browsers hide their host addresses behind mDNS names, so this side usually learns a
         // browser's address as a peer-reflexive candidate from its checks. The default wait before
@@ -419,15 +447,25 @@ impl Shared {
         self.open.get().and(self.channel.get())
     }
 
-    /// Offerer: creates the channel and the offer, and hands the offer to the task to emit.
-    async fn offer(&self) -> Result<(), EdgeError> {
+    /// Both ends: the edge's one channel, negotiated out of band (see [`CHANNEL_ID`]).
+    async fn create_channel(&self) -> Result<(), EdgeError> {
+        let init = RTCDataChannelInit {
+            negotiated: Some(CHANNEL_ID),
+            ..RTCDataChannelInit::default()
+        };
         let channel = self
             .pc
-            .create_data_channel(CHANNEL_LABEL, Some(RTCDataChannelInit::default()))
+            .create_data_channel(CHANNEL_LABEL, Some(init))
             .await
             .map_err(rtc_err("create data channel"))?;
         let _ = self.channel.set(channel.clone());
         let _ = self.internal.send(Internal::Channel(channel));
+        Ok(())
+    }
+
+    /// Offerer: creates the channel and the offer, and hands the offer to the task to emit.
+    async fn offer(&self) -> Result<(), EdgeError> {
+        self.create_channel().await?;
         let offer = self
             .pc
             .create_offer(None)

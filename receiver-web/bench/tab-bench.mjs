@@ -1,6 +1,6 @@
 // Benchmark of the browser receiver (not a test: it asserts nothing, it measures and prints).
 //
-//   node receiver-web/bench/tab-bench.mjs [--browsers chromium,firefox] [--loads 9] [--cpu-seconds 20] [--clip FILE]
+//   node receiver-web/bench/tab-bench.mjs [--browsers chromium,firefox] [--loads 9] [--cpu-seconds 20 (0: skip part 2)] [--clip FILE]
 //
 // In each browser of `--browsers` (default: both):
 // 1. Time from page load to the first rendered frame, over `--loads` fresh tabs joining a live
@@ -94,6 +94,16 @@ async function firstFrames(h) {
     const xs = rows.map((r) => r[step]).filter((x) => x != null);
     console.log(`  ${step.padEnd(14)} median ${String(median(xs)).padStart(5)}   p95 ${String(quantile(xs, 0.95)).padStart(5)}   min ${Math.min(...xs)}   max ${Math.max(...xs)}`);
   }
+  // The parent edge's own steps (edge.js `timings`), from JOINED, and JOINED to first chunk.
+  const edgeSteps = ['created', 'remote_offer', 'ice_checking', 'ice_connected', 'pc_connecting', 'pc_connected', 'open'];
+  console.log(`\nJOINED to each step of the parent's edge, then to the first chunk (ms):`);
+  const pct = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.round((xs.length - 1) * q))];
+  for (const step of [...edgeSteps, 'first_chunk']) {
+    const xs = rows
+      .map((r) => (step === 'first_chunk' ? r.first_chunk : r.first_edge?.[step]) - r.joined)
+      .filter((x) => Number.isFinite(x));
+    if (xs.length) console.log(`  ${step.padEnd(14)} median ${String(Math.round(median(xs))).padStart(5)}   p95 ${Math.round(pct(xs, 0.95))}   min ${Math.round(Math.min(...xs))}   max ${Math.round(Math.max(...xs))}`);
+  }
 }
 
 async function relayCpu(h) {
@@ -136,7 +146,7 @@ for (const browser of BROWSER_LIST) {
     await waitFor('the stream to be live', 30_000, async () => (await h.json('/api/streams'))?.length === 1);
     console.log(`\n== ${browser}, clip: ${CLIP}`);
     await firstFrames(h);
-    await relayCpu(h);
+    if (CPU_SECONDS > 0) await relayCpu(h);
   } finally {
     await h.stop();
   }

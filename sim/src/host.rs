@@ -342,11 +342,16 @@ impl Sim {
                 match paired {
                     Some(rh) if self.hosts[rh.0].is_running() => {
                         let (lo, hi) = self.config.net.edge_setup_ms;
-                        let setup = if hi > lo {
+                        let base = if hi > lo {
                             self.rng.random_range(lo..=hi)
                         } else {
                             lo
                         };
+                        self.setups_until.retain(|t| *t > now);
+                        let load =
+                            self.setups_until.len() as u64 * self.config.net.edge_setup_load_ms;
+                        let setup = base + load;
+                        self.setups_until.push(now + setup);
                         self.deliver_to(now + setup, id, NodeIn::EdgeOpen(ep));
                         self.deliver_to(now + setup, rh, NodeIn::EdgeOpen(remote));
                     }

@@ -42,7 +42,7 @@ use ownstream_core::node::{ConnectFailure, NodeConfig};
 use ownstream_core::player::PlayerConfig;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, SignalPayload};
 use ownstream_core::publish::{PublishPolicy, Scope, TokenGrant};
-use ownstream_core::registry::{Registry, RegistryConfig};
+use ownstream_core::registry::{JoinPacing, Registry, RegistryConfig};
 use ownstream_core::relay::RelayConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -68,6 +68,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// The supervisor's settings.
     pub registry: RegistryConfig,
+    /// The supervisor's join pacing.
+    pub pacing: JoinPacing,
     /// The network.
     pub net: NetConfig,
     /// What the broadcaster streams.
@@ -88,6 +90,7 @@ impl Default for SimConfig {
         Self {
             seed: 1,
             registry: RegistryConfig::default(),
+            pacing: JoinPacing::default(),
             net: NetConfig::default(),
             media: MediaPlan::default(),
             relay: RelayConfig::default(),
@@ -162,6 +165,8 @@ pub struct Sim {
     source: Option<Source>,
     /// The broadcaster's signing key (the latest broadcaster's).
     signing: Option<SigningKey>,
+    /// When each edge set-up under way ends (for [`NetConfig::edge_setup_load_ms`]).
+    setups_until: Vec<u64>,
 }
 
 /// The broadcaster's source while it runs.
@@ -176,8 +181,9 @@ struct Source {
 
 /// A supervisor's empty registry. The broadcaster goes live as on a real supervisor: with the
 /// operator's publish token (a restarted supervisor is configured alike).
-fn new_registry(config: RegistryConfig, seed: [u8; 32]) -> Registry {
+fn new_registry(config: RegistryConfig, pacing: JoinPacing, seed: [u8; 32]) -> Registry {
     let mut registry = Registry::new(config, seed);
+    registry.set_join_pacing(pacing);
     registry.set_publish_policy(PublishPolicy::new(
         &[TokenGrant {
             scope: Scope::AnyStream,
@@ -192,7 +198,7 @@ impl Sim {
     /// An empty world at time 0.
     pub fn new(config: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let registry = new_registry(config.registry, rng.random());
+        let registry = new_registry(config.registry, config.pacing, rng.random());
         Self {
             config,
             now: 0,
@@ -212,6 +218,7 @@ impl Sim {
             links: HashMap::new(),
             source: None,
             signing: None,
+            setups_until: Vec::new(),
         }
     }
 

@@ -52,6 +52,10 @@ pub struct NetConfig {
     /// From the offerer holding the answer to both ends open (ICE, DTLS, SCTP): uniform in this
     /// range, ms. Measured on loopback between Rust peers: ~0.3-0.9 s.
     pub edge_setup_ms: (u64, u64),
+    /// Extra set-up time per other edge being set up anywhere at that moment, ms: the hosts
+    /// share one machine's CPU, and each set-up (DTLS above all) costs some of it. 0 leaves CPU
+    /// out; with it a flash crowd slows every set-up as it does on a real small machine.
+    pub edge_setup_load_ms: u64,
     /// A remote that went silent (crashed, frozen) is noticed after this long, ms: ICE consent
     /// (3 s disconnected + 2 s failed in `ownstream-peer`'s edge).
     pub silence_timeout_ms: u64,
@@ -64,6 +68,7 @@ impl Default for NetConfig {
             connect_ms: 20,
             link: LinkConfig::default(),
             edge_setup_ms: (300, 900),
+            edge_setup_load_ms: 0,
             silence_timeout_ms: 5000,
         }
     }

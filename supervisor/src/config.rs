@@ -6,6 +6,7 @@ use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, IceTransportPolicy, TopologyName};
 use ownstream_core::publish::parse_token_file;
 use ownstream_core::publish::{KeyGrant, TokenGrant};
+use ownstream_core::registry::JoinPacing;
 use std::path::{Path, PathBuf};
 
 /// Everything the supervisor needs to run.
@@ -42,6 +43,8 @@ pub struct Config {
     pub handshake_step_timeout_ms: u64,
     /// Caps and rates for connections that have not finished the handshake.
     pub admission: AdmissionConfig,
+    /// How many edges may be set up at once, how many joins may wait for one.
+    pub join_pacing: JoinPacing,
     /// Serve HTTPS/WSS with this certificate chain (PEM) and `tls_key`.
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of `tls_cert`.
@@ -87,6 +90,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             handshake_step_timeout_ms: DEFAULT_STEP_TIMEOUT_MS,
             admission: AdmissionConfig::default(),
+            join_pacing: JoinPacing::default(),
             tls_cert: None,
             tls_key: None,
             admin_token: String::new(),

@@ -6,6 +6,7 @@ use ownstream_core::admission::AdmissionConfig;
 use ownstream_core::auth::DEFAULT_STEP_TIMEOUT_MS;
 use ownstream_core::protocol::{IceServer, IceTransportPolicy, TopologyName};
 use ownstream_core::publish::{parse_key_grant, parse_token_grant, KeyGrant, TokenGrant};
+use ownstream_core::registry::JoinPacing;
 use ownstream_supervisor::config::ClusterSettings;
 use ownstream_supervisor::config::{parse_embed_origin, parse_ice_server, read_token_file, Config};
 use std::path::PathBuf;
@@ -49,6 +50,17 @@ struct Cli {
     /// Repeatable; without it any site may embed the player. Other pages are never framed.
     #[arg(long = "embed-origin", value_parser = parse_embed_origin)]
     embed_origins: Vec<String>,
+    /// Most WebRTC edges being set up at once (viewers joining or moved); further joins wait in
+    /// line, told their place. The window adapts between --min-edge-setups and this to how fast
+    /// edges open. See `ownstream_core::registry::JoinPacing`.
+    #[arg(long, default_value_t = JoinPacing::default().max_setups as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_edge_setups: u32,
+    /// The pacing window never shrinks below this many set-ups at once.
+    #[arg(long, default_value_t = JoinPacing::default().min_setups as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    min_edge_setups: u32,
+    /// Most joins waiting in line for a set-up slot; further ones are refused (`busy`).
+    #[arg(long, default_value_t = JoinPacing::default().max_queued as u32, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    max_queued_joins: u32,
     /// A peer silent for this long (ms) is treated as failed.
     #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(500..=60_000))]
     heartbeat_timeout_ms: u64,
@@ -180,6 +192,11 @@ async fn run() -> anyhow::Result<()> {
             decrypts_burst: cli.handshake_burst_per_addr,
             global_decrypts_per_sec: cli.decrypts_per_sec,
             ..AdmissionConfig::default()
+        },
+        join_pacing: JoinPacing {
+            max_setups: cli.max_edge_setups as usize,
+            min_setups: cli.min_edge_setups.min(cli.max_edge_setups) as usize,
+            max_queued: cli.max_queued_joins as usize,
         },
         publish_tokens,
         publisher_keys: cli.publisher_keys.clone(),

@@ -6,7 +6,7 @@
 //! the parent may have restarted it); a child's edge is created at `CONNECT_CHILD` and offers. A
 //! child is sent nothing before its HELLO, and may send nothing else.
 
-use super::rules::{HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS};
+use super::rules::{parent_open_limit_ms, HELLO_REPEAT_MS};
 use super::{EdgeId, Node, NodeEvent, Output, Parent};
 use crate::frame::Message as WireMessage;
 use crate::ids::PeerId;
@@ -48,6 +48,7 @@ impl Node {
         p.open = true;
         p.waiting_since = None;
         let parent = p.peer;
+        self.failed_opens = 0;
         self.greet_parent();
         self.event(NodeEvent::ParentOpen { parent });
         // The supervisor counts connected viewers (a broadcaster may be waiting for them).
@@ -80,6 +81,9 @@ impl Node {
                 return;
             };
             p.edge = None;
+            if !p.open {
+                self.failed_opens = self.failed_opens.saturating_add(1);
+            }
             p.open = false;
             p.greeted_at = None;
             let parent = p.peer;
@@ -228,7 +232,7 @@ impl Node {
         let open = p
             .waiting_since
             .filter(|_| self.live())
-            .map(|t| t + PARENT_OPEN_LIMIT_MS);
+            .map(|t| t + parent_open_limit_ms(self.failed_opens));
         hello.into_iter().chain(open).min()
     }
 
@@ -242,13 +246,13 @@ impl Node {
             self.greet_parent();
         }
         let live = self.live();
+        let limit = parent_open_limit_ms(self.failed_opens);
         let Some(p) = self.parent.as_mut() else {
             return;
         };
-        let overdue = p
-            .waiting_since
-            .is_some_and(|t| now >= t + PARENT_OPEN_LIMIT_MS);
+        let overdue = p.waiting_since.is_some_and(|t| now >= t + limit);
         if overdue && live {
+            self.failed_opens = self.failed_opens.saturating_add(1);
             // Wait again before the next report, should the supervisor keep this parent.
             p.waiting_since = Some(now);
             let parent = p.peer;

@@ -77,8 +77,12 @@ pub enum NodeEvent {
         /// The close reason.
         reason: String,
     },
-    /// The stream is not live yet; the join completes when it is.
-    Waiting,
+    /// The stream is not live yet, or (`queued`: the place in line) the supervisor is setting up
+    /// as many edges as it lets run at once; the join completes when it can.
+    Waiting {
+        /// Place in the supervisor's line of joins (1 = next), when queued.
+        queued: Option<u64>,
+    },
     /// Another supervisor serves the stream: the node connects there.
     Redirected {
         /// Where.

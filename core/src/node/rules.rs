@@ -20,6 +20,20 @@ pub const HELLO_REPEAT_MS: u64 = 500;
 /// armed again after each report, should the supervisor keep this parent.
 pub const PARENT_OPEN_LIMIT_MS: u64 = 8000;
 
+/// Each parent edge in a row that did not open in time (or failed before it opened) doubles the
+/// next one's limit, up to this many doublings (8 s, 16 s, 32 s); an edge that opens resets it.
+/// Why: in a flash crowd on a small machine every set-up is slow, and a child that gives up on a
+/// busy parent costs the supervisor a move and the next parent a set-up from scratch, which feeds
+/// the load that made it slow (measured: 600 viewers at once on 2 cores never all played). A dead
+/// parent is still found fast: its socket closes or its heartbeat stops, and the supervisor moves
+/// its children.
+pub const PARENT_OPEN_BACKOFF_MAX: u32 = 2;
+
+/// The limit on the parent edge's opening after `failed_opens` edges in a row that did not open.
+pub fn parent_open_limit_ms(failed_opens: u32) -> u64 {
+    PARENT_OPEN_LIMIT_MS << failed_opens.min(PARENT_OPEN_BACKOFF_MAX)
+}
+
 /// How long a receiver told that the stream ended waits for the end chunk to come down the tree.
 pub const END_GRACE_MS: u64 = 5000;
 
@@ -110,9 +124,13 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 16] = [
+    let numbers: [(&str, u64); 17] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
         ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
+        (
+            "PARENT_OPEN_BACKOFF_MAX",
+            u64::from(PARENT_OPEN_BACKOFF_MAX),
+        ),
         ("END_GRACE_MS", END_GRACE_MS),
         ("DRAIN_TIMEOUT_MS", DRAIN_TIMEOUT_MS),
         ("STATS_INTERVAL_MS", STATS_INTERVAL_MS),
@@ -177,6 +195,9 @@ pub fn js_module() -> String {
          z = ((z ^ (z >> 30n)) * 0xBF58476D1CE4E5B9n) & MASK;\n  \
          z = ((z ^ (z >> 27n)) * 0x94D049BB133111EBn) & MASK;\n  \
          return z ^ (z >> 31n);\n}\n\n\
+         /** The limit on the parent edge's opening after `failedOpens` edges in a row that did not open. */\n\
+         export function parentOpenLimitMs(failedOpens) {\n  \
+         return PARENT_OPEN_LIMIT_MS * 2 ** Math.min(failedOpens, PARENT_OPEN_BACKOFF_MAX);\n}\n\n\
          /** Whether the supervisor's refusal of a connection ends the node. */\n\
          export function refusalIsFinal(reason) {\n  \
          return !RETRYABLE_REFUSALS.some((r) => reason.includes(r));\n}\n\n\
@@ -206,6 +227,14 @@ mod tests {
         assert_eq!(reconnect_delay_ms(0, 7, 3), reconnect_delay_ms(0, 7, 3));
         // Pinned so the browser port (same SplitMix64 over BigInt) can check it draws alike.
         assert_eq!(jitter(0, 0), 0xE220_A839_7B1D_CDAF);
+    }
+
+    #[test]
+    fn the_parent_open_limit_doubles_per_failed_open_up_to_its_cap() {
+        assert_eq!(parent_open_limit_ms(0), PARENT_OPEN_LIMIT_MS);
+        assert_eq!(parent_open_limit_ms(1), 2 * PARENT_OPEN_LIMIT_MS);
+        assert_eq!(parent_open_limit_ms(2), 4 * PARENT_OPEN_LIMIT_MS);
+        assert_eq!(parent_open_limit_ms(u32::MAX), 4 * PARENT_OPEN_LIMIT_MS);
     }
 
     #[test]

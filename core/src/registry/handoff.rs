@@ -45,7 +45,9 @@ impl Registry {
         gone.dedup();
         for peer in &gone {
             self.peers.remove(peer);
+            self.pacing.forget(*peer);
         }
+        self.admit_queued();
         gone
     }
 }

@@ -361,7 +361,7 @@ impl Registry {
             .collect();
         waiting.sort();
         for viewer in waiting {
-            self.place_viewer(stream, viewer);
+            self.admit_or_queue(stream, viewer);
         }
     }
 

@@ -84,8 +84,64 @@ impl Registry {
                 v,
                 ServerMessage::StreamWaiting {
                     stream: stream.to_string(),
+                    queued: None,
                 },
             );
+        }
+    }
+
+    /// Places `viewer` now if a set-up slot is free and nobody waits before it; otherwise queues
+    /// it and tells it its place (see [`super::pacing`]), or refuses it when the queue is full.
+    pub(super) fn admit_or_queue(&mut self, stream: &str, viewer: PeerId) {
+        if self.pacing.has_room() {
+            if !self.place_viewer(stream, viewer) {
+                // Every slot of a viewer that relays is taken by viewers that cannot: this one
+                // waits for a slot (a viewer that relays joining, a leaf leaving).
+                if let Some(e) = self.peers.get_mut(&viewer) {
+                    e.waiting_for = Some(stream.to_string());
+                }
+                self.send(
+                    viewer,
+                    ServerMessage::StreamWaiting {
+                        stream: stream.to_string(),
+                        queued: None,
+                    },
+                );
+            }
+            return;
+        }
+        let Some(place) = self.pacing.enqueue(viewer, stream) else {
+            if let Some(e) = self.peers.get_mut(&viewer) {
+                e.waiting_for = None;
+            }
+            let message = "too many viewers are waiting to join; try again later".to_string();
+            return self.refuse(viewer, "busy", message, false);
+        };
+        if let Some(e) = self.peers.get_mut(&viewer) {
+            e.waiting_for = Some(stream.to_string());
+        }
+        self.send(
+            viewer,
+            ServerMessage::StreamWaiting {
+                stream: stream.to_string(),
+                queued: Some(place),
+            },
+        );
+    }
+
+    /// Places queued viewers while set-up slots are free. A queued viewer whose stream is gone
+    /// or being rebuilt stays waiting for it (as any `wait` join), without its place.
+    pub(super) fn admit_queued(&mut self) {
+        while let Some((viewer, stream)) = self.pacing.next_admitted() {
+            let waiting = self
+                .peers
+                .get(&viewer)
+                .is_some_and(|e| e.waiting_for.as_deref() == Some(stream.as_str()));
+            if waiting && self.streams.contains_key(&stream) && !self.rebuilding(&stream) {
+                // A viewer that cannot relay and finds no slot stays waiting for the stream;
+                // `place_waiting_leaves` places it when a slot opens.
+                self.place_viewer(&stream, viewer);
+            }
         }
     }
 
@@ -118,6 +174,11 @@ impl Registry {
         if s.topology.parent(child) != Some(parent) {
             return; // already repaired
         }
+        // An edge that failed before it opened is a sign of load: the window shrinks.
+        self.pacing.failed(now_ms, child);
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
         // Only this edge is known to be broken; the parent may be alive for its other children.
         // Moving the child's subtree elsewhere repairs it now; a dead parent is caught by its own
         // socket closing or its heartbeat stopping.
@@ -203,6 +264,7 @@ impl Registry {
     }
 
     pub(super) fn connect_child(&mut self, stream: &str, parent: PeerId, child: PeerId) {
+        self.pacing.started(self.clock_ms, child);
         self.send(
             parent,
             ServerMessage::ConnectChild {

@@ -178,6 +178,10 @@ impl Registry {
                 run.handle_stats(now_ms, from, &stats);
             }
         }
+        if stats.connected {
+            self.pacing.opened(now_ms, from);
+            self.admit_queued();
+        }
         // Repair samples are per report: keep the latest counters without them.
         let mut kept = stats;
         kept.repair_times_ms.clear();

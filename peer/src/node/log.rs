@@ -14,7 +14,12 @@ pub(super) fn event(ev: &NodeEvent) {
         NodeEvent::SupervisorLost { reason } => {
             tracing::warn!(%reason, "lost the supervisor; reconnecting")
         }
-        NodeEvent::Waiting => tracing::info!("stream not live yet; waiting for it"),
+        NodeEvent::Waiting { queued: None } => {
+            tracing::info!("stream not live yet; waiting for it");
+        }
+        NodeEvent::Waiting {
+            queued: Some(place),
+        } => tracing::info!("many viewers joining at once: number {place} in line"),
         NodeEvent::Redirected { url } => {
             tracing::info!(%url, "another supervisor serves the stream; going there")
         }

@@ -165,6 +165,7 @@ export class Node {
     this.newestSeq = null;
     this.joinedAt = null;
     this.repairStart = null; // since when without a parent, until its next chunk arrives
+    this.failedOpens = 0; // parent edges in a row that did not open (rules.parentOpenLimitMs)
     this.repairTimes = []; // repair times (ms) measured since the last report
     this.arrivalList = []; // [seq, nowMs] of the latest chunks received (the broadcaster: released)
     this.endSeen = false;
@@ -355,7 +356,7 @@ export class Node {
       case 'STREAM_REGISTERED': this.registered(msg.key); break;
       case 'JOINED': this.joined(msg.key, msg.signing_key, msg.parent, msg.depth); break;
       case 'RESUMED': this.placeResumed(msg.key, msg.signing_key, msg.parent ?? null, msg.depth); break;
-      case 'STREAM_WAITING': this.event({ kind: 'waiting' }); break;
+      case 'STREAM_WAITING': this.event({ kind: 'waiting', queued: msg.queued ?? null }); break;
       case 'SET_PARENT': this.setParent(msg.parent, msg.depth); break;
       case 'CONNECT_CHILD': this.connectChild(msg.child); break;
       case 'DROP_CHILD': this.dropChild(msg.child); break;
@@ -423,7 +424,7 @@ const FIELDS = {
   STREAM_REGISTERED: { stream: str, key: str },
   JOINED: { stream: str, key: str, signing_key: str, parent: peer, depth: int },
   RESUMED: { stream: str, key: str, signing_key: str, parent: (v) => v == null || peer(v), depth: int },
-  STREAM_WAITING: { stream: str },
+  STREAM_WAITING: { stream: str, queued: (v) => v == null || int(v) },
   SET_PARENT: { stream: str, parent: peer, depth: int },
   CONNECT_CHILD: { stream: str, child: peer },
   DROP_CHILD: { stream: str, child: peer },

@@ -4,6 +4,7 @@
 
 export const HELLO_REPEAT_MS = 500;
 export const PARENT_OPEN_LIMIT_MS = 8000;
+export const PARENT_OPEN_BACKOFF_MAX = 2;
 export const END_GRACE_MS = 5000;
 export const DRAIN_TIMEOUT_MS = 10000;
 export const STATS_INTERVAL_MS = 1000;
@@ -46,6 +47,11 @@ export function jitter(seed, draw) {
   z = ((z ^ (z >> 30n)) * 0xBF58476D1CE4E5B9n) & MASK;
   z = ((z ^ (z >> 27n)) * 0x94D049BB133111EBn) & MASK;
   return z ^ (z >> 31n);
+}
+
+/** The limit on the parent edge's opening after `failedOpens` edges in a row that did not open. */
+export function parentOpenLimitMs(failedOpens) {
+  return PARENT_OPEN_LIMIT_MS * 2 ** Math.min(failedOpens, PARENT_OPEN_BACKOFF_MAX);
 }
 
 /** Whether the supervisor's refusal of a connection ends the node. */

@@ -1,6 +1,6 @@
 // One WebRTC edge of the tree: one RTCPeerConnection carrying one data channel, the browser twin of
-// peer/src/edge.rs. The parent of an edge is the offerer: it creates the channel "ownstream"
-// (reliable, ordered) and the offer; the child answers. Events:
+// peer/src/edge.rs. The parent of an edge is the offerer: it makes the offer; the child answers.
+// Both create the channel "ownstream" (reliable, ordered, negotiated with id CHANNEL_ID). Events:
 //   'signal'      detail: {kind: 'offer'|'answer', sdp} or {kind: 'candidate', candidate, sdpMid, sdpMLineIndex}
 //   'open'        the data channel is open
 //   'message'     detail: Uint8Array
@@ -14,6 +14,8 @@
 // channel closes, or if it never opens within `connectTimeoutMs`.
 
 export const CHANNEL_LABEL = 'ownstream';
+/** SCTP stream id of the edge's channel, as in peer/src/edge.rs `CHANNEL_ID`. */
+export const CHANNEL_ID = 0;
 
 export class Edge extends EventTarget {
   constructor(role, { iceServers = [], iceTransportPolicy = 'all', disconnectedGraceMs = 5000, connectTimeoutMs = 20_000, lowThreshold = 256 * 1024 } = {}) {
@@ -51,16 +53,14 @@ export class Edge extends EventTarget {
       }
     };
     this.connectTimer = setTimeout(() => this.fail('the connection did not open in time'), connectTimeoutMs);
+    // Both ends create the channel themselves (negotiated, stream CHANNEL_ID): it opens as soon
+    // as the SCTP association is up, without the in-band DATA_CHANNEL_OPEN/ACK round trip.
+    this.attach(this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true, negotiated: true, id: CHANNEL_ID }));
     if (role === 'offerer') {
-      this.attach(this.pc.createDataChannel(CHANNEL_LABEL, { ordered: true }));
       this.pc.createOffer()
         .then((offer) => this.pc.setLocalDescription(offer))
         .then(() => this.announceLocal('offer'))
         .catch((e) => this.fail(`cannot create an offer: ${e.message}`));
-    } else {
-      this.pc.ondatachannel = (ev) => {
-        if (ev.channel.label === CHANNEL_LABEL && !this.dc) this.attach(ev.channel);
-      };
     }
   }
 

@@ -206,7 +206,11 @@ export class ReceiverNode extends EventTarget {
         this.setStatus('connecting', `The stream is served by another supervisor (${ev.url}). Connecting there…`);
         break;
       case 'waiting':
-        this.setStatus('waiting', `“${this.stream}” is not live right now. This page starts playing as soon as it is.`);
+        if (ev.queued != null) {
+          this.setStatus('waiting', `Many viewers are joining “${this.stream}” at once: you are number ${ev.queued} in line. This page starts playing as soon as your turn comes.`);
+        } else {
+          this.setStatus('waiting', `“${this.stream}” is not live right now. This page starts playing as soon as it is.`);
+        }
         break;
       case 'joined':
         this.marks.joined ??= now;

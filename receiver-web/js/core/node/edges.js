@@ -8,7 +8,7 @@
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
-import { HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS } from '../rules.js';
+import { HELLO_REPEAT_MS, parentOpenLimitMs } from '../rules.js';
 import { FrameError, decodeMessage, encodeHello } from '../frame.js';
 import { RelayError } from '../relay.js';
 
@@ -47,6 +47,7 @@ export const edges = {
     if (p == null) return;
     p.open = true;
     p.waitingSince = null;
+    this.failedOpens = 0;
     this.greetParent();
     this.event({ kind: 'parent-open', parent: p.peer });
     // The supervisor counts connected viewers (a broadcaster may be waiting for them).
@@ -76,6 +77,7 @@ export const edges = {
       const p = this.parentLink;
       if (p == null) return;
       p.edge = null;
+      if (!p.open) this.failedOpens += 1;
       p.open = false;
       p.greetedAt = null;
       this.repairStart ??= this.nowMs;
@@ -201,7 +203,7 @@ export const edges = {
     const p = this.parentLink;
     if (p == null) return null;
     const hello = p.greetedAt == null ? null : p.greetedAt + HELLO_REPEAT_MS;
-    const open = p.waitingSince != null && this.live() ? p.waitingSince + PARENT_OPEN_LIMIT_MS : null;
+    const open = p.waitingSince != null && this.live() ? p.waitingSince + parentOpenLimitMs(this.failedOpens) : null;
     const times = [hello, open].filter((t) => t != null);
     return times.length ? Math.min(...times) : null;
   },
@@ -215,8 +217,9 @@ export const edges = {
     }
     const p = this.parentLink;
     if (p == null) return;
-    const overdue = p.waitingSince != null && now >= p.waitingSince + PARENT_OPEN_LIMIT_MS;
+    const overdue = p.waitingSince != null && now >= p.waitingSince + parentOpenLimitMs(this.failedOpens);
     if (overdue && this.live()) {
+      this.failedOpens += 1;
       // Wait again before the next report, should the supervisor keep this parent.
       p.waitingSince = now;
       this.event({ kind: 'parent-open-timeout', parent: p.peer });
