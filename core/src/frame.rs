@@ -66,6 +66,11 @@
 //!   `0: version | 1: type | 2: has_last u8 (0 or 1) | 3: last_seq u64`. `has_last = 1` means
 //!   "I hold every chunk up to `last_seq`" (a re-attach after a parent failure); `has_last = 0`
 //!   means "I am new" and `last_seq` must be 0.
+//! * type 3, KEEPALIVE (both ways, only after the child's HELLO), exactly 2 bytes:
+//!   `0: version | 1: type`. Each end sends one every `KEEPALIVE_MS` (`node::rules`), whatever
+//!   else it sends, and takes a peer that has sent one and then nothing at all for
+//!   `SILENCE_LIMIT_MS` as failed: a frozen process keeps its sockets open, so only silence
+//!   shows it. Any other length is an error.
 //!
 //! Invariants: decoding never panics and never trusts a length it has not checked; a reassembled
 //! chunk is at most [`MAX_CHUNK_LEN`] bytes encoded, and its own `seq` is its fragments' `seq`
@@ -171,6 +176,9 @@ pub enum FrameError {
     /// A HELLO message whose length or fields are wrong.
     #[error("malformed HELLO: {0}")]
     BadHello(&'static str),
+    /// A KEEPALIVE whose length is not 2 bytes.
+    #[error("malformed KEEPALIVE: length is not 2 bytes")]
+    BadKeepalive,
     /// A stream key that is not 32 bytes.
     #[error("stream key must be 32 bytes, got {0}")]
     KeyLength(usize),

@@ -31,10 +31,12 @@
 
 mod edges;
 mod ending;
+mod liveness;
 mod media;
 mod output;
 pub mod rules;
 mod session;
+mod standby;
 #[cfg(test)]
 mod test;
 
@@ -45,7 +47,7 @@ use crate::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage};
 use crate::relay::{Relay, RelayConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 pub use output::{NodeEvent, Output};
@@ -184,6 +186,8 @@ struct Parent {
     waiting_since: Option<u64>,
     /// When HELLO was last said, while nothing came back yet.
     greeted_at: Option<u64>,
+    /// When the parent was last heard, once it sent a KEEPALIVE (silence is timed from here).
+    heard_at: Option<u64>,
 }
 
 /// Where the node is in its life.
@@ -217,6 +221,22 @@ pub struct Node {
     parent: Option<Parent>,
     /// Each child's edge (its queue and channel are the relay's).
     children: BTreeMap<PeerId, EdgeId>,
+    /// Children whose HELLO came (they are sent keepalives), with when each was last heard once
+    /// it sent a KEEPALIVE.
+    child_heard: BTreeMap<PeerId, Option<u64>>,
+    /// When keepalives were last sent.
+    keepalive_sent: u64,
+    /// The warm edge to the standby parent the supervisor planned ([`standby`]).
+    standby: Option<standby::Standby>,
+    /// Warm edges to the children this node is the standby parent of (not children).
+    standby_children: BTreeMap<PeerId, standby::StandbyChild>,
+    /// Children that switched here by a HELLO on their standby edge, until `CONNECT_CHILD`
+    /// confirms them (it keeps the edge).
+    promoted: BTreeSet<PeerId>,
+    /// The repair under way is a switch to the standby (its time is reported apart).
+    repair_by_switch: bool,
+    /// Switch times (ms) measured since the last report.
+    switch_times: Vec<u32>,
     next_edge: u64,
     relay: Relay,
     reassembler: Reassembler,
@@ -259,6 +279,13 @@ impl Node {
             origin: None,
             parent: None,
             children: BTreeMap::new(),
+            child_heard: BTreeMap::new(),
+            keepalive_sent: 0,
+            standby: None,
+            standby_children: BTreeMap::new(),
+            promoted: BTreeSet::new(),
+            repair_by_switch: false,
+            switch_times: Vec::new(),
             next_edge: 0,
             relay: new_relay(config.relay),
             reassembler: Reassembler::default(),
@@ -305,6 +332,7 @@ impl Node {
         [
             self.session_timeout(),
             self.parent_timeout(),
+            self.liveness_timeout(),
             self.ending_timeout(),
             self.relay.poll_timeout(),
             self.player.poll_timeout(),
@@ -323,6 +351,7 @@ impl Node {
         self.player.handle_timeout(self.now_ms);
         self.session_timers();
         self.parent_timers();
+        self.liveness_timers();
         self.ending_timers();
         self.pump();
     }
@@ -444,6 +473,9 @@ impl Node {
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
             ServerMessage::DropChild { child, .. } => self.drop_child(child),
+            ServerMessage::Standby { standby, .. } => self.set_standby(standby),
+            ServerMessage::ConnectStandby { child, .. } => self.connect_standby(child),
+            ServerMessage::DropStandby { child, .. } => self.drop_standby(child),
             ServerMessage::Signal { from, payload } => self.route_signal(from, payload),
             ServerMessage::StreamList { streams } => self.stream_list(&streams),
             ServerMessage::Kill { reason, rejoin } => self.killed(reason, rejoin),

@@ -34,9 +34,11 @@ mod handoff;
 mod rebuild;
 mod repair;
 mod runs;
+mod standby;
 mod views;
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
+pub use standby::OVERFULL_GRACE_MS;
 pub use views::{TreeNode, TreeView};
 
 /// Settings for every stream.
@@ -91,6 +93,8 @@ struct StreamEntry {
     started_at_ms: u64,
     /// While the tree is rebuilt from re-announcements.
     rebuild: Option<rebuild::Rebuild>,
+    /// The viewers' standby parents ([`standby`]).
+    standbys: standby::Standbys,
 }
 
 /// The supervisor's registry of peers and streams.
@@ -104,6 +108,8 @@ pub struct Registry {
     next_run: u64,
     counters: Counters,
     publish: PublishPolicy,
+    /// Whether viewers are given standby parents ([`Registry::set_standby_edges`]).
+    standby_edges: bool,
 }
 
 impl Registry {
@@ -120,6 +126,7 @@ impl Registry {
             next_run: 1,
             counters: Counters::default(),
             publish: PublishPolicy::default(),
+            standby_edges: false,
         }
     }
 
@@ -181,6 +188,23 @@ impl Registry {
         };
         entry.last_seen_ms = now_ms;
         let component = entry.component;
+        let replan = !matches!(
+            msg,
+            PeerMessage::Heartbeat {} | PeerMessage::Stats { .. } | PeerMessage::Signal { .. }
+        );
+        self.handle_peer_message(now_ms, from, component, msg);
+        if replan {
+            self.replan_standbys(now_ms);
+        }
+    }
+
+    fn handle_peer_message(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        component: ComponentType,
+        msg: PeerMessage,
+    ) {
         match msg {
             PeerMessage::Heartbeat {} => {}
             PeerMessage::ListStreams {} => {
@@ -222,6 +246,9 @@ impl Registry {
             }
             PeerMessage::Signal { to, payload } => self.relay_signal(from, to, payload),
             PeerMessage::ParentLost { parent } => self.parent_lost(now_ms, from, parent),
+            PeerMessage::SwitchedParent { lost, parent } => {
+                self.switched_parent(now_ms, from, lost, parent);
+            }
             PeerMessage::EndStream {} if component == ComponentType::Broadcaster => {
                 self.end_stream_of(from, "the broadcaster ended the stream");
             }
@@ -247,6 +274,7 @@ impl Registry {
             self.counters.leaves += 1;
             self.remove_viewer(now_ms, &stream, peer);
         }
+        self.replan_standbys(now_ms);
     }
 
     /// Fails every peer whose heartbeat is overdue, and drives the failure runs.
@@ -264,6 +292,8 @@ impl Registry {
         for peer in overdue {
             self.fail_peer(now_ms, peer, "no heartbeat within the timeout");
         }
+        self.relieve_overfull(now_ms);
+        self.replan_standbys(now_ms);
     }
 
     /// Disconnects a peer as failed (heartbeat loss, or the operator's kill) and repairs the tree.
@@ -287,7 +317,11 @@ impl Registry {
             .values()
             .map(|e| e.last_seen_ms + self.config.heartbeat_timeout_ms);
         let runs = self.runs.iter().filter_map(|r| r.poll_timeout(now_ms));
-        heartbeats.chain(runs).chain(self.rebuild_timeout()).min()
+        heartbeats
+            .chain(runs)
+            .chain(self.rebuild_timeout())
+            .chain(self.overfull_timeout())
+            .min()
     }
 
     fn send(&mut self, to: PeerId, msg: ServerMessage) {
@@ -409,6 +443,7 @@ impl Registry {
                 topology: Topology::new(kind, from),
                 started_at_ms: now_ms,
                 rebuild: None,
+                standbys: standby::Standbys::default(),
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {

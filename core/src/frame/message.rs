@@ -1,4 +1,4 @@
-//! Data-channel messages: FRAGMENT and HELLO (layouts in the parent module's docs), the fragmenter,
+//! Data-channel messages: FRAGMENT, HELLO and KEEPALIVE (layouts in the parent module's docs), the fragmenter,
 //! and the reassembler.
 //!
 //! The channel is reliable and ordered, so a parent sends one chunk's fragments back to back and
@@ -21,6 +21,10 @@ pub(super) const TYPE_HELLO: u8 = 2;
 pub(super) const FRAGMENT_HEADER_LEN: usize = 18;
 /// Exact length of a HELLO.
 pub(super) const HELLO_LEN: usize = 11;
+/// Message type of a KEEPALIVE.
+pub(super) const TYPE_KEEPALIVE: u8 = 3;
+/// Exact length of a KEEPALIVE.
+pub(super) const KEEPALIVE_LEN: usize = 2;
 
 /// One piece of an encoded chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub enum Message {
         /// The last chunk the child holds, or `None` for a new viewer.
         last: Option<ChunkSeq>,
     },
+    /// "I am alive": sent both ways on an edge whose HELLO was said, so silence means failure.
+    Keepalive,
 }
 
 impl Message {
@@ -67,6 +73,7 @@ impl Message {
                 out.put_u64(last.map_or(0, |s| s.0));
                 out.freeze()
             }
+            Self::Keepalive => Bytes::from_static(&[VERSION, TYPE_KEEPALIVE]),
         }
     }
 
@@ -85,6 +92,8 @@ impl Message {
         match bytes[1] {
             TYPE_FRAGMENT => decode_fragment(bytes),
             TYPE_HELLO => decode_hello(&bytes),
+            TYPE_KEEPALIVE if bytes.len() == KEEPALIVE_LEN => Ok(Self::Keepalive),
+            TYPE_KEEPALIVE => Err(FrameError::BadKeepalive),
             other => Err(FrameError::UnknownMessageType(other)),
         }
     }

@@ -22,6 +22,7 @@ impl Parent {
             open: false,
             waiting_since: Some(now_ms),
             greeted_at: None,
+            heard_at: None,
         }
     }
 }
@@ -39,7 +40,7 @@ impl Node {
 
     /// An edge's data channel opened.
     pub fn handle_edge_open(&mut self, now_ms: u64, edge: EdgeId) {
-        if !self.advance(now_ms) || !self.is_parent_edge(edge) {
+        if !self.advance(now_ms) || self.standby_open(edge) || !self.is_parent_edge(edge) {
             return; // a child's edge is used once its HELLO comes
         }
         let Some(p) = self.parent.as_mut() else {
@@ -63,11 +64,17 @@ impl Node {
             if let Some(p) = self.parent.as_mut() {
                 p.greeted_at = None;
             }
+            self.heard_parent(is_keepalive(&message));
             self.parent_message(message);
+        } else if self.standby_message(edge, &message) {
         } else if let Some(child) = self.child_of(edge) {
+            self.heard_child(child, is_keepalive(&message));
             self.child_message(child, message);
         }
         self.pump();
+        if self.live() {
+            self.keepalive_if_due();
+        }
     }
 
     /// An edge closed by itself (the remote left, ICE failed) or could not be created.
@@ -82,20 +89,27 @@ impl Node {
             p.edge = None;
             p.open = false;
             p.greeted_at = None;
+            p.heard_at = None;
             let parent = p.peer;
             self.repair_start.get_or_insert(self.now_ms);
             self.event(NodeEvent::ParentClosed {
                 parent,
                 reason: reason.to_string(),
             });
+            if self.switch_to_standby(parent) {
+                return;
+            }
             if !self.link.is_connected() {
                 // Nobody to tell: an orphan, placed once a supervisor takes its RESUME.
                 self.parent = None;
             } else if self.live() {
                 self.send(PeerMessage::ParentLost { parent });
             }
+        } else if self.standby_closed(edge) {
         } else if let Some(child) = self.child_of(edge) {
             self.children.remove(&child);
+            self.child_heard.remove(&child);
+            self.promoted.remove(&child);
             let _ = self.relay.remove_child(child);
         }
     }
@@ -111,7 +125,10 @@ impl Node {
         if self.is_parent_edge(edge) {
             return self.parent.as_ref().map(|p| p.peer);
         }
-        self.child_of(edge)
+        if self.is_standby_edge(edge) {
+            return self.standby.as_ref().map(|s| s.peer);
+        }
+        self.child_of(edge).or_else(|| self.standby_child_of(edge))
     }
 
     fn is_parent_edge(&self, edge: EdgeId) -> bool {
@@ -148,12 +165,26 @@ impl Node {
             }
         } else if let Some(edge) = self.child_edge(from) {
             self.emit(Output::SignalEdge { edge, payload });
+        } else {
+            self.route_standby_signal(from, &payload);
         }
         // Otherwise it is for an edge that no longer exists.
     }
 
     pub(super) fn set_parent(&mut self, parent: PeerId, depth: usize) {
         if self.is_broadcaster() {
+            return;
+        }
+        if self
+            .parent
+            .as_ref()
+            .is_some_and(|p| p.peer == parent && p.open)
+        {
+            // Confirms a switch to the standby: the edge is there already.
+            self.depth = depth;
+            return;
+        }
+        if self.set_parent_to_standby(parent, depth) {
             return;
         }
         self.close_parent_edge();
@@ -166,7 +197,7 @@ impl Node {
     }
 
     pub(super) fn connect_child(&mut self, child: PeerId) {
-        if !self.live() {
+        if !self.live() || self.connect_standby_child(child) {
             return;
         }
         self.drop_child(child);
@@ -184,6 +215,8 @@ impl Node {
         if let Some(edge) = self.children.remove(&child) {
             self.emit(Output::CloseEdge(edge));
         }
+        self.child_heard.remove(&child);
+        self.promoted.remove(&child);
         let _ = self.relay.remove_child(child);
     }
 
@@ -191,7 +224,10 @@ impl Node {
         match WireMessage::decode(message) {
             Ok(WireMessage::Hello { last }) => {
                 match self.relay.handle_hello(self.now_ms, child, last) {
-                    Ok(()) => self.event(NodeEvent::ChildHello { child, last }),
+                    Ok(()) => {
+                        self.child_heard.entry(child).or_insert(None);
+                        self.event(NodeEvent::ChildHello { child, last });
+                    }
                     // A child that heard nothing yet repeats its HELLO: nothing to do.
                     Err(RelayError::DuplicateHello(_)) => {}
                     Err(e) => self.event(NodeEvent::RelayRefused {
@@ -199,6 +235,8 @@ impl Node {
                     }),
                 }
             }
+            // Timed by `heard_child`; one before HELLO (a lost HELLO) is harmless too.
+            Ok(WireMessage::Keepalive) => {}
             Ok(_) | Err(_) => {
                 self.event(NodeEvent::ChildMisbehaved { child });
                 self.drop_child(child);
@@ -207,7 +245,7 @@ impl Node {
     }
 
     /// Says HELLO on the parent's edge with the newest chunk held.
-    fn greet_parent(&mut self) {
+    pub(super) fn greet_parent(&mut self) {
         let Some(p) = self.parent.as_mut() else {
             return;
         };
@@ -264,6 +302,9 @@ impl Node {
         };
         self.close_parent_edge();
         self.repair_start.get_or_insert(self.now_ms);
+        if self.switch_to_standby(parent) {
+            return;
+        }
         if self.link.is_connected() {
             self.send(PeerMessage::ParentLost { parent });
         } else {
@@ -277,6 +318,7 @@ impl Node {
         };
         p.open = false;
         p.greeted_at = None;
+        p.heard_at = None;
         if let Some(edge) = p.edge.take() {
             self.emit(Output::CloseEdge(edge));
         }
@@ -284,6 +326,7 @@ impl Node {
 
     /// Closes every edge, as a crash would.
     pub(super) fn close_all_edges(&mut self) {
+        self.close_standby_edges();
         self.close_parent_edge();
         self.parent = None;
         let children: Vec<PeerId> = self.children.keys().copied().collect();
@@ -291,4 +334,12 @@ impl Node {
             self.drop_child(child);
         }
     }
+}
+
+/// Whether a data-channel message is a KEEPALIVE (the only one that starts silence timing).
+fn is_keepalive(message: &Bytes) -> bool {
+    matches!(
+        WireMessage::decode(message.clone()),
+        Ok(WireMessage::Keepalive)
+    )
 }

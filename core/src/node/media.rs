@@ -26,7 +26,7 @@ impl Node {
     pub(super) fn parent_message(&mut self, message: Bytes) {
         let result = WireMessage::decode(message).and_then(|m| match m {
             WireMessage::Fragment(f) => self.reassembler.handle_fragment(f),
-            WireMessage::Hello { .. } => Ok(None),
+            WireMessage::Hello { .. } | WireMessage::Keepalive => Ok(None),
         });
         match result {
             Ok(Some(chunk)) => self.accept(chunk, true),

@@ -49,7 +49,13 @@ impl Registry {
             .is_some_and(|s| {
                 s.topology.parent(to) == Some(from) || s.topology.parent(from) == Some(to)
             });
-        if neighbours {
+        let standby = || {
+            self.peers
+                .get(&from)
+                .and_then(|e| e.stream.as_deref())
+                .is_some_and(|name| self.standby_neighbours(name, from, to))
+        };
+        if neighbours || standby() {
             self.send(to, ServerMessage::Signal { from, payload });
         }
         // Otherwise the edge was re-wired while this was in flight: a stale candidate or answer
@@ -151,7 +157,7 @@ impl Registry {
 
 /// Every node's parent, taken before a repair so the live old parents of moved children can be
 /// told to drop them.
-fn parents(topology: &Topology) -> HashMap<PeerId, Option<PeerId>> {
+pub(super) fn parents(topology: &Topology) -> HashMap<PeerId, Option<PeerId>> {
     topology
         .nodes()
         .into_iter()

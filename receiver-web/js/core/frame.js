@@ -8,6 +8,7 @@
 //              | payload
 //   FRAGMENT = version 2 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
 //   HELLO    = version 2 | type 2 | has_last u8 | last_seq u64
+//   KEEPALIVE = version 2 | type 3 (exactly 2 bytes; both ways, after HELLO)
 //
 // Integers are big-endian. Decoding never trusts a length it has not checked and never throws
 // anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
@@ -30,6 +31,8 @@ export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;
 export const FRAGMENT_HEADER_LEN = 18;
 export const HELLO_LEN = 11;
+export const TYPE_KEEPALIVE = 3;
+export const KEEPALIVE_LEN = 2;
 
 /** Everything that can be wrong with a chunk or a message. */
 export class FrameError extends Error {
@@ -194,9 +197,14 @@ export function encodeHello(last) {
   return out;
 }
 
+/** A KEEPALIVE: "I am alive" (see core/src/node/liveness.rs). */
+export function encodeKeepalive() {
+  return Uint8Array.of(VERSION, TYPE_KEEPALIVE);
+}
+
 /**
  * Parses a data-channel message (Uint8Array): `{type: 'fragment', seq, index, count, totalLen,
- * bytes}` or `{type: 'hello', last}`.
+ * bytes}`, `{type: 'hello', last}` or `{type: 'keepalive'}`.
  */
 export function decodeMessage(bytes) {
   if (bytes.length < 2) throw new FrameError(`truncated message: need 2 bytes, got ${bytes.length}`);
@@ -224,6 +232,10 @@ export function decodeMessage(bytes) {
     }
     if (bytes[2] === 1) return { type: 'hello', last };
     throw new FrameError('malformed HELLO: has_last is neither 0 nor 1');
+  }
+  if (bytes[1] === TYPE_KEEPALIVE) {
+    if (bytes.length !== KEEPALIVE_LEN) throw new FrameError('malformed KEEPALIVE: length is not 2 bytes');
+    return { type: 'keepalive' };
   }
   throw new FrameError(`unknown message type ${bytes[1]}`);
 }

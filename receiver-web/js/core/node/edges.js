@@ -9,7 +9,7 @@
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
 import { HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS } from '../rules.js';
-import { FrameError, Reassembler, decodeMessage, encodeHello } from '../frame.js';
+import { FrameError, KEEPALIVE_LEN, Reassembler, TYPE_KEEPALIVE, VERSION, decodeMessage, encodeHello } from '../frame.js';
 import { RelayError } from '../relay.js';
 
 /** The edge to the parent the supervisor named (Parent::new). */
@@ -20,6 +20,7 @@ export function newParent(peer, nowMs) {
     open: false,
     waitingSince: nowMs, // when the current wait for the edge to open began (the limit counts from it)
     greetedAt: null, // when HELLO was last said, while nothing came back yet
+    heardAt: null, // when the parent was last heard, once it sent a KEEPALIVE (silence is timed from here)
   };
 }
 
@@ -42,7 +43,7 @@ export const edges = {
 
   /** An edge's data channel opened. */
   handleEdgeOpen(nowMs, edge) {
-    if (!this.advance(nowMs) || !this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
+    if (!this.advance(nowMs) || this.standbyOpen(edge) || !this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
     const p = this.parentLink;
     if (p == null) return;
     p.open = true;
@@ -59,14 +60,23 @@ export const edges = {
     if (!this.advance(nowMs)) return undefined;
     if (this.isParentEdge(edge)) {
       if (this.parentLink) this.parentLink.greetedAt = null;
+      this.heardParent(isKeepalive(message));
       const verifying = this.parentMessage(message);
-      if (verifying) return verifying.then(() => this.pump());
-    } else {
+      if (verifying) return verifying.then(() => this.afterEdgeMessage());
+    } else if (!this.standbyMessage(edge, message)) {
       const child = this.childOf(edge);
-      if (child != null) this.childMessage(child, message);
+      if (child != null) {
+        this.heardChild(child, isKeepalive(message));
+        this.childMessage(child, message);
+      }
     }
-    this.pump();
+    this.afterEdgeMessage();
     return undefined;
+  },
+
+  afterEdgeMessage() {
+    this.pump();
+    if (this.live()) this.keepaliveIfDue();
   },
 
   /** An edge closed by itself (the remote left, ICE failed) or could not be created. */
@@ -78,18 +88,22 @@ export const edges = {
       p.edge = null;
       p.open = false;
       p.greetedAt = null;
+      p.heardAt = null;
       this.repairStart ??= this.nowMs;
       this.event({ kind: 'parent-closed', parent: p.peer, reason });
+      if (this.switchToStandby(p.peer)) return;
       if (!this.link.isConnected()) {
         // Nobody to tell: an orphan, placed once a supervisor takes its RESUME.
         this.parentLink = null;
       } else if (this.live()) {
         this.send({ type: 'PARENT_LOST', parent: p.peer });
       }
-    } else {
+    } else if (!this.standbyClosed(edge)) {
       const child = this.childOf(edge);
       if (child != null) {
         this.childLinks.delete(child);
+        this.childHeard.delete(child);
+        this.promoted.delete(child);
         ignoringRelayError(() => this.relay.removeChild(child));
       }
     }
@@ -104,7 +118,8 @@ export const edges = {
 
   edgePeer(edge) {
     if (this.isParentEdge(edge)) return this.parentLink?.peer ?? null;
-    return this.childOf(edge);
+    if (this.isStandbyEdge(edge)) return this.standbyLink.peer;
+    return this.childOf(edge) ?? this.standbyChildOf(edge);
   },
 
   isParentEdge(edge) {
@@ -133,12 +148,19 @@ export const edges = {
     } else {
       const edge = this.childEdge(from);
       if (edge != null) this.emit({ type: 'signal-edge', edge, payload });
+      else this.routeStandbySignal(from, payload);
     }
     // Otherwise it is for an edge that no longer exists.
   },
 
   setParent(parent, depth) {
     if (this.isBroadcaster()) return;
+    if (this.parentLink?.peer === parent && this.parentLink.open) {
+      // Confirms a switch to the standby: the edge is there already.
+      this.depth = depth;
+      return;
+    }
+    if (this.setParentToStandby(parent, depth)) return;
     this.closeParentEdge();
     this.counters.repairs += 1;
     this.depth = depth;
@@ -149,7 +171,7 @@ export const edges = {
   },
 
   connectChild(child) {
-    if (!this.live()) return;
+    if (!this.live() || this.connectStandbyChild(child)) return;
     this.dropChild(child);
     const edge = this.newEdge();
     ignoringRelayError(() => this.relay.addChild(child));
@@ -163,6 +185,8 @@ export const edges = {
       this.childLinks.delete(child);
       this.emit({ type: 'close-edge', edge: old.edge });
     }
+    this.childHeard.delete(child);
+    this.promoted.delete(child);
     ignoringRelayError(() => this.relay.removeChild(child));
   },
 
@@ -173,6 +197,8 @@ export const edges = {
     } catch (e) {
       if (!(e instanceof FrameError)) throw e;
     }
+    // Timed by `heardChild`; one before HELLO (a lost HELLO) is harmless too.
+    if (msg?.type === 'keepalive') return;
     if (msg?.type !== 'hello') {
       this.event({ kind: 'child-misbehaved', child });
       this.dropChild(child);
@@ -182,6 +208,7 @@ export const edges = {
     if (this.relay.hasHello(child)) return;
     try {
       this.relay.handleHello(this.nowMs, child, msg.last);
+      if (!this.childHeard.has(child)) this.childHeard.set(child, null);
       this.event({ kind: 'child-hello', child, last: msg.last });
     } catch (e) {
       if (!(e instanceof RelayError)) throw e;
@@ -230,6 +257,7 @@ export const edges = {
     if (parent == null) return;
     this.closeParentEdge();
     this.repairStart ??= this.nowMs;
+    if (this.switchToStandby(parent)) return;
     if (this.link.isConnected()) {
       this.send({ type: 'PARENT_LOST', parent });
     } else {
@@ -242,6 +270,7 @@ export const edges = {
     if (p == null) return;
     p.open = false;
     p.greetedAt = null;
+    p.heardAt = null;
     if (p.edge != null) {
       const edge = p.edge;
       p.edge = null;
@@ -251,8 +280,14 @@ export const edges = {
 
   /** Closes every edge, as a crash would. */
   closeAllEdges() {
+    this.closeStandbyEdges();
     this.closeParentEdge();
     this.parentLink = null;
     for (const child of this.childPeers()) this.dropChild(child);
   },
 };
+
+/** Whether a data-channel message is a KEEPALIVE (the only one that starts silence timing). */
+function isKeepalive(message) {
+  return message.length === KEEPALIVE_LEN && message[0] === VERSION && message[1] === TYPE_KEEPALIVE;
+}
