@@ -226,6 +226,9 @@ pub struct Node {
     child_heard: BTreeMap<PeerId, Option<u64>>,
     /// When keepalives were last sent.
     keepalive_sent: u64,
+    /// A make-before-break move under way (`MOVE`): the new parent's edge, opening while the
+    /// current parent still sends.
+    pending: Option<Parent>,
     /// The warm edge to the standby parent the supervisor planned ([`standby`]).
     standby: Option<standby::Standby>,
     /// Warm edges to the children this node is the standby parent of (not children).
@@ -281,6 +284,7 @@ impl Node {
             children: BTreeMap::new(),
             child_heard: BTreeMap::new(),
             keepalive_sent: 0,
+            pending: None,
             standby: None,
             standby_children: BTreeMap::new(),
             promoted: BTreeSet::new(),
@@ -473,6 +477,7 @@ impl Node {
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
             ServerMessage::DropChild { child, .. } => self.drop_child(child),
+            ServerMessage::Move { parent, depth, .. } => self.move_to(parent, depth),
             ServerMessage::Standby { standby, .. } => self.set_standby(standby),
             ServerMessage::ConnectStandby { child, .. } => self.connect_standby(child),
             ServerMessage::DropStandby { child, .. } => self.drop_standby(child),

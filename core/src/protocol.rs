@@ -255,6 +255,19 @@ pub enum ServerMessage {
         /// The child.
         child: PeerId,
     },
+    /// A move of a live viewer, make-before-break (additive, from issue 12): the parent is now
+    /// `parent` (expect its offer), but keep taking chunks from the current one until the new
+    /// edge opens; then say HELLO on it (the newest chunk held: the switch falls on a chunk
+    /// boundary) and close the old edge. A viewer without an open parent edge takes it as
+    /// `SET_PARENT`. The old parent is not sent `DROP_CHILD`: the child closes that edge.
+    Move {
+        /// Stream name.
+        stream: String,
+        /// The new parent.
+        parent: PeerId,
+        /// The viewer's new depth.
+        depth: usize,
+    },
     /// The viewer's standby parent (additive, from issue 12): keep a warm edge to `standby`
     /// (expect its offer; keepalives only, no media) and switch to it at once when the parent is
     /// lost. Absent `standby`: drop the standby edge.
@@ -499,6 +512,7 @@ impl ServerMessage {
             Self::SetParent { .. } => "SET_PARENT",
             Self::ConnectChild { .. } => "CONNECT_CHILD",
             Self::DropChild { .. } => "DROP_CHILD",
+            Self::Move { .. } => "MOVE",
             Self::Standby { .. } => "STANDBY",
             Self::ConnectStandby { .. } => "CONNECT_STANDBY",
             Self::DropStandby { .. } => "DROP_STANDBY",

@@ -40,7 +40,13 @@ impl Node {
 
     /// An edge's data channel opened.
     pub fn handle_edge_open(&mut self, now_ms: u64, edge: EdgeId) {
-        if !self.advance(now_ms) || self.standby_open(edge) || !self.is_parent_edge(edge) {
+        if !self.advance(now_ms) || self.standby_open(edge) {
+            return;
+        }
+        if self.is_pending_edge(edge) {
+            return self.complete_move(true);
+        }
+        if !self.is_parent_edge(edge) {
             return; // a child's edge is used once its HELLO comes
         }
         let Some(p) = self.parent.as_mut() else {
@@ -96,6 +102,10 @@ impl Node {
                 parent,
                 reason: reason.to_string(),
             });
+            if self.pending.is_some() {
+                // Moving anyway: the new parent, already placed by the supervisor, takes over.
+                return self.complete_move(false);
+            }
             if self.switch_to_standby(parent) {
                 return;
             }
@@ -104,6 +114,10 @@ impl Node {
                 self.parent = None;
             } else if self.live() {
                 self.send(PeerMessage::ParentLost { parent });
+            }
+        } else if self.is_pending_edge(edge) {
+            if let Some(p) = self.pending.as_mut() {
+                p.edge = None; // its offer may come again; the open limit still counts
             }
         } else if self.standby_closed(edge) {
         } else if let Some(child) = self.child_of(edge) {
@@ -128,6 +142,9 @@ impl Node {
         if self.is_standby_edge(edge) {
             return self.standby.as_ref().map(|s| s.peer);
         }
+        if self.is_pending_edge(edge) {
+            return self.pending.as_ref().map(|p| p.peer);
+        }
         self.child_of(edge).or_else(|| self.standby_child_of(edge))
     }
 
@@ -147,7 +164,22 @@ impl Node {
     }
 
     pub(super) fn route_signal(&mut self, from: PeerId, payload: SignalPayload) {
-        if self.parent.as_ref().is_some_and(|p| p.peer == from) {
+        if self.pending.as_ref().is_some_and(|p| p.peer == from) {
+            if matches!(payload, SignalPayload::Offer { .. }) {
+                let edge = self.new_edge();
+                if let Some(old) = self.pending.as_mut().and_then(|p| p.edge.replace(edge)) {
+                    self.emit(Output::CloseEdge(old));
+                }
+                self.emit(Output::OpenEdge {
+                    edge,
+                    peer: from,
+                    offerer: false,
+                });
+            }
+            if let Some(edge) = self.pending.as_ref().and_then(|p| p.edge) {
+                self.emit(Output::SignalEdge { edge, payload });
+            }
+        } else if self.parent.as_ref().is_some_and(|p| p.peer == from) {
             if matches!(payload, SignalPayload::Offer { .. }) {
                 self.close_parent_edge();
                 let edge = self.new_edge();
@@ -175,6 +207,7 @@ impl Node {
         if self.is_broadcaster() {
             return;
         }
+        self.close_pending_edge();
         if self
             .parent
             .as_ref()
@@ -261,17 +294,31 @@ impl Node {
     }
 
     pub(super) fn parent_timeout(&self) -> Option<u64> {
+        let moving = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.waiting_since)
+            .map(|t| t + PARENT_OPEN_LIMIT_MS);
         let p = self.parent.as_ref()?;
         let hello = p.greeted_at.map(|t| t + HELLO_REPEAT_MS);
         let open = p
             .waiting_since
             .filter(|_| self.live())
             .map(|t| t + PARENT_OPEN_LIMIT_MS);
-        hello.into_iter().chain(open).min()
+        hello.into_iter().chain(open).chain(moving).min()
     }
 
     pub(super) fn parent_timers(&mut self) {
         let now = self.now_ms;
+        let overdue = self
+            .pending
+            .as_ref()
+            .and_then(|p| p.waiting_since)
+            .is_some_and(|t| now >= t + PARENT_OPEN_LIMIT_MS);
+        if overdue {
+            // The new edge never opened: move anyway, and its open limit reports it below.
+            self.complete_move(false);
+        }
         let Some(p) = self.parent.as_mut() else {
             return;
         };
@@ -302,6 +349,9 @@ impl Node {
         };
         self.close_parent_edge();
         self.repair_start.get_or_insert(self.now_ms);
+        if self.pending.is_some() {
+            return self.complete_move(false);
+        }
         if self.switch_to_standby(parent) {
             return;
         }
@@ -326,12 +376,74 @@ impl Node {
 
     /// Closes every edge, as a crash would.
     pub(super) fn close_all_edges(&mut self) {
+        self.close_pending_edge();
         self.close_standby_edges();
         self.close_parent_edge();
         self.parent = None;
         let children: Vec<PeerId> = self.children.keys().copied().collect();
         for child in children {
             self.drop_child(child);
+        }
+    }
+}
+
+impl Node {
+    /// `MOVE`: make-before-break. Keep the current parent while the new one's edge opens; a node
+    /// without an open parent edge (or moving to its open standby) has nothing to keep.
+    pub(super) fn move_to(&mut self, parent: PeerId, depth: usize) {
+        if self.is_broadcaster() {
+            return;
+        }
+        let keep = self.live()
+            && self
+                .parent
+                .as_ref()
+                .is_some_and(|p| p.open && p.peer != parent);
+        let warm = self
+            .standby
+            .as_ref()
+            .is_some_and(|s| s.peer == parent && s.open);
+        if !keep || warm {
+            return self.set_parent(parent, depth);
+        }
+        self.close_pending_edge();
+        self.depth = depth;
+        self.pending = Some(Parent::new(parent, self.now_ms));
+        self.event(NodeEvent::Moving { parent, depth });
+    }
+
+    fn is_pending_edge(&self, edge: EdgeId) -> bool {
+        self.pending.as_ref().is_some_and(|p| p.edge == Some(edge))
+    }
+
+    fn close_pending_edge(&mut self) {
+        if let Some(edge) = self.pending.take().and_then(|p| p.edge) {
+            self.emit(Output::CloseEdge(edge));
+        }
+    }
+
+    /// The move's new parent becomes the parent: at once with HELLO when its edge `opened` (the
+    /// old edge closes after: make-before-break), or still opening when the old parent was lost
+    /// or the new edge is overdue (a break: the repair time counts).
+    fn complete_move(&mut self, opened: bool) {
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        self.close_parent_edge();
+        if opened {
+            p.open = true;
+            p.waiting_since = None;
+        } else {
+            self.repair_start.get_or_insert(self.now_ms);
+        }
+        self.stats.repairs += 1;
+        self.reassembler = Reassembler::default();
+        let (parent, depth) = (p.peer, self.depth);
+        self.parent = Some(p);
+        self.event(NodeEvent::Reattached { parent, depth });
+        if opened {
+            self.greet_parent();
+            self.event(NodeEvent::ParentOpen { parent });
         }
     }
 }

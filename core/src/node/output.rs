@@ -98,6 +98,14 @@ pub enum NodeEvent {
         /// This node's new depth.
         depth: usize,
     },
+    /// Told to move (make-before-break): the current parent keeps sending until the new edge
+    /// opens.
+    Moving {
+        /// The new parent.
+        parent: PeerId,
+        /// This node's new depth.
+        depth: usize,
+    },
     /// A supervisor took this node's re-announcement: its place in the rebuilt tree.
     Resumed {
         /// Its parent (none for the broadcaster).

@@ -445,7 +445,7 @@ impl Registry {
         }
         for (leaf, new_parent) in moves {
             let old = before.get(&leaf).copied().flatten();
-            self.move_child(stream, leaf, new_parent, old);
+            self.move_live(stream, leaf, new_parent, old);
         }
     }
 
@@ -462,7 +462,7 @@ impl Registry {
             .collect();
         for (leaf, new_parent) in s.topology.rebalance_now() {
             let old = before.get(&leaf).copied().flatten();
-            self.move_child(stream, leaf, new_parent, old);
+            self.move_live(stream, leaf, new_parent, old);
         }
     }
 

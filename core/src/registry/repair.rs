@@ -81,9 +81,13 @@ impl Registry {
         let before = parents(&s.topology);
         if let Ok(repair) = s.topology.reattach(child, parent) {
             let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
-            for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
+            for (peer, new_parent) in repair.rewired {
                 let old = before.get(&peer).copied().flatten();
                 self.move_child(&stream, peer, new_parent, old);
+            }
+            for (peer, new_parent) in repair.rebalanced {
+                let old = before.get(&peer).copied().flatten();
+                self.move_live(&stream, peer, new_parent, old);
             }
             self.count_repairs(now_ms, &stream, moved);
         }
@@ -106,8 +110,39 @@ impl Registry {
         }
         for (leaf, new_parent) in repair.rebalanced {
             let old = before.get(&leaf).copied().flatten();
-            self.move_child(stream, leaf, new_parent, old);
+            self.move_live(stream, leaf, new_parent, old);
         }
+    }
+
+    /// Moves a live viewer whose edge to `old_parent` works (a rebalance, the depth bound, a
+    /// grandparent over its fanout): with standby edges on, make-before-break (`MOVE`: the child
+    /// keeps its parent until the new edge opens, then closes the old edge itself, so the old
+    /// parent is not sent `DROP_CHILD` and may hold it, one over its fanout, until then);
+    /// otherwise as any move.
+    pub(super) fn move_live(
+        &mut self,
+        stream: &str,
+        child: PeerId,
+        parent: PeerId,
+        old_parent: Option<PeerId>,
+    ) {
+        if !self.standby_edges || old_parent.is_none() {
+            return self.move_child(stream, child, parent, old_parent);
+        }
+        let depth = self
+            .streams
+            .get(stream)
+            .and_then(|s| s.topology.depth(child))
+            .map_or(1, |d| d as usize);
+        self.send(
+            child,
+            ServerMessage::Move {
+                stream: stream.to_string(),
+                parent,
+                depth,
+            },
+        );
+        self.connect_child(stream, parent, child);
     }
 
     /// Moves `child` under `parent`: a live `old_parent` drops it, then the child learns its new

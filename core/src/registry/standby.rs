@@ -198,7 +198,7 @@ impl Registry {
             let n = (repair.rewired.len() + repair.rebalanced.len()) as u64;
             for (peer, to) in repair.rewired.into_iter().chain(repair.rebalanced) {
                 let old = before.get(&peer).copied().flatten();
-                self.move_child(&stream, peer, to, old);
+                self.move_live(&stream, peer, to, old);
             }
             self.count_repairs(now_ms, &stream, n);
         }

@@ -162,6 +162,7 @@ export class Node {
     // Children whose HELLO came (sent keepalives) -> when last heard once it sent a KEEPALIVE.
     this.childHeard = new Map();
     this.keepaliveSent = 0; // when keepalives were last sent
+    this.pendingLink = null; // a make-before-break move under way (MOVE): the new parent's edge
     this.standbyLink = null; // the warm edge to the planned standby parent (node/standby.js)
     this.standbyChildren = new Map(); // peer -> {edge, open}: warm edges, not children
     this.promoted = new Set(); // children that switched here, until CONNECT_CHILD confirms them
@@ -374,6 +375,7 @@ export class Node {
       case 'SET_PARENT': this.setParent(msg.parent, msg.depth); break;
       case 'CONNECT_CHILD': this.connectChild(msg.child); break;
       case 'DROP_CHILD': this.dropChild(msg.child); break;
+      case 'MOVE': this.moveTo(msg.parent, msg.depth); break;
       case 'STANDBY': this.setStandby(msg.standby ?? null); break;
       case 'CONNECT_STANDBY': this.connectStandby(msg.child); break;
       case 'DROP_STANDBY': this.dropStandby(msg.child); break;
@@ -445,6 +447,7 @@ const FIELDS = {
   SET_PARENT: { stream: str, parent: peer, depth: int },
   CONNECT_CHILD: { stream: str, child: peer },
   DROP_CHILD: { stream: str, child: peer },
+  MOVE: { stream: str, parent: peer, depth: int },
   STANDBY: { stream: str, standby: (v) => v == null || peer(v) },
   CONNECT_STANDBY: { stream: str, child: peer },
   DROP_STANDBY: { stream: str, child: peer },

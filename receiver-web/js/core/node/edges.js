@@ -43,7 +43,12 @@ export const edges = {
 
   /** An edge's data channel opened. */
   handleEdgeOpen(nowMs, edge) {
-    if (!this.advance(nowMs) || this.standbyOpen(edge) || !this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
+    if (!this.advance(nowMs) || this.standbyOpen(edge)) return;
+    if (this.isPendingEdge(edge)) {
+      this.completeMove(true);
+      return;
+    }
+    if (!this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
     const p = this.parentLink;
     if (p == null) return;
     p.open = true;
@@ -91,6 +96,11 @@ export const edges = {
       p.heardAt = null;
       this.repairStart ??= this.nowMs;
       this.event({ kind: 'parent-closed', parent: p.peer, reason });
+      if (this.pendingLink != null) {
+        // Moving anyway: the new parent, already placed by the supervisor, takes over.
+        this.completeMove(false);
+        return;
+      }
       if (this.switchToStandby(p.peer)) return;
       if (!this.link.isConnected()) {
         // Nobody to tell: an orphan, placed once a supervisor takes its RESUME.
@@ -98,6 +108,8 @@ export const edges = {
       } else if (this.live()) {
         this.send({ type: 'PARENT_LOST', parent: p.peer });
       }
+    } else if (this.isPendingEdge(edge)) {
+      this.pendingLink.edge = null; // its offer may come again; the open limit still counts
     } else if (!this.standbyClosed(edge)) {
       const child = this.childOf(edge);
       if (child != null) {
@@ -119,6 +131,7 @@ export const edges = {
   edgePeer(edge) {
     if (this.isParentEdge(edge)) return this.parentLink?.peer ?? null;
     if (this.isStandbyEdge(edge)) return this.standbyLink.peer;
+    if (this.isPendingEdge(edge)) return this.pendingLink.peer;
     return this.childOf(edge) ?? this.standbyChildOf(edge);
   },
 
@@ -136,7 +149,17 @@ export const edges = {
   },
 
   routeSignal(from, payload) {
-    if (this.parentLink?.peer === from) {
+    if (this.pendingLink?.peer === from) {
+      if (payload.kind === 'offer') {
+        const edge = this.newEdge();
+        const old = this.pendingLink.edge;
+        this.pendingLink.edge = edge;
+        if (old != null) this.emit({ type: 'close-edge', edge: old });
+        this.emit({ type: 'open-edge', edge, peer: from, offerer: false });
+      }
+      const edge = this.pendingLink.edge;
+      if (edge != null) this.emit({ type: 'signal-edge', edge, payload });
+    } else if (this.parentLink?.peer === from) {
       if (payload.kind === 'offer') {
         this.closeParentEdge();
         const edge = this.newEdge();
@@ -155,6 +178,7 @@ export const edges = {
 
   setParent(parent, depth) {
     if (this.isBroadcaster()) return;
+    this.closePendingEdge();
     if (this.parentLink?.peer === parent && this.parentLink.open) {
       // Confirms a switch to the standby: the edge is there already.
       this.depth = depth;
@@ -225,16 +249,23 @@ export const edges = {
   },
 
   parentTimeout() {
+    const q = this.pendingLink;
+    const moving = q?.waitingSince != null ? q.waitingSince + PARENT_OPEN_LIMIT_MS : null;
     const p = this.parentLink;
     if (p == null) return null;
     const hello = p.greetedAt == null ? null : p.greetedAt + HELLO_REPEAT_MS;
     const open = p.waitingSince != null && this.live() ? p.waitingSince + PARENT_OPEN_LIMIT_MS : null;
-    const times = [hello, open].filter((t) => t != null);
+    const times = [hello, open, moving].filter((t) => t != null);
     return times.length ? Math.min(...times) : null;
   },
 
   parentTimers() {
     const now = this.nowMs;
+    const q = this.pendingLink;
+    if (q?.waitingSince != null && now >= q.waitingSince + PARENT_OPEN_LIMIT_MS) {
+      // The new edge never opened: move anyway, and its open limit reports it below.
+      this.completeMove(false);
+    }
     if (this.parentLink == null) return;
     if (this.parentLink.greetedAt != null && now >= this.parentLink.greetedAt + HELLO_REPEAT_MS) {
       this.event({ kind: 'hello-repeated' });
@@ -257,6 +288,10 @@ export const edges = {
     if (parent == null) return;
     this.closeParentEdge();
     this.repairStart ??= this.nowMs;
+    if (this.pendingLink != null) {
+      this.completeMove(false);
+      return;
+    }
     if (this.switchToStandby(parent)) return;
     if (this.link.isConnected()) {
       this.send({ type: 'PARENT_LOST', parent });
@@ -278,8 +313,61 @@ export const edges = {
     }
   },
 
+  /** MOVE: make-before-break. Keep the current parent while the new one's edge opens; a node
+   *  without an open parent edge (or moving to its open standby) has nothing to keep. */
+  moveTo(parent, depth) {
+    if (this.isBroadcaster()) return;
+    const p = this.parentLink;
+    const keep = this.live() && p != null && p.open && p.peer !== parent;
+    const s = this.standbyLink;
+    const warm = s != null && s.peer === parent && s.open;
+    if (!keep || warm) {
+      this.setParent(parent, depth);
+      return;
+    }
+    this.closePendingEdge();
+    this.depth = depth;
+    this.pendingLink = newParent(parent, this.nowMs);
+    this.event({ kind: 'moving', parent, depth });
+  },
+
+  isPendingEdge(edge) {
+    return this.pendingLink != null && this.pendingLink.edge === edge;
+  },
+
+  closePendingEdge() {
+    const q = this.pendingLink;
+    this.pendingLink = null;
+    if (q?.edge != null) this.emit({ type: 'close-edge', edge: q.edge });
+  },
+
+  /** The move's new parent becomes the parent: at once with HELLO when its edge `opened` (the
+   *  old edge closes after), or still opening when the old parent was lost or the new edge is
+   *  overdue (a break: the repair time counts). */
+  completeMove(opened) {
+    const q = this.pendingLink;
+    if (q == null) return;
+    this.pendingLink = null;
+    this.closeParentEdge();
+    if (opened) {
+      q.open = true;
+      q.waitingSince = null;
+    } else {
+      this.repairStart ??= this.nowMs;
+    }
+    this.counters.repairs += 1;
+    this.reassembler = new Reassembler();
+    this.parentLink = q;
+    this.event({ kind: 'reattached', parent: q.peer, depth: this.depth });
+    if (opened) {
+      this.greetParent();
+      this.event({ kind: 'parent-open', parent: q.peer });
+    }
+  },
+
   /** Closes every edge, as a crash would. */
   closeAllEdges() {
+    this.closePendingEdge();
     this.closeStandbyEdges();
     this.closeParentEdge();
     this.parentLink = null;
