@@ -38,7 +38,7 @@ mod standby;
 mod views;
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
-pub use standby::OVERFULL_GRACE_MS;
+pub use standby::{MAX_STANDBY_CHILDREN, OVERFULL_GRACE_MS};
 pub use views::{TreeNode, TreeView};
 
 /// Settings for every stream.

@@ -27,6 +27,13 @@ use std::collections::HashMap;
 /// within that time, which frees the slot without any move.
 pub const OVERFULL_GRACE_MS: u64 = 3000;
 
+/// Most viewers one node is the standby parent of. A grandparent serves up to `fanout`; the
+/// shallowest free slot of a full tree is everybody's second choice (with fanout 2 and 80
+/// viewers, one leaf would hold ~35 warm edges, each a peer connection and 20 keepalives a
+/// second, and could not take more than one or two of them at once anyway). Viewers over the cap,
+/// deeper ones first, go without a standby: their repair is a full one.
+pub const MAX_STANDBY_CHILDREN: usize = 4;
+
 /// A stream's standby plan as last sent, and since when each node has been over its fanout.
 #[derive(Debug, Default)]
 pub(super) struct Standbys {
@@ -78,7 +85,19 @@ impl Registry {
         if tree == s.standbys.planned_for {
             return;
         }
-        let plan = s.topology.standby_plan();
+        let full = s.topology.standby_plan();
+        // Shallow viewers first (breadth-first): their subtrees are the larger ones.
+        let mut plan = HashMap::new();
+        let mut load: HashMap<PeerId, usize> = HashMap::new();
+        for n in s.topology.nodes() {
+            if let Some(&to) = full.get(&n.peer) {
+                let count = load.entry(to).or_default();
+                if *count < MAX_STANDBY_CHILDREN {
+                    *count += 1;
+                    plan.insert(n.peer, to);
+                }
+            }
+        }
         s.standbys.planned_for = tree;
         let old = std::mem::take(&mut s.standbys.of);
         let mut changes: Vec<(PeerId, Option<PeerId>, Option<PeerId>)> = Vec::new();

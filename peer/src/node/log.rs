@@ -67,6 +67,9 @@ pub(super) fn event(ev: &NodeEvent) {
             tracing::info!(%reason, "stream ended; playing out what is left")
         }
         NodeEvent::Viewers { viewers } => tracing::debug!(?viewers, "viewers"),
+        NodeEvent::Moving { parent, depth } => {
+            tracing::info!(%parent, depth, "moving: keeping the parent until the new edge opens")
+        }
         NodeEvent::ParentSilent { parent, silent_ms } => {
             tracing::warn!(%parent, silent_ms, "parent silent; left it")
         }
