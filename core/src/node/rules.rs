@@ -24,10 +24,12 @@ pub const KEEPALIVE_MS: u64 = 100;
 /// its children leave it as if its edge had closed (`PARENT_LOST`), and a parent drops a child
 /// silent this long. A frozen process (SIGSTOP) keeps its sockets open, so ICE (~4.4 s) and the
 /// supervisor's heartbeat limit (3 s) notice it late; this notices it in well under a second.
-/// Chosen from the gaps seen, not guessed: six keepalive intervals covers one lost packet
-/// (recovered by fast retransmit after three later keepalives, ~300 ms) plus an event-loop stall
-/// of a loaded machine (see the measurements in the commit that set it).
-pub const SILENCE_LIMIT_MS: u64 = 600;
+/// It must be longer than one lost packet's cost: webrtc-rs's SCTP retransmits no sooner than
+/// 1 s (minimum RTO) when fast retransmit does not recover it, and the ordered channel holds
+/// everything behind it meanwhile, so any bound under ~1.1 s takes a lossy link for a dead
+/// parent (the simulator's 1%-loss scenario did, with 600 ms: switches every few seconds). A
+/// bound under a second needs an SCTP with a shorter RTO (Chrome's dcSCTP: 400 ms minimum).
+pub const SILENCE_LIMIT_MS: u64 = 1200;
 
 /// A parent edge that has not opened this long after the supervisor named the parent is given up
 /// and reported lost, so the supervisor places the child elsewhere: an offer lost on the way, or

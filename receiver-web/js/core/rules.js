@@ -4,7 +4,7 @@
 
 export const HELLO_REPEAT_MS = 500;
 export const KEEPALIVE_MS = 100;
-export const SILENCE_LIMIT_MS = 600;
+export const SILENCE_LIMIT_MS = 1200;
 export const PARENT_OPEN_LIMIT_MS = 8000;
 export const END_GRACE_MS = 5000;
 export const DRAIN_TIMEOUT_MS = 10000;
