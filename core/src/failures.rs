@@ -113,6 +113,17 @@ pub struct RunMetrics {
     pub repair_ms_median: Option<u64>,
     /// 95th percentile of repair times (ms).
     pub repair_ms_p95: Option<u64>,
+    /// Switches to a standby parent reported by viewers (parent lost to the first chunk over
+    /// the warm edge); not in `repair_samples`, which are full repairs (a new edge).
+    pub switch_samples: usize,
+    /// Median switch time (ms).
+    pub switch_ms_median: Option<u64>,
+    /// 95th percentile of switch times (ms).
+    pub switch_ms_p95: Option<u64>,
+    /// Median of every recovery, switch or full repair (ms).
+    pub recovery_ms_median: Option<u64>,
+    /// 95th percentile of every recovery (ms).
+    pub recovery_ms_p95: Option<u64>,
 }
 
 /// A run's state as the API shows it.
@@ -153,6 +164,7 @@ pub struct Run {
     baseline: HashMap<PeerId, Counters>,
     latest: HashMap<PeerId, Counters>,
     repair_times: Vec<u32>,
+    switch_times: Vec<u32>,
     timeline: Vec<TimelinePoint>,
     victims: Vec<PeerId>,
     next_sample_ms: u64,
@@ -187,6 +199,7 @@ impl Run {
             latest: baseline.clone(),
             baseline,
             repair_times: Vec::new(),
+            switch_times: Vec::new(),
             timeline: Vec::new(),
             victims: Vec::new(),
             next_sample_ms: now_ms,
@@ -301,6 +314,14 @@ impl Run {
             .min(room);
         self.repair_times
             .extend_from_slice(&stats.repair_times_ms[..take]);
+        let room = MAX_RUN_SAMPLES.saturating_sub(self.switch_times.len());
+        let take = stats
+            .switch_times_ms
+            .len()
+            .min(MAX_REPAIR_SAMPLES)
+            .min(room);
+        self.switch_times
+            .extend_from_slice(&stats.switch_times_ms[..take]);
     }
 
     /// The supervisor re-attached `n` children while the run counts.
@@ -328,6 +349,10 @@ impl Run {
         }
         let mut times = self.repair_times.clone();
         times.sort_unstable();
+        let mut switches = self.switch_times.clone();
+        switches.sort_unstable();
+        let mut all: Vec<u32> = times.iter().chain(&switches).copied().collect();
+        all.sort_unstable();
         RunMetrics {
             kills: self.kills_done,
             missed_kills: self.missed,
@@ -339,6 +364,11 @@ impl Run {
             repair_samples: times.len(),
             repair_ms_median: percentile(&times, 50),
             repair_ms_p95: percentile(&times, 95),
+            switch_samples: switches.len(),
+            switch_ms_median: percentile(&switches, 50),
+            switch_ms_p95: percentile(&switches, 95),
+            recovery_ms_median: percentile(&all, 50),
+            recovery_ms_p95: percentile(&all, 95),
         }
     }
 

@@ -68,7 +68,12 @@
 //!   `0: version | 1: type | 2: has_last u8 (0 or 1) | 3: last_seq u64`. `has_last = 1` means
 //!   "I hold every chunk up to `last_seq`" (a re-attach after a parent failure); `has_last = 0`
 //!   means "I am new" and `last_seq` must be 0.
-//! * type 3, ABORT (parent to child), 10 bytes: `0: version | 1: type | 2: seq u64`. "Drop
+//! * type 3, KEEPALIVE (both ways, only after the child's HELLO), exactly 2 bytes:
+//!   `0: version | 1: type`. Each end sends one every `KEEPALIVE_MS` (`node::rules`), whatever
+//!   else it sends, and takes a peer that has sent one and then nothing at all for
+//!   `SILENCE_LIMIT_MS` as failed: a frozen process keeps its sockets open, so only silence
+//!   shows it. Any other length is an error.
+//! * type 4, ABORT (parent to child), 10 bytes: `0: version | 1: type | 2: seq u64`. "Drop
 //!   chunk `seq`: none of it will follow." A relay passes a chunk's fragments on as they arrive
 //!   (cut-through), all but the last, which it sends only once the whole chunk verified; when
 //!   the chunk fails, or the relay loses its parent mid-chunk, it sends ABORT to each child that
@@ -182,6 +187,9 @@ pub enum FrameError {
     /// A HELLO message whose length or fields are wrong.
     #[error("malformed HELLO: {0}")]
     BadHello(&'static str),
+    /// A KEEPALIVE whose length is not 2 bytes.
+    #[error("malformed KEEPALIVE: length is not 2 bytes")]
+    BadKeepalive,
     /// A stream key that is not 32 bytes.
     #[error("stream key must be 32 bytes, got {0}")]
     KeyLength(usize),

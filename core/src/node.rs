@@ -31,10 +31,12 @@
 
 mod edges;
 mod ending;
+mod liveness;
 mod media;
 mod output;
 pub mod rules;
 mod session;
+mod standby;
 #[cfg(test)]
 mod test;
 
@@ -45,7 +47,7 @@ use crate::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage};
 use crate::relay::{Relay, RelayConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 pub use output::{NodeEvent, Output};
@@ -188,6 +190,8 @@ struct Parent {
     waiting_since: Option<u64>,
     /// When HELLO was last said, while nothing came back yet.
     greeted_at: Option<u64>,
+    /// When the parent was last heard, once it sent a KEEPALIVE (silence is timed from here).
+    heard_at: Option<u64>,
 }
 
 /// Where the node is in its life.
@@ -221,6 +225,25 @@ pub struct Node {
     parent: Option<Parent>,
     /// Each child's edge (its queue and channel are the relay's).
     children: BTreeMap<PeerId, EdgeId>,
+    /// Children whose HELLO came (they are sent keepalives), with when each was last heard once
+    /// it sent a KEEPALIVE.
+    child_heard: BTreeMap<PeerId, Option<u64>>,
+    /// When keepalives were last sent.
+    keepalive_sent: u64,
+    /// A make-before-break move under way (`MOVE`): the new parent's edge, opening while the
+    /// current parent still sends.
+    pending: Option<Parent>,
+    /// The warm edge to the standby parent the supervisor planned ([`standby`]).
+    standby: Option<standby::Standby>,
+    /// Warm edges to the children this node is the standby parent of (not children).
+    standby_children: BTreeMap<PeerId, standby::StandbyChild>,
+    /// Children that switched here by a HELLO on their standby edge, until `CONNECT_CHILD`
+    /// confirms them (it keeps the edge).
+    promoted: BTreeSet<PeerId>,
+    /// The repair under way is a switch to the standby (its time is reported apart).
+    repair_by_switch: bool,
+    /// Switch times (ms) measured since the last report.
+    switch_times: Vec<u32>,
     next_edge: u64,
     relay: Relay,
     reassembler: Reassembler,
@@ -265,6 +288,14 @@ impl Node {
             origin: None,
             parent: None,
             children: BTreeMap::new(),
+            child_heard: BTreeMap::new(),
+            keepalive_sent: 0,
+            pending: None,
+            standby: None,
+            standby_children: BTreeMap::new(),
+            promoted: BTreeSet::new(),
+            repair_by_switch: false,
+            switch_times: Vec::new(),
             next_edge: 0,
             relay: new_relay(config.relay),
             reassembler: Reassembler::default(),
@@ -312,6 +343,7 @@ impl Node {
         [
             self.session_timeout(),
             self.parent_timeout(),
+            self.liveness_timeout(),
             self.ending_timeout(),
             self.relay.poll_timeout(),
             self.player.poll_timeout(),
@@ -330,6 +362,7 @@ impl Node {
         self.player.handle_timeout(self.now_ms);
         self.session_timers();
         self.parent_timers();
+        self.liveness_timers();
         self.ending_timers();
         self.pump();
     }
@@ -453,6 +486,10 @@ impl Node {
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
             ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
             ServerMessage::DropChild { child, .. } => self.drop_child(child),
+            ServerMessage::Move { parent, depth, .. } => self.move_to(parent, depth),
+            ServerMessage::Standby { standby, .. } => self.set_standby(standby),
+            ServerMessage::ConnectStandby { child, .. } => self.connect_standby(child),
+            ServerMessage::DropStandby { child, .. } => self.drop_standby(child),
             ServerMessage::Signal { from, payload } => self.route_signal(from, payload),
             ServerMessage::StreamList { streams } => self.stream_list(&streams),
             ServerMessage::Kill { reason, rejoin } => self.killed(reason, rejoin),

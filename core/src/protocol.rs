@@ -154,6 +154,23 @@ pub struct PeerStats {
     /// most [`MAX_REPAIR_SAMPLES`] per report.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repair_times_ms: Vec<u32>,
+    /// Times this peer left a parent that went silent (data-channel keepalives stopped for
+    /// `SILENCE_LIMIT_MS`, see `node::rules`). Absent from peers that predate keepalives.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub parents_silent: u32,
+    /// Times this peer switched to the open warm edge of its standby parent (after losing its
+    /// parent, or told to by a `SET_PARENT` naming the standby).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub standby_switches: u32,
+    /// Switches to the standby completed since the previous report: from losing the parent to
+    /// the first chunk from the standby, in ms (at most [`MAX_REPAIR_SAMPLES`]); these are not
+    /// in `repair_times_ms`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switch_times_ms: Vec<u32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Most children a `RESUME` may list (the largest fanout the supervisor accepts).
@@ -272,6 +289,45 @@ pub enum ServerMessage {
     },
     /// Close the edge to a child that moved elsewhere or left.
     DropChild {
+        /// Stream name.
+        stream: String,
+        /// The child.
+        child: PeerId,
+    },
+    /// A move of a live viewer, make-before-break (additive, from issue 12): the parent is now
+    /// `parent` (expect its offer), but keep taking chunks from the current one until the new
+    /// edge opens; then say HELLO on it (the newest chunk held: the switch falls on a chunk
+    /// boundary) and close the old edge. A viewer without an open parent edge takes it as
+    /// `SET_PARENT`. The old parent is not sent `DROP_CHILD`: the child closes that edge.
+    Move {
+        /// Stream name.
+        stream: String,
+        /// The new parent.
+        parent: PeerId,
+        /// The viewer's new depth.
+        depth: usize,
+    },
+    /// The viewer's standby parent (additive, from issue 12): keep a warm edge to `standby`
+    /// (expect its offer; keepalives only, no media) and switch to it at once when the parent is
+    /// lost. Absent `standby`: drop the standby edge.
+    Standby {
+        /// Stream name.
+        stream: String,
+        /// The standby parent, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        standby: Option<PeerId>,
+    },
+    /// Open a warm edge to `child`, whose standby parent this peer is: create a peer connection
+    /// and send it an offer; send keepalives only, until the child says HELLO on it (it switched:
+    /// it is a child from then on) or `CONNECT_CHILD` names it (the registry moved it here).
+    ConnectStandby {
+        /// Stream name.
+        stream: String,
+        /// The child.
+        child: PeerId,
+    },
+    /// Close the warm edge to a child whose standby parent this peer no longer is.
+    DropStandby {
         /// Stream name.
         stream: String,
         /// The child.
@@ -421,6 +477,14 @@ pub enum PeerMessage {
         /// The parent that vanished.
         parent: PeerId,
     },
+    /// The parent `lost` was lost (its channel closed or went silent) and this viewer switched
+    /// to its standby `parent` (HELLO said on the warm edge): confirm or correct it.
+    SwitchedParent {
+        /// The parent that was lost.
+        lost: PeerId,
+        /// The standby parent the viewer now takes its chunks from.
+        parent: PeerId,
+    },
     /// Periodic statistics.
     Stats {
         /// Latest counters.
@@ -460,6 +524,7 @@ impl PeerMessage {
             Self::Signal { .. } => "SIGNAL",
             Self::Heartbeat {} => "HEARTBEAT",
             Self::ParentLost { .. } => "PARENT_LOST",
+            Self::SwitchedParent { .. } => "SWITCHED_PARENT",
             Self::Stats { .. } => "STATS",
             Self::EndStream {} => "END_STREAM",
         }
@@ -493,6 +558,10 @@ impl ServerMessage {
             Self::SetParent { .. } => "SET_PARENT",
             Self::ConnectChild { .. } => "CONNECT_CHILD",
             Self::DropChild { .. } => "DROP_CHILD",
+            Self::Move { .. } => "MOVE",
+            Self::Standby { .. } => "STANDBY",
+            Self::ConnectStandby { .. } => "CONNECT_STANDBY",
+            Self::DropStandby { .. } => "DROP_STANDBY",
             Self::Signal { .. } => "SIGNAL",
             Self::StreamEnded { .. } => "STREAM_ENDED",
             Self::Kill { .. } => "KILL",

@@ -35,10 +35,12 @@ mod pacing;
 mod rebuild;
 mod repair;
 mod runs;
+mod standby;
 mod views;
 pub use pacing::{JoinPacing, FAST_SETUP_MS, SETUP_SLOT_MS};
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
+pub use standby::{MAX_STANDBY_CHILDREN, OVERFULL_GRACE_MS};
 pub use views::{TreeNode, TreeView};
 
 /// Settings for every stream.
@@ -95,6 +97,8 @@ struct StreamEntry {
     started_at_ms: u64,
     /// While the tree is rebuilt from re-announcements.
     rebuild: Option<rebuild::Rebuild>,
+    /// The viewers' standby parents ([`standby`]).
+    standbys: standby::Standbys,
 }
 
 /// The supervisor's registry of peers and streams.
@@ -112,6 +116,8 @@ pub struct Registry {
     pacing: pacing::Pacing,
     /// The latest time an input brought (set-ups are stamped with it).
     clock_ms: u64,
+    /// Whether viewers are given standby parents ([`Registry::set_standby_edges`]).
+    standby_edges: bool,
 }
 
 impl Registry {
@@ -130,6 +136,7 @@ impl Registry {
             publish: PublishPolicy::default(),
             pacing: pacing::Pacing::new(JoinPacing::default()),
             clock_ms: 0,
+            standby_edges: false,
         }
     }
 
@@ -217,6 +224,23 @@ impl Registry {
         };
         entry.last_seen_ms = now_ms;
         let component = entry.component;
+        let replan = !matches!(
+            msg,
+            PeerMessage::Heartbeat {} | PeerMessage::Stats { .. } | PeerMessage::Signal { .. }
+        );
+        self.handle_peer_message(now_ms, from, component, msg);
+        if replan {
+            self.replan_standbys(now_ms);
+        }
+    }
+
+    fn handle_peer_message(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        component: ComponentType,
+        msg: PeerMessage,
+    ) {
         match msg {
             PeerMessage::Heartbeat {} => {}
             PeerMessage::ListStreams {} => {
@@ -265,6 +289,9 @@ impl Registry {
             }
             PeerMessage::Signal { to, payload } => self.relay_signal(from, to, payload),
             PeerMessage::ParentLost { parent } => self.parent_lost(now_ms, from, parent),
+            PeerMessage::SwitchedParent { lost, parent } => {
+                self.switched_parent(now_ms, from, lost, parent);
+            }
             PeerMessage::EndStream {} if component == ComponentType::Broadcaster => {
                 self.end_stream_of(from, "the broadcaster ended the stream");
             }
@@ -294,6 +321,7 @@ impl Registry {
             }
         }
         self.admit_queued();
+        self.replan_standbys(now_ms);
     }
 
     /// Fails every peer whose heartbeat is overdue, and drives the failure runs.
@@ -314,6 +342,8 @@ impl Registry {
         for peer in overdue {
             self.fail_peer(now_ms, peer, "no heartbeat within the timeout");
         }
+        self.relieve_overfull(now_ms);
+        self.replan_standbys(now_ms);
     }
 
     /// Disconnects a peer as failed (heartbeat loss, or the operator's kill) and repairs the tree.
@@ -341,6 +371,7 @@ impl Registry {
             .chain(runs)
             .chain(self.rebuild_timeout())
             .chain(self.pacing.poll_timeout())
+            .chain(self.overfull_timeout())
             .min()
     }
 
@@ -463,6 +494,7 @@ impl Registry {
                 topology: Topology::new(kind, from),
                 started_at_ms: now_ms,
                 rebuild: None,
+                standbys: standby::Standbys::default(),
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {

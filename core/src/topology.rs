@@ -393,7 +393,9 @@ impl Topology {
         let mut unplaced = Vec::new();
         for (i, orphan) in orphans.into_iter().enumerate() {
             // Detached subtrees are unreachable from the root, so no slot inside them is offered.
-            let parent = if i == 0 {
+            // The vacated slot may be taken already: a child that switched to its standby (the
+            // grandparent) before its parent was removed.
+            let parent = if i == 0 && self.has_room(former_parent) {
                 Some(former_parent)
             } else {
                 self.shallowest_free_slot()
@@ -460,6 +462,57 @@ impl Topology {
             self.leaf_only.remove(p);
         }
         gone
+    }
+
+    /// Every viewer's standby: the parent [`Topology::remove`] would give it if its own parent
+    /// were removed now (the tallest orphan takes the vacated slot under the grandparent, the
+    /// others the shallowest free slots, rebalancing included). Viewers under the root have none
+    /// (the stream ends with its broadcaster). A standby is never in the viewer's own subtree.
+    /// Costs one removal on a copy per parent: `O(n^2)` over the tree, done once per change.
+    pub fn standby_plan(&self) -> HashMap<PeerId, PeerId> {
+        let mut plan = HashMap::new();
+        for parent in self.bfs(self.root) {
+            if parent == self.root || self.children(parent).is_empty() {
+                continue;
+            }
+            let mut copy = self.clone();
+            if let Ok(repair) = copy.remove(parent) {
+                for (orphan, to) in repair.rewired {
+                    plan.insert(orphan, to);
+                }
+            }
+        }
+        plan
+    }
+
+    /// Moves `child` (with its subtree) under `parent`, which may hold one child more than the
+    /// fanout for a while: a viewer that switched to its standby, the grandparent, while the lost
+    /// parent still holds the grandparent's slot. The registry takes the extra child off again
+    /// once the lost parent is removed or after a grace ([`Topology::overfull`]). Refused when
+    /// `parent` is in `child`'s subtree or already holds fanout + 1 children.
+    pub fn switch(&mut self, child: PeerId, parent: PeerId) -> Result<u32, TopologyError> {
+        if child == self.root {
+            return Err(TopologyError::RemoveRoot(child));
+        }
+        if !self.contains(child) {
+            return Err(TopologyError::UnknownPeer(child));
+        }
+        let full = self.children(parent).len() > self.fanout;
+        let refused = !self.contains(parent) || !self.relays(parent) || full;
+        if refused || self.subtree(child).contains(&parent) {
+            return Err(TopologyError::Full(parent));
+        }
+        self.detach(child);
+        self.attach(child, parent);
+        Ok(self.nodes[&child].depth)
+    }
+
+    /// Nodes holding more children than the fanout (after [`Topology::switch`]).
+    pub fn overfull(&self) -> Vec<PeerId> {
+        self.bfs(self.root)
+            .into_iter()
+            .filter(|p| self.children(*p).len() > self.fanout)
+            .collect()
     }
 
     /// Moves `child` (with its subtree intact) away from `avoid`, its parent, whose edge to it broke

@@ -312,6 +312,13 @@ fn known_answers_shared_with_the_browser() {
     }
     .encode();
     assert_eq!(hex(&hello), v["hello_258_hex"]);
+    assert_eq!(hex(&Message::Keepalive.encode()), v["keepalive_hex"]);
+    for bad in ["02", "020300", "0303"] {
+        assert!(
+            Message::decode(Bytes::from(unhex(&serde_json::Value::from(bad)))).is_err(),
+            "{bad}"
+        );
+    }
 }
 
 /// Found by `fuzz/frame`: fragments announcing seq 5 reassembled into a chunk whose own (signed)

@@ -166,6 +166,10 @@ fn output_json(out: &Output, watch: &[String]) -> Option<Value> {
             Message::Fragment(f) => json!({"transmit": {"edge": edge.0, "fragment":
                 {"seq": f.seq.0, "index": f.index, "count": f.count}}}),
             Message::Abort { seq } => json!({"transmit": {"edge": edge.0, "abort": seq.0}}),
+            Message::Keepalive if watch.iter().any(|w| w == "keepalive") => {
+                json!({"transmit": {"edge": edge.0, "keepalive": true}})
+            }
+            Message::Keepalive => return None,
         },
         Output::Deliver(c) => json!({ "deliver": c.seq.0 }),
         Output::Ready(_) => json!({"ready": {}}),

@@ -54,6 +54,13 @@ pub(crate) struct Row {
     avg_stall_ms: u64,
     repair_ms_median: Option<u64>,
     repair_ms_p95: Option<u64>,
+    /// Switches to a standby parent (not in the repair times, which are full repairs).
+    switches: u64,
+    switch_ms_median: Option<u64>,
+    switch_ms_p95: Option<u64>,
+    /// Every recovery, switch or full repair.
+    recovery_ms_median: Option<u64>,
+    recovery_ms_p95: Option<u64>,
     chunks_lost_by_survivors: u64,
     /// CPU of every process (a real run only: the simulator models no CPU).
     cpu_percent: Option<f64>,
@@ -195,6 +202,11 @@ fn one_run(
         avg_stall_ms: m["avg_stall_ms"].as_u64().unwrap_or(0),
         repair_ms_median: m["repair_ms_median"].as_u64(),
         repair_ms_p95: m["repair_ms_p95"].as_u64(),
+        switches: m["switch_samples"].as_u64().unwrap_or(0),
+        switch_ms_median: m["switch_ms_median"].as_u64(),
+        switch_ms_p95: m["switch_ms_p95"].as_u64(),
+        recovery_ms_median: m["recovery_ms_median"].as_u64(),
+        recovery_ms_p95: m["recovery_ms_p95"].as_u64(),
         chunks_lost_by_survivors: lost,
         cpu_percent: Some(cpu_percent(cpu.total(), wall)),
         viewers_min,
@@ -206,11 +218,11 @@ fn opt(v: Option<u64>) -> String {
 }
 
 pub(crate) fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
-    let mut csv = String::from("distribution,rate_per_s,sample,seed,kills,repairs,stalls,stalled_ms,avg_stall_ms,repair_ms_median,repair_ms_p95,chunks_lost_by_survivors,cpu_percent,viewers_min\n");
+    let mut csv = String::from("distribution,rate_per_s,sample,seed,kills,repairs,stalls,stalled_ms,avg_stall_ms,repair_ms_median,repair_ms_p95,chunks_lost_by_survivors,cpu_percent,viewers_min,switches,switch_ms_median,switch_ms_p95,recovery_ms_median,recovery_ms_p95\n");
     for r in rows {
         writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.distribution,
             r.rate,
             r.sample,
@@ -225,7 +237,12 @@ pub(crate) fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
             r.chunks_lost_by_survivors,
             r.cpu_percent
                 .map_or_else(String::new, |c| format!("{c:.1}")),
-            r.viewers_min
+            r.viewers_min,
+            r.switches,
+            opt(r.switch_ms_median),
+            opt(r.switch_ms_p95),
+            opt(r.recovery_ms_median),
+            opt(r.recovery_ms_p95)
         )?;
     }
     std::fs::write(out.join("results.csv"), csv)?;
@@ -379,6 +396,32 @@ pub(crate) fn write_summary(
                 format_value(p95),
                 format_value(lost),
                 cpu
+            )?;
+        }
+    }
+    writeln!(
+        md,
+        "\nRecoveries by kind (issue 12): a switch to the standby parent over its warm edge, or a full repair (a new edge); each from the parent lost to the first chunk from the new parent, as viewers measure it. Means over the samples.\n\n| distribution | failures/s | switches | switch median / p95 | full repairs | full repair median / p95 | every recovery median / p95 |\n|---|---:|---:|---:|---:|---:|---:|"
+    )?;
+    for dist in &cfg.distributions {
+        for &rate in &cfg.rates {
+            let mean = |f: &dyn Fn(&Row) -> Option<u64>| {
+                cell(rows, dist, rate, |r| f(r).unwrap_or(0) as f64).map_or(0.0, |v| v)
+            };
+            if cell(rows, dist, rate, |r| r.kills as f64).is_none() {
+                continue;
+            }
+            writeln!(
+                md,
+                "| {dist} | {rate} | {} | {} / {} ms | {} | {} / {} ms | {} / {} ms |",
+                format_value(mean(&|r| Some(r.switches))),
+                format_value(mean(&|r| r.switch_ms_median)),
+                format_value(mean(&|r| r.switch_ms_p95)),
+                format_value(mean(&|r| r.repairs.checked_sub(r.switches))),
+                format_value(mean(&|r| r.repair_ms_median)),
+                format_value(mean(&|r| r.repair_ms_p95)),
+                format_value(mean(&|r| r.recovery_ms_median)),
+                format_value(mean(&|r| r.recovery_ms_p95)),
             )?;
         }
     }

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  Chunk, FrameError, Reassembler, chunkHead, decodeMessage, encodeAbort, encodeHello, fragment, importSigningKey,
+  Chunk, FrameError, Reassembler, chunkHead, decodeMessage, encodeAbort, encodeHello, encodeKeepalive, fragment, importSigningKey,
   importStreamKey, makeSigner, streamKeyBytes, verifyChunk, verifySignature, base64Encode,
   FLAG_KEYFRAME, MAX_MESSAGE, PREFIX_LEN,
 } from '../js/core/frame.js';
@@ -54,6 +54,9 @@ test('signing matches the known answers shared with Rust (testdata/frame-vectors
   assert.equal(await verifySignature({ ...origin, streamKey: new Uint8Array(32) }, d), false, 'another broadcast');
   assert.equal(hex(encodeHello(258)), VECTORS.hello_258_hex);
   assert.deepEqual(decodeMessage(encodeHello(null)), { type: 'hello', last: null });
+  assert.equal(hex(encodeKeepalive()), VECTORS.keepalive_hex);
+  assert.deepEqual(decodeMessage(unhex(VECTORS.keepalive_hex)), { type: 'keepalive' });
+  for (const bad of ['02', '020300', '0303']) assert.throws(() => decodeMessage(unhex(bad)), FrameError, bad);
 });
 
 test('chunks of every size class survive fragment and reassembly', async () => {
@@ -149,7 +152,7 @@ test('random bytes never throw anything but a FrameError', () => {
 
 test('ABORT: layout as the core writes it, and it drops only the chunk in progress', async () => {
   const m = encodeAbort(258);
-  assert.deepEqual([...m], [2, 3, 0, 0, 0, 0, 0, 0, 1, 2]);
+  assert.deepEqual([...m], [2, 4, 0, 0, 0, 0, 0, 0, 1, 2]);
   assert.deepEqual(decodeMessage(m), { type: 'abort', seq: 258 });
   assert.throws(() => decodeMessage(m.subarray(0, 9)), FrameError);
   const r = new Reassembler();

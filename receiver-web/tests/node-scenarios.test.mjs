@@ -131,6 +131,7 @@ function outputJson(out, watch) {
       const m = decodeMessage(out.message);
       if (m.type === 'hello') return { transmit: { edge: out.edge, hello: m.last } };
       if (m.type === 'abort') return { transmit: { edge: out.edge, abort: m.seq } };
+      if (m.type === 'keepalive') return watch.includes('keepalive') ? { transmit: { edge: out.edge, keepalive: true } } : null;
       return { transmit: { edge: out.edge, fragment: { seq: m.seq, index: m.index, count: m.count } } };
     }
     case 'deliver': return { deliver: out.chunk.seq };

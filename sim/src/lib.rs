@@ -83,6 +83,8 @@ pub struct SimConfig {
     /// Keep a log of every host's inputs and outputs (not media) in [`Host::trace`], to find out
     /// why a scenario failed.
     pub trace: bool,
+    /// Whether the supervisor gives viewers standby parents (as the real one does).
+    pub standby_edges: bool,
 }
 
 impl Default for SimConfig {
@@ -97,6 +99,7 @@ impl Default for SimConfig {
             player: PlayerConfig::default(),
             verify_fraction: 1.0,
             trace: false,
+            standby_edges: true,
         }
     }
 }
@@ -181,9 +184,15 @@ struct Source {
 
 /// A supervisor's empty registry. The broadcaster goes live as on a real supervisor: with the
 /// operator's publish token (a restarted supervisor is configured alike).
-fn new_registry(config: RegistryConfig, pacing: JoinPacing, seed: [u8; 32]) -> Registry {
+fn new_registry(
+    config: RegistryConfig,
+    pacing: JoinPacing,
+    standby: bool,
+    seed: [u8; 32],
+) -> Registry {
     let mut registry = Registry::new(config, seed);
     registry.set_join_pacing(pacing);
+    registry.set_standby_edges(standby);
     registry.set_publish_policy(PublishPolicy::new(
         &[TokenGrant {
             scope: Scope::AnyStream,
@@ -198,7 +207,12 @@ impl Sim {
     /// An empty world at time 0.
     pub fn new(config: SimConfig) -> Self {
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let registry = new_registry(config.registry, config.pacing, rng.random());
+        let registry = new_registry(
+            config.registry,
+            config.pacing,
+            config.standby_edges,
+            rng.random(),
+        );
         Self {
             config,
             now: 0,

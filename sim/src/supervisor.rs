@@ -27,8 +27,12 @@ impl Sim {
     /// Starts a supervisor again on the same address, with an empty registry.
     pub fn restart_supervisor(&mut self) {
         self.sup_down = false;
-        self.registry =
-            crate::new_registry(self.config.registry, self.config.pacing, self.rng.random());
+        self.registry = crate::new_registry(
+            self.config.registry,
+            self.config.pacing,
+            self.config.standby_edges,
+            self.rng.random(),
+        );
         self.flush_registry();
     }
 

@@ -147,6 +147,7 @@ impl HubTask {
         let seed: [u8; 32] = rand::rng().random();
         let mut registry = Registry::new(registry_config, seed);
         registry.set_join_pacing(config.join_pacing);
+        registry.set_standby_edges(true);
         registry.set_publish_policy(PublishPolicy::new(
             &config.publish_tokens,
             &config.publisher_keys,

@@ -1,4 +1,4 @@
-//! Data-channel messages: FRAGMENT and HELLO (layouts in the parent module's docs), the fragmenter,
+//! Data-channel messages: FRAGMENT, HELLO and KEEPALIVE (layouts in the parent module's docs), the fragmenter,
 //! and the reassembler.
 //!
 //! The channel is reliable and ordered, so a parent sends one chunk's fragments back to back and
@@ -18,13 +18,17 @@ pub(super) const TYPE_FRAGMENT: u8 = 1;
 /// Message type of a HELLO.
 pub(super) const TYPE_HELLO: u8 = 2;
 /// Message type of an ABORT.
-pub(super) const TYPE_ABORT: u8 = 3;
+pub(super) const TYPE_ABORT: u8 = 4;
 /// Bytes before a FRAGMENT's data.
 pub const FRAGMENT_HEADER_LEN: usize = 18;
 /// Exact length of a HELLO.
 pub(super) const HELLO_LEN: usize = 11;
 /// Exact length of an ABORT.
 pub(super) const ABORT_LEN: usize = 10;
+/// Message type of a KEEPALIVE.
+pub(super) const TYPE_KEEPALIVE: u8 = 3;
+/// Exact length of a KEEPALIVE.
+pub(super) const KEEPALIVE_LEN: usize = 2;
 
 /// One piece of an encoded chunk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub enum Message {
         /// The chunk to drop.
         seq: ChunkSeq,
     },
+    /// "I am alive": sent both ways on an edge whose HELLO was said, so silence means failure.
+    Keepalive,
 }
 
 impl Message {
@@ -96,6 +102,7 @@ impl Message {
                 out.put_u64(seq.0);
                 out.freeze()
             }
+            Self::Keepalive => Bytes::from_static(&[VERSION, TYPE_KEEPALIVE]),
         }
     }
 
@@ -122,6 +129,8 @@ impl Message {
                 need: ABORT_LEN,
                 got: bytes.len(),
             }),
+            TYPE_KEEPALIVE if bytes.len() == KEEPALIVE_LEN => Ok(Self::Keepalive),
+            TYPE_KEEPALIVE => Err(FrameError::BadKeepalive),
             other => Err(FrameError::UnknownMessageType(other)),
         }
     }
@@ -412,7 +421,7 @@ mod test {
     #[test]
     fn abort_layout_and_effect() {
         let m = Message::Abort { seq: ChunkSeq(258) };
-        assert_eq!(&m.encode()[..], &[2, 3, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&m.encode()[..], &[2, 4, 0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(Message::decode(m.encode()).unwrap(), m);
         assert!(Message::decode(m.encode().slice(..9)).is_err());
         let mut r = Reassembler::new();

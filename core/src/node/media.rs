@@ -36,7 +36,7 @@ impl Node {
                 }
                 Ok(None)
             }
-            WireMessage::Hello { .. } => Ok(None),
+            WireMessage::Hello { .. } | WireMessage::Keepalive => Ok(None),
         });
         match result {
             Ok(Some(chunk)) => self.accept(chunk, true),

@@ -102,6 +102,14 @@ pub enum NodeEvent {
         /// This node's new depth.
         depth: usize,
     },
+    /// Told to move (make-before-break): the current parent keeps sending until the new edge
+    /// opens.
+    Moving {
+        /// The new parent.
+        parent: PeerId,
+        /// This node's new depth.
+        depth: usize,
+    },
     /// A supervisor took this node's re-announcement: its place in the rebuilt tree.
     Resumed {
         /// Its parent (none for the broadcaster).
@@ -133,6 +141,29 @@ pub enum NodeEvent {
     MalformedFromParent {
         /// What was wrong.
         error: String,
+    },
+    /// The parent sent keepalives, then nothing for `silent_ms`: left as if its edge had closed.
+    ParentSilent {
+        /// The parent.
+        parent: PeerId,
+        /// How long it had been silent.
+        silent_ms: u64,
+    },
+    /// A child sent keepalives, then nothing for the silence limit: dropped.
+    ChildSilent {
+        /// The child.
+        child: PeerId,
+    },
+    /// The parent was lost (or the supervisor named the standby): the standby edge is the
+    /// parent edge now.
+    SwitchedToStandby {
+        /// The standby, now the parent.
+        parent: PeerId,
+    },
+    /// A child switched to this node, its standby parent (HELLO on the warm edge).
+    StandbyChildSwitched {
+        /// The child.
+        child: PeerId,
     },
     /// HELLO was said again: nothing came from the parent yet.
     HelloRepeated,

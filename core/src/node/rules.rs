@@ -14,6 +14,23 @@ use std::fmt::Write as _;
 /// A parent ignores a repeat.
 pub const HELLO_REPEAT_MS: u64 = 500;
 
+/// Each end of an edge whose HELLO was said sends a KEEPALIVE this often (both ways; see
+/// [`SILENCE_LIMIT_MS`]). A steady trickle also lets SCTP recover a lost packet by fast
+/// retransmit (three later packets) instead of waiting for webrtc-rs's 1 s minimum retransmission
+/// timeout, which would otherwise hold everything behind it on the ordered channel.
+pub const KEEPALIVE_MS: u64 = 100;
+
+/// A parent that has sent a KEEPALIVE and then nothing at all for this long is taken as failed:
+/// its children leave it as if its edge had closed (`PARENT_LOST`), and a parent drops a child
+/// silent this long. A frozen process (SIGSTOP) keeps its sockets open, so ICE (~4.4 s) and the
+/// supervisor's heartbeat limit (3 s) notice it late; this notices it in well under a second.
+/// It must be longer than one lost packet's cost: webrtc-rs's SCTP retransmits no sooner than
+/// 1 s (minimum RTO) when fast retransmit does not recover it, and the ordered channel holds
+/// everything behind it meanwhile, so any bound under ~1.1 s takes a lossy link for a dead
+/// parent (the simulator's 1%-loss scenario did, with 600 ms: switches every few seconds). A
+/// bound under a second needs an SCTP with a shorter RTO (Chrome's dcSCTP: 400 ms minimum).
+pub const SILENCE_LIMIT_MS: u64 = 1200;
+
 /// A parent edge that has not opened this long after the supervisor named the parent is given up
 /// and reported lost, so the supervisor places the child elsewhere: an offer lost on the way, or
 /// ICE checks that never end, would otherwise leave the child waiting forever. The limit is
@@ -124,8 +141,10 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 17] = [
+    let numbers: [(&str, u64); 19] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
+        ("KEEPALIVE_MS", KEEPALIVE_MS),
+        ("SILENCE_LIMIT_MS", SILENCE_LIMIT_MS),
         ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
         (
             "PARENT_OPEN_BACKOFF_MAX",

@@ -275,15 +275,21 @@ impl Node {
     pub(super) fn report_stats(&mut self) {
         let mut stats = self.stats();
         stats.repair_times_ms = std::mem::take(&mut self.repair_times);
+        stats.switch_times_ms = std::mem::take(&mut self.switch_times);
         self.send(PeerMessage::Stats { stats });
     }
 
     /// A repair under way, if any, is over: a chunk came from the (new) parent.
     pub(super) fn repair_done(&mut self) {
         if let Some(start) = self.repair_start.take() {
-            if self.repair_times.len() < MAX_REPAIR_SAMPLES {
+            let times = if std::mem::take(&mut self.repair_by_switch) {
+                &mut self.switch_times
+            } else {
+                &mut self.repair_times
+            };
+            if times.len() < MAX_REPAIR_SAMPLES {
                 let ms = u32::try_from(self.now_ms - start).unwrap_or(u32::MAX);
-                self.repair_times.push(ms);
+                times.push(ms);
             }
         }
     }

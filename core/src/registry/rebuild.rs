@@ -142,6 +142,7 @@ impl Registry {
                     expected,
                     until_ms: now_ms + SETTLE_MS,
                 }),
+                standbys: Default::default(),
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {
@@ -463,7 +464,7 @@ impl Registry {
         }
         for (leaf, new_parent) in moves {
             let old = before.get(&leaf).copied().flatten();
-            self.move_child(stream, leaf, new_parent, old);
+            self.move_live(stream, leaf, new_parent, old);
         }
     }
 
@@ -480,7 +481,7 @@ impl Registry {
             .collect();
         for (leaf, new_parent) in s.topology.rebalance_now() {
             let old = before.get(&leaf).copied().flatten();
-            self.move_child(stream, leaf, new_parent, old);
+            self.move_live(stream, leaf, new_parent, old);
         }
     }
 

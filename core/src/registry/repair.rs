@@ -154,7 +154,13 @@ impl Registry {
             .is_some_and(|s| {
                 s.topology.parent(to) == Some(from) || s.topology.parent(from) == Some(to)
             });
-        if neighbours {
+        let standby = || {
+            self.peers
+                .get(&from)
+                .and_then(|e| e.stream.as_deref())
+                .is_some_and(|name| self.standby_neighbours(name, from, to))
+        };
+        if neighbours || standby() {
             self.send(to, ServerMessage::Signal { from, payload });
         }
         // Otherwise the edge was re-wired while this was in flight: a stale candidate or answer
@@ -185,9 +191,13 @@ impl Registry {
         let before = parents(&s.topology);
         if let Ok(repair) = s.topology.reattach(child, parent) {
             let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;
-            for (peer, new_parent) in repair.rewired.into_iter().chain(repair.rebalanced) {
+            for (peer, new_parent) in repair.rewired {
                 let old = before.get(&peer).copied().flatten();
                 self.move_child(&stream, peer, new_parent, old);
+            }
+            for (peer, new_parent) in repair.rebalanced {
+                let old = before.get(&peer).copied().flatten();
+                self.move_live(&stream, peer, new_parent, old);
             }
             self.count_repairs(now_ms, &stream, moved);
         }
@@ -211,7 +221,7 @@ impl Registry {
         }
         for (leaf, new_parent) in repair.rebalanced {
             let old = before.get(&leaf).copied().flatten();
-            self.move_child(stream, leaf, new_parent, old);
+            self.move_live(stream, leaf, new_parent, old);
         }
         // A displaced viewer that found no room left a live parent behind.
         for v in &repair.unplaced {
@@ -227,6 +237,37 @@ impl Registry {
         }
         self.unplace(stream, repair.unplaced);
         self.place_waiting_leaves(stream);
+    }
+
+    /// Moves a live viewer whose edge to `old_parent` works (a rebalance, the depth bound, a
+    /// grandparent over its fanout): with standby edges on, make-before-break (`MOVE`: the child
+    /// keeps its parent until the new edge opens, then closes the old edge itself, so the old
+    /// parent is not sent `DROP_CHILD` and may hold it, one over its fanout, until then);
+    /// otherwise as any move.
+    pub(super) fn move_live(
+        &mut self,
+        stream: &str,
+        child: PeerId,
+        parent: PeerId,
+        old_parent: Option<PeerId>,
+    ) {
+        if !self.standby_edges || old_parent.is_none() {
+            return self.move_child(stream, child, parent, old_parent);
+        }
+        let depth = self
+            .streams
+            .get(stream)
+            .and_then(|s| s.topology.depth(child))
+            .map_or(1, |d| d as usize);
+        self.send(
+            child,
+            ServerMessage::Move {
+                stream: stream.to_string(),
+                parent,
+                depth,
+            },
+        );
+        self.connect_child(stream, parent, child);
     }
 
     /// Moves `child` under `parent`: a live `old_parent` drops it, then the child learns its new
@@ -277,7 +318,7 @@ impl Registry {
 
 /// Every node's parent, taken before a repair so the live old parents of moved children can be
 /// told to drop them.
-fn parents(topology: &Topology) -> HashMap<PeerId, Option<PeerId>> {
+pub(super) fn parents(topology: &Topology) -> HashMap<PeerId, Option<PeerId>> {
     topology
         .nodes()
         .into_iter()

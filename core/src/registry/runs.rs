@@ -18,6 +18,9 @@ pub struct Counters {
     pub leaves: u64,
     /// Children re-attached by a repair.
     pub repairs: u64,
+    /// Repairs that confirmed a viewer's own switch to its standby parent (counted in `repairs`
+    /// too).
+    pub switches: u64,
     /// Peers killed by the operator or a failure run.
     pub kills: u64,
     /// Stalled playbacks reported by viewers.

@@ -142,6 +142,11 @@ fn one_run(
         avg_stall_ms: m.avg_stall_ms,
         repair_ms_median: m.repair_ms_median,
         repair_ms_p95: m.repair_ms_p95,
+        switches: m.switch_samples as u64,
+        switch_ms_median: m.switch_ms_median,
+        switch_ms_p95: m.switch_ms_p95,
+        recovery_ms_median: m.recovery_ms_median,
+        recovery_ms_p95: m.recovery_ms_p95,
         chunks_lost_by_survivors: lost,
         cpu_percent: None,
         viewers_min: report

@@ -72,5 +72,18 @@ pub(super) fn event(ev: &NodeEvent) {
             tracing::info!(%reason, "stream ended; playing out what is left")
         }
         NodeEvent::Viewers { viewers } => tracing::debug!(?viewers, "viewers"),
+        NodeEvent::Moving { parent, depth } => {
+            tracing::info!(%parent, depth, "moving: keeping the parent until the new edge opens")
+        }
+        NodeEvent::ParentSilent { parent, silent_ms } => {
+            tracing::warn!(%parent, silent_ms, "parent silent; left it")
+        }
+        NodeEvent::ChildSilent { child } => tracing::warn!(%child, "child silent; dropped it"),
+        NodeEvent::SwitchedToStandby { parent } => {
+            tracing::info!(%parent, "switched to the standby parent")
+        }
+        NodeEvent::StandbyChildSwitched { child } => {
+            tracing::info!(%child, "a standby child switched here")
+        }
     }
 }

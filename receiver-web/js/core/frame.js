@@ -8,7 +8,8 @@
 //              | payload
 //   FRAGMENT = version 2 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
 //   HELLO    = version 2 | type 2 | has_last u8 | last_seq u64
-//   ABORT    = version 2 | type 3 | seq u64   (the parent sends no more of chunk seq: drop it)
+//   ABORT    = version 2 | type 4 | seq u64   (the parent sends no more of chunk seq: drop it)
+//   KEEPALIVE = version 2 | type 3 (exactly 2 bytes; both ways, after HELLO)
 //
 // Integers are big-endian. Decoding never trusts a length it has not checked and never throws
 // anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
@@ -29,10 +30,12 @@ export const MAX_MESSAGE = MAX_DATA_MESSAGE_LEN;
 export const VERSION = 2;
 export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;
-export const TYPE_ABORT = 3;
+export const TYPE_ABORT = 4;
 export const FRAGMENT_HEADER_LEN = 18;
 export const HELLO_LEN = 11;
 export const ABORT_LEN = 10;
+export const TYPE_KEEPALIVE = 3;
+export const KEEPALIVE_LEN = 2;
 
 /** Everything that can be wrong with a chunk or a message. */
 export class FrameError extends Error {
@@ -220,9 +223,14 @@ export function chunkHead(frag) {
   return { flags: frag.bytes[8], timestampMs: Number(timestampMs) };
 }
 
+/** A KEEPALIVE: "I am alive" (see core/src/node/liveness.rs). */
+export function encodeKeepalive() {
+  return Uint8Array.of(VERSION, TYPE_KEEPALIVE);
+}
+
 /**
  * Parses a data-channel message (Uint8Array): `{type: 'fragment', seq, index, count, totalLen,
- * bytes}`, `{type: 'hello', last}` or `{type: 'abort', seq}`.
+ * bytes}`, `{type: 'hello', last}`, `{type: 'abort', seq}` or `{type: 'keepalive'}`.
  */
 export function decodeMessage(bytes) {
   if (bytes.length < 2) throw new FrameError(`truncated message: need 2 bytes, got ${bytes.length}`);
@@ -254,6 +262,10 @@ export function decodeMessage(bytes) {
   if (bytes[1] === TYPE_ABORT) {
     if (bytes.length !== ABORT_LEN) throw new FrameError(`truncated ABORT: need ${ABORT_LEN} bytes, got ${bytes.length}`);
     return { type: 'abort', seq: u64(view, 2, 'seq') };
+  }
+  if (bytes[1] === TYPE_KEEPALIVE) {
+    if (bytes.length !== KEEPALIVE_LEN) throw new FrameError('malformed KEEPALIVE: length is not 2 bytes');
+    return { type: 'keepalive' };
   }
   throw new FrameError(`unknown message type ${bytes[1]}`);
 }

@@ -75,6 +75,8 @@ import { Reassembler } from './frame.js';
 import { Relay } from './relay.js';
 import { Link, session } from './node/session.js';
 import { edges } from './node/edges.js';
+import { liveness } from './node/liveness.js';
+import { standby } from './node/standby.js';
 import { media } from './node/media.js';
 import { describeEnding, ending } from './node/ending.js';
 import { DONE, DRAINING, GRACE, LIVE } from './node/phase.js';
@@ -139,6 +141,8 @@ export function emptyStats() {
     connected: false,
     first_chunk_latency_ms: null,
     last_seq: null,
+    parents_silent: 0,
+    standby_switches: 0,
   };
 }
 
@@ -156,6 +160,15 @@ export class Node {
     this.origin = null;
     this.parentLink = null; // Parent (node/edges.js)
     this.childLinks = new Map(); // peer -> {edge}; iterated in peer order (a BTreeMap in Rust)
+    // Children whose HELLO came (sent keepalives) -> when last heard once it sent a KEEPALIVE.
+    this.childHeard = new Map();
+    this.keepaliveSent = 0; // when keepalives were last sent
+    this.pendingLink = null; // a make-before-break move under way (MOVE): the new parent's edge
+    this.standbyLink = null; // the warm edge to the planned standby parent (node/standby.js)
+    this.standbyChildren = new Map(); // peer -> {edge, open}: warm edges, not children
+    this.promoted = new Set(); // children that switched here, until CONNECT_CHILD confirms them
+    this.repairBySwitch = false; // the repair under way is a switch to the standby
+    this.switchTimes = []; // switch times (ms) measured since the last report
     this.nextEdge = 0;
     // A chunk too large to frame reaches no child; the relay reports the hole.
     this.relay = new Relay(this.config.relay);
@@ -201,6 +214,7 @@ export class Node {
     const times = [
       this.sessionTimeout(),
       this.parentTimeout(),
+      this.livenessTimeout(),
       this.endingTimeout(),
       this.relay.pollTimeout(),
       ticking ? this.nowMs + TICK_MS : null,
@@ -229,6 +243,7 @@ export class Node {
     if (!this.advance(nowMs)) return;
     this.sessionTimers();
     this.parentTimers();
+    this.livenessTimers();
     this.endingTimers();
     this.pump();
   }
@@ -263,6 +278,8 @@ export class Node {
     };
     if (c.first_chunk_latency_ms != null) stats.first_chunk_latency_ms = c.first_chunk_latency_ms;
     if (this.newestSeq != null) stats.last_seq = this.newestSeq;
+    if (c.parents_silent > 0) stats.parents_silent = c.parents_silent;
+    if (c.standby_switches > 0) stats.standby_switches = c.standby_switches;
     return stats;
   }
 
@@ -360,6 +377,10 @@ export class Node {
       case 'SET_PARENT': this.setParent(msg.parent, msg.depth); break;
       case 'CONNECT_CHILD': this.connectChild(msg.child); break;
       case 'DROP_CHILD': this.dropChild(msg.child); break;
+      case 'MOVE': this.moveTo(msg.parent, msg.depth); break;
+      case 'STANDBY': this.setStandby(msg.standby ?? null); break;
+      case 'CONNECT_STANDBY': this.connectStandby(msg.child); break;
+      case 'DROP_STANDBY': this.dropStandby(msg.child); break;
       case 'SIGNAL': this.routeSignal(msg.from, msg.payload); break;
       case 'STREAM_LIST': this.streamList(msg.streams); break;
       case 'KILL': this.killed(msg.reason, msg.rejoin); break;
@@ -394,7 +415,7 @@ export class Node {
   }
 }
 
-Object.assign(Node.prototype, session, edges, media, ending);
+Object.assign(Node.prototype, session, edges, media, ending, liveness, standby);
 
 // Every input goes through `input()`, so inputs are applied in the order they were handed in even
 // while a verification is under way (see the header).
@@ -428,6 +449,10 @@ const FIELDS = {
   SET_PARENT: { stream: str, parent: peer, depth: int },
   CONNECT_CHILD: { stream: str, child: peer },
   DROP_CHILD: { stream: str, child: peer },
+  MOVE: { stream: str, parent: peer, depth: int },
+  STANDBY: { stream: str, standby: (v) => v == null || peer(v) },
+  CONNECT_STANDBY: { stream: str, child: peer },
+  DROP_STANDBY: { stream: str, child: peer },
   SIGNAL: { from: peer, payload },
   STREAM_LIST: { streams },
   KILL: { reason: str, rejoin: bool },
@@ -443,7 +468,7 @@ export function serverMessage(raw) {
   if (!fields) return raw; // the handshake's messages: the node ignores them
   for (const [name, ok] of Object.entries(fields)) if (!ok(raw[name])) return null;
   const msg = { ...raw };
-  for (const name of ['parent', 'child', 'from']) {
+  for (const name of ['parent', 'child', 'from', 'standby']) {
     if (name in fields && raw[name] != null) msg[name] = raw[name].toLowerCase();
   }
   return msg;

@@ -3,6 +3,8 @@
 // Rust peer or browser tab; the Rust test fails while this file differs from the core.
 
 export const HELLO_REPEAT_MS = 500;
+export const KEEPALIVE_MS = 100;
+export const SILENCE_LIMIT_MS = 1200;
 export const PARENT_OPEN_LIMIT_MS = 8000;
 export const PARENT_OPEN_BACKOFF_MAX = 2;
 export const END_GRACE_MS = 5000;

@@ -8,8 +8,8 @@
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
-import { HELLO_REPEAT_MS, parentOpenLimitMs } from '../rules.js';
-import { FrameError, decodeMessage, encodeHello } from '../frame.js';
+import { HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS, parentOpenLimitMs } from '../rules.js';
+import { FrameError, KEEPALIVE_LEN, TYPE_KEEPALIVE, VERSION, decodeMessage, encodeHello } from '../frame.js';
 import { RelayError } from '../relay.js';
 
 /** The edge to the parent the supervisor named (Parent::new). */
@@ -20,6 +20,7 @@ export function newParent(peer, nowMs) {
     open: false,
     waitingSince: nowMs, // when the current wait for the edge to open began (the limit counts from it)
     greetedAt: null, // when HELLO was last said, while nothing came back yet
+    heardAt: null, // when the parent was last heard, once it sent a KEEPALIVE (silence is timed from here)
   };
 }
 
@@ -42,7 +43,12 @@ export const edges = {
 
   /** An edge's data channel opened. */
   handleEdgeOpen(nowMs, edge) {
-    if (!this.advance(nowMs) || !this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
+    if (!this.advance(nowMs) || this.standbyOpen(edge)) return;
+    if (this.isPendingEdge(edge)) {
+      this.completeMove(true);
+      return;
+    }
+    if (!this.isParentEdge(edge)) return; // a child's edge is used once its HELLO comes
     const p = this.parentLink;
     if (p == null) return;
     p.open = true;
@@ -60,14 +66,23 @@ export const edges = {
     if (!this.advance(nowMs)) return undefined;
     if (this.isParentEdge(edge)) {
       if (this.parentLink) this.parentLink.greetedAt = null;
+      this.heardParent(isKeepalive(message));
       const verifying = this.parentMessage(message);
-      if (verifying) return verifying.then(() => this.pump());
-    } else {
+      if (verifying) return verifying.then(() => this.afterEdgeMessage());
+    } else if (!this.standbyMessage(edge, message)) {
       const child = this.childOf(edge);
-      if (child != null) this.childMessage(child, message);
+      if (child != null) {
+        this.heardChild(child, isKeepalive(message));
+        this.childMessage(child, message);
+      }
     }
-    this.pump();
+    this.afterEdgeMessage();
     return undefined;
+  },
+
+  afterEdgeMessage() {
+    this.pump();
+    if (this.live()) this.keepaliveIfDue();
   },
 
   /** An edge closed by itself (the remote left, ICE failed) or could not be created. */
@@ -80,18 +95,29 @@ export const edges = {
       if (!p.open) this.failedOpens += 1;
       p.open = false;
       p.greetedAt = null;
+      p.heardAt = null;
       this.repairStart ??= this.nowMs;
       this.event({ kind: 'parent-closed', parent: p.peer, reason });
+      if (this.pendingLink != null) {
+        // Moving anyway: the new parent, already placed by the supervisor, takes over.
+        this.completeMove(false);
+        return;
+      }
+      if (this.switchToStandby(p.peer)) return;
       if (!this.link.isConnected()) {
         // Nobody to tell: an orphan, placed once a supervisor takes its RESUME.
         this.parentLink = null;
       } else if (this.live()) {
         this.send({ type: 'PARENT_LOST', parent: p.peer });
       }
-    } else {
+    } else if (this.isPendingEdge(edge)) {
+      this.pendingLink.edge = null; // its offer may come again; the open limit still counts
+    } else if (!this.standbyClosed(edge)) {
       const child = this.childOf(edge);
       if (child != null) {
         this.childLinks.delete(child);
+        this.childHeard.delete(child);
+        this.promoted.delete(child);
         ignoringRelayError(() => this.relay.removeChild(child));
       }
     }
@@ -106,7 +132,9 @@ export const edges = {
 
   edgePeer(edge) {
     if (this.isParentEdge(edge)) return this.parentLink?.peer ?? null;
-    return this.childOf(edge);
+    if (this.isStandbyEdge(edge)) return this.standbyLink.peer;
+    if (this.isPendingEdge(edge)) return this.pendingLink.peer;
+    return this.childOf(edge) ?? this.standbyChildOf(edge);
   },
 
   isParentEdge(edge) {
@@ -123,7 +151,17 @@ export const edges = {
   },
 
   routeSignal(from, payload) {
-    if (this.parentLink?.peer === from) {
+    if (this.pendingLink?.peer === from) {
+      if (payload.kind === 'offer') {
+        const edge = this.newEdge();
+        const old = this.pendingLink.edge;
+        this.pendingLink.edge = edge;
+        if (old != null) this.emit({ type: 'close-edge', edge: old });
+        this.emit({ type: 'open-edge', edge, peer: from, offerer: false });
+      }
+      const edge = this.pendingLink.edge;
+      if (edge != null) this.emit({ type: 'signal-edge', edge, payload });
+    } else if (this.parentLink?.peer === from) {
       if (payload.kind === 'offer') {
         this.closeParentEdge();
         const edge = this.newEdge();
@@ -135,12 +173,20 @@ export const edges = {
     } else {
       const edge = this.childEdge(from);
       if (edge != null) this.emit({ type: 'signal-edge', edge, payload });
+      else this.routeStandbySignal(from, payload);
     }
     // Otherwise it is for an edge that no longer exists.
   },
 
   setParent(parent, depth) {
     if (this.isBroadcaster()) return;
+    this.closePendingEdge();
+    if (this.parentLink?.peer === parent && this.parentLink.open) {
+      // Confirms a switch to the standby: the edge is there already.
+      this.depth = depth;
+      return;
+    }
+    if (this.setParentToStandby(parent, depth)) return;
     this.closeParentEdge();
     this.counters.repairs += 1;
     this.depth = depth;
@@ -151,7 +197,7 @@ export const edges = {
   },
 
   connectChild(child) {
-    if (!this.live()) return;
+    if (!this.live() || this.connectStandbyChild(child)) return;
     this.dropChild(child);
     const edge = this.newEdge();
     ignoringRelayError(() => this.relay.addChild(child));
@@ -165,6 +211,8 @@ export const edges = {
       this.childLinks.delete(child);
       this.emit({ type: 'close-edge', edge: old.edge });
     }
+    this.childHeard.delete(child);
+    this.promoted.delete(child);
     ignoringRelayError(() => this.relay.removeChild(child));
   },
 
@@ -175,6 +223,8 @@ export const edges = {
     } catch (e) {
       if (!(e instanceof FrameError)) throw e;
     }
+    // Timed by `heardChild`; one before HELLO (a lost HELLO) is harmless too.
+    if (msg?.type === 'keepalive') return;
     if (msg?.type !== 'hello') {
       this.event({ kind: 'child-misbehaved', child });
       this.dropChild(child);
@@ -184,6 +234,7 @@ export const edges = {
     if (this.relay.hasHello(child)) return;
     try {
       this.relay.handleHello(this.nowMs, child, msg.last);
+      if (!this.childHeard.has(child)) this.childHeard.set(child, null);
       this.event({ kind: 'child-hello', child, last: msg.last });
     } catch (e) {
       if (!(e instanceof RelayError)) throw e;
@@ -200,16 +251,23 @@ export const edges = {
   },
 
   parentTimeout() {
+    const q = this.pendingLink;
+    const moving = q?.waitingSince != null ? q.waitingSince + PARENT_OPEN_LIMIT_MS : null;
     const p = this.parentLink;
     if (p == null) return null;
     const hello = p.greetedAt == null ? null : p.greetedAt + HELLO_REPEAT_MS;
     const open = p.waitingSince != null && this.live() ? p.waitingSince + parentOpenLimitMs(this.failedOpens) : null;
-    const times = [hello, open].filter((t) => t != null);
+    const times = [hello, open, moving].filter((t) => t != null);
     return times.length ? Math.min(...times) : null;
   },
 
   parentTimers() {
     const now = this.nowMs;
+    const q = this.pendingLink;
+    if (q?.waitingSince != null && now >= q.waitingSince + PARENT_OPEN_LIMIT_MS) {
+      // The new edge never opened: move anyway, and its open limit reports it below.
+      this.completeMove(false);
+    }
     if (this.parentLink == null) return;
     if (this.parentLink.greetedAt != null && now >= this.parentLink.greetedAt + HELLO_REPEAT_MS) {
       this.event({ kind: 'hello-repeated' });
@@ -233,6 +291,11 @@ export const edges = {
     if (parent == null) return;
     this.closeParentEdge();
     this.repairStart ??= this.nowMs;
+    if (this.pendingLink != null) {
+      this.completeMove(false);
+      return;
+    }
+    if (this.switchToStandby(parent)) return;
     if (this.link.isConnected()) {
       this.send({ type: 'PARENT_LOST', parent });
     } else {
@@ -245,6 +308,7 @@ export const edges = {
     if (p == null) return;
     p.open = false;
     p.greetedAt = null;
+    p.heardAt = null;
     if (p.edge != null) {
       const edge = p.edge;
       p.edge = null;
@@ -252,10 +316,69 @@ export const edges = {
     }
   },
 
+  /** MOVE: make-before-break. Keep the current parent while the new one's edge opens; a node
+   *  without an open parent edge (or moving to its open standby) has nothing to keep. */
+  moveTo(parent, depth) {
+    if (this.isBroadcaster()) return;
+    const p = this.parentLink;
+    const keep = this.live() && p != null && p.open && p.peer !== parent;
+    const s = this.standbyLink;
+    const warm = s != null && s.peer === parent && s.open;
+    if (!keep || warm) {
+      this.setParent(parent, depth);
+      return;
+    }
+    this.closePendingEdge();
+    this.depth = depth;
+    this.pendingLink = newParent(parent, this.nowMs);
+    this.event({ kind: 'moving', parent, depth });
+  },
+
+  isPendingEdge(edge) {
+    return this.pendingLink != null && this.pendingLink.edge === edge;
+  },
+
+  closePendingEdge() {
+    const q = this.pendingLink;
+    this.pendingLink = null;
+    if (q?.edge != null) this.emit({ type: 'close-edge', edge: q.edge });
+  },
+
+  /** The move's new parent becomes the parent: at once with HELLO when its edge `opened` (the
+   *  old edge closes after), or still opening when the old parent was lost or the new edge is
+   *  overdue (a break: the repair time counts). */
+  completeMove(opened) {
+    const q = this.pendingLink;
+    if (q == null) return;
+    this.pendingLink = null;
+    this.closeParentEdge();
+    if (opened) {
+      q.open = true;
+      q.waitingSince = null;
+    } else {
+      this.repairStart ??= this.nowMs;
+    }
+    this.counters.repairs += 1;
+    this.resetReassembly();
+    this.parentLink = q;
+    this.event({ kind: 'reattached', parent: q.peer, depth: this.depth });
+    if (opened) {
+      this.greetParent();
+      this.event({ kind: 'parent-open', parent: q.peer });
+    }
+  },
+
   /** Closes every edge, as a crash would. */
   closeAllEdges() {
+    this.closePendingEdge();
+    this.closeStandbyEdges();
     this.closeParentEdge();
     this.parentLink = null;
     for (const child of this.childPeers()) this.dropChild(child);
   },
 };
+
+/** Whether a data-channel message is a KEEPALIVE (the only one that starts silence timing). */
+function isKeepalive(message) {
+  return message.length === KEEPALIVE_LEN && message[0] === VERSION && message[1] === TYPE_KEEPALIVE;
+}

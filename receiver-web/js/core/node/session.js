@@ -193,6 +193,8 @@ export const session = {
     const stats = this.stats();
     const times = this.repairTimes.splice(0);
     if (times.length) stats.repair_times_ms = times;
+    const switches = this.switchTimes.splice(0);
+    if (switches.length) stats.switch_times_ms = switches;
     this.send({ type: 'STATS', stats });
   },
 
@@ -201,7 +203,9 @@ export const session = {
     if (this.repairStart == null) return;
     const start = this.repairStart;
     this.repairStart = null;
-    if (this.repairTimes.length < MAX_REPAIR_SAMPLES) this.repairTimes.push(this.nowMs - start);
+    const times = this.repairBySwitch ? this.switchTimes : this.repairTimes;
+    this.repairBySwitch = false;
+    if (times.length < MAX_REPAIR_SAMPLES) times.push(this.nowMs - start);
   },
 
   registered(key) {
