@@ -142,6 +142,7 @@ impl Registry {
                     expected,
                     until_ms: now_ms + SETTLE_MS,
                 }),
+                timing: None,
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {
