@@ -38,7 +38,7 @@ mod runs;
 mod views;
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
-pub use views::{TreeNode, TreeView};
+pub use views::{DepthLatency, TreeNode, TreeView};
 
 /// Settings for every stream.
 #[derive(Clone, Copy, Debug)]

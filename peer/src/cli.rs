@@ -94,6 +94,7 @@ impl NodeConfig {
             signing_key: (component == ComponentType::Broadcaster)
                 .then(|| SigningKey::random(&mut rand::rng())),
             publish_token: None,
+            latency: Default::default(),
         }
     }
 }

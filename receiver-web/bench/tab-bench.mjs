@@ -8,8 +8,11 @@
 //    navigation start.
 // 2. CPU of a tab while it relays to two child tabs, against a leaf tab that only plays: the
 //    renderer process's CPU time over `--cpu-seconds` (DevTools' ProcessTime), as % of one core.
+// 3. With `--glass low|normal`, only this: glass-to-glass latency of a tab at depth 1 and one at
+//    depth 3 of a chain (tab, headless receiver, tab) under a broadcaster in that latency mode:
+//    every tab's `latency_ms` sampled twice a second over `--cpu-seconds`, median and p95.
 //
-// Needs the debug binaries (`cargo build --bins`) and the prerequisites of scripts/install-prereqs.sh.
+// Needs the debug binaries (or OWNSTREAM_BIN_DIR pointing at the release ones) (`cargo build --bins`) and the prerequisites of scripts/install-prereqs.sh.
 
 import { Harness, clip, waitFor } from '../tests/harness.mjs';
 
@@ -85,14 +88,52 @@ async function relayCpu(h) {
   rust.child.kill();
 }
 
+const GLASS = args.glass ?? null;
+
+const pct = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+};
+
+async function glass(h) {
+  const d1 = await h.tab('depth1', '/watch/s');
+  await waitFor('the first tab in the tree', 30_000, async () => (await h.tree('s')).length === 2);
+  const rust = h.receiver('depth2', 's');
+  await waitFor('the headless receiver in the tree', 30_000, async () => (await h.tree('s')).length === 3);
+  const d3 = await h.tab('depth3', '/watch/s');
+  await waitFor('the second tab in the tree', 30_000, async () => (await h.tree('s')).length === 4);
+  const tabs = [d1, d3];
+  await waitFor('both tabs knowing their latency', 60_000, async () => (await Promise.all(tabs.map(stats))).every((st) => st.playing && st.latency_ms != null));
+  const depths = await Promise.all(tabs.map(async (t) => (await stats(t)).depth));
+  const samples = [[], []];
+  const stalls0 = await Promise.all(tabs.map(async (t) => (await stats(t)).stalls));
+  const end = Date.now() + CPU_SECONDS * 1000;
+  while (Date.now() < end) {
+    const st = await Promise.all(tabs.map(stats));
+    st.forEach((x, i) => x.latency_ms != null && samples[i].push(x.latency_ms));
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  const stalls1 = await Promise.all(tabs.map(async (t) => (await stats(t)).stalls));
+  console.log(`\nGlass-to-glass latency, ${GLASS} latency mode, over ${CPU_SECONDS} s (ms):`);
+  samples.forEach((xs, i) => {
+    console.log(`  tab at depth ${depths[i]}  median ${median(xs)}   p95 ${pct(xs, 0.95)}   samples ${xs.length}   stalls ${stalls1[i] - stalls0[i]}`);
+  });
+  rust.child.kill();
+}
+
 const h = new Harness('tab-bench');
 try {
-  await h.supervisor();
-  h.broadcaster('s', CLIP, ['--loop']);
+  if (GLASS) await h.supervisor(['--topology', 'chain']);
+  else await h.supervisor();
+  h.broadcaster('s', CLIP, ['--loop', ...(GLASS ? ['--latency', GLASS] : [])]);
   await waitFor('the stream to be live', 30_000, async () => (await h.json('/api/streams'))?.length === 1);
   console.log(`clip: ${CLIP}`);
-  await firstFrames(h);
-  await relayCpu(h);
+  if (GLASS) {
+    await glass(h);
+  } else {
+    await firstFrames(h);
+    await relayCpu(h);
+  }
 } finally {
   await h.stop();
 }

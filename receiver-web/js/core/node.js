@@ -78,6 +78,8 @@ import { edges } from './node/edges.js';
 import { media } from './node/media.js';
 import { describeEnding, ending } from './node/ending.js';
 import { DONE, DRAINING, GRACE, LIVE } from './node/phase.js';
+import { timing } from './node/timing.js';
+import { ClockSync, Epoch } from './latency.js';
 
 export const BROADCASTER = 'broadcaster';
 export const RECEIVER = 'receiver';
@@ -100,6 +102,7 @@ export function nodeConfig(component, stream, overrides = {}) {
     corruptRelayedSeq: null, // fault injection: alter this chunk's payload before relaying it
     seed: 0, // jitters the reconnection waits (rules.js `reconnectDelayMs`); the driver draws one
     signingKey: null, // broadcaster: its Ed25519 public key (base64), sent in REGISTER_STREAM
+    latency: 'normal', // broadcaster: the mode it announces; receiver: assumed until STREAM_TIMING
     ...overrides,
   };
 }
@@ -170,6 +173,10 @@ export class Node {
     this.killCount = 0;
     this.reconnectCount = 0;
     this.depth = 0; // the depth the supervisor last gave, re-announced in RESUME
+    this.clock = new ClockSync(); // offset to the supervisor's clock
+    this.epoch = new Epoch(); // broadcaster: the stream's epoch on its own clock
+    this.timingSent = null; // broadcaster: the STREAM_TIMING last sent on this connection
+    this.streamEpochMs = null; // receiver: the stream's epoch on the supervisor's clock
     // Inputs waiting while the node is suspended on a verification (see the header).
     this.inbox = [];
     this.suspended = null;
@@ -261,6 +268,8 @@ export class Node {
     };
     if (c.first_chunk_latency_ms != null) stats.first_chunk_latency_ms = c.first_chunk_latency_ms;
     if (this.newestSeq != null) stats.last_seq = this.newestSeq;
+    const latency = this.latencyMs();
+    if (latency != null) stats.latency_ms = latency;
     return stats;
   }
 
@@ -364,6 +373,8 @@ export class Node {
       case 'REDIRECT': this.redirected(msg.url); break;
       case 'STREAM_ENDED': this.streamEnded(msg.reason); break;
       case 'ERROR': this.refused(msg.code, msg.message, msg.fatal); break;
+      case 'CLOCK': this.clockReply(msg.t0, msg.now_ms); break;
+      case 'STREAM_TIMING': this.streamTiming(msg.latency, msg.epoch_ms ?? null); break;
       // Handshake messages belong to the driver's handshake, before the node sees a link.
       default: break;
     }
@@ -392,7 +403,7 @@ export class Node {
   }
 }
 
-Object.assign(Node.prototype, session, edges, media, ending);
+Object.assign(Node.prototype, session, edges, media, ending, timing);
 
 // Every input goes through `input()`, so inputs are applied in the order they were handed in even
 // while a verification is under way (see the header).
@@ -432,6 +443,8 @@ const FIELDS = {
   REDIRECT: { stream: str, url: (v) => str(v) && /^wss?:\/\//.test(v) && v.length <= 2048 },
   STREAM_ENDED: { stream: str, reason: str },
   ERROR: { code: str, message: str, fatal: bool },
+  CLOCK: { t0: int, now_ms: int },
+  STREAM_TIMING: { stream: str, latency: (v) => v === 'normal' || v === 'low', epoch_ms: (v) => v == null || Number.isSafeInteger(v) },
 };
 
 /** `raw` with its peer ids lower-cased, or null if it is not a well-formed message. */
