@@ -358,8 +358,10 @@ fn glass_summary(md: &mut String, steps: &[Step]) -> std::fmt::Result {
     let head: Vec<String> = steps.iter().map(|s| format!("{} receivers", s.n)).collect();
     writeln!(md, "| depth | {} |", head.join(" | "))?;
     writeln!(md, "|---:|{}", "---:|".repeat(steps.len()))?;
-    let depths: std::collections::BTreeSet<u64> =
-        steps.iter().flat_map(|s| s.glass_ms.keys().copied()).collect();
+    let depths: std::collections::BTreeSet<u64> = steps
+        .iter()
+        .flat_map(|s| s.glass_ms.keys().copied())
+        .collect();
     for d in depths {
         let cells: Vec<String> = steps
             .iter()
