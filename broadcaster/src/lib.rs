@@ -30,6 +30,7 @@ pub async fn run(
     config: BroadcastConfig,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Summary> {
+    let chunk_ms = config.node.latency.chunk_ms();
     let (node, handle) = Node::new(config.node, &config.name);
     let stopper = handle.clone();
     tokio::spawn(async move {
@@ -42,7 +43,9 @@ pub async fn run(
         let Some(signer) = feeder.wait_ready().await else {
             return Ok(());
         };
-        source.stream(&signer, |chunk| feeder.push(chunk)).await
+        source
+            .stream(&signer, chunk_ms, |chunk| feeder.push(chunk))
+            .await
     });
     let summary = node.run().await;
     source_task.abort();

@@ -5,6 +5,7 @@ use clap::Parser;
 use ownstream_broadcaster::webcam::{self, AudioInput, Webcam};
 use ownstream_broadcaster::{run, signing_key_file, BroadcastConfig, Source};
 use ownstream_core::auth::Identity;
+use ownstream_core::latency::LatencyMode;
 use ownstream_core::node::Ending;
 use ownstream_core::publish::PUBLISH_FORBIDDEN;
 use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
@@ -50,6 +51,11 @@ struct Cli {
     /// when omitted.
     #[arg(long, value_name = "PEM")]
     key: Option<PathBuf>,
+    /// Latency mode of the stream, told to every viewer: `low` cuts 250 ms chunks and has players
+    /// start with 500 ms buffered (and skip ahead after a stall); `normal` cuts chunks of up to
+    /// one second and starts players with 1.5 s.
+    #[arg(long, value_enum, default_value = "normal")]
+    latency: LatencyArg,
     /// Hold the first chunk until this many viewers are connected.
     #[arg(long, default_value_t = 0)]
     wait_viewers: usize,
@@ -61,6 +67,13 @@ struct Cli {
     /// key per run.
     #[arg(long, value_name = "PATH")]
     signing_key: Option<PathBuf>,
+}
+
+/// `--latency`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LatencyArg {
+    Low,
+    Normal,
 }
 
 fn load_key(path: &Path) -> anyhow::Result<Identity> {
@@ -119,6 +132,10 @@ async fn run_cli() -> anyhow::Result<()> {
         None => cli.common.node_config(component)?,
     };
     node.wait_viewers = cli.wait_viewers;
+    node.latency = match cli.latency {
+        LatencyArg::Low => LatencyMode::Low,
+        LatencyArg::Normal => LatencyMode::Normal,
+    };
     if let Some(path) = &cli.signing_key {
         node.signing_key = Some(signing_key_file(path)?);
     }

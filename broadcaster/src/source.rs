@@ -138,10 +138,11 @@ impl Source {
     pub async fn stream(
         self,
         signer: &ChunkSigner,
+        chunk_ms: u32,
         mut push: impl FnMut(Chunk) -> bool,
     ) -> Result<(), SourceError> {
         let mut pacer = Pacer::new(signer.clone());
-        let result = self.stream_passes(&mut pacer, &mut push).await;
+        let result = self.stream_passes(chunk_ms, &mut pacer, &mut push).await;
         if !pacer.stopped {
             let end = signer.sign(
                 ChunkSeq(pacer.seq + 1),
@@ -157,13 +158,14 @@ impl Source {
 
     async fn stream_passes(
         &self,
+        chunk_ms: u32,
         pacer: &mut Pacer,
         push: &mut impl FnMut(Chunk) -> bool,
     ) -> Result<(), SourceError> {
         loop {
             let offset = pacer.end_ms;
             let media_before = pacer.seq;
-            self.stream_once(offset, pacer, push).await?;
+            self.stream_once(offset, chunk_ms, pacer, push).await?;
             if pacer.stopped {
                 return Ok(());
             }
@@ -179,12 +181,14 @@ impl Source {
     async fn stream_once(
         &self,
         offset_ms: u64,
+        chunk_ms: u32,
         pacer: &mut Pacer,
         push: &mut impl FnMut(Chunk) -> bool,
     ) -> Result<(), SourceError> {
         let mut reader = self.open().await?;
         let mut chunker = Chunker::new(ChunkerConfig {
             timestamp_offset_ms: offset_ms as i64,
+            max_chunk_ms: chunk_ms,
             ..ChunkerConfig::default()
         });
         let mut buf = vec![0u8; READ_SIZE];
@@ -230,7 +234,7 @@ async fn read_full(
     Ok(filled)
 }
 
-/// Assigns sequence numbers, signs, and releases chunks at their media time.
+/// Assigns sequence numbers, signs, and releases chunks at their media time (their end's).
 struct Pacer {
     signer: ChunkSigner,
     seq: u64,
@@ -271,10 +275,14 @@ impl Pacer {
                 Some(self.signer.sign(ChunkSeq(0), FLAG_INIT, 0, 0, media.bytes))
             }
             ChunkKind::Media => {
-                let (t0, ts0) = *self
-                    .start
-                    .get_or_insert((Instant::now(), media.timestamp_ms));
-                let due = t0 + Duration::from_millis(media.timestamp_ms.saturating_sub(ts0));
+                // A chunk leaves when its last frame is due, as a capture would release it: the
+                // first one at once, each later one when its end is as far from the first's end
+                // in wall time as in media time. So a file is broadcast on the live schedule whose
+                // epoch viewers measure their latency from (`ownstream_core::latency`), and a
+                // live pipe, whose chunks arrive when complete, is never held back.
+                let end = media.timestamp_ms + u64::from(media.duration_ms);
+                let (t0, end0) = *self.start.get_or_insert((Instant::now(), end));
+                let due = t0 + Duration::from_millis(end.saturating_sub(end0));
                 tokio::time::sleep_until(due).await;
                 self.seq += 1;
                 self.end_ms = self

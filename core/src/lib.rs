@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod failures;
 pub mod frame;
 pub mod ids;
+pub mod latency;
 pub mod node;
 pub mod pacer;
 pub mod player;

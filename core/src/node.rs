@@ -39,9 +39,11 @@ mod session;
 mod standby;
 #[cfg(test)]
 mod test;
+mod timing;
 
 use crate::frame::{self, Chunk, Reassembler, StreamKey, VerifyingKey};
 use crate::ids::{ChunkSeq, PeerId};
+use crate::latency::{ClockSync, Epoch, LatencyMode};
 use crate::player::{Player, PlayerConfig};
 use crate::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage};
 use crate::relay::{Relay, RelayConfig};
@@ -98,6 +100,9 @@ pub struct NodeConfig {
     /// Receiver: whether it may be given children; `false` asks (`relay: false` in `JOIN_STREAM`
     /// and `RESUME`) to be placed as a leaf.
     pub can_relay: bool,
+    /// Broadcaster: the latency mode it announces (its source must cut chunks to match).
+    /// Receiver: the mode assumed until the stream's `STREAM_TIMING` says otherwise.
+    pub latency: LatencyMode,
     /// Seed of the node's RNG.
     pub seed: u64,
 }
@@ -119,6 +124,7 @@ impl NodeConfig {
             forge_relayed_seq: None,
             signing_key: None,
             can_relay: true,
+            latency: LatencyMode::Normal,
             seed: 0,
         }
     }
@@ -266,6 +272,14 @@ pub struct Node {
     reconnects: u32,
     /// Depth the supervisor last gave (0 for the broadcaster), re-announced in `RESUME`.
     depth: usize,
+    /// Offset to the supervisor's clock.
+    clock: ClockSync,
+    /// Broadcaster: the stream's epoch on its own clock.
+    epoch: Epoch,
+    /// Broadcaster: the `STREAM_TIMING` last sent on this connection.
+    timing_sent: Option<(LatencyMode, Option<i64>)>,
+    /// Receiver: the stream's epoch on the supervisor's clock.
+    stream_epoch_ms: Option<i64>,
 }
 
 fn new_relay(config: RelayConfig) -> Relay {
@@ -312,6 +326,10 @@ impl Node {
             kills: 0,
             reconnects: 0,
             depth: 0,
+            clock: ClockSync::new(),
+            epoch: Epoch::default(),
+            timing_sent: None,
+            stream_epoch_ms: None,
             config,
         };
         node.connect();
@@ -391,6 +409,7 @@ impl Node {
         stats.playing = p.playing;
         stats.connected = self.parent.as_ref().is_some_and(|p| p.open);
         stats.last_seq = self.last_seq;
+        stats.latency_ms = self.latency_ms();
         stats
     }
 
@@ -494,6 +513,10 @@ impl Node {
             ServerMessage::StreamList { streams } => self.stream_list(&streams),
             ServerMessage::Kill { reason, rejoin } => self.killed(reason, rejoin),
             ServerMessage::Redirect { url, .. } => self.redirected(url),
+            ServerMessage::Clock { t0, now_ms } => self.clock_reply(t0, now_ms),
+            ServerMessage::StreamTiming {
+                latency, epoch_ms, ..
+            } => self.stream_timing(latency, epoch_ms),
             ServerMessage::StreamEnded { reason, .. } => self.stream_ended(reason),
             ServerMessage::Error {
                 code,

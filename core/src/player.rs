@@ -32,6 +32,10 @@ pub struct PlayerConfig {
     pub startup_ms: u64,
     /// Contiguous media needed to leave a stall (ms).
     pub rebuffer_ms: u64,
+    /// Near-live control: while playing with more than this much contiguous media ahead (what a
+    /// stall added to the delay, arrived since), jump forward to `startup_ms` before the buffered
+    /// end. `None`: never (the position then only jumps holes).
+    pub catch_up_ms: Option<u64>,
 }
 
 impl Default for PlayerConfig {
@@ -42,6 +46,7 @@ impl Default for PlayerConfig {
         Self {
             startup_ms: 1500,
             rebuffer_ms: 500,
+            catch_up_ms: None,
         }
     }
 }
@@ -63,6 +68,8 @@ pub struct PlayerStats {
     pub position_ms: u64,
     /// The stream ended and everything buffered has been played.
     pub finished: bool,
+    /// Jumps forward of the near-live control ([`PlayerConfig::catch_up_ms`]).
+    pub catch_ups: u32,
 }
 
 impl PlayerStats {
@@ -102,6 +109,7 @@ pub struct Player {
     closed_stalled_ms: u64,
     started_at_ms: Option<u64>,
     ended: bool,
+    catch_ups: u32,
 }
 
 impl Player {
@@ -117,7 +125,14 @@ impl Player {
             closed_stalled_ms: 0,
             started_at_ms: None,
             ended: false,
+            catch_ups: 0,
         }
+    }
+
+    /// New thresholds (the stream's latency mode became known); they apply from the next decision.
+    pub fn set_config(&mut self, config: PlayerConfig) {
+        self.config = config;
+        self.try_resume();
     }
 
     /// Media covering `[timestamp_ms, timestamp_ms + duration_ms)` arrived at `now_ms`.
@@ -135,6 +150,25 @@ impl Player {
             self.insert(timestamp_ms.max(self.position_ms), end);
         }
         self.try_resume();
+        self.catch_up();
+    }
+
+    /// The near-live control: see [`PlayerConfig::catch_up_ms`].
+    fn catch_up(&mut self) {
+        let (Some(limit), State::Playing { .. }) = (self.config.catch_up_ms, self.state) else {
+            return;
+        };
+        let position = self.position_at(self.now_ms);
+        let end = self.contiguous_end(position);
+        if end - position <= limit {
+            return;
+        }
+        self.position_ms = end.saturating_sub(self.config.startup_ms).max(position);
+        self.catch_ups += 1;
+        self.state = State::Playing {
+            since_ms: self.now_ms,
+            from_ms: self.position_ms,
+        };
     }
 
     /// Time passed; call at the deadline from [`Player::poll_timeout`].
@@ -175,6 +209,7 @@ impl Player {
             buffer_ahead_ms: self.contiguous_end(position_ms) - position_ms,
             position_ms,
             finished: self.state == State::Finished,
+            catch_ups: self.catch_ups,
         }
     }
 
@@ -289,6 +324,7 @@ mod test {
     const ONE_SECOND_START: PlayerConfig = PlayerConfig {
         startup_ms: 1000,
         rebuffer_ms: 500,
+        catch_up_ms: None,
     };
 
     #[test]
@@ -348,6 +384,7 @@ mod test {
         let mut p = Player::new(PlayerConfig {
             startup_ms: 100,
             rebuffer_ms: 100,
+            catch_up_ms: None,
         });
         p.handle_chunk(0, 0, 100);
         p.handle_timeout(500);
@@ -364,5 +401,30 @@ mod test {
         let s = p.stats();
         assert!(s.finished);
         assert_eq!((s.stalls, s.position_ms), (0, 300));
+    }
+
+    #[test]
+    fn catch_up_drops_the_delay_a_stall_added() {
+        let mut p = Player::new(PlayerConfig {
+            startup_ms: 500,
+            rebuffer_ms: 250,
+            catch_up_ms: Some(1000),
+        });
+        // 250 ms chunks arriving on time: playback starts at 500 ms, then stays 250-500 ms ahead.
+        for i in 0..4 {
+            p.handle_chunk(i * 250 + 250, i * 250, 250);
+        }
+        assert!(p.stats().playing);
+        // The next chunk is 1.5 s late; four more arrive right behind it.
+        p.handle_timeout(3000);
+        assert_eq!(p.stats().stalls, 1);
+        for i in 4..10 {
+            p.handle_chunk(3000 + (i - 4) * 10, i * 250, 250);
+        }
+        let s = p.stats();
+        assert_eq!(s.catch_ups, 1);
+        assert!(s.buffer_ahead_ms <= 1000, "{s:?}");
+        // Jumped at the chunk that put 1210 ms ahead (to 500 ms before its end), then played 10 ms.
+        assert_eq!(s.position_ms, 2250 - 500 + 10);
     }
 }

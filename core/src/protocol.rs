@@ -8,6 +8,7 @@
 //! Binary values (keys, ciphertexts) travel as standard base64 with padding.
 
 use crate::ids::{ChunkSeq, PeerId};
+pub use crate::latency::LatencyMode;
 use serde::{Deserialize, Serialize};
 
 /// Largest signaling frame either side accepts, in bytes.
@@ -167,6 +168,11 @@ pub struct PeerStats {
     /// in `repair_times_ms`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub switch_times_ms: Vec<u32>,
+    /// Glass-to-glass latency: how far behind live the media on screen is, in ms (see
+    /// [`crate::latency`]); absent until the clock offset and the stream's epoch are known and
+    /// playback started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -365,6 +371,25 @@ pub enum ServerMessage {
         /// The WebSocket URL to connect to instead.
         url: String,
     },
+    /// Answer to `CLOCK_REQUEST`: the supervisor's clock when it answered (ms since the Unix
+    /// epoch), so the peer can estimate its offset ([`crate::latency::ClockSync`]).
+    Clock {
+        /// The request's `t0`, echoed.
+        t0: u64,
+        /// The supervisor's clock.
+        now_ms: u64,
+    },
+    /// The stream's latency mode and epoch, from its broadcaster: sent to a viewer right after
+    /// `JOINED` or `RESUMED` (before any media reaches it), and to every viewer when it changes.
+    StreamTiming {
+        /// Stream name.
+        stream: String,
+        /// Chunk length and player buffer the broadcaster chose.
+        latency: LatencyMode,
+        /// Supervisor-clock time of media time 0; absent until the broadcaster released media.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch_ms: Option<i64>,
+    },
     /// A request failed; `fatal` errors are followed by closing the connection.
     Error {
         /// Stable machine-readable code, e.g. `stream_not_found`.
@@ -492,6 +517,21 @@ pub enum PeerMessage {
     },
     /// Broadcaster only: the stream is over.
     EndStream {},
+    /// Asks for the supervisor's clock (answered by `CLOCK`); `t0` is the peer's own clock,
+    /// echoed back.
+    ClockRequest {
+        /// The peer's clock when it sent this.
+        t0: u64,
+    },
+    /// Broadcaster only: the stream's latency mode and epoch (supervisor clock), after
+    /// `STREAM_REGISTERED` or `RESUMED` and whenever the epoch estimate moves.
+    StreamTiming {
+        /// Chunk length and player buffer.
+        latency: LatencyMode,
+        /// Supervisor-clock time of media time 0, once known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch_ms: Option<i64>,
+    },
 }
 
 /// Why a signaling frame was refused.
@@ -527,6 +567,8 @@ impl PeerMessage {
             Self::SwitchedParent { .. } => "SWITCHED_PARENT",
             Self::Stats { .. } => "STATS",
             Self::EndStream {} => "END_STREAM",
+            Self::ClockRequest { .. } => "CLOCK_REQUEST",
+            Self::StreamTiming { .. } => "STREAM_TIMING",
         }
     }
 
@@ -566,6 +608,8 @@ impl ServerMessage {
             Self::StreamEnded { .. } => "STREAM_ENDED",
             Self::Kill { .. } => "KILL",
             Self::Redirect { .. } => "REDIRECT",
+            Self::Clock { .. } => "CLOCK",
+            Self::StreamTiming { .. } => "STREAM_TIMING",
             Self::Error { .. } => "ERROR",
         }
     }

@@ -19,6 +19,7 @@
 use crate::failures::Run;
 use crate::frame::VerifyingKey;
 use crate::ids::PeerId;
+use crate::latency::LatencyMode;
 use crate::protocol::{
     validate_stream_name, Agent, ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
 };
@@ -41,7 +42,7 @@ pub use pacing::{JoinPacing, FAST_SETUP_MS, SETUP_SLOT_MS};
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
 pub use standby::{MAX_STANDBY_CHILDREN, OVERFULL_GRACE_MS};
-pub use views::{TreeNode, TreeView};
+pub use views::{DepthLatency, TreeNode, TreeView};
 
 /// Settings for every stream.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +100,9 @@ struct StreamEntry {
     rebuild: Option<rebuild::Rebuild>,
     /// The viewers' standby parents ([`standby`]).
     standbys: standby::Standbys,
+    /// The broadcaster's latest `STREAM_TIMING` (latency mode, epoch); none yet: viewers are
+    /// told nothing (they keep what they knew, or the normal mode).
+    timing: Option<(LatencyMode, Option<i64>)>,
 }
 
 /// The supervisor's registry of peers and streams.
@@ -118,6 +122,8 @@ pub struct Registry {
     clock_ms: u64,
     /// Whether viewers are given standby parents ([`Registry::set_standby_edges`]).
     standby_edges: bool,
+    /// Added to `now_ms` in `CLOCK` answers, so peers see the supervisor's wall clock.
+    clock_base_ms: u64,
 }
 
 impl Registry {
@@ -137,7 +143,15 @@ impl Registry {
             pacing: pacing::Pacing::new(JoinPacing::default()),
             clock_ms: 0,
             standby_edges: false,
+            clock_base_ms: 0,
         }
+    }
+
+    /// What `CLOCK` answers add to `now_ms`: the shell passes the Unix time (ms) at which its
+    /// `now_ms` clock read 0, so every supervisor of a cluster (and a restarted one) answers on
+    /// the same wall clock and the viewers' offsets stay comparable.
+    pub fn set_clock_base(&mut self, base_ms: u64) {
+        self.clock_base_ms = base_ms;
     }
 
     /// Who may publish from now on (streams already live stay live).
@@ -295,6 +309,15 @@ impl Registry {
             PeerMessage::EndStream {} if component == ComponentType::Broadcaster => {
                 self.end_stream_of(from, "the broadcaster ended the stream");
             }
+            PeerMessage::ClockRequest { t0 } => {
+                let now_ms = now_ms.saturating_add(self.clock_base_ms);
+                self.send(from, ServerMessage::Clock { t0, now_ms });
+            }
+            PeerMessage::StreamTiming { latency, epoch_ms }
+                if component == ComponentType::Broadcaster =>
+            {
+                self.stream_timing(from, latency, epoch_ms);
+            }
             other => {
                 let message = format!("{} is not allowed for a {:?}", other.name(), component);
                 self.refuse(from, "not_allowed", message.clone(), true);
@@ -379,7 +402,58 @@ impl Registry {
         if matches!(msg, ServerMessage::Joined { .. }) {
             self.counters.joins += 1;
         }
+        let timing = match &msg {
+            ServerMessage::Joined { stream, .. } | ServerMessage::Resumed { stream, .. } => {
+                self.timing_message(stream, to)
+            }
+            _ => None,
+        };
         self.outputs.push_back(Output::Send(to, msg));
+        // Right behind its place in the tree, before any media can reach it: the viewer's
+        // player must know the stream's mode before its first chunk.
+        if let Some(timing) = timing {
+            self.outputs.push_back(Output::Send(to, timing));
+        }
+    }
+
+    /// `STREAM_TIMING` of `stream` for a viewer `to`, if its broadcaster announced one.
+    fn timing_message(&self, stream: &str, to: PeerId) -> Option<ServerMessage> {
+        let entry = self.streams.get(stream)?;
+        let (latency, epoch_ms) = entry.timing?;
+        (entry.broadcaster != to).then(|| ServerMessage::StreamTiming {
+            stream: stream.to_string(),
+            latency,
+            epoch_ms,
+        })
+    }
+
+    /// The broadcaster's `STREAM_TIMING`: kept for later viewers, passed on to every viewer now.
+    fn stream_timing(&mut self, from: PeerId, latency: LatencyMode, epoch_ms: Option<i64>) {
+        let Some(stream) = self.peers.get(&from).and_then(|e| e.stream.clone()) else {
+            return;
+        };
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if entry.broadcaster != from || entry.timing == Some((latency, epoch_ms)) {
+            return;
+        }
+        entry.timing = Some((latency, epoch_ms));
+        let mut viewers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, e)| **id != from && e.stream.as_deref() == Some(stream.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        viewers.sort();
+        for viewer in viewers {
+            let msg = ServerMessage::StreamTiming {
+                stream: stream.clone(),
+                latency,
+                epoch_ms,
+            };
+            self.outputs.push_back(Output::Send(viewer, msg));
+        }
     }
 
     /// Whether the publish policy lets `from` publish `stream`; refuses it (fatally: a broadcaster
@@ -495,6 +569,7 @@ impl Registry {
                 started_at_ms: now_ms,
                 rebuild: None,
                 standbys: standby::Standbys::default(),
+                timing: None,
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {

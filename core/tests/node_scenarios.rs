@@ -143,6 +143,8 @@ fn output_json(out: &Output, watch: &[String]) -> Option<Value> {
                 Some("HEARTBEAT") => "heartbeat",
                 Some("STATS") => "stats",
                 Some("LIST_STREAMS") => "list",
+                Some("CLOCK_REQUEST") => "clock",
+                Some("STREAM_TIMING") => "timing",
                 _ => "",
             };
             if !kind.is_empty() && !watch.iter().any(|w| w == kind) {

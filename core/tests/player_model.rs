@@ -22,6 +22,7 @@ impl Sim {
             player: Player::new(PlayerConfig {
                 startup_ms: 1000,
                 rebuffer_ms: 500,
+                catch_up_ms: None,
             }),
             now: 0,
         }

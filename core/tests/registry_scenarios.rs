@@ -376,3 +376,56 @@ fn a_registration_without_a_usable_signing_key_is_refused() {
         ServerMessage::StreamRegistered { .. }
     ));
 }
+
+#[test]
+fn clock_answers_are_on_the_wall_clock_and_stream_timing_reaches_every_viewer() {
+    use ownstream_core::protocol::LatencyMode;
+    let mut r = stream_with(TopologyName::Tree, 2);
+    r.set_clock_base(1_000_000);
+    r.handle_message(50, id(1), PeerMessage::ClockRequest { t0: 7 });
+    let out = drain(&mut r);
+    assert_eq!(
+        sent_to(&out, id(1)),
+        [&ServerMessage::Clock {
+            t0: 7,
+            now_ms: 1_000_050
+        }]
+    );
+    // The broadcaster's timing reaches both viewers (a viewer's would be refused, fatally, as
+    // every broadcaster-only message is).
+    let timing = PeerMessage::StreamTiming {
+        latency: LatencyMode::Low,
+        epoch_ms: Some(123),
+    };
+    r.handle_message(60, id(0), timing.clone());
+    let out = drain(&mut r);
+    let expected = ServerMessage::StreamTiming {
+        stream: "s".into(),
+        latency: LatencyMode::Low,
+        epoch_ms: Some(123),
+    };
+    for v in [1, 2] {
+        assert_eq!(sent_to(&out, id(v)), [&expected]);
+    }
+    assert!(sent_to(&out, id(0)).is_empty());
+    // The same again changes nothing; a later viewer gets it right after JOINED.
+    r.handle_message(70, id(0), timing);
+    assert!(drain(&mut r).is_empty());
+    assert!(r.handle_authenticated(80, id(3), ComponentType::Receiver));
+    r.handle_message(
+        80,
+        id(3),
+        PeerMessage::JoinStream {
+            stream: "s".into(),
+            wait: false,
+            relay: true,
+        },
+    );
+    let out = drain(&mut r);
+    let to_new = sent_to(&out, id(3));
+    assert!(
+        matches!(to_new[0], ServerMessage::Joined { .. }),
+        "{to_new:?}"
+    );
+    assert_eq!(to_new[1], &expected);
+}

@@ -83,6 +83,9 @@ struct Common {
     /// A short run (minutes, not hours) for a smoke test; the numbers are not the paper's.
     #[arg(long)]
     quick: bool,
+    /// The broadcaster's latency mode (`broadcaster --latency`): `normal` or `low`.
+    #[arg(long, default_value = "normal", value_parser = ["normal", "low"])]
+    latency: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -200,6 +203,13 @@ fn clip(common: &Common, seconds: u32) -> anyhow::Result<PathBuf> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let common = match &cli.command {
+        Cmd::Security(a) => &a.common,
+        Cmd::Scale(a) => &a.common,
+        Cmd::Flood(a) => &a.common,
+        Cmd::Failures(a) => &a.common,
+    };
+    testbed::set_latency(&common.latency);
     match cli.command {
         Cmd::Security(a) => {
             let clip = clip(&a.common, 20)?;

@@ -43,7 +43,18 @@ pub(crate) struct Step {
     all_playing_s: f64,
     hop_ms: BTreeMap<u64, Vec<f64>>,
     e2e_ms: BTreeMap<u64, Vec<f64>>,
+    /// Glass-to-glass latency by depth: every viewer's report, sampled each second of the window.
+    glass_ms: BTreeMap<u64, Vec<f64>>,
     depth: u64,
+}
+
+/// Adds every viewer's glass-to-glass figure (`latency_ms` of its latest report) by depth.
+fn sample_glass(into: &mut BTreeMap<u64, Vec<f64>>, stats: &[Value]) {
+    for n in stats {
+        if let (Some(depth), Some(ms)) = (n["depth"].as_u64(), n["stats"]["latency_ms"].as_f64()) {
+            into.entry(depth).or_default().push(ms);
+        }
+    }
 }
 
 fn sum(stats: &[Value], field: &str) -> u64 {
@@ -63,7 +74,12 @@ fn step(out: &Path, clip: &Path, n: usize, cfg: &ScaleConfig) -> anyhow::Result<
     // Let the start-up bursts (keyframe backlogs to every new child) settle first.
     std::thread::sleep(Duration::from_secs(3));
     let (s0, c0, t0) = (bed.stats(), bed.cpu(), Instant::now());
-    std::thread::sleep(cfg.window);
+    let mut glass_ms = BTreeMap::new();
+    while t0.elapsed() + Duration::from_secs(1) < cfg.window {
+        std::thread::sleep(Duration::from_secs(1));
+        sample_glass(&mut glass_ms, &bed.stats());
+    }
+    std::thread::sleep(cfg.window.saturating_sub(t0.elapsed()));
     let (s1, c1, wall) = (bed.stats(), bed.cpu(), t0.elapsed().as_secs_f64());
     let tree = bed.api.tree(crate::testbed::STREAM);
     let cpu = c0.until(&c1);
@@ -83,6 +99,7 @@ fn step(out: &Path, clip: &Path, n: usize, cfg: &ScaleConfig) -> anyhow::Result<
             .collect(),
         depth: tree.iter().map(|t| t.2).max().unwrap_or(0),
         all_playing_s,
+        glass_ms,
         ..Step::default()
     };
     latencies(&mut step, &tree, &broadcaster, &receivers);
@@ -205,6 +222,7 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
         }
     }
     std::fs::write(out.join("scale.csv"), csv)?;
+    std::fs::write(out.join("glass.csv"), glass_csv(steps))?;
     std::fs::write(out.join("latency.csv"), lat)?;
     let pts = |f: &dyn Fn(&Step) -> f64| steps.iter().map(|s| (s.n as f64, f(s))).collect();
     plot::line_chart(
@@ -314,7 +332,56 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
             )?;
         }
     }
+    glass_summary(&mut md, steps)?;
     writeln!(md, "\nCharts: `scale-cpu.svg/png`, `scale-latency.svg/png`; numbers: `scale.csv`, `latency.csv`.")?;
     std::fs::write(out.join("summary.md"), md)?;
+    Ok(())
+}
+
+/// `glass.csv`: glass-to-glass latency by step and depth.
+fn glass_csv(steps: &[Step]) -> String {
+    let mut csv = String::from("receivers,depth,glass_ms_median,glass_ms_p95,samples\n");
+    for s in steps {
+        for (depth, v) in &s.glass_ms {
+            let _ = writeln!(
+                csv,
+                "{},{depth},{:.0},{:.0},{}",
+                s.n,
+                median(v).unwrap_or(0.0),
+                percentile(v, 95.0).unwrap_or(0.0),
+                v.len()
+            );
+        }
+    }
+    csv
+}
+
+/// The summary's glass-to-glass table: one row per depth, one column pair per step.
+fn glass_summary(md: &mut String, steps: &[Step]) -> std::fmt::Result {
+    if steps.iter().all(|s| s.glass_ms.is_empty()) {
+        return Ok(());
+    }
+    writeln!(md, "\nGlass-to-glass latency by depth (how far behind live each viewer plays: capture, or the file's live schedule, to display; every viewer's report each second of the window), median / p95:\n")?;
+    let head: Vec<String> = steps.iter().map(|s| format!("{} receivers", s.n)).collect();
+    writeln!(md, "| depth | {} |", head.join(" | "))?;
+    writeln!(md, "|---:|{}", "---:|".repeat(steps.len()))?;
+    let depths: std::collections::BTreeSet<u64> = steps
+        .iter()
+        .flat_map(|s| s.glass_ms.keys().copied())
+        .collect();
+    for d in depths {
+        let cells: Vec<String> = steps
+            .iter()
+            .map(|s| match s.glass_ms.get(&d) {
+                Some(v) => format!(
+                    "{} / {} ms",
+                    format_value(median(v).unwrap_or(0.0)),
+                    format_value(percentile(v, 95.0).unwrap_or(0.0))
+                ),
+                None => "–".into(),
+            })
+            .collect();
+        writeln!(md, "| {d} | {} |", cells.join(" | "))?;
+    }
     Ok(())
 }

@@ -52,6 +52,19 @@ impl Cpu {
     }
 }
 
+/// The broadcaster's `--latency` for every testbed of this run (`experiments --latency`).
+static LATENCY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the latency mode the testbeds' broadcasters announce (once, before the first testbed).
+pub(crate) fn set_latency(mode: &str) {
+    let _ = LATENCY.set(mode.to_string());
+}
+
+/// The latency mode of this run's broadcasters.
+pub(crate) fn latency() -> &'static str {
+    LATENCY.get().map_or("normal", String::as_str)
+}
+
 impl Testbed {
     /// Starts everything; `per_process` receivers share one process.
     pub(crate) fn start(
@@ -79,6 +92,7 @@ impl Testbed {
         let mut cmd = Command::new(procs::bin("broadcaster")?);
         peer(&mut cmd);
         cmd.args(["--publish-token", &publish_token])
+            .args(["--latency", latency()])
             .args(["--name", STREAM, "--loop", "--file"])
             .arg(clip)
             .arg("--stats")

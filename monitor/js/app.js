@@ -71,6 +71,7 @@ function redraw() {
   const viewers = snapshot.live ? snapshot.live.viewers : 0;
   const c = snapshot.counters;
   $('summary').textContent = `${viewers} viewers · ${c.kills} kills · ${c.repairs} repairs`;
+  showLatency($('latency'), snapshot.latency_by_depth ?? []);
   showRuns(snapshot.runs);
 }
 
@@ -128,3 +129,11 @@ $('stream').addEventListener('change', (e) => {
 });
 refreshStreams();
 setInterval(refreshStreams, 5000);
+
+/** Glass-to-glass latency by depth (median / p95 of the viewers' latest reports). */
+function showLatency(el, rows) {
+  const s = (ms) => `${(ms / 1000).toFixed(2)} s`;
+  el.textContent = rows.length
+    ? rows.map((r) => `depth ${r.depth}: ${s(r.p50_ms)} / ${s(r.p95_ms)} (${r.viewers})`).join(' · ')
+    : 'behind live: not known yet';
+}

@@ -22,6 +22,7 @@ export function renderNode(box, snapshot, id, rates, onError) {
     ['Peer', node.id], ['Kind', kind], ['Health', health(node)], ['Depth', node.depth],
     ['Parent', node.parent ? short(node.parent) : '–'], ['Children', children.length ? children.join(', ') : 'none'],
     ['Bitrate in', `${(r.in / 1e3).toFixed(0)} kbit/s`], ['Bitrate out', `${(r.out / 1e3).toFixed(0)} kbit/s`],
+    ['Behind live', s.latency_ms != null ? `${(s.latency_ms / 1000).toFixed(2)} s` : '–'],
     ['Buffer ahead', s.buffer_ahead_ms != null ? `${(s.buffer_ahead_ms / 1000).toFixed(1)} s` : '–'],
     ['Stalls', s.stalls ?? '–'], ['Stalled', s.stalled_ms != null ? `${(s.stalled_ms / 1000).toFixed(1)} s` : '–'],
     ['Chunks', s.chunks_received != null ? `${s.chunks_verified} verified, ${s.chunks_rejected} rejected` : '–'],

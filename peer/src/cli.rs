@@ -100,6 +100,7 @@ impl NodeConfig {
                 .then(|| SigningKey::random(&mut rand::rng())),
             publish_token: None,
             can_relay: true,
+            latency: Default::default(),
         }
     }
 }

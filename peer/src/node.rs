@@ -66,6 +66,9 @@ pub struct NodeConfig {
     pub publish_token: Option<String>,
     /// Receiver: whether it may be given children (`receiver --no-relay`: placed as a leaf).
     pub can_relay: bool,
+    /// Broadcaster: the stream's latency mode, announced to viewers (`--latency`); its source
+    /// must cut chunks of [`LatencyMode::chunk_ms`](ownstream_core::latency::LatencyMode::chunk_ms).
+    pub latency: ownstream_core::latency::LatencyMode,
 }
 
 /// Final statistics of a run, as written by `--stats`.
@@ -161,6 +164,7 @@ impl Node {
         c.player = config.player;
         c.wait_viewers = config.wait_viewers;
         c.publish_token = config.publish_token;
+        c.latency = config.latency;
         c.corrupt_relayed_seq = config.faults.corrupt_relayed_seq;
         c.forge_relayed_seq = config.faults.forge_relayed_seq;
         c.signing_key = config.signing_key.as_ref().map(SigningKey::verifying_key);

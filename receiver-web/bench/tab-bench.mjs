@@ -12,9 +12,12 @@
 //    tree (/proc, utime + stime) over `--cpu-seconds` is given as % of one core: the same measure
 //    in both browsers (Firefox puts the tabs of one site in one content process, so a per-tab
 //    figure such as DevTools' ProcessTime has no Firefox counterpart).
+// 3. With `--glass low|normal`, only this: glass-to-glass latency of a tab at depth 1 and one at
+//    depth 3 of a chain (tab, headless receiver, tab) under a broadcaster in that latency mode:
+//    every tab's `latency_ms` sampled twice a second over `--cpu-seconds`, median and p95.
 // The load average is printed with the figures: the machine is shared.
 //
-// Needs the debug binaries (`cargo build --bins`) and the prerequisites of scripts/install-prereqs.sh.
+// Needs the debug binaries (or OWNSTREAM_BIN_DIR pointing at the release ones) (`cargo build --bins`) and the prerequisites of scripts/install-prereqs.sh.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -138,15 +141,53 @@ async function relayCpu(h) {
   await Promise.all([relay.browser.close(), leaf.browser.close()]);
 }
 
+const GLASS = args.glass ?? null;
+
+const pct = (xs, q) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+};
+
+async function glass(h) {
+  const d1 = await h.tab('depth1', '/watch/s');
+  await waitFor('the first tab in the tree', 30_000, async () => (await h.tree('s')).length === 2);
+  const rust = h.receiver('depth2', 's');
+  await waitFor('the headless receiver in the tree', 30_000, async () => (await h.tree('s')).length === 3);
+  const d3 = await h.tab('depth3', '/watch/s');
+  await waitFor('the second tab in the tree', 30_000, async () => (await h.tree('s')).length === 4);
+  const tabs = [d1, d3];
+  await waitFor('both tabs knowing their latency', 60_000, async () => (await Promise.all(tabs.map(stats))).every((st) => st.playing && st.latency_ms != null));
+  const depths = await Promise.all(tabs.map(async (t) => (await stats(t)).depth));
+  const samples = [[], []];
+  const stalls0 = await Promise.all(tabs.map(async (t) => (await stats(t)).stalls));
+  const end = Date.now() + CPU_SECONDS * 1000;
+  while (Date.now() < end) {
+    const st = await Promise.all(tabs.map(stats));
+    st.forEach((x, i) => x.latency_ms != null && samples[i].push(x.latency_ms));
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  const stalls1 = await Promise.all(tabs.map(async (t) => (await stats(t)).stalls));
+  console.log(`\nGlass-to-glass latency, ${GLASS} latency mode, over ${CPU_SECONDS} s (ms):`);
+  samples.forEach((xs, i) => {
+    console.log(`  tab at depth ${depths[i]}  median ${median(xs)}   p95 ${pct(xs, 0.95)}   samples ${xs.length}   stalls ${stalls1[i] - stalls0[i]}`);
+  });
+  rust.child.kill();
+}
+
 for (const browser of BROWSER_LIST) {
   const h = new Harness('tab-bench', { browser });
   try {
-    await h.supervisor();
-    h.broadcaster('s', CLIP, ['--loop']);
+    if (GLASS) await h.supervisor(['--topology', 'chain']);
+    else await h.supervisor();
+    h.broadcaster('s', CLIP, ['--loop', ...(GLASS ? ['--latency', GLASS] : [])]);
     await waitFor('the stream to be live', 30_000, async () => (await h.json('/api/streams'))?.length === 1);
     console.log(`\n== ${browser}, clip: ${CLIP}`);
-    await firstFrames(h);
-    if (CPU_SECONDS > 0) await relayCpu(h);
+    if (GLASS) {
+      await glass(h);
+    } else {
+      await firstFrames(h);
+      if (CPU_SECONDS > 0) await relayCpu(h);
+    }
   } finally {
     await h.stop();
   }

@@ -109,7 +109,7 @@ function config(spec = {}) {
   };
 }
 
-const SILENT = { HEARTBEAT: 'heartbeat', STATS: 'stats', LIST_STREAMS: 'list' };
+const SILENT = { HEARTBEAT: 'heartbeat', STATS: 'stats', LIST_STREAMS: 'list', CLOCK_REQUEST: 'clock', STREAM_TIMING: 'timing' };
 
 /** An output as the scenarios write it; null for outputs compared only when watched. */
 function outputJson(out, watch) {

@@ -38,6 +38,7 @@ use bytes::Bytes;
 use net::{Endpoint, EpId};
 use ownstream_core::frame::{ChunkSigner, SigningKey};
 use ownstream_core::ids::PeerId;
+use ownstream_core::latency::LatencyMode;
 use ownstream_core::node::{ConnectFailure, NodeConfig};
 use ownstream_core::player::PlayerConfig;
 use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, SignalPayload};
@@ -80,6 +81,9 @@ pub struct SimConfig {
     pub player: PlayerConfig,
     /// Fraction of chunks receivers verify.
     pub verify_fraction: f64,
+    /// The broadcaster's latency mode (viewers learn it through the registry's `STREAM_TIMING`);
+    /// the media plan should be cut to its chunk length.
+    pub latency: LatencyMode,
     /// Keep a log of every host's inputs and outputs (not media) in [`Host::trace`], to find out
     /// why a scenario failed.
     pub trace: bool,
@@ -98,6 +102,7 @@ impl Default for SimConfig {
             relay: RelayConfig::default(),
             player: PlayerConfig::default(),
             verify_fraction: 1.0,
+            latency: LatencyMode::Normal,
             trace: false,
             standby_edges: true,
         }
@@ -296,6 +301,9 @@ impl Sim {
         c.relay = self.config.relay;
         c.player = self.config.player;
         c.verify_fraction = self.config.verify_fraction;
+        if component == ComponentType::Broadcaster {
+            c.latency = self.config.latency;
+        }
         c.seed = self.rng.random();
         c
     }

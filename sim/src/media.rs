@@ -50,7 +50,15 @@ impl MediaPlan {
 
     /// The chunks of a WebM file, as the real broadcaster cuts them.
     pub fn from_webm(bytes: &[u8]) -> Result<Self, WebmError> {
-        let mut chunker = Chunker::new(ChunkerConfig::default());
+        Self::from_webm_cut(bytes, ChunkerConfig::default().max_chunk_ms)
+    }
+
+    /// The chunks of a WebM file cut at most `max_chunk_ms` long (a broadcaster's latency mode).
+    pub fn from_webm_cut(bytes: &[u8], max_chunk_ms: u32) -> Result<Self, WebmError> {
+        let mut chunker = Chunker::new(ChunkerConfig {
+            max_chunk_ms,
+            ..ChunkerConfig::default()
+        });
         chunker.handle_input(bytes)?;
         chunker.handle_eof()?;
         let mut init = Bytes::new();

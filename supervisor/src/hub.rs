@@ -17,6 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 /// Messages a connection may have queued before the hub considers the peer stuck and drops it.
 pub const OUTBOUND_QUEUE: usize = 1024;
 
+/// The Unix time (ms) at which [`now_ms`] read 0: `CLOCK` answers are on the wall clock.
+fn clock_base_ms() -> u64 {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    unix.saturating_sub(now_ms())
+}
+
 /// Milliseconds on the supervisor's monotonic clock (shared by the hub and the handshakes).
 pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
@@ -148,6 +156,7 @@ impl HubTask {
         let mut registry = Registry::new(registry_config, seed);
         registry.set_join_pacing(config.join_pacing);
         registry.set_standby_edges(true);
+        registry.set_clock_base(clock_base_ms());
         registry.set_publish_policy(PublishPolicy::new(
             &config.publish_tokens,
             &config.publisher_keys,

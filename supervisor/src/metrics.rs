@@ -31,6 +31,13 @@ struct StreamLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DepthQuantileLabel {
+    stream: String,
+    depth: String,
+    quantile: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -68,9 +75,16 @@ fn register_admission(r: &mut Registry, gate: &crate::gate::Gate) {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let snapshot = state
         .hub
-        .query(|reg, _| (reg.counters(), reg.streams(), reg.peer_count()))
+        .query(|reg, _| {
+            let streams = reg.streams();
+            let latency: Vec<_> = streams
+                .iter()
+                .map(|s| (s.name.clone(), reg.latency_by_depth(&s.name)))
+                .collect();
+            (reg.counters(), streams, reg.peer_count(), latency)
+        })
         .await;
-    let Some((c, streams, peers)) = snapshot else {
+    let Some((c, streams, peers, latency)) = snapshot else {
         return (StatusCode::SERVICE_UNAVAILABLE, "supervisor shutting down").into_response();
     };
     let mut r = Registry::with_prefix("ownstream");
@@ -134,6 +148,24 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         viewers.get_or_create(&label).set(s.viewers as i64);
     }
     r.register("viewers", "Viewers in each stream's tree", viewers);
+    let glass = Family::<DepthQuantileLabel, Gauge>::default();
+    for (stream, depths) in &latency {
+        for d in depths {
+            for (quantile, ms) in [("0.5", d.p50_ms), ("0.95", d.p95_ms)] {
+                let label = DepthQuantileLabel {
+                    stream: stream.clone(),
+                    depth: d.depth.to_string(),
+                    quantile: quantile.to_string(),
+                };
+                glass.get_or_create(&label).set(ms);
+            }
+        }
+    }
+    r.register(
+        "glass_to_glass_milliseconds",
+        "How far behind live viewers play (capture to display), by stream and depth, from their latest reports",
+        glass,
+    );
     register_admission(&mut r, &state.gate);
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &r).is_err() {

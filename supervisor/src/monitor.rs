@@ -266,6 +266,7 @@ fn snapshot(reg: &mut ownstream_core::registry::Registry, now: u64, stream: &str
         "nodes": nodes,
         "runs": runs,
         "counters": reg.counters(),
+        "latency_by_depth": reg.latency_by_depth(stream),
     })
     .to_string()
 }

@@ -23,7 +23,12 @@ impl Node {
         if !self.advance(now_ms) || !self.is_broadcaster() || !self.live() {
             return;
         }
+        let media = !chunk.is_init() && !chunk.is_end();
+        let (timestamp_ms, duration_ms) = (chunk.timestamp_ms, chunk.duration_ms);
         self.accept(chunk, false);
+        if media {
+            self.released(timestamp_ms, duration_ms);
+        }
         self.pump();
     }
 
@@ -240,7 +245,8 @@ impl Node {
         let old = self.player.stats();
         self.player_base.0 += old.stalls;
         self.player_base.1 += old.stalled_ms;
-        self.player = Player::new(self.config.player);
+        self.player = Player::new(self.player_config());
+        self.stream_epoch_ms = None;
         let children: Vec<_> = self.children.keys().copied().collect();
         for child in children {
             self.drop_child(child);

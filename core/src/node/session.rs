@@ -28,7 +28,7 @@ pub(super) struct Link {
     failures: u32,
     ever_connected: bool,
     /// In the stream (registered or joined) on the current connection.
-    in_stream: bool,
+    pub(super) in_stream: bool,
     heartbeat_ms: u64,
     next_heartbeat: u64,
     next_stats: u64,
@@ -102,6 +102,7 @@ impl Node {
         link.next_heartbeat = now + link.heartbeat_ms;
         link.next_stats = now + STATS_INTERVAL_MS;
         link.next_list = self.config.list_viewers.then_some(now);
+        self.timing_connected();
         self.event(NodeEvent::Connected);
         let stream = self.config.stream.clone();
         let first = if self.link.resume {
@@ -120,6 +121,7 @@ impl Node {
             }
         };
         self.send(first);
+        self.clock_timers();
         self.session_timers();
     }
 
@@ -250,6 +252,7 @@ impl Node {
                 }
                 if now >= self.link.next_stats {
                     self.link.next_stats = now + STATS_INTERVAL_MS;
+                    self.clock_timers();
                     self.report_stats();
                 }
                 if self.link.next_list.is_some_and(|t| now >= t) {
@@ -301,6 +304,7 @@ impl Node {
         self.link.in_stream = true;
         self.link.resume = true;
         self.link.redirects = 0;
+        self.announce_timing();
         if self.config.wait_viewers == 0 {
             self.give_ready();
         } else {
@@ -355,6 +359,7 @@ impl Node {
     ) {
         if self.is_broadcaster() {
             self.link.in_stream = true;
+            self.announce_timing();
             self.event(NodeEvent::Resumed {
                 parent: None,
                 depth,

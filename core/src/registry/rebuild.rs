@@ -143,6 +143,7 @@ impl Registry {
                     until_ms: now_ms + SETTLE_MS,
                 }),
                 standbys: Default::default(),
+                timing: None,
             },
         );
         if let Some(e) = self.peers.get_mut(&from) {

@@ -28,6 +28,19 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// Glass-to-glass latency of the viewers at one depth ([`Registry::latency_by_depth`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct DepthLatency {
+    /// Hops from the broadcaster.
+    pub depth: usize,
+    /// Median, ms.
+    pub p50_ms: i64,
+    /// 95th percentile, ms.
+    pub p95_ms: i64,
+    /// Viewers at this depth that reported a figure.
+    pub viewers: usize,
+}
+
 /// A stream's whole topology.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TreeView {
@@ -97,6 +110,34 @@ impl Registry {
     /// The latest stats a peer reported.
     pub fn stats(&self, peer: PeerId) -> Option<&PeerStats> {
         self.peers.get(&peer)?.stats.as_ref()
+    }
+
+    /// Glass-to-glass latency (ms) of a stream's viewers from their latest reports, by depth:
+    /// median, 95th percentile and count per depth (nearest-rank percentiles).
+    pub fn latency_by_depth(&self, stream: &str) -> Vec<DepthLatency> {
+        let Some(s) = self.streams.get(stream) else {
+            return Vec::new();
+        };
+        let mut by_depth: std::collections::BTreeMap<usize, Vec<i64>> = Default::default();
+        for n in s.topology.nodes() {
+            let latency = self.stats(n.peer).and_then(|st| st.latency_ms);
+            if let Some(ms) = latency {
+                by_depth.entry(n.depth as usize).or_default().push(ms);
+            }
+        }
+        by_depth
+            .into_iter()
+            .map(|(depth, mut v)| {
+                v.sort_unstable();
+                let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+                DepthLatency {
+                    depth,
+                    p50_ms: rank(0.5),
+                    p95_ms: rank(0.95),
+                    viewers: v.len(),
+                }
+            })
+            .collect()
     }
 
     /// Number of authenticated peers.

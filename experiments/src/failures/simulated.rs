@@ -7,6 +7,7 @@ use super::{cells, write_charts, write_csv, write_summary, FailuresConfig, Mode,
 use anyhow::Context;
 use ownstream_core::failures::FailureRequest;
 use ownstream_core::ids::PeerId;
+use ownstream_core::latency::LatencyMode;
 use ownstream_sim::{MediaPlan, Sim, SimConfig, STREAM};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -20,14 +21,20 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
     let wall = Instant::now();
     std::fs::create_dir_all(out)?;
     let bytes = std::fs::read(clip).with_context(|| format!("cannot read {}", clip.display()))?;
-    let media =
-        MediaPlan::from_webm(&bytes).with_context(|| format!("{} is not WebM", clip.display()))?;
+    let latency = if crate::testbed::latency() == "low" {
+        LatencyMode::Low
+    } else {
+        LatencyMode::Normal
+    };
+    let media = MediaPlan::from_webm_cut(&bytes, latency.chunk_ms())
+        .with_context(|| format!("{} is not WebM", clip.display()))?;
     let mut sim = Sim::new(SimConfig {
         seed: cfg.seed,
         media,
         // Nothing is tampered with, so checking every tag would change no outcome here; it
         // would only cost wall time (the model has no CPU).
         verify_fraction: 0.1,
+        latency,
         ..SimConfig::default()
     });
     sim.add_broadcaster(0);
@@ -44,8 +51,9 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
     for (dist, rate, sample, seed) in cells(cfg) {
         let row = one_run(&mut sim, cfg, dist, rate, sample, seed)
             .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
+        let (g50, g95) = glass(&sim);
         eprintln!(
-            "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled (simulated)",
+            "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled, behind live {g50} / {g95} ms median / p95 (simulated)",
             sample + 1,
             row.kills,
             row.stalls,
@@ -61,6 +69,24 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
     );
     write_charts(out, cfg, &rows)?;
     write_summary(out, clip, cfg, &rows, Mode::Simulated)
+}
+
+/// Median and p95 of every viewer's latest glass-to-glass report (ms), as the supervisor holds it.
+fn glass(sim: &Sim) -> (i64, i64) {
+    let mut v: Vec<i64> = sim
+        .registry()
+        .tree(STREAM)
+        .map(|t| t.nodes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| sim.registry().stats(n.id)?.latency_ms)
+        .collect();
+    if v.is_empty() {
+        return (0, 0);
+    }
+    v.sort_unstable();
+    let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+    (rank(0.5), rank(0.95))
 }
 
 /// Every viewer's latest reported `chunks_skipped`, as the supervisor holds it.

@@ -80,6 +80,8 @@ import { standby } from './node/standby.js';
 import { media } from './node/media.js';
 import { describeEnding, ending } from './node/ending.js';
 import { DONE, DRAINING, GRACE, LIVE } from './node/phase.js';
+import { timing } from './node/timing.js';
+import { ClockSync, Epoch } from './latency.js';
 
 export const BROADCASTER = 'broadcaster';
 export const RECEIVER = 'receiver';
@@ -103,6 +105,7 @@ export function nodeConfig(component, stream, overrides = {}) {
     seed: 0, // jitters the reconnection waits (rules.js `reconnectDelayMs`); the driver draws one
     signingKey: null, // broadcaster: its Ed25519 public key (base64), sent in REGISTER_STREAM
     canRelay: true, // receiver: false asks to be placed as a leaf (`relay: false` in JOIN_STREAM, RESUME)
+    latency: 'normal', // broadcaster: the mode it announces; receiver: assumed until STREAM_TIMING
     ...overrides,
   };
 }
@@ -185,6 +188,10 @@ export class Node {
     this.killCount = 0;
     this.reconnectCount = 0;
     this.depth = 0; // the depth the supervisor last gave, re-announced in RESUME
+    this.clock = new ClockSync(); // offset to the supervisor's clock
+    this.epoch = new Epoch(); // broadcaster: the stream's epoch on its own clock
+    this.timingSent = null; // broadcaster: the STREAM_TIMING last sent on this connection
+    this.streamEpochMs = null; // receiver: the stream's epoch on the supervisor's clock
     // Inputs waiting while the node is suspended on a verification (see the header).
     this.inbox = [];
     this.suspended = null;
@@ -280,6 +287,8 @@ export class Node {
     if (this.newestSeq != null) stats.last_seq = this.newestSeq;
     if (c.parents_silent > 0) stats.parents_silent = c.parents_silent;
     if (c.standby_switches > 0) stats.standby_switches = c.standby_switches;
+    const latency = this.latencyMs();
+    if (latency != null) stats.latency_ms = latency;
     return stats;
   }
 
@@ -387,6 +396,8 @@ export class Node {
       case 'REDIRECT': this.redirected(msg.url); break;
       case 'STREAM_ENDED': this.streamEnded(msg.reason); break;
       case 'ERROR': this.refused(msg.code, msg.message, msg.fatal); break;
+      case 'CLOCK': this.clockReply(msg.t0, msg.now_ms); break;
+      case 'STREAM_TIMING': this.streamTiming(msg.latency, msg.epoch_ms ?? null); break;
       // Handshake messages belong to the driver's handshake, before the node sees a link.
       default: break;
     }
@@ -415,7 +426,7 @@ export class Node {
   }
 }
 
-Object.assign(Node.prototype, session, edges, media, ending, liveness, standby);
+Object.assign(Node.prototype, session, edges, media, ending, liveness, standby, timing);
 
 // Every input goes through `input()`, so inputs are applied in the order they were handed in even
 // while a verification is under way (see the header).
@@ -459,6 +470,8 @@ const FIELDS = {
   REDIRECT: { stream: str, url: (v) => str(v) && /^wss?:\/\//.test(v) && v.length <= 2048 },
   STREAM_ENDED: { stream: str, reason: str },
   ERROR: { code: str, message: str, fatal: bool },
+  CLOCK: { t0: int, now_ms: int },
+  STREAM_TIMING: { stream: str, latency: (v) => v === 'normal' || v === 'low', epoch_ms: (v) => v == null || Number.isSafeInteger(v) },
 };
 
 /** `raw` with its peer ids lower-cased, or null if it is not a well-formed message. */

@@ -16,7 +16,8 @@
 //   for more than `maxQueueMs` of media (the tab was throttled), the queue skips to its latest
 //   keyframe chunk instead of growing.
 // - Near live: when the play position is more than `maxLagMs` behind the buffered end it jumps to
-//   `targetLagMs` behind it; between `rateUpLagMs` and that, it plays 10% fast.
+//   `targetLagMs` behind it; between `rateUpLagMs` and that, it plays 10% fast. A low-latency
+//   stream (core/latency.js LATENCY_MODES) starts with 500 ms and keeps within 1.5 s of the end.
 // - Stalls are the element's `waiting` events after playback began (not while seeking to catch
 //   up, not at the end); stalled time runs from `waiting` to the next `playing`.
 // - Never stuck: an element told to play that has not moved for `stuckMs` while media lies ahead
@@ -107,6 +108,11 @@ export class MsePlayer extends EventTarget {
       video.addEventListener('loadeddata', () => { this.firstFrameAt ??= performance.now(); }, { once: true });
     }
     this.tick = setInterval(() => this.maintain(), 250);
+  }
+
+  /** New settings (the stream's latency mode became known); they apply from the next tick. */
+  configure(config) {
+    this.config = { ...this.config, ...config };
   }
 
   /** The init segment: opens the MediaSource with the codecs it declares. */

@@ -88,6 +88,7 @@ async function goLive(ev) {
   $('go').disabled = true;
   node = new BroadcasterNode({
     stream: name, supervisorUrl: defaultSupervisorUrl(), mediaStream: media, publishToken, videoBitsPerSecond: Number($('quality').value),
+    latency: $('latency').value,
   });
   node.addEventListener('status', (e) => {
     const { state, message } = e.detail;

@@ -87,6 +87,7 @@ setInterval(() => {
   const kb = (b) => `${(b / 1024).toFixed(0)} KiB`;
   overlay.textContent = [
     `state        ${s.state}`,
+    `behind live  ${s.latency_ms != null ? `${(s.latency_ms / 1000).toFixed(2)} s` : '–'} (${s.latency_mode ?? 'normal'} latency)`,
     `buffer ahead ${(s.buffer_ahead_ms / 1000).toFixed(1)} s`,
     `stalls       ${s.stalls} (${(s.stalled_ms / 1000).toFixed(1)} s)`,
     `chunks       ${s.chunks_received} received, ${s.chunks_verified} verified, ${s.chunks_rejected} rejected`,

@@ -20,6 +20,7 @@ import { generateIdentity } from '../core/auth.js';
 import { Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, generateSigningKey, makeSigner } from '../core/frame.js';
 import { DEFAULT_RELAY_CONFIG } from '../core/rules.js';
 import { BROADCASTER } from '../core/node.js';
+import { LATENCY_MODES } from '../core/latency.js';
 import { Chunker } from '../core/chunker.js';
 import { NodeDriver } from './driver.js';
 
@@ -29,14 +30,17 @@ export const STREAM_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 export class BroadcasterNode extends EventTarget {
   constructor({
     stream, supervisorUrl, mediaStream, publishToken = null, videoBitsPerSecond = 1_200_000, audioBitsPerSecond = 96_000,
-    keyframeIntervalMs = 1000, timesliceMs = 100, chunkMs = 500, relayConfig = {},
+    keyframeIntervalMs = 1000, timesliceMs = 100, latency = 'normal', chunkMs = null, relayConfig = {},
   }) {
     super();
     Object.assign(this, { stream, url: supervisorUrl, mediaStream, videoBitsPerSecond, audioBitsPerSecond, keyframeIntervalMs, timesliceMs });
     this.config = {
       component: BROADCASTER, stream, publishToken: publishToken || null, relay: { ...DEFAULT_RELAY_CONFIG, ...relayConfig }, listViewers: true,
+      latency: latency === 'low' ? 'low' : 'normal',
     };
-    this.chunker = new Chunker({ maxChunkMs: chunkMs });
+    // Half-second chunks in normal mode (a tab's recorder, not a one-second GOP file); a
+    // low-latency stream's are the mode's 250 ms.
+    this.chunker = new Chunker({ maxChunkMs: chunkMs ?? (latency === 'low' ? LATENCY_MODES.low.chunkMs : 500) });
     this.driver = null;
     this.seq = 0;
     this.input = Promise.resolve();

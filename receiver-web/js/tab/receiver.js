@@ -22,6 +22,7 @@ import { generateIdentity } from '../core/auth.js';
 import { DEFAULT_RELAY_CONFIG } from '../core/rules.js';
 import { RECEIVER, emptyStats } from '../core/node.js';
 import { MsePlayer } from '../media/player.js';
+import { LATENCY_MODES } from '../core/latency.js';
 import { NodeDriver } from './driver.js';
 import { missingFeatures, missingMessage } from './requirements.js';
 
@@ -71,7 +72,8 @@ export class ReceiverNode extends EventTarget {
   }
 
   makePlayer() {
-    const player = new MsePlayer(this.video, this.playerConfig);
+    const mode = LATENCY_MODES[this.latencyMode ?? 'normal'].player;
+    const player = new MsePlayer(this.video, { ...mode, ...this.playerConfig });
     player.addEventListener('error', (e) => this.onPlayerError(player, e.detail));
     player.addEventListener('state', (e) => {
       if (['playing', 'stalled', 'buffering'].includes(e.detail.state) && this.isLive()) this.setStatus(e.detail.state);
@@ -223,6 +225,12 @@ export class ReceiverNode extends EventTarget {
         this.depth = ev.depth;
         this.emitPlace();
         break;
+      case 'latency-mode':
+        // The broadcaster's choice: the player's start-up buffer and near-live control follow it
+        // (settings the page gave explicitly still win).
+        this.latencyMode = ev.mode;
+        this.player.configure({ ...LATENCY_MODES[ev.mode].player, ...this.playerConfig });
+        break;
       case 'new-broadcast':
         // Its sequence numbers and timestamps start again: so does the media element.
         this.replacePlayer();
@@ -304,6 +312,9 @@ export class ReceiverNode extends EventTarget {
       stalled_ms: this.playerBase.stalled_ms + p.stalled_ms,
       buffer_ahead_ms: p.buffer_ahead_ms,
       playing: p.playing,
+      // Media time on screen (chunks carry absolute stream time), for the latency figure.
+      position_ms: Math.round(this.video.currentTime * 1000),
+      started: this.player.started,
     };
   }
 
@@ -317,6 +328,7 @@ export class ReceiverNode extends EventTarget {
       peer_id: this.identity?.peerId ?? null,
       stream: this.stream,
       state: this.state,
+      latency_mode: this.latencyMode ?? 'normal',
       depth: this.depth,
       parent: node?.parent() ?? null,
       children: node?.children() ?? [],

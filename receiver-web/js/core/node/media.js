@@ -28,7 +28,9 @@ export const media = {
   /** Broadcaster: a signed chunk of the source to distribute (the end chunk last). */
   handleSourceChunk(nowMs, chunk) {
     if (!this.advance(nowMs) || !this.isBroadcaster() || !this.live()) return;
+    const media = !chunk.isInit && !chunk.isEnd;
     this.accept(chunk, false);
+    if (media) this.released(chunk.timestampMs, chunk.durationMs);
     this.pump();
   },
 
@@ -210,6 +212,7 @@ export const media = {
     this.reassembler = new Reassembler();
     this.newestSeq = null;
     this.endSeen = false;
+    this.streamEpochMs = null;
   },
 
   /** Whether every child has been sent all that is queued for it. */

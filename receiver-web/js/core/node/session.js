@@ -73,6 +73,7 @@ export const session = {
     link.nextHeartbeat = now + link.heartbeatMs;
     link.nextStats = now + STATS_INTERVAL_MS;
     link.nextList = this.config.listViewers ? now : null;
+    this.timingConnected();
     this.event({ kind: 'connected' });
     const stream = this.config.stream;
     const token = this.config.publishToken;
@@ -81,6 +82,7 @@ export const session = {
     else if (this.isBroadcaster()) first = { type: 'REGISTER_STREAM', stream, signing_key: this.config.signingKey ?? '', ...(token ? { token } : {}) };
     else first = { type: 'JOIN_STREAM', stream, wait: true, ...(this.config.canRelay === false ? { relay: false } : {}) };
     this.send(first);
+    this.clockTimers();
     this.sessionTimers();
   },
 
@@ -171,6 +173,7 @@ export const session = {
       }
       if (now >= link.nextStats) {
         link.nextStats = now + STATS_INTERVAL_MS;
+        this.clockTimers();
         this.reportStats();
       }
       if (link.nextList != null && now >= link.nextList) {
@@ -213,6 +216,7 @@ export const session = {
     this.link.inStream = true;
     this.link.resume = true;
     this.link.redirects = 0;
+    this.announceTiming();
     if (this.config.waitViewers === 0) {
       this.giveReady();
     } else {
@@ -256,6 +260,7 @@ export const session = {
   placeResumed(key, signingKey, parent, depth) {
     if (this.isBroadcaster()) {
       this.link.inStream = true;
+      this.announceTiming();
       this.event({ kind: 'resumed', parent: null, depth });
       if (!this.link.ready && this.config.waitViewers === 0) this.giveReady();
       return;
