@@ -123,6 +123,10 @@ fn edges_slower_than_the_open_limit_still_open_after_one_move() {
         .count();
     let took = took.unwrap_or_else(|| panic!("{playing} of 30 playing after 120 s"));
     println!("30 viewers with 9-12 s edges: all playing after {took} ms");
+    // A viewer that switched to its standby (the grandparent, one over its fanout) is moved off
+    // make-before-break, over an edge that also takes 9-12 s: let that settle before judging
+    // the tree.
+    sim.run_for(30_000);
     assert!(sim.tree_problems().is_empty(), "{:?}", sim.tree_problems());
     for &v in &viewers {
         let repairs = sim.host(v).node().stats().repairs;
