@@ -17,10 +17,11 @@ pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 /// Longest stream name accepted; names are also restricted to a URL-safe alphabet.
 pub const MAX_STREAM_NAME_LEN: usize = 64;
 
-/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`. 2: chunks carry the
-/// broadcaster's Ed25519 signature (`REGISTER_STREAM` and `JOINED` carry its public key), so a
-/// peer of version 1 could neither register nor play; it is refused at the handshake instead.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`. 3: edges use a pre-negotiated
+/// data channel and the KEEPALIVE and ABORT messages, which a version 2 peer could not open or
+/// would close the edge on. 2: chunks carry the broadcaster's Ed25519 signature. A peer of another
+/// version is refused at the handshake, with a message that says so, instead of failing later.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What kind of peer is connecting (the paper's `componentType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
