@@ -6,14 +6,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
-
-fn signal(p: &Proc, sig: &str) {
-    let pid = p.child.id().to_string();
-    let status = Command::new("kill").args([sig, &pid]).status().unwrap();
-    assert!(status.success(), "kill {sig} {pid}");
-}
 
 #[test]
 fn children_of_a_frozen_relay_switch_to_their_standby_and_lose_nothing() {

@@ -3,16 +3,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
-
-fn signal(proc: &Proc, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &proc.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[test]
 fn sigint_and_sigterm_flush_both_files_and_exit_zero() {

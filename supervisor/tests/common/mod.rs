@@ -449,3 +449,10 @@ impl Proc {
         })
     }
 }
+
+/// Sends `sig` (`-STOP`, `-CONT`, `-INT`, ...) to the process, as an operator's `kill` would.
+pub(crate) fn signal(p: &Proc, sig: &str) {
+    let pid = p.child.id().to_string();
+    let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
