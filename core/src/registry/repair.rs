@@ -254,11 +254,7 @@ impl Registry {
         if !self.standby_edges || old_parent.is_none() {
             return self.move_child(stream, child, parent, old_parent);
         }
-        let depth = self
-            .streams
-            .get(stream)
-            .and_then(|s| s.topology.depth(child))
-            .map_or(1, |d| d as usize);
+        let depth = self.depth_in(stream, child);
         self.send(
             child,
             ServerMessage::Move {
@@ -268,6 +264,14 @@ impl Registry {
             },
         );
         self.connect_child(stream, parent, child);
+    }
+
+    /// `child`'s depth in `stream`'s tree, as `MOVE` and `SET_PARENT` carry it (1 if unknown).
+    fn depth_in(&self, stream: &str, child: PeerId) -> usize {
+        self.streams
+            .get(stream)
+            .and_then(|s| s.topology.depth(child))
+            .map_or(1, |d| d as usize)
     }
 
     /// Moves `child` under `parent`: a live `old_parent` drops it, then the child learns its new
@@ -288,11 +292,7 @@ impl Registry {
                 },
             );
         }
-        let depth = self
-            .streams
-            .get(stream)
-            .and_then(|s| s.topology.depth(child))
-            .map_or(1, |d| d as usize);
+        let depth = self.depth_in(stream, child);
         self.send(
             child,
             ServerMessage::SetParent {
