@@ -16,7 +16,10 @@ const SKIP: &[&str] = &[
 ];
 
 fn main() {
-    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Read at run time: `env!` would bake in the directory the build script was compiled in, and a
+    // target directory shared by two checkouts then embeds the other one's pages (or none).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let top = Path::new(&manifest).join("..");
     let mut files = Vec::new();
     for (dir, prefix) in [("receiver-web", ""), ("monitor", "monitor/")] {
         let root = top.join(dir);
