@@ -234,8 +234,10 @@ pub struct Node {
     /// Children whose HELLO came (they are sent keepalives), with when each was last heard once
     /// it sent a KEEPALIVE.
     child_heard: BTreeMap<PeerId, Option<u64>>,
-    /// When keepalives were last sent.
+    /// When keepalives were last sent to the children.
     keepalive_sent: u64,
+    /// When keepalives were last sent to the parent and on standby edges.
+    keepalive_slow_sent: u64,
     /// A make-before-break move under way (`MOVE`): the new parent's edge, opening while the
     /// current parent still sends.
     pending: Option<Parent>,
@@ -304,6 +306,7 @@ impl Node {
             children: BTreeMap::new(),
             child_heard: BTreeMap::new(),
             keepalive_sent: 0,
+            keepalive_slow_sent: 0,
             pending: None,
             standby: None,
             standby_children: BTreeMap::new(),

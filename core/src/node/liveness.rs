@@ -1,8 +1,10 @@
-//! Keepalives and silence: each end of an edge whose HELLO was said sends a KEEPALIVE every
-//! [`KEEPALIVE_MS`], and takes a peer that has sent one and then nothing for [`SILENCE_LIMIT_MS`]
-//! as failed. A frozen process (SIGSTOP, a stalled machine) keeps its sockets open, so ICE and
-//! SCTP take seconds to notice it and the supervisor's heartbeat limit is seconds too; silence on
-//! the data channel shows it within the limit.
+//! Keepalives and silence: a parent sends a KEEPALIVE to each child whose HELLO came every
+//! [`KEEPALIVE_MS`]; a child to its parent, and both ends of a standby edge to each other, every
+//! [`KEEPALIVE_SLOW_MS`]. A child takes a parent that has sent one and then nothing for
+//! [`SILENCE_LIMIT_MS`] as failed, a parent a child silent for [`CHILD_SILENCE_LIMIT_MS`]. A
+//! frozen process (SIGSTOP, a stalled machine) keeps its sockets open, so ICE and SCTP take
+//! seconds to notice it and the supervisor's heartbeat limit is seconds too; silence on the data
+//! channel shows it within the limit.
 //!
 //! - A silent parent is left as a closed one is (`PARENT_LOST`, the supervisor moves the child).
 //! - A silent child is dropped (its edge closed, its queue freed); the child, once it runs again,
@@ -12,26 +14,32 @@
 //! never sends one (a build before keepalives) is never taken for silent, and the time before a
 //! parent first speaks is the HELLO repeat's and the open limit's.
 
-use super::rules::{KEEPALIVE_MS, SILENCE_LIMIT_MS};
+use super::rules::{CHILD_SILENCE_LIMIT_MS, KEEPALIVE_MS, KEEPALIVE_SLOW_MS, SILENCE_LIMIT_MS};
 use super::{Node, NodeEvent, Output};
 use crate::frame::Message as WireMessage;
 use crate::ids::PeerId;
 
 impl Node {
-    /// Whether any edge carries keepalives now: the parent's, once open (HELLO is said at once),
-    /// and each child's whose HELLO came.
-    fn keepalive_targets(&self) -> bool {
+    /// Whether a child is sent keepalives now (its HELLO came).
+    fn fast_targets(&self) -> bool {
+        !self.child_heard.is_empty()
+    }
+
+    /// Whether the parent (once open: HELLO is said at once) or a standby edge is sent keepalives.
+    fn slow_targets(&self) -> bool {
         self.parent
             .as_ref()
             .is_some_and(|p| p.open && p.edge.is_some())
-            || !self.child_heard.is_empty()
             || !self.standby_edges().is_empty()
     }
 
     pub(super) fn liveness_timeout(&self) -> Option<u64> {
-        let send = self
-            .keepalive_targets()
+        let fast = self
+            .fast_targets()
             .then(|| self.keepalive_sent + KEEPALIVE_MS);
+        let slow = self
+            .slow_targets()
+            .then(|| self.keepalive_slow_sent + KEEPALIVE_SLOW_MS);
         let parent = self
             .parent
             .as_ref()
@@ -42,8 +50,8 @@ impl Node {
             .values()
             .flatten()
             .min()
-            .map(|t| t + SILENCE_LIMIT_MS);
-        [send, parent, child].into_iter().flatten().min()
+            .map(|t| t + CHILD_SILENCE_LIMIT_MS);
+        [fast, slow, parent, child].into_iter().flatten().min()
     }
 
     pub(super) fn liveness_timers(&mut self) {
@@ -67,7 +75,7 @@ impl Node {
         let silent: Vec<PeerId> = self
             .child_heard
             .iter()
-            .filter(|(_, t)| t.is_some_and(|t| now >= t + SILENCE_LIMIT_MS))
+            .filter(|(_, t)| t.is_some_and(|t| now >= t + CHILD_SILENCE_LIMIT_MS))
             .map(|(c, _)| *c)
             .collect();
         for child in silent {
@@ -77,27 +85,27 @@ impl Node {
         self.keepalive_if_due();
     }
 
-    /// Sends the keepalives if they are due. Called at every timeout and after every
-    /// data-channel message: a browser throttles the timers of a hidden tab to one a second, but
-    /// not its message events, and the peers at the other ends send a keepalive every
-    /// [`KEEPALIVE_MS`], so a throttled tab answers in time anyway.
+    /// Sends the keepalives that are due. Called at every timeout and after every data-channel
+    /// message: a browser throttles the timers of a hidden tab to one a second, but not its
+    /// message events, and the peers at the other ends send keepalives regularly, so a throttled
+    /// tab answers in time anyway.
     pub(super) fn keepalive_if_due(&mut self) {
-        if self.keepalive_targets() && self.now_ms >= self.keepalive_sent + KEEPALIVE_MS {
-            self.send_keepalives();
+        let mut edges = Vec::new();
+        if self.fast_targets() && self.now_ms >= self.keepalive_sent + KEEPALIVE_MS {
+            self.keepalive_sent = self.now_ms;
+            edges.extend(
+                self.child_heard
+                    .keys()
+                    .filter_map(|c| self.children.get(c).copied()),
+            );
         }
-    }
-
-    /// One KEEPALIVE on every edge that carries them.
-    fn send_keepalives(&mut self) {
-        self.keepalive_sent = self.now_ms;
+        if self.slow_targets() && self.now_ms >= self.keepalive_slow_sent + KEEPALIVE_SLOW_MS {
+            self.keepalive_slow_sent = self.now_ms;
+            let parent = self.parent.as_ref().filter(|p| p.open).and_then(|p| p.edge);
+            edges.extend(parent);
+            edges.extend(self.standby_edges());
+        }
         let message = WireMessage::Keepalive.encode();
-        let parent = self.parent.as_ref().filter(|p| p.open).and_then(|p| p.edge);
-        let children = self
-            .child_heard
-            .keys()
-            .filter_map(|c| self.children.get(c).copied());
-        let mut edges: Vec<_> = parent.into_iter().chain(children).collect();
-        edges.extend(self.standby_edges());
         for edge in edges {
             self.emit(Output::Transmit {
                 edge,

@@ -14,11 +14,20 @@ use std::fmt::Write as _;
 /// A parent ignores a repeat.
 pub const HELLO_REPEAT_MS: u64 = 500;
 
-/// Each end of an edge whose HELLO was said sends a KEEPALIVE this often (both ways; see
+/// A parent sends a KEEPALIVE this often to each child whose HELLO came (see
 /// [`SILENCE_LIMIT_MS`]). A steady trickle also lets SCTP recover a lost packet by fast
 /// retransmit (three later packets) instead of waiting for webrtc-rs's 1 s minimum retransmission
 /// timeout, which would otherwise hold everything behind it on the ordered channel.
 pub const KEEPALIVE_MS: u64 = 100;
+
+/// A child sends a KEEPALIVE this often to its parent, and both ends of a standby edge to each
+/// other. Why slower: every message costs a full trip through webrtc-rs (SCTP, DTLS, a datagram,
+/// a SACK, task wake-ups at both ends), and with every edge at [`KEEPALIVE_MS`] both ways
+/// (standby edges included) keepalives were ~55 % of the CPU a 40-receiver tree spent
+/// (`experiments scale`: 0.62 % of a core per relayed Mbit/s with them, 0.27 without). What needs
+/// speed is a child noticing a frozen parent; a parent noticing a frozen child only frees a slot
+/// (the supervisor's heartbeat notices it too), and a standby edge carries nothing until a switch.
+pub const KEEPALIVE_SLOW_MS: u64 = 400;
 
 /// A parent that has sent a KEEPALIVE and then nothing at all for this long is taken as failed:
 /// its children leave it as if its edge had closed (`PARENT_LOST`), and a parent drops a child
@@ -30,6 +39,11 @@ pub const KEEPALIVE_MS: u64 = 100;
 /// parent (the simulator's 1%-loss scenario did, with 600 ms: switches every few seconds). A
 /// bound under a second needs an SCTP with a shorter RTO (Chrome's dcSCTP: 400 ms minimum).
 pub const SILENCE_LIMIT_MS: u64 = 1200;
+
+/// A child that has sent a KEEPALIVE and then nothing for this long is dropped by its parent:
+/// [`SILENCE_LIMIT_MS`]'s reasoning, with the child's slower keepalives (one lost packet held
+/// for ~1 s behind up to [`KEEPALIVE_SLOW_MS`] of quiet must not look like a dead child).
+pub const CHILD_SILENCE_LIMIT_MS: u64 = 1600;
 
 /// A parent edge that has not opened this long after the supervisor named the parent is given up
 /// and reported lost, so the supervisor places the child elsewhere: an offer lost on the way, or
@@ -141,10 +155,12 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 19] = [
+    let numbers: [(&str, u64); 21] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
         ("KEEPALIVE_MS", KEEPALIVE_MS),
+        ("KEEPALIVE_SLOW_MS", KEEPALIVE_SLOW_MS),
         ("SILENCE_LIMIT_MS", SILENCE_LIMIT_MS),
+        ("CHILD_SILENCE_LIMIT_MS", CHILD_SILENCE_LIMIT_MS),
         ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
         (
             "PARENT_OPEN_BACKOFF_MAX",

@@ -232,7 +232,9 @@ impl Node {
             open: s.open,
             waiting_since: (!s.open).then_some(self.now_ms),
             greeted_at: None,
-            heard_at: s.heard_at,
+            // The standby's keepalives come every KEEPALIVE_SLOW_MS, so the time since the last
+            // one says little: the new parent's silence is timed from the switch.
+            heard_at: s.heard_at.map(|_| self.now_ms),
         });
         self.event(NodeEvent::SwitchedToStandby { parent });
         self.greet_parent();

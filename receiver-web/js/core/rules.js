@@ -4,7 +4,9 @@
 
 export const HELLO_REPEAT_MS = 500;
 export const KEEPALIVE_MS = 100;
+export const KEEPALIVE_SLOW_MS = 400;
 export const SILENCE_LIMIT_MS = 1200;
+export const CHILD_SILENCE_LIMIT_MS = 1600;
 export const PARENT_OPEN_LIMIT_MS = 8000;
 export const PARENT_OPEN_BACKOFF_MAX = 2;
 export const END_GRACE_MS = 5000;

@@ -1,27 +1,34 @@
-// A port of core/src/node/liveness.rs: keepalives and silence. Each end of an edge whose HELLO was
-// said sends a KEEPALIVE every KEEPALIVE_MS, and takes a peer that has sent one and then nothing
-// for SILENCE_LIMIT_MS as failed: a silent parent is left as a closed one is (PARENT_LOST), a
-// silent child is dropped. A frozen process keeps its sockets open, so only silence shows it.
-// Timing starts at a peer's first KEEPALIVE: a peer that never sends one is never taken for silent.
+// A port of core/src/node/liveness.rs: keepalives and silence. A parent sends a KEEPALIVE to each
+// child whose HELLO came every KEEPALIVE_MS; a child to its parent, and both ends of a standby edge
+// to each other, every KEEPALIVE_SLOW_MS. A child takes a parent that has sent one and then nothing
+// for SILENCE_LIMIT_MS as failed (left as a closed one is: PARENT_LOST), a parent drops a child
+// silent for CHILD_SILENCE_LIMIT_MS. A frozen process keeps its sockets open, so only silence shows
+// it. Timing starts at a peer's first KEEPALIVE: a peer that never sends one is never taken for silent.
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
-import { KEEPALIVE_MS, SILENCE_LIMIT_MS } from '../rules.js';
+import { CHILD_SILENCE_LIMIT_MS, KEEPALIVE_MS, KEEPALIVE_SLOW_MS, SILENCE_LIMIT_MS } from '../rules.js';
 import { encodeKeepalive } from '../frame.js';
 
 export const liveness = {
-  /** Whether any edge carries keepalives now: the parent's once open, each child's after HELLO. */
-  keepaliveTargets() {
+  /** Whether a child is sent keepalives now (its HELLO came). */
+  fastTargets() {
+    return this.childHeard.size > 0;
+  },
+
+  /** Whether the parent (once open) or a standby edge is sent keepalives. */
+  slowTargets() {
     const p = this.parentLink;
-    return (p != null && p.open && p.edge != null) || this.childHeard.size > 0 || this.standbyEdges().length > 0;
+    return (p != null && p.open && p.edge != null) || this.standbyEdges().length > 0;
   },
 
   livenessTimeout() {
     const times = [];
-    if (this.keepaliveTargets()) times.push(this.keepaliveSent + KEEPALIVE_MS);
+    if (this.fastTargets()) times.push(this.keepaliveSent + KEEPALIVE_MS);
+    if (this.slowTargets()) times.push(this.keepaliveSlowSent + KEEPALIVE_SLOW_MS);
     const p = this.parentLink;
     if (p != null && p.open && p.heardAt != null) times.push(p.heardAt + SILENCE_LIMIT_MS);
-    for (const t of this.childHeard.values()) if (t != null) times.push(t + SILENCE_LIMIT_MS);
+    for (const t of this.childHeard.values()) if (t != null) times.push(t + CHILD_SILENCE_LIMIT_MS);
     return times.length ? Math.min(...times) : null;
   },
 
@@ -39,7 +46,7 @@ export const liveness = {
       }
     }
     const silent = [...this.childHeard.keys()].sort()
-      .filter((c) => this.childHeard.get(c) != null && now >= this.childHeard.get(c) + SILENCE_LIMIT_MS);
+      .filter((c) => this.childHeard.get(c) != null && now >= this.childHeard.get(c) + CHILD_SILENCE_LIMIT_MS);
     for (const child of silent) {
       this.event({ kind: 'child-silent', child });
       this.dropChild(child);
@@ -47,23 +54,23 @@ export const liveness = {
     this.keepaliveIfDue();
   },
 
-  /** Sends the keepalives if they are due: at every timeout and after every data-channel message
-   *  (a hidden tab's timers are throttled to one a second, its message events are not). */
+  /** Sends the keepalives that are due: at every timeout and after every data-channel message (a
+   *  hidden tab's timers are throttled to one a second, its message events are not). */
   keepaliveIfDue() {
-    if (this.keepaliveTargets() && this.nowMs >= this.keepaliveSent + KEEPALIVE_MS) this.sendKeepalives();
-  },
-
-  /** One KEEPALIVE on every edge that carries them. */
-  sendKeepalives() {
-    this.keepaliveSent = this.nowMs;
     const edges = [];
-    const p = this.parentLink;
-    if (p != null && p.open && p.edge != null) edges.push(p.edge);
-    for (const c of [...this.childHeard.keys()].sort()) {
-      const edge = this.childEdge(c);
-      if (edge != null) edges.push(edge);
+    if (this.fastTargets() && this.nowMs >= this.keepaliveSent + KEEPALIVE_MS) {
+      this.keepaliveSent = this.nowMs;
+      for (const c of [...this.childHeard.keys()].sort()) {
+        const edge = this.childEdge(c);
+        if (edge != null) edges.push(edge);
+      }
     }
-    edges.push(...this.standbyEdges());
+    if (this.slowTargets() && this.nowMs >= this.keepaliveSlowSent + KEEPALIVE_SLOW_MS) {
+      this.keepaliveSlowSent = this.nowMs;
+      const p = this.parentLink;
+      if (p != null && p.open && p.edge != null) edges.push(p.edge);
+      edges.push(...this.standbyEdges());
+    }
     for (const edge of edges) this.emit({ type: 'transmit', edge, message: encodeKeepalive() });
   },
 

@@ -175,7 +175,9 @@ export const standby = {
       open: s.open,
       waitingSince: s.open ? null : this.nowMs,
       greetedAt: null,
-      heardAt: s.heardAt,
+      // The standby's keepalives come every KEEPALIVE_SLOW_MS: the new parent's silence is timed
+      // from the switch.
+      heardAt: s.heardAt == null ? null : this.nowMs,
     };
     this.event({ kind: 'switched-to-standby', parent: s.peer });
     this.greetParent();
