@@ -442,6 +442,11 @@ impl Node {
         self.children.keys().copied()
     }
 
+    /// The standby parent, if any, and whether its warm edge is open.
+    pub fn standby(&self) -> Option<(PeerId, bool)> {
+        self.standby.as_ref().map(|s| (s.peer, s.open))
+    }
+
     /// The newest chunk held.
     pub fn last_seq(&self) -> Option<ChunkSeq> {
         self.last_seq

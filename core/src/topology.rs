@@ -365,6 +365,19 @@ impl Topology {
 
     /// Removes a viewer that left or crashed and re-attaches its children (see the module docs).
     pub fn remove(&mut self, peer: PeerId) -> Result<Repair, TopologyError> {
+        self.remove_preferring(peer, &HashMap::new())
+    }
+
+    /// [`Topology::remove`], except that an orphan goes to the parent `prefer` names for it when
+    /// that node can take it now (in the tree and reachable, room for a child, the depth bound
+    /// kept): the registry passes each viewer's standby parent, so a repair gives a viewer the
+    /// node it already holds a warm edge to, and a standby once planned stays the plan while it
+    /// can (see [`Topology::standby_plan_preferring`]).
+    pub fn remove_preferring(
+        &mut self,
+        peer: PeerId,
+        prefer: &HashMap<PeerId, PeerId>,
+    ) -> Result<Repair, TopologyError> {
         if peer == self.root {
             return Err(TopologyError::RemoveRoot(peer));
         }
@@ -395,7 +408,13 @@ impl Topology {
             // Detached subtrees are unreachable from the root, so no slot inside them is offered.
             // The vacated slot may be taken already: a child that switched to its standby (the
             // grandparent) before its parent was removed.
-            let parent = if i == 0 && self.has_room(former_parent) {
+            let preferred = prefer
+                .get(&orphan)
+                .copied()
+                .filter(|p| self.can_adopt(orphan, *p));
+            let parent = if preferred.is_some() {
+                preferred
+            } else if i == 0 && self.has_room(former_parent) {
                 Some(former_parent)
             } else {
                 self.shallowest_free_slot()
@@ -427,6 +446,25 @@ impl Topology {
             rebalanced,
             unplaced,
         })
+    }
+
+    /// Whether the detached `orphan` may go under `parent` now: `parent` is in the tree and
+    /// reachable from the root (not inside a detached subtree), has room, and the orphan's subtree
+    /// stays within the depth bound there.
+    fn can_adopt(&self, orphan: PeerId, parent: PeerId) -> bool {
+        let Some(depth) = self.nodes.get(&parent).map(|n| n.depth) else {
+            return false;
+        };
+        let mut up = parent;
+        while up != self.root {
+            match self.nodes.get(&up).and_then(|n| n.parent) {
+                Some(p) => up = p,
+                None => return false,
+            }
+        }
+        parent != orphan
+            && self.has_room(parent)
+            && depth + 1 + self.height(orphan) <= self.depth_bound()
     }
 
     /// The detached `orphan`, which relays, takes the place of the shallowest viewer that cannot
@@ -470,13 +508,24 @@ impl Topology {
     /// (the stream ends with its broadcaster). A standby is never in the viewer's own subtree.
     /// Costs one removal on a copy per parent: `O(n^2)` over the tree, done once per change.
     pub fn standby_plan(&self) -> HashMap<PeerId, PeerId> {
+        self.standby_plan_preferring(&HashMap::new())
+    }
+
+    /// [`Topology::standby_plan`] where the removals prefer `prefer` (the standbys planned so
+    /// far, see [`Topology::remove_preferring`]): a viewer keeps its standby while that node could
+    /// still take it, so a change elsewhere in the tree does not replace warm edges that are still
+    /// good (each replacement costs a new edge, ~0.3-0.9 s before it can serve).
+    pub fn standby_plan_preferring(
+        &self,
+        prefer: &HashMap<PeerId, PeerId>,
+    ) -> HashMap<PeerId, PeerId> {
         let mut plan = HashMap::new();
         for parent in self.bfs(self.root) {
             if parent == self.root || self.children(parent).is_empty() {
                 continue;
             }
             let mut copy = self.clone();
-            if let Ok(repair) = copy.remove(parent) {
+            if let Ok(repair) = copy.remove_preferring(parent, prefer) {
                 for (orphan, to) in repair.rewired {
                     plan.insert(orphan, to);
                 }

@@ -168,6 +168,39 @@ proptest! {
             check_invariants(&t);
         }
     }
+
+    /// Removals that prefer the standby plan (as the registry's do) keep the same invariants,
+    /// and no plan gives a viewer its own parent or a node of its own subtree.
+    #[test]
+    fn removals_preferring_standbys_keep_invariants(
+        kind in kind_strategy(),
+        ops in prop::collection::vec((0u8..5, any::<u16>()), 1..200),
+    ) {
+        let mut t = Topology::new(kind, id(0));
+        let mut next = 1u128;
+        let mut viewers: Vec<PeerId> = Vec::new();
+        let mut plan = HashMap::new();
+        for (op, pick) in ops {
+            if op < 3 || viewers.is_empty() {
+                check_join(&mut t, id(next));
+                viewers.push(id(next));
+                next += 1;
+            } else {
+                let victim = viewers.swap_remove(usize::from(pick) % viewers.len());
+                let repair = t.remove_preferring(victim, &plan).unwrap();
+                // Orphans without room anywhere leave the overlay, as in a plain removal.
+                for gone in &repair.unplaced {
+                    viewers.retain(|v| v != gone);
+                }
+            }
+            check_invariants(&t);
+            plan = t.standby_plan_preferring(&plan);
+            for (viewer, standby) in &plan {
+                prop_assert!(!t.subtree(*viewer).contains(standby));
+                prop_assert_ne!(t.parent(*viewer), Some(*standby));
+            }
+        }
+    }
 }
 
 #[test]

@@ -49,6 +49,10 @@ pub struct HelloRecord {
     pub front: Option<ChunkSeq>,
 }
 
+/// A node event as recorded: when, the event, and the node's standby parent right after (with
+/// whether its warm edge was open).
+pub type EventRecord = (u64, NodeEvent, Option<(PeerId, bool)>);
+
 /// One process of the simulation.
 pub struct Host {
     /// Its peer id.
@@ -75,6 +79,9 @@ pub struct Host {
     pub ended: Option<Ending>,
     /// What it did, with [`crate::SimConfig::trace`].
     pub trace: Vec<String>,
+    /// Its node's events with [`crate::SimConfig::record_events`]: when, the event, and its
+    /// standby parent (and whether that edge was open) right after.
+    pub events: Vec<EventRecord>,
 }
 
 impl Host {
@@ -95,6 +102,7 @@ impl Host {
             lagging: Vec::new(),
             ended: None,
             trace: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -405,6 +413,10 @@ impl Sim {
     fn record_event(&mut self, id: HostId, ev: NodeEvent) {
         let now = self.now;
         let host = &mut self.hosts[id.0];
+        if self.config.record_events {
+            let standby = host.node.standby();
+            host.events.push((now, ev.clone(), standby));
+        }
         match ev {
             NodeEvent::ChildHello { child, last } => {
                 let front = host.node.buffered_range().map(|(f, _)| f);

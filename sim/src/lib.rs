@@ -26,13 +26,15 @@ mod host;
 mod links;
 mod media;
 pub mod net;
+mod recoveries;
 mod source;
 mod supervisor;
 
 pub use check::Violation;
-pub use host::{Delivery, HelloRecord, Host, HostState};
+pub use host::{Delivery, EventRecord, HelloRecord, Host, HostState};
 pub use media::{MediaPlan, PlannedChunk};
 pub use net::{LinkConfig, NetConfig};
+pub use recoveries::{Recovery, RecoveryKind};
 
 use bytes::Bytes;
 use net::{Endpoint, EpId};
@@ -87,6 +89,9 @@ pub struct SimConfig {
     /// Keep a log of every host's inputs and outputs (not media) in [`Host::trace`], to find out
     /// why a scenario failed.
     pub trace: bool,
+    /// Keep every node event, with its time and the node's standby then, in [`Host::events`]
+    /// (to measure where a repair's time goes).
+    pub record_events: bool,
     /// Whether the supervisor gives viewers standby parents (as the real one does).
     pub standby_edges: bool,
 }
@@ -104,6 +109,7 @@ impl Default for SimConfig {
             verify_fraction: 1.0,
             latency: LatencyMode::Normal,
             trace: false,
+            record_events: false,
             standby_edges: true,
         }
     }

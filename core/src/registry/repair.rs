@@ -210,7 +210,8 @@ impl Registry {
         };
         // Rebalanced leaves leave a live parent behind, which must drop them: remember parents.
         let before = parents(&s.topology);
-        let Ok(repair) = s.topology.remove(viewer) else {
+        // Orphans go to their standby parents where those can take them: the warm edge serves.
+        let Ok(repair) = s.topology.remove_preferring(viewer, &s.standbys.of) else {
             return;
         };
         let moved = (repair.rewired.len() + repair.rebalanced.len()) as u64;

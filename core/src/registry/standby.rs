@@ -85,12 +85,19 @@ impl Registry {
         if tree == s.standbys.planned_for {
             return;
         }
-        let full = s.topology.standby_plan();
+        let full = s.topology.standby_plan_preferring(&s.standbys.of);
         // Shallow viewers first (breadth-first): their subtrees are the larger ones.
         let mut plan = HashMap::new();
         let mut load: HashMap<PeerId, usize> = HashMap::new();
         for n in s.topology.nodes() {
             if let Some(&to) = full.get(&n.peer) {
+                if plan.get(&to) == Some(&n.peer) {
+                    // Each the other's standby: two edges between one pair of peers, and
+                    // signaling names peers, not edges, so the second edge's answer would reach
+                    // the first (seen in the simulator: a switch to a standby whose edge then
+                    // never carried a chunk). The shallower viewer keeps its standby.
+                    continue;
+                }
                 let count = load.entry(to).or_default();
                 if *count < MAX_STANDBY_CHILDREN {
                     *count += 1;

@@ -66,3 +66,38 @@ fn chain_closes_the_gap() {
     assert_eq!(t.depth(id(4)), Some(3));
     assert_eq!(t.max_depth(), t.depth_bound());
 }
+
+#[test]
+fn a_removal_gives_an_orphan_the_parent_it_prefers_when_that_one_can_take_it() {
+    let seven = || {
+        let mut t = Topology::new(TopologyKind::Tree { fanout: 2 }, id(0));
+        for i in 1..=7 {
+            t.join(id(i)).unwrap();
+        }
+        t
+    };
+    // id(1) has children id(3) (with child id(7)) and id(4); id(5) is a leaf under id(2).
+    let mut t = seven();
+    let prefer = HashMap::from([(id(4), id(5))]);
+    let repair = t.remove_preferring(id(1), &prefer).unwrap();
+    assert_eq!(repair.rewired, vec![(id(3), id(0)), (id(4), id(5))]);
+    assert_eq!(t.parent(id(4)), Some(id(5)));
+
+    // Not taken: the removed node itself, or a node inside the orphan's own (detached) subtree.
+    let mut t = seven();
+    let prefer = HashMap::from([(id(4), id(1)), (id(3), id(7))]);
+    let repair = t.remove_preferring(id(1), &prefer).unwrap();
+    assert_eq!(repair.rewired, vec![(id(3), id(0)), (id(4), id(3))]);
+}
+
+#[test]
+fn a_standby_stays_planned_while_it_can_take_the_viewer() {
+    let mut t = Topology::new(TopologyKind::Tree { fanout: 2 }, id(0));
+    for i in 1..=7 {
+        t.join(id(i)).unwrap();
+    }
+    assert_eq!(t.standby_plan().get(&id(4)), Some(&id(3)));
+    let kept = t.standby_plan_preferring(&HashMap::from([(id(4), id(5))]));
+    assert_eq!(kept.get(&id(4)), Some(&id(5)));
+    assert_eq!(kept.get(&id(3)), Some(&id(0)));
+}

@@ -4,11 +4,12 @@
 //! exactly as the real ones: from the registry's run report and the viewers' reported counters.
 
 use super::{cells, write_charts, write_csv, write_summary, FailuresConfig, Mode, Row};
+use crate::stats::percentile;
 use anyhow::Context;
 use ownstream_core::failures::FailureRequest;
 use ownstream_core::ids::PeerId;
 use ownstream_core::latency::LatencyMode;
-use ownstream_sim::{MediaPlan, Sim, SimConfig, STREAM};
+use ownstream_sim::{MediaPlan, Recovery, RecoveryKind, Sim, SimConfig, STREAM};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
@@ -35,6 +36,8 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
         // would only cost wall time (the model has no CPU).
         verify_fraction: 0.1,
         latency,
+        // For the recoveries' own table: what each one added, beside the viewers' measure.
+        record_events: true,
         ..SimConfig::default()
     });
     sim.add_broadcaster(0);
@@ -48,9 +51,18 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
         HEAL_LIMIT_MS / 1000
     );
     let mut rows = Vec::new();
+    let mut recoveries: Vec<(String, u32, Vec<Recovery>)> = Vec::new();
     for (dist, rate, sample, seed) in cells(cfg) {
+        let run_start = sim.now();
         let row = one_run(&mut sim, cfg, dist, rate, sample, seed)
             .with_context(|| format!("{dist} at {rate}/s, sample {}", sample + 1))?;
+        let now = sim.now();
+        let of_run = sim
+            .recoveries(run_start)
+            .into_iter()
+            .filter(|r| r.at < now)
+            .collect();
+        recoveries.push((dist.to_string(), rate, of_run));
         let (g50, g95) = glass(&sim);
         eprintln!(
             "{dist:>10} {rate}/s #{}: {} kills, {} stalls, {:.1} s stalled, behind live {g50} / {g95} ms median / p95 (simulated)",
@@ -68,7 +80,59 @@ pub(crate) fn run_simulated(out: &Path, clip: &Path, cfg: &FailuresConfig) -> an
         wall.elapsed().as_secs_f64()
     );
     write_charts(out, cfg, &rows)?;
+    write_recoveries(out, cfg, &recoveries)?;
     write_summary(out, clip, cfg, &rows, Mode::Simulated)
+}
+
+/// `recoveries.md`: every recovery of each cell's runs pooled, by kind, as the simulator sees
+/// them: the viewers' own measure (parent lost to the first chunk) and the delay the recovery
+/// added behind the source (which leaves out waiting for a chunk the source had not released).
+fn write_recoveries(
+    out: &Path,
+    cfg: &FailuresConfig,
+    runs: &[(String, u32, Vec<Recovery>)],
+) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "# Recoveries by kind (simulated)\n\nEvery recovery of a cell's runs pooled, seen from outside the nodes (`Sim::recoveries`). `switch`: a survivor that lost its parent and switched over the open warm edge of its standby parent; `full`: a survivor that needed a new edge (no standby, or its edge not open yet); `re-join`: a killed viewer joining again as a new viewer. `to first chunk`: parent lost (or killed) to the first chunk after, as viewers measure it (with 1 s chunks up to 1 s of it is waiting for the source to release the next chunk); `added`: how much further behind the source the first chunk after the loss came than the last chunk before it. Counts are per run; times p50 / p95 in ms.\n\n| distribution | failures/s | switches | switch: to first chunk | switch: added | full | full: to first chunk | full: added | re-joins | re-join: added | survivors, every recovery: added |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let samples = u64::from(cfg.samples.max(1));
+    let mut cells: Vec<(String, u32)> = runs.iter().map(|(d, r, _)| (d.clone(), *r)).collect();
+    cells.dedup();
+    for (dist, rate) in cells {
+        let pooled: Vec<Recovery> = runs
+            .iter()
+            .filter(|(d, r, _)| *d == dist && *r == rate)
+            .flat_map(|(_, _, v)| v.iter().copied())
+            .collect();
+        let of = |k: RecoveryKind| pooled.iter().filter(move |r| r.kind == k);
+        let q = |xs: Vec<u64>| {
+            let xs: Vec<f64> = xs.into_iter().map(|x| x as f64).collect();
+            match (percentile(&xs, 50.0), percentile(&xs, 95.0)) {
+                (Some(a), Some(b)) => format!("{a:.0} / {b:.0}"),
+                _ => "-".into(),
+            }
+        };
+        let per_run = |k: RecoveryKind| format!("{:.1}", of(k).count() as f64 / samples as f64);
+        let survivors: Vec<u64> = pooled
+            .iter()
+            .filter(|r| r.kind != RecoveryKind::Rejoin)
+            .map(|r| r.delay_added_ms)
+            .collect();
+        text.push_str(&format!(
+            "| {dist} | {rate} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            per_run(RecoveryKind::Switch),
+            q(of(RecoveryKind::Switch).map(|r| r.first_chunk_ms).collect()),
+            q(of(RecoveryKind::Switch).map(|r| r.delay_added_ms).collect()),
+            per_run(RecoveryKind::Full),
+            q(of(RecoveryKind::Full).map(|r| r.first_chunk_ms).collect()),
+            q(of(RecoveryKind::Full).map(|r| r.delay_added_ms).collect()),
+            per_run(RecoveryKind::Rejoin),
+            q(of(RecoveryKind::Rejoin).map(|r| r.delay_added_ms).collect()),
+            q(survivors),
+        ));
+    }
+    std::fs::write(out.join("recoveries.md"), text)?;
+    Ok(())
 }
 
 /// Median and p95 of every viewer's latest glass-to-glass report (ms), as the supervisor holds it.
