@@ -99,8 +99,16 @@ pub const HEARTBEAT_RANGE_MS: (u64, u64) = (100, 10_000);
 pub const RECONNECT_BACKOFF_MS: [u64; 3] = [500, 1000, 1500];
 
 /// A refusal whose reason contains one of these is worth retrying: after a kill, the previous
-/// connection under the same peer id may not be gone from the supervisor yet.
-pub const RETRYABLE_REFUSALS: [&str; 1] = ["already connected"];
+/// connection under the same peer id may not be gone from the supervisor yet; and a handshake
+/// the supervisor timed out (`auth::AuthError::Timeout`, `StepTimeout`) says the peer or the
+/// machine was busy, not that its key is wrong. Seen: a broadcaster started beside 400 receivers
+/// generating their keys answered the challenge after the supervisor's 3 s and ended the run
+/// (`experiments scale --steps 200,300,400`).
+pub const RETRYABLE_REFUSALS: [&str; 3] = [
+    "already connected",
+    "authentication timed out",
+    " within ",
+];
 
 /// Redirects (`REDIRECT`, several supervisors) a node follows in a row without getting into its
 /// stream; one more is treated as a failed connection (backoff, then the node's own URL), so two
@@ -273,9 +281,18 @@ mod tests {
     }
 
     #[test]
-    fn only_a_duplicate_id_refusal_is_retried() {
+    fn only_a_duplicate_id_or_a_timed_out_handshake_is_retried() {
+        use crate::auth::AuthError;
         assert!(!refusal_is_final("peer id 1 is already connected"));
+        assert!(!refusal_is_final(&AuthError::Timeout.to_string()));
+        let step = AuthError::StepTimeout {
+            expected: "AUTHENTICATION_CHALLENGE_RESPONSE",
+            ms: 3000,
+        };
+        assert!(!refusal_is_final(&step.to_string()));
         assert!(refusal_is_final("key of 1024 bits is below the minimum"));
+        assert!(refusal_is_final(&AuthError::WrongAnswer.to_string()));
+        assert!(refusal_is_final(&AuthError::Decrypt("challenge").to_string()));
     }
 
     #[test]

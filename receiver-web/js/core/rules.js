@@ -25,7 +25,7 @@ export const MAX_DATA_MESSAGE_LEN = 65536;
 export const MAX_CHUNK_LEN = 16777216;
 export const HEARTBEAT_RANGE_MS = Object.freeze([100, 10000]);
 export const RECONNECT_BACKOFF_MS = Object.freeze([500, 1000, 1500]);
-export const RETRYABLE_REFUSALS = Object.freeze(["already connected"]);
+export const RETRYABLE_REFUSALS = Object.freeze(["already connected", "authentication timed out", " within "]);
 /** The relay's defaults (core/src/relay.rs `RelayConfig::default`). */
 export const DEFAULT_RELAY_CONFIG = Object.freeze({
   keepMs: 6000,
