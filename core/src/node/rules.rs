@@ -104,11 +104,8 @@ pub const RECONNECT_BACKOFF_MS: [u64; 3] = [500, 1000, 1500];
 /// machine was busy, not that its key is wrong. Seen: a broadcaster started beside 400 receivers
 /// generating their keys answered the challenge after the supervisor's 3 s and ended the run
 /// (`experiments scale --steps 200,300,400`).
-pub const RETRYABLE_REFUSALS: [&str; 3] = [
-    "already connected",
-    "authentication timed out",
-    " within ",
-];
+pub const RETRYABLE_REFUSALS: [&str; 3] =
+    ["already connected", "authentication timed out", " within "];
 
 /// Redirects (`REDIRECT`, several supervisors) a node follows in a row without getting into its
 /// stream; one more is treated as a failed connection (backoff, then the node's own URL), so two
@@ -292,7 +289,9 @@ mod tests {
         assert!(!refusal_is_final(&step.to_string()));
         assert!(refusal_is_final("key of 1024 bits is below the minimum"));
         assert!(refusal_is_final(&AuthError::WrongAnswer.to_string()));
-        assert!(refusal_is_final(&AuthError::Decrypt("challenge").to_string()));
+        assert!(refusal_is_final(
+            &AuthError::Decrypt("challenge").to_string()
+        ));
     }
 
     #[test]

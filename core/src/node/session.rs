@@ -180,10 +180,16 @@ impl Node {
         if !self.advance(now_ms) || self.link.state != State::Connecting {
             return;
         }
-        let refused_for_good =
-            matches!(&failure, ConnectFailure::Refused(r) if rules::refusal_is_final(r));
-        let give_up =
-            refused_for_good || (!self.link.ever_connected && !self.config.retry_first_connect);
+        let refused_final = match &failure {
+            ConnectFailure::Refused(r) => Some(rules::refusal_is_final(r)),
+            ConnectFailure::Unreachable(_) => None,
+        };
+        // A supervisor that answered with a retryable refusal (busy: it timed the handshake out)
+        // is worth another try even on a first connection, which otherwise ends a command at once.
+        let first_ends = !self.link.ever_connected
+            && !self.config.retry_first_connect
+            && refused_final != Some(false);
+        let give_up = refused_final == Some(true) || first_ends;
         if give_up {
             let text = failure.to_string();
             return self.finish(if self.link.ever_connected {

@@ -119,8 +119,13 @@ export const session = {
    *  'refused', reason}. */
   handleConnectFailed(nowMs, failure) {
     if (!this.advance(nowMs) || this.link.state !== CONNECTING) return;
-    const refusedForGood = failure.kind === 'refused' && refusalIsFinal(failure.reason);
-    const giveUp = refusedForGood || (!this.link.everConnected && !this.config.retryFirstConnect);
+    const refused = failure.kind === 'refused';
+    const refusedForGood = refused && refusalIsFinal(failure.reason);
+    // A retryable refusal (a busy supervisor timed the handshake out) is worth another try even on
+    // a first connection, which otherwise ends a command at once.
+    const firstEnds = !this.link.everConnected && !this.config.retryFirstConnect
+      && !(refused && !refusedForGood);
+    const giveUp = refusedForGood || firstEnds;
     if (giveUp) {
       const kind = this.link.everConnected ? 'supervisor_lost' : 'connect_failed';
       this.finish({ kind, reason: failure.reason });
