@@ -78,16 +78,24 @@ impl Registry {
         for v in viewers {
             if let Some(e) = self.peers.get_mut(&v) {
                 e.stream = None;
-                e.waiting_for = Some(stream.to_string());
             }
-            self.send(
-                v,
-                ServerMessage::StreamWaiting {
-                    stream: stream.to_string(),
-                    queued: None,
-                },
-            );
+            self.set_waiting(stream, v, None);
         }
+    }
+
+    /// Marks `viewer` as waiting for `stream` and tells it (`queued`: its place in the join
+    /// queue, if it is in it).
+    fn set_waiting(&mut self, stream: &str, viewer: PeerId, queued: Option<u64>) {
+        if let Some(e) = self.peers.get_mut(&viewer) {
+            e.waiting_for = Some(stream.to_string());
+        }
+        self.send(
+            viewer,
+            ServerMessage::StreamWaiting {
+                stream: stream.to_string(),
+                queued,
+            },
+        );
     }
 
     /// Places `viewer` now if a set-up slot is free and nobody waits before it; otherwise queues
@@ -97,16 +105,7 @@ impl Registry {
             if !self.place_viewer(stream, viewer) {
                 // Every slot of a viewer that relays is taken by viewers that cannot: this one
                 // waits for a slot (a viewer that relays joining, a leaf leaving).
-                if let Some(e) = self.peers.get_mut(&viewer) {
-                    e.waiting_for = Some(stream.to_string());
-                }
-                self.send(
-                    viewer,
-                    ServerMessage::StreamWaiting {
-                        stream: stream.to_string(),
-                        queued: None,
-                    },
-                );
+                self.set_waiting(stream, viewer, None);
             }
             return;
         }
@@ -117,16 +116,7 @@ impl Registry {
             let message = "too many viewers are waiting to join; try again later".to_string();
             return self.refuse(viewer, "busy", message, false);
         };
-        if let Some(e) = self.peers.get_mut(&viewer) {
-            e.waiting_for = Some(stream.to_string());
-        }
-        self.send(
-            viewer,
-            ServerMessage::StreamWaiting {
-                stream: stream.to_string(),
-                queued: Some(place),
-            },
-        );
+        self.set_waiting(stream, viewer, Some(place));
     }
 
     /// Places queued viewers while set-up slots are free. A queued viewer whose stream is gone
