@@ -105,6 +105,9 @@ impl Node {
             edges.extend(parent);
             edges.extend(self.standby_edges());
         }
+        if edges.is_empty() {
+            return; // the usual case: this runs after every data-channel message
+        }
         let message = WireMessage::Keepalive.encode();
         for edge in edges {
             self.emit(Output::Transmit {
