@@ -124,6 +124,18 @@ pub struct RunMetrics {
     pub recovery_ms_median: Option<u64>,
     /// 95th percentile of every recovery (ms).
     pub recovery_ms_p95: Option<u64>,
+    /// Recoveries (switches and full repairs) whose viewer could tell what they added to its
+    /// delay behind the source (`PeerStats::switch_delays_ms`, `repair_delays_ms`).
+    pub delay_samples: usize,
+    /// Median delay a recovery added (ms): 0 when the first chunk after it came as late after
+    /// its release as the chunks before.
+    pub delay_added_ms_median: Option<u64>,
+    /// 95th percentile of the delay a recovery added (ms).
+    pub delay_added_ms_p95: Option<u64>,
+    /// Median delay a full repair (a new edge) added (ms).
+    pub repair_delay_ms_median: Option<u64>,
+    /// 95th percentile of the delay a full repair added (ms).
+    pub repair_delay_ms_p95: Option<u64>,
 }
 
 /// A run's state as the API shows it.
@@ -165,6 +177,8 @@ pub struct Run {
     latest: HashMap<PeerId, Counters>,
     repair_times: Vec<u32>,
     switch_times: Vec<u32>,
+    repair_delays: Vec<u32>,
+    switch_delays: Vec<u32>,
     timeline: Vec<TimelinePoint>,
     victims: Vec<PeerId>,
     next_sample_ms: u64,
@@ -200,6 +214,8 @@ impl Run {
             baseline,
             repair_times: Vec::new(),
             switch_times: Vec::new(),
+            repair_delays: Vec::new(),
+            switch_delays: Vec::new(),
             timeline: Vec::new(),
             victims: Vec::new(),
             next_sample_ms: now_ms,
@@ -306,22 +322,16 @@ impl Run {
         // the run and its counters start near zero anyway.
         self.baseline.entry(peer).or_insert(c);
         self.latest.insert(peer, c);
-        let room = MAX_RUN_SAMPLES.saturating_sub(self.repair_times.len());
-        let take = stats
-            .repair_times_ms
-            .len()
-            .min(MAX_REPAIR_SAMPLES)
-            .min(room);
-        self.repair_times
-            .extend_from_slice(&stats.repair_times_ms[..take]);
-        let room = MAX_RUN_SAMPLES.saturating_sub(self.switch_times.len());
-        let take = stats
-            .switch_times_ms
-            .len()
-            .min(MAX_REPAIR_SAMPLES)
-            .min(room);
-        self.switch_times
-            .extend_from_slice(&stats.switch_times_ms[..take]);
+        for (into, from) in [
+            (&mut self.repair_times, &stats.repair_times_ms),
+            (&mut self.switch_times, &stats.switch_times_ms),
+            (&mut self.repair_delays, &stats.repair_delays_ms),
+            (&mut self.switch_delays, &stats.switch_delays_ms),
+        ] {
+            let room = MAX_RUN_SAMPLES.saturating_sub(into.len());
+            let take = from.len().min(MAX_REPAIR_SAMPLES).min(room);
+            into.extend_from_slice(&from[..take]);
+        }
     }
 
     /// The supervisor re-attached `n` children while the run counts.
@@ -353,6 +363,14 @@ impl Run {
         switches.sort_unstable();
         let mut all: Vec<u32> = times.iter().chain(&switches).copied().collect();
         all.sort_unstable();
+        let mut repair_delays = self.repair_delays.clone();
+        repair_delays.sort_unstable();
+        let mut delays: Vec<u32> = repair_delays
+            .iter()
+            .chain(&self.switch_delays)
+            .copied()
+            .collect();
+        delays.sort_unstable();
         RunMetrics {
             kills: self.kills_done,
             missed_kills: self.missed,
@@ -369,6 +387,11 @@ impl Run {
             switch_ms_p95: percentile(&switches, 95),
             recovery_ms_median: percentile(&all, 50),
             recovery_ms_p95: percentile(&all, 95),
+            delay_samples: delays.len(),
+            delay_added_ms_median: percentile(&delays, 50),
+            delay_added_ms_p95: percentile(&delays, 95),
+            repair_delay_ms_median: percentile(&repair_delays, 50),
+            repair_delay_ms_p95: percentile(&repair_delays, 95),
         }
     }
 

@@ -267,6 +267,16 @@ pub struct Node {
     failed_opens: u32,
     /// Repair times (ms) measured since the last report.
     repair_times: Vec<u32>,
+    /// How far behind the source's release the latest new media chunk arrived (ms), once the
+    /// clock offset and the stream's epoch are known (see [`Node::chunk_late`]).
+    last_late: Option<i64>,
+    /// A recovery just ended (its first chunk came): whether it was a switch, and `last_late`
+    /// before it. The next new media chunk tells what it added to the delay.
+    delay_pending: Option<(bool, Option<i64>)>,
+    /// What each recovery added to the delay behind the source (ms) since the last report:
+    /// switches, then full repairs.
+    switch_delays: Vec<u32>,
+    repair_delays: Vec<u32>,
     /// `(seq, now_ms)` of the latest chunks received (the broadcaster: released).
     arrivals: VecDeque<(u64, u64)>,
     end_seen: bool,
@@ -324,6 +334,10 @@ impl Node {
             repair_start: None,
             failed_opens: 0,
             repair_times: Vec::new(),
+            last_late: None,
+            delay_pending: None,
+            switch_delays: Vec::new(),
+            repair_delays: Vec::new(),
             arrivals: VecDeque::new(),
             end_seen: false,
             kills: 0,

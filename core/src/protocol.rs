@@ -169,6 +169,17 @@ pub struct PeerStats {
     /// in `repair_times_ms`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub switch_times_ms: Vec<u32>,
+    /// What each full repair in `repair_times_ms` added to this peer's delay behind the source,
+    /// in ms: how much later after its release the first new chunk after the repair came than
+    /// the last chunk before it, at least 0 (at most [`MAX_REPAIR_SAMPLES`]). A repair that ends
+    /// before the next chunk exists adds nothing, whatever its time. Absent for repairs made
+    /// before the clock offset and the stream's epoch were known, and for a `KILL` with
+    /// re-join (the viewer starts over from the latest keyframe).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repair_delays_ms: Vec<u32>,
+    /// The same for the switches in `switch_times_ms`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switch_delays_ms: Vec<u32>,
     /// Glass-to-glass latency: how far behind live the media on screen is, in ms (see
     /// [`crate::latency`]); absent until the clock offset and the stream's epoch are known and
     /// playback started.

@@ -183,6 +183,30 @@ fn metrics_count_what_viewers_report_during_the_run() {
         (m.repair_ms_median, m.repair_ms_p95),
         (Some(100), Some(400))
     );
+    // What recoveries added to the delay: switches and full repairs pooled, full repairs apart.
+    r.handle_message(
+        1900,
+        id(2),
+        PeerMessage::Stats {
+            stats: PeerStats {
+                stalls: 1,
+                stalled_ms: 200,
+                repair_delays_ms: vec![300, 0],
+                switch_delays_ms: vec![0, 0, 10],
+                ..PeerStats::default()
+            },
+        },
+    );
+    let m = &r.runs(2000, "s")[0].metrics;
+    assert_eq!(m.delay_samples, 5);
+    assert_eq!(
+        (m.delay_added_ms_median, m.delay_added_ms_p95),
+        (Some(0), Some(300))
+    );
+    assert_eq!(
+        (m.repair_delay_ms_median, m.repair_delay_ms_p95),
+        (Some(0), Some(300))
+    );
     // Reports after the run settled change nothing.
     r.handle_message(60_000, id(3), stats(9, 9000, vec![]));
     let m = &r.runs(60_000, "s")[0].metrics;

@@ -275,7 +275,10 @@ impl Sim {
             Output::Redirect(_) => {}
             Output::Send(msg) => {
                 if let Some(conn) = self.hosts[id.0].conn {
-                    self.schedule(now + lat, Event::Sup(SupIn::Message(peer, conn, msg)));
+                    self.schedule(
+                        now + lat,
+                        Event::Sup(SupIn::Message(peer, conn, Box::new(msg))),
+                    );
                 }
             }
             Output::OpenEdge { edge, offerer, .. } => {

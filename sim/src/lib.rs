@@ -138,7 +138,8 @@ enum NodeIn {
 #[derive(Debug)]
 enum SupIn {
     Auth(PeerId, u64, ComponentType),
-    Message(PeerId, u64, PeerMessage),
+    // Boxed: a `STATS` makes `PeerMessage` several times larger than the other events.
+    Message(PeerId, u64, Box<PeerMessage>),
     Closed(PeerId, u64),
 }
 

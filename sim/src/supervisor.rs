@@ -65,7 +65,7 @@ impl Sim {
             }
             SupIn::Message(peer, conn, msg) => {
                 if self.sup_conns.get(&peer) == Some(&conn) {
-                    self.registry.handle_message(now, peer, msg);
+                    self.registry.handle_message(now, peer, *msg);
                 }
             }
             SupIn::Closed(peer, conn) => {

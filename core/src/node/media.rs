@@ -144,6 +144,7 @@ impl Node {
         } else if !chunk.is_init() && !self.is_broadcaster() {
             self.player
                 .handle_chunk(self.now_ms, chunk.timestamp_ms, chunk.duration_ms);
+            self.chunk_late(chunk.timestamp_ms, chunk.duration_ms);
         }
         if !self.is_broadcaster() {
             self.emit(Output::Deliver(chunk.clone()));

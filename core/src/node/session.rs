@@ -285,13 +285,17 @@ impl Node {
         let mut stats = self.stats();
         stats.repair_times_ms = std::mem::take(&mut self.repair_times);
         stats.switch_times_ms = std::mem::take(&mut self.switch_times);
+        stats.repair_delays_ms = std::mem::take(&mut self.repair_delays);
+        stats.switch_delays_ms = std::mem::take(&mut self.switch_delays);
         self.send(PeerMessage::Stats { stats });
     }
 
     /// A repair under way, if any, is over: a chunk came from the (new) parent.
     pub(super) fn repair_done(&mut self) {
         if let Some(start) = self.repair_start.take() {
-            let times = if std::mem::take(&mut self.repair_by_switch) {
+            let by_switch = std::mem::take(&mut self.repair_by_switch);
+            self.delay_pending = Some((by_switch, self.last_late));
+            let times = if by_switch {
                 &mut self.switch_times
             } else {
                 &mut self.repair_times
@@ -456,6 +460,9 @@ impl Node {
         self.link.resume = false;
         self.close_all_edges();
         self.repair_start.get_or_insert(self.now_ms);
+        // A new viewer starts from the latest keyframe, whatever its delay was before: what a
+        // re-join adds to the delay is no recovery's doing, so none is measured.
+        self.last_late = None;
         self.link.in_stream = false;
         self.emit(Output::Disconnect("killed; re-joining".into()));
         self.connect();

@@ -7,7 +7,7 @@
 use super::Node;
 use crate::latency::{glass_to_glass_ms, LatencyMode};
 use crate::player::PlayerConfig;
-use crate::protocol::PeerMessage;
+use crate::protocol::{PeerMessage, MAX_REPAIR_SAMPLES};
 
 /// A broadcaster re-announces its epoch when its estimate (clock offset included) moved this much.
 pub(crate) const EPOCH_RESEND_MS: i64 = 5;
@@ -103,6 +103,41 @@ impl Node {
         let offset = self.clock.offset_ms()?;
         let epoch = self.stream_epoch_ms?;
         Some(glass_to_glass_ms(self.now_ms, offset, epoch, p.position_ms))
+    }
+
+    /// Viewer: a new media chunk of `[timestamp_ms, +duration_ms)` arrived now. Notes how far
+    /// behind its release (at the earliest, when its last frame was captured) it came and, if a
+    /// recovery just ended, what the recovery added to that: the lateness of the first chunk
+    /// after it minus that of the last chunk before, at least 0. A recovery's own time (loss to
+    /// first chunk) cannot tell a slow repair from a chunk that did not exist yet; this can. Both
+    /// lateness figures are on this node's clock and offset, so their errors cancel.
+    pub(super) fn chunk_late(&mut self, timestamp_ms: u64, duration_ms: u32) {
+        let late = self
+            .clock
+            .offset_ms()
+            .zip(self.stream_epoch_ms)
+            .map(|(o, e)| {
+                glass_to_glass_ms(
+                    self.now_ms,
+                    o,
+                    e,
+                    timestamp_ms.saturating_add(u64::from(duration_ms)),
+                )
+            });
+        if let Some((by_switch, before)) = self.delay_pending.take() {
+            if let (Some(before), Some(now)) = (before, late) {
+                let added = u32::try_from(now.saturating_sub(before).max(0)).unwrap_or(u32::MAX);
+                let list = if by_switch {
+                    &mut self.switch_delays
+                } else {
+                    &mut self.repair_delays
+                };
+                if list.len() < MAX_REPAIR_SAMPLES {
+                    list.push(added);
+                }
+            }
+        }
+        self.last_late = late;
     }
 
     /// The node's clock offset to the supervisor's (ms), once estimated.

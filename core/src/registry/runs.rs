@@ -188,6 +188,9 @@ impl Registry {
         // Repair samples are per report: keep the latest counters without them.
         let mut kept = stats;
         kept.repair_times_ms.clear();
+        kept.switch_times_ms.clear();
+        kept.repair_delays_ms.clear();
+        kept.switch_delays_ms.clear();
         entry_stats(&mut self.peers, from, kept);
     }
 

@@ -237,6 +237,10 @@ fn one_run(
         switch_ms_p95: m.switch_ms_p95,
         recovery_ms_median: m.recovery_ms_median,
         recovery_ms_p95: m.recovery_ms_p95,
+        delay_added_ms_median: m.delay_added_ms_median,
+        delay_added_ms_p95: m.delay_added_ms_p95,
+        repair_delay_ms_median: m.repair_delay_ms_median,
+        repair_delay_ms_p95: m.repair_delay_ms_p95,
         chunks_lost_by_survivors: lost,
         cpu_percent: None,
         viewers_min: report

@@ -184,6 +184,10 @@ export class Node {
     this.repairStart = null; // since when without a parent, until its next chunk arrives
     this.failedOpens = 0; // parent edges in a row that did not open (rules.parentOpenLimitMs)
     this.repairTimes = []; // repair times (ms) measured since the last report
+    this.lastLate = null; // how far behind its release the latest new media chunk came (ms)
+    this.delayPending = null; // [bySwitch, lastLate before it] of a recovery that just ended
+    this.switchDelays = []; // what each switch added to the delay (ms) since the last report
+    this.repairDelays = []; // the same for full repairs
     this.arrivalList = []; // [seq, nowMs] of the latest chunks received (the broadcaster: released)
     this.endSeen = false;
     this.killCount = 0;

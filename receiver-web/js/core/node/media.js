@@ -126,6 +126,8 @@ export const media = {
       this.endSeen = true;
       this.event({ kind: 'player-end' });
       this.beginDrain({ kind: 'stream_ended', reason: 'end of stream' });
+    } else if (!chunk.isInit && !this.isBroadcaster()) {
+      this.chunkLate(chunk.timestampMs, chunk.durationMs);
     }
     if (!this.isBroadcaster()) this.emit({ type: 'deliver', chunk });
     const relayed = this.maybeCorrupt(chunk);

@@ -203,6 +203,10 @@ export const session = {
     if (times.length) stats.repair_times_ms = times;
     const switches = this.switchTimes.splice(0);
     if (switches.length) stats.switch_times_ms = switches;
+    const repairDelays = this.repairDelays.splice(0);
+    if (repairDelays.length) stats.repair_delays_ms = repairDelays;
+    const switchDelays = this.switchDelays.splice(0);
+    if (switchDelays.length) stats.switch_delays_ms = switchDelays;
     this.send({ type: 'STATS', stats });
   },
 
@@ -212,6 +216,7 @@ export const session = {
     const start = this.repairStart;
     this.repairStart = null;
     const times = this.repairBySwitch ? this.switchTimes : this.repairTimes;
+    this.delayPending = [this.repairBySwitch, this.lastLate];
     this.repairBySwitch = false;
     if (times.length < MAX_REPAIR_SAMPLES) times.push(this.nowMs - start);
   },
@@ -344,6 +349,8 @@ export const session = {
     this.link.resume = false;
     this.closeAllEdges();
     this.repairStart ??= this.nowMs;
+    // A new viewer starts from the latest keyframe: what a re-join adds to the delay is not measured.
+    this.lastLate = null;
     this.link.inStream = false;
     this.emit({ type: 'disconnect', reason: 'killed; re-joining' });
     this.connect();

@@ -3,6 +3,7 @@
 // (`position_ms`, `started`), and follows the `latency-mode` event to reconfigure its player.
 
 import { glassToGlassMs } from '../latency.js';
+import { MAX_REPAIR_SAMPLES } from '../rules.js';
 
 /** A broadcaster re-announces its epoch when its estimate moved this much (ms). */
 export const EPOCH_RESEND_MS = 5;
@@ -50,6 +51,22 @@ export const timing = {
       this.config.latency = latency;
       this.event({ kind: 'latency-mode', mode: latency });
     }
+  },
+
+  /** Viewer: a new media chunk arrived now. Notes how far behind its release it came and, if a
+   *  recovery just ended, what the recovery added to that (see Rust `chunk_late`). */
+  chunkLate(timestampMs, durationMs) {
+    const offset = this.clock.offsetMs();
+    const late = offset != null && this.streamEpochMs != null
+      ? glassToGlassMs(this.nowMs, offset, this.streamEpochMs, timestampMs + durationMs)
+      : null;
+    const pending = this.delayPending;
+    this.delayPending = null;
+    if (pending != null && pending[1] != null && late != null) {
+      const list = pending[0] ? this.switchDelays : this.repairDelays;
+      if (list.length < MAX_REPAIR_SAMPLES) list.push(Math.max(0, late - pending[1]));
+    }
+    this.lastLate = late;
   },
 
   /** How far behind live the media on screen is (ms), or null. */
