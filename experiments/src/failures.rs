@@ -21,6 +21,7 @@ mod simulated;
 pub(crate) use simulated::run_simulated;
 
 /// Settings of a failure experiment.
+#[derive(Clone)]
 pub(crate) struct FailuresConfig {
     /// Headless receivers.
     pub receivers: usize,
@@ -38,6 +39,9 @@ pub(crate) struct FailuresConfig {
     pub per_process: usize,
     /// Peer key size.
     pub key_bits: u32,
+    /// With `--merge`: how many grids' results were pooled (0: the runs were made here, from
+    /// `seed`).
+    pub merged: usize,
 }
 
 /// One run's results.
@@ -263,6 +267,117 @@ pub(crate) fn write_csv(out: &Path, rows: &[Row]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads back a `results.csv` written by [`write_csv`] (columns by name, so files from before a
+/// column was added read as if it were empty).
+fn read_csv(path: &Path) -> anyhow::Result<Vec<Row>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let mut rows = Vec::new();
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let at = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .and_then(|k| fields.get(k).copied())
+                .filter(|v| !v.is_empty())
+        };
+        let context = || format!("{} line {}", path.display(), i + 2);
+        let num = |name: &str| -> anyhow::Result<Option<u64>> {
+            at(name)
+                .map(|v| v.parse::<u64>())
+                .transpose()
+                .with_context(|| format!("{}: column {name}", context()))
+        };
+        let need = |name: &str| -> anyhow::Result<u64> {
+            num(name)?.with_context(|| format!("{}: no {name}", context()))
+        };
+        rows.push(Row {
+            distribution: at("distribution")
+                .with_context(|| format!("{}: no distribution", context()))?
+                .to_string(),
+            rate: u32::try_from(need("rate_per_s")?)?,
+            sample: u32::try_from(need("sample")?)?,
+            seed: need("seed")?,
+            kills: need("kills")?,
+            repairs: need("repairs")?,
+            stalls: need("stalls")?,
+            stalled_ms: need("stalled_ms")?,
+            avg_stall_ms: need("avg_stall_ms")?,
+            repair_ms_median: num("repair_ms_median")?,
+            repair_ms_p95: num("repair_ms_p95")?,
+            switches: num("switches")?.unwrap_or(0),
+            switch_ms_median: num("switch_ms_median")?,
+            switch_ms_p95: num("switch_ms_p95")?,
+            recovery_ms_median: num("recovery_ms_median")?,
+            recovery_ms_p95: num("recovery_ms_p95")?,
+            delay_added_ms_median: num("delay_added_ms_median")?,
+            delay_added_ms_p95: num("delay_added_ms_p95")?,
+            repair_delay_ms_median: num("repair_delay_ms_median")?,
+            repair_delay_ms_p95: num("repair_delay_ms_p95")?,
+            chunks_lost_by_survivors: need("chunks_lost_by_survivors")?,
+            cpu_percent: at("cpu_percent")
+                .map(|v| v.parse::<f64>())
+                .transpose()
+                .with_context(|| format!("{}: column cpu_percent", context()))?,
+            viewers_min: num("viewers_min")?.unwrap_or(0),
+        });
+    }
+    Ok(rows)
+}
+
+/// `--merge`: the runs of several `results.csv` pooled into one grid's outputs. Samples are
+/// numbered again per cell in the order read; each run keeps its seed.
+pub(crate) fn merge(
+    out: &Path,
+    clip: &Path,
+    cfg: &FailuresConfig,
+    inputs: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for input in inputs {
+        rows.extend(read_csv(input)?);
+    }
+    let mut seeds = HashSet::new();
+    for r in &rows {
+        anyhow::ensure!(
+            seeds.insert((r.distribution.clone(), r.rate, r.seed)),
+            "{} at {}/s with seed {} is in the inputs twice",
+            r.distribution,
+            r.rate,
+            r.seed
+        );
+    }
+    rows.retain(|r| cfg.distributions.contains(&r.distribution) && cfg.rates.contains(&r.rate));
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "no run of the given distributions and rates"
+    );
+    rows.sort_by_key(|r| {
+        let d = cfg.distributions.iter().position(|d| *d == r.distribution);
+        (d, r.rate, r.seed)
+    });
+    let mut samples = 0;
+    let mut counts: std::collections::HashMap<(String, u32), u32> = Default::default();
+    for r in &mut rows {
+        let n = counts.entry((r.distribution.clone(), r.rate)).or_default();
+        *n += 1;
+        r.sample = *n;
+        samples = samples.max(*n);
+    }
+    std::fs::create_dir_all(out)?;
+    let cfg = FailuresConfig {
+        samples,
+        merged: inputs.len(),
+        ..cfg.clone()
+    };
+    write_csv(out, &rows)?;
+    write_charts(out, &cfg, &rows)?;
+    write_summary(out, clip, &cfg, &rows, Mode::Real)
+}
+
 /// Mean over samples of `f` for one distribution and rate.
 fn cell(rows: &[Row], dist: &str, rate: u32, f: impl Fn(&Row) -> f64) -> Option<f64> {
     let v: Vec<f64> = rows
@@ -346,6 +461,17 @@ pub(crate) fn write_summary(
         .file_name()
         .map_or_else(String::new, |f| f.to_string_lossy().to_string());
     match mode {
+        Mode::Real if cfg.merged > 0 => writeln!(
+            md,
+            "Pooled by `experiments failures --merge` on {} from the runs of {} grids of `experiments failures` (each run's seed is in `results.csv`): one stream of {} headless receivers ({} per process) in a binary tree, a broadcaster of `{}` on a loop, every process a release build on loopback. {} runs per distribution and rate, {} s each (+5 s for the last kills' stalls to show); killed viewers re-join as new viewers, as in the paper. Values are means over the samples; `results.csv` has every run.\n",
+            crate::machine(),
+            cfg.merged,
+            cfg.receivers,
+            cfg.per_process,
+            clip_name,
+            cfg.samples,
+            cfg.duration.as_secs(),
+        )?,
         Mode::Real => writeln!(
             md,
             "Measured by `experiments failures` on {}: one stream of {} headless receivers ({} per process) in a binary tree, a broadcaster of `{}` on a loop, every process a release build on loopback. {} runs per distribution and rate, {} s each (+5 s for the last kills' stalls to show), seeds from {}; killed viewers re-join as new viewers, as in the paper. Values are means over the samples; `results.csv` has every run.\n",
@@ -359,9 +485,12 @@ pub(crate) fn write_summary(
         )?,
         Mode::Simulated => writeln!(
             md,
-            "Simulated by `experiments failures --sim` on {}: the same grid on `ownstream-sim` (the supervisor's registry and {} receiver nodes of the real code on virtual time, over a modelled loopback: 1 ms links, edges open 0.3-0.9 s after the answer, a silent peer noticed after 5 s), broadcasting the chunks of `{}` on a loop. {} runs per distribution and rate, {} s each (+5 s to settle), seeds from {}; killed viewers re-join as new viewers. The model has no CPU: the `CPU` column is empty. Values are means over the samples; `results.csv` has every run.\n",
+            "Simulated by `experiments failures --sim` on {}: the same grid on `ownstream-sim` (the supervisor's registry and {} receiver nodes of the real code on virtual time, over a modelled loopback: 1 ms links, edges open {}-{} ms after the answer, a silent peer noticed after {} s), broadcasting the chunks of `{}` on a loop. {} runs per distribution and rate, {} s each (+5 s to settle), seeds from {}; killed viewers re-join as new viewers. The model has no CPU: the `CPU` column is empty. Values are means over the samples; `results.csv` has every run.\n",
             crate::machine(),
             cfg.receivers,
+            ownstream_sim::NetConfig::default().edge_setup_ms.0,
+            ownstream_sim::NetConfig::default().edge_setup_ms.1,
+            ownstream_sim::NetConfig::default().silence_timeout_ms / 1000,
             clip_name,
             cfg.samples,
             cfg.duration.as_secs(),
@@ -462,4 +591,92 @@ pub(crate) fn write_summary(
     writeln!(md, "\nCharts: `fig6-*` to `fig10-*` (one per distribution, in the order given), `fig11-average-stalled-time`, each as SVG and PNG.")?;
     std::fs::write(out.join("summary.md"), md)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(dist: &str, rate: u32, seed: u64, delay: Option<u64>) -> Row {
+        Row {
+            distribution: dist.into(),
+            rate,
+            sample: 1,
+            seed,
+            kills: 60,
+            repairs: 55,
+            stalls: 2,
+            stalled_ms: 1341,
+            avg_stall_ms: 670,
+            repair_ms_median: Some(886),
+            repair_ms_p95: None,
+            switches: 50,
+            switch_ms_median: Some(500),
+            switch_ms_p95: Some(900),
+            recovery_ms_median: Some(510),
+            recovery_ms_p95: Some(950),
+            delay_added_ms_median: delay,
+            delay_added_ms_p95: delay.map(|d| d * 10),
+            repair_delay_ms_median: None,
+            repair_delay_ms_p95: None,
+            chunks_lost_by_survivors: 0,
+            cpu_percent: Some(33.6),
+            viewers_min: 79,
+        }
+    }
+
+    #[test]
+    fn results_read_back_as_written_and_merge_refuses_a_run_twice() {
+        let dir = std::env::temp_dir().join(format!("ownstream-merge-{}", std::process::id()));
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let first = vec![row("uniform", 1, 1001, Some(3)), row("beta", 5, 1020, None)];
+        write_csv(&a, &first).unwrap();
+        let back = read_csv(&a.join("results.csv")).unwrap();
+        assert_eq!(format!("{first:?}"), format!("{back:?}"));
+        // A file from before the delay columns existed reads them as empty.
+        std::fs::write(
+            b.join("results.csv"),
+            "distribution,rate_per_s,sample,seed,kills,repairs,stalls,stalled_ms,avg_stall_ms,repair_ms_median,repair_ms_p95,chunks_lost_by_survivors,cpu_percent,viewers_min\nuniform,1,1,2001,60,55,0,0,0,886,1042,0,33.6,79\n",
+        )
+        .unwrap();
+        let old = read_csv(&b.join("results.csv")).unwrap();
+        assert_eq!((old[0].seed, old[0].delay_added_ms_median), (2001, None));
+        let cfg = FailuresConfig {
+            receivers: 80,
+            distributions: vec!["uniform".into(), "beta".into()],
+            rates: vec![1, 5],
+            duration: Duration::from_secs(60),
+            samples: 1,
+            seed: 1,
+            per_process: 40,
+            key_bits: 2048,
+            merged: 0,
+        };
+        let clip = Path::new("clip.webm");
+        let out = dir.join("out");
+        merge(
+            &out,
+            clip,
+            &cfg,
+            &[a.join("results.csv"), b.join("results.csv")],
+        )
+        .unwrap();
+        let pooled = read_csv(&out.join("results.csv")).unwrap();
+        let uniform: Vec<(u32, u64)> = pooled
+            .iter()
+            .filter(|r| r.distribution == "uniform")
+            .map(|r| (r.sample, r.seed))
+            .collect();
+        assert_eq!(uniform, [(1, 1001), (2, 2001)]);
+        let twice = merge(
+            &out,
+            clip,
+            &cfg,
+            &[a.join("results.csv"), a.join("results.csv")],
+        );
+        assert!(twice.unwrap_err().to_string().contains("twice"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

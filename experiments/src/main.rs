@@ -124,6 +124,11 @@ struct FailuresArgs {
     /// time over a modelled loopback) instead of real processes: minutes, not hours.
     #[arg(long)]
     sim: bool,
+    /// Run nothing: pool the `results.csv` of grids run in several sittings (comma-separated
+    /// paths; each run keeps its own seed) and write `--out`'s CSV, charts and summary from them.
+    /// The cells are those of `--distributions` and `--rates`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "sim")]
+    merge: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -274,6 +279,7 @@ fn main() -> anyhow::Result<()> {
                 seed: a.seed,
                 per_process: a.per_process,
                 key_bits: a.key_bits,
+                merged: 0,
             };
             for d in &cfg.distributions {
                 let known = ["uniform", "binomial", "poisson", "beta", "chisquared"];
@@ -297,7 +303,10 @@ fn main() -> anyhow::Result<()> {
                     ..cfg
                 };
             }
-            if a.sim {
+            if !a.merge.is_empty() {
+                failures::merge(&a.common.out, &clip, &cfg, &a.merge)
+                    .context("merging the failure results failed")?;
+            } else if a.sim {
                 failures::run_simulated(&a.common.out, &clip, &cfg)
                     .context("the simulated failure experiment failed")?;
             } else {
