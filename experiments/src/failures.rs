@@ -544,12 +544,19 @@ pub(crate) fn write_summary(
     }
     writeln!(
         md,
-        "\nRecoveries by kind (issue 12): a switch to the standby parent over its warm edge, or a full repair (a new edge); each from the parent lost to the first chunk from the new parent, as viewers measure it (with 1 s chunks, up to 1 s of it is the wait for a chunk the source had not released yet). `added`: what recoveries added to the viewers' delay behind the source, as they report it: how much later after its release the first new chunk after a recovery came than the last chunk before it. Means over the samples.\n\n| distribution | failures/s | switches | switch median / p95 | full repairs | full repair median / p95 | every recovery median / p95 | added, every recovery median / p95 | added, full repairs median / p95 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "\nRecoveries by kind (issue 12): a switch to the standby parent over its warm edge, or a full repair (a new edge); each from the parent lost to the first chunk from the new parent, as viewers measure it (with 1 s chunks, up to 1 s of it is the wait for a chunk the source had not released yet). The full repairs' times include killed viewers coming back as new viewers (kill to first chunk). `added`: what recoveries of surviving viewers added to their delay behind the source, as they report it: how much later after its release the first new chunk after a recovery came than the last chunk before it (re-joins are not measured). Means over the runs that measured each figure; `-`: no run did (no such recovery).\n\n| distribution | failures/s | switches | switch median / p95 | full repairs | full repair median / p95 | every recovery median / p95 | added, every recovery median / p95 | added, full repairs median / p95 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )?;
     for dist in &cfg.distributions {
         for &rate in &cfg.rates {
+            // Over the runs that measured it: a run without any recovery of a kind has no time
+            // for it, which is not a time of 0.
             let mean = |f: &dyn Fn(&Row) -> Option<u64>| {
-                cell(rows, dist, rate, |r| f(r).unwrap_or(0) as f64).map_or(0.0, |v| v)
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.distribution == *dist && r.rate == rate)
+                    .filter_map(|r| f(r).map(|x| x as f64))
+                    .collect();
+                mean(&v).map_or_else(|| "-".to_string(), format_value)
             };
             if cell(rows, dist, rate, |r| r.kills as f64).is_none() {
                 continue;
@@ -557,18 +564,18 @@ pub(crate) fn write_summary(
             writeln!(
                 md,
                 "| {dist} | {rate} | {} | {} / {} ms | {} | {} / {} ms | {} / {} ms | {} / {} ms | {} / {} ms |",
-                format_value(mean(&|r| Some(r.switches))),
-                format_value(mean(&|r| r.switch_ms_median)),
-                format_value(mean(&|r| r.switch_ms_p95)),
-                format_value(mean(&|r| r.repairs.checked_sub(r.switches))),
-                format_value(mean(&|r| r.repair_ms_median)),
-                format_value(mean(&|r| r.repair_ms_p95)),
-                format_value(mean(&|r| r.recovery_ms_median)),
-                format_value(mean(&|r| r.recovery_ms_p95)),
-                format_value(mean(&|r| r.delay_added_ms_median)),
-                format_value(mean(&|r| r.delay_added_ms_p95)),
-                format_value(mean(&|r| r.repair_delay_ms_median)),
-                format_value(mean(&|r| r.repair_delay_ms_p95)),
+                mean(&|r| Some(r.switches)),
+                mean(&|r| r.switch_ms_median),
+                mean(&|r| r.switch_ms_p95),
+                mean(&|r| r.repairs.checked_sub(r.switches)),
+                mean(&|r| r.repair_ms_median),
+                mean(&|r| r.repair_ms_p95),
+                mean(&|r| r.recovery_ms_median),
+                mean(&|r| r.recovery_ms_p95),
+                mean(&|r| r.delay_added_ms_median),
+                mean(&|r| r.delay_added_ms_p95),
+                mean(&|r| r.repair_delay_ms_median),
+                mean(&|r| r.repair_delay_ms_p95),
             )?;
         }
     }
