@@ -550,7 +550,7 @@ pub(crate) fn write_summary(
         for &rate in &cfg.rates {
             // Over the runs that measured it: a run without any recovery of a kind has no time
             // for it, which is not a time of 0.
-            let mean = |f: &dyn Fn(&Row) -> Option<u64>| {
+            let avg = |f: &dyn Fn(&Row) -> Option<u64>| {
                 let v: Vec<f64> = rows
                     .iter()
                     .filter(|r| r.distribution == *dist && r.rate == rate)
@@ -564,18 +564,18 @@ pub(crate) fn write_summary(
             writeln!(
                 md,
                 "| {dist} | {rate} | {} | {} / {} ms | {} | {} / {} ms | {} / {} ms | {} / {} ms | {} / {} ms |",
-                mean(&|r| Some(r.switches)),
-                mean(&|r| r.switch_ms_median),
-                mean(&|r| r.switch_ms_p95),
-                mean(&|r| r.repairs.checked_sub(r.switches)),
-                mean(&|r| r.repair_ms_median),
-                mean(&|r| r.repair_ms_p95),
-                mean(&|r| r.recovery_ms_median),
-                mean(&|r| r.recovery_ms_p95),
-                mean(&|r| r.delay_added_ms_median),
-                mean(&|r| r.delay_added_ms_p95),
-                mean(&|r| r.repair_delay_ms_median),
-                mean(&|r| r.repair_delay_ms_p95),
+                avg(&|r| Some(r.switches)),
+                avg(&|r| r.switch_ms_median),
+                avg(&|r| r.switch_ms_p95),
+                avg(&|r| r.repairs.checked_sub(r.switches)),
+                avg(&|r| r.repair_ms_median),
+                avg(&|r| r.repair_ms_p95),
+                avg(&|r| r.recovery_ms_median),
+                avg(&|r| r.recovery_ms_p95),
+                avg(&|r| r.delay_added_ms_median),
+                avg(&|r| r.delay_added_ms_p95),
+                avg(&|r| r.repair_delay_ms_median),
+                avg(&|r| r.repair_delay_ms_p95),
             )?;
         }
     }
