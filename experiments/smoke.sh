@@ -48,6 +48,14 @@ kills=$(csv_field "$out/failures/results.csv" 1 kills)
 repairs=$(csv_field "$out/failures/results.csv" 1 repairs)
 [ "$repairs" -ge 1 ] || fail "no repair after $kills kills"
 
+echo "== experiments failures --merge (pools grids run in parts; refuses a run twice)"
+$bin failures --out "$out/failures-merged" --merge "$out/failures/results.csv"
+need "$out/failures-merged/summary.md"
+[ "$(csv_field "$out/failures-merged/results.csv" 1 kills)" = "$kills" ] || fail "merge changed the run's kills"
+if $bin failures --out "$out/failures-twice" --merge "$out/failures/results.csv,$out/failures/results.csv" 2>/dev/null; then
+  fail "merge took the same run twice"
+fi
+
 echo "== experiments failures --sim --quick"
 $bin failures --sim --quick --out "$out/failures-sim"
 for f in results.csv summary.md fig6-uniform.svg fig6-uniform.png; do need "$out/failures-sim/$f"; done
