@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod simulated;
@@ -334,7 +334,7 @@ pub(crate) fn merge(
     out: &Path,
     clip: &Path,
     cfg: &FailuresConfig,
-    inputs: &[std::path::PathBuf],
+    inputs: &[PathBuf],
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for input in inputs {
@@ -359,13 +359,14 @@ pub(crate) fn merge(
         let d = cfg.distributions.iter().position(|d| *d == r.distribution);
         (d, r.rate, r.seed)
     });
+    // Sorted by cell: a cell's runs are consecutive and numbered 1, 2, ... in seed order.
     let mut samples = 0;
-    let mut counts: std::collections::HashMap<(String, u32), u32> = Default::default();
-    for r in &mut rows {
-        let n = counts.entry((r.distribution.clone(), r.rate)).or_default();
-        *n += 1;
-        r.sample = *n;
-        samples = samples.max(*n);
+    for i in 0..rows.len() {
+        let same_cell = i > 0
+            && rows[i - 1].distribution == rows[i].distribution
+            && rows[i - 1].rate == rows[i].rate;
+        rows[i].sample = if same_cell { rows[i - 1].sample + 1 } else { 1 };
+        samples = samples.max(rows[i].sample);
     }
     std::fs::create_dir_all(out)?;
     let cfg = FailuresConfig {
