@@ -319,6 +319,16 @@ fn run(path: &std::path::Path) -> Result<(), String> {
                 ));
             }
         }
+        // The player's numbers after the input: the core's model must show them (the tab's
+        // runner hands them to its node as the driver's player would).
+        if let Some(expected) = step.get("player") {
+            let actual = serde_json::to_value(r.node.stats()).unwrap();
+            if !contains(&actual, expected) {
+                return Err(format!(
+                    "step {i}: player {actual} does not match {expected}"
+                ));
+            }
+        }
         if let Some(expected) = step.get("stats") {
             let actual = serde_json::to_value(r.node.stats()).unwrap();
             if !contains(&actual, expected) {

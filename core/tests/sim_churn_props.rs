@@ -88,6 +88,10 @@ proptest! {
         }
         sim.run_for(35_000);
         let viewers = sim.live_receivers();
+        // Lossy links keep a few switches to standby parents going (a viewer about to starve
+        // while a lost packet holds its parent's channel), each a moment of disagreement: the
+        // tree must settle, not be still at one given instant.
+        sim.run_while_not(10_000, |s| s.tree_problems().is_empty());
         let problems = sim.tree_problems();
         prop_assert!(problems.is_empty(), "{:?}", problems);
         // A lost message holds its channel up for a second, so a viewer may be in a short stall at

@@ -183,6 +183,18 @@ class Runner {
     this.now = Math.max(to, this.now);
   }
 
+  /** The driver's player from now on (the core's model is checked against the same numbers):
+   *  `{playing, buffer_ahead_ms}` as of now, played 1:1 with the clock while playing. */
+  player({ playing, buffer_ahead_ms: ahead }) {
+    const since = this.now;
+    this.node.setPlayerStats(() => ({
+      stalls: 0,
+      stalled_ms: 0,
+      playing,
+      buffer_ahead_ms: playing ? Math.max(0, ahead - (this.node.nowMs - since)) : ahead,
+    }));
+  }
+
   async input(step) {
     const { node, now } = this;
     if ('connected' in step) {
@@ -237,6 +249,7 @@ async function run(file) {
   for (const [i, step] of scenario.steps.entries()) {
     if (step.at != null) await r.advance(step.at);
     await r.input(step);
+    if ('player' in step) r.player(step.player);
     if ('expect' in step) {
       const actual = r.seen.splice(0);
       if (!contains(actual, step.expect)) {

@@ -7,6 +7,9 @@
 //! channel shows it within the limit.
 //!
 //! - A silent parent is left as a closed one is (`PARENT_LOST`, the supervisor moves the child).
+//! - With an open standby edge, a parent silent [`STANDBY_SILENCE_LIMIT_MS`] while the player
+//!   starves ([`STARVING_MS`]) is left at once for the standby: the full limit would outlast the
+//!   child's buffer when the parent froze just before sending a chunk.
 //! - A silent child is dropped (its edge closed, its queue freed); the child, once it runs again,
 //!   finds its parent edge closed and reports it.
 //!
@@ -14,7 +17,10 @@
 //! never sends one (a build before keepalives) is never taken for silent, and the time before a
 //! parent first speaks is the HELLO repeat's and the open limit's.
 
-use super::rules::{CHILD_SILENCE_LIMIT_MS, KEEPALIVE_MS, KEEPALIVE_SLOW_MS, SILENCE_LIMIT_MS};
+use super::rules::{
+    CHILD_SILENCE_LIMIT_MS, KEEPALIVE_MS, KEEPALIVE_SLOW_MS, SILENCE_LIMIT_MS,
+    STANDBY_SILENCE_LIMIT_MS, STARVING_MS,
+};
 use super::{Node, NodeEvent, Output};
 use crate::frame::Message as WireMessage;
 use crate::ids::PeerId;
@@ -45,20 +51,25 @@ impl Node {
             .as_ref()
             .and_then(|p| p.heard_at.filter(|_| p.open))
             .map(|t| t + SILENCE_LIMIT_MS);
+        let early = self.standby_leave_at();
         let child = self
             .child_heard
             .values()
             .flatten()
             .min()
             .map(|t| t + CHILD_SILENCE_LIMIT_MS);
-        [fast, slow, parent, child].into_iter().flatten().min()
+        [fast, slow, parent, early, child]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub(super) fn liveness_timers(&mut self) {
         let now = self.now_ms;
+        let early = self.standby_leave_at().is_some_and(|t| now >= t);
         let silent_parent = self.parent.as_ref().and_then(|p| {
             p.heard_at
-                .filter(|t| p.open && now >= t + SILENCE_LIMIT_MS)
+                .filter(|t| p.open && (early || now >= t + SILENCE_LIMIT_MS))
                 .map(|t| (p.peer, now - t))
         });
         if let Some((parent, silent_ms)) = silent_parent {
@@ -83,6 +94,35 @@ impl Node {
             self.drop_child(child);
         }
         self.keepalive_if_due();
+    }
+
+    /// When a silent parent is left early for the standby ([`STANDBY_SILENCE_LIMIT_MS`]): a live
+    /// receiver whose parent has spoken, with an open standby edge to another peer and a player
+    /// that starves by then.
+    fn standby_leave_at(&self) -> Option<u64> {
+        let p = self.parent.as_ref().filter(|p| p.open)?;
+        let heard = p.heard_at?;
+        let usable = self
+            .standby
+            .as_ref()
+            .is_some_and(|s| s.open && s.edge.is_some() && s.peer != p.peer);
+        if !usable || !self.live() {
+            return None;
+        }
+        Some((heard + STANDBY_SILENCE_LIMIT_MS).max(self.starving_from()?))
+    }
+
+    /// From when the player starves ([`STARVING_MS`]); `None` before it first played. The
+    /// player's own deadline says when it runs out: its clock may be behind the node's.
+    fn starving_from(&self) -> Option<u64> {
+        let p = self.player.stats();
+        if p.playing {
+            return self
+                .player
+                .poll_timeout()
+                .map(|t| t.saturating_sub(STARVING_MS));
+        }
+        (self.player_base.0 + p.stalls > 0).then_some(0)
     }
 
     /// Sends the keepalives that are due. Called at every timeout and after every data-channel

@@ -40,6 +40,25 @@ pub const KEEPALIVE_SLOW_MS: u64 = 400;
 /// bound under a second needs an SCTP with a shorter RTO (Chrome's dcSCTP: 400 ms minimum).
 pub const SILENCE_LIMIT_MS: u64 = 1200;
 
+/// A parent silent this long while the player is starving ([`STARVING_MS`]) is left at once when
+/// an open standby edge can take over, without waiting for [`SILENCE_LIMIT_MS`]. Why: a viewer
+/// plays about one chunk ahead of the chunk on its way, so a parent frozen just before it sends a
+/// chunk leaves the child ~1 s of media while the full limit plus a switch takes ~1.2 s (the
+/// frozen relay test stalled a child 17 ms that way in CI). Why only when starving: a lost packet
+/// holds the ordered channel ~1 s (see [`SILENCE_LIMIT_MS`]), and leaving on every such hold
+/// (any silence of 400 ms while a chunk was 200 ms overdue) made the simulator's 1 %-loss tree
+/// switch ~75 times in 2 minutes for 15 viewers without fewer stalls (21 against 23). Leaving
+/// when the buffer is about to run out anyway costs a HELLO on a warm edge and loses nothing:
+/// over 8 seeds of that tree, 160 stalls against 201 without the rule, for ~50 switches a run
+/// (with 500 ms as [`STARVING_MS`]: 208 stalls, ~60 switches). Four of the parent's
+/// [`KEEPALIVE_MS`] missed in a row is not jitter.
+pub const STANDBY_SILENCE_LIMIT_MS: u64 = 400;
+
+/// A player is starving when it is stalled, or playing with this little media ahead: time for a
+/// switch's HELLO to reach the standby parent and its next chunk to come back (a 1 s chunk takes
+/// ~125 ms at the relay's 8x the bitrate), plus the path's delay.
+pub const STARVING_MS: u64 = 300;
+
 /// A child that has sent a KEEPALIVE and then nothing for this long is dropped by its parent:
 /// [`SILENCE_LIMIT_MS`]'s reasoning, with the child's slower keepalives (one lost packet held
 /// for ~1 s behind up to [`KEEPALIVE_SLOW_MS`] of quiet must not look like a dead child).
@@ -160,12 +179,14 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 21] = [
+    let numbers: [(&str, u64); 23] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
         ("KEEPALIVE_MS", KEEPALIVE_MS),
         ("KEEPALIVE_SLOW_MS", KEEPALIVE_SLOW_MS),
         ("SILENCE_LIMIT_MS", SILENCE_LIMIT_MS),
         ("CHILD_SILENCE_LIMIT_MS", CHILD_SILENCE_LIMIT_MS),
+        ("STANDBY_SILENCE_LIMIT_MS", STANDBY_SILENCE_LIMIT_MS),
+        ("STARVING_MS", STARVING_MS),
         ("PARENT_OPEN_LIMIT_MS", PARENT_OPEN_LIMIT_MS),
         (
             "PARENT_OPEN_BACKOFF_MAX",

@@ -4,10 +4,15 @@
 // for SILENCE_LIMIT_MS as failed (left as a closed one is: PARENT_LOST), a parent drops a child
 // silent for CHILD_SILENCE_LIMIT_MS. A frozen process keeps its sockets open, so only silence shows
 // it. Timing starts at a peer's first KEEPALIVE: a peer that never sends one is never taken for silent.
+// With an open standby edge, a parent silent STANDBY_SILENCE_LIMIT_MS while the player starves
+// (STARVING_MS) is left at once for the standby (the full limit would outlast the child's buffer).
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
-import { CHILD_SILENCE_LIMIT_MS, KEEPALIVE_MS, KEEPALIVE_SLOW_MS, SILENCE_LIMIT_MS } from '../rules.js';
+import {
+  CHILD_SILENCE_LIMIT_MS, KEEPALIVE_MS, KEEPALIVE_SLOW_MS, SILENCE_LIMIT_MS, STANDBY_SILENCE_LIMIT_MS,
+  STARVING_MS,
+} from '../rules.js';
 import { encodeKeepalive } from '../frame.js';
 
 export const liveness = {
@@ -28,6 +33,8 @@ export const liveness = {
     if (this.slowTargets()) times.push(this.keepaliveSlowSent + KEEPALIVE_SLOW_MS);
     const p = this.parentLink;
     if (p != null && p.open && p.heardAt != null) times.push(p.heardAt + SILENCE_LIMIT_MS);
+    const early = this.standbyLeaveAt();
+    if (early != null) times.push(early);
     for (const t of this.childHeard.values()) if (t != null) times.push(t + CHILD_SILENCE_LIMIT_MS);
     return times.length ? Math.min(...times) : null;
   },
@@ -35,7 +42,9 @@ export const liveness = {
   livenessTimers() {
     const now = this.nowMs;
     const p = this.parentLink;
-    if (p != null && p.open && p.heardAt != null && now >= p.heardAt + SILENCE_LIMIT_MS) {
+    const leaveAt = this.standbyLeaveAt();
+    const early = leaveAt != null && now >= leaveAt;
+    if (p != null && p.open && p.heardAt != null && (early || now >= p.heardAt + SILENCE_LIMIT_MS)) {
       const silentMs = now - p.heardAt;
       p.heardAt = null; // reported once
       // A node that is ending keeps what it has: the end chunk may still come.
@@ -52,6 +61,26 @@ export const liveness = {
       this.dropChild(child);
     }
     this.keepaliveIfDue();
+  },
+
+  /** When a silent parent is left early for the standby (STANDBY_SILENCE_LIMIT_MS): a live
+   *  receiver whose parent has spoken, with an open standby edge to another peer and a player
+   *  that starves by then; null otherwise. */
+  standbyLeaveAt() {
+    const p = this.parentLink;
+    if (p == null || !p.open || p.heardAt == null) return null;
+    const s = this.standbyLink;
+    const usable = s != null && s.open && s.edge != null && s.peer !== p.peer;
+    if (!usable || !this.live()) return null;
+    const starving = this.starvingFrom();
+    return starving == null ? null : Math.max(p.heardAt + STANDBY_SILENCE_LIMIT_MS, starving);
+  },
+
+  /** From when the driver's player starves (STARVING_MS); null before it first played. */
+  starvingFrom() {
+    const p = this.playerStats();
+    if (p.playing) return Math.max(0, this.nowMs + p.buffer_ahead_ms - STARVING_MS);
+    return p.stalls > 0 ? 0 : null;
   },
 
   /** Sends the keepalives that are due: at every timeout and after every data-channel message (a
