@@ -425,6 +425,7 @@ impl Node {
         stats.buffer_ahead_ms = p.buffer_ahead_ms;
         stats.playing = p.playing;
         stats.connected = self.parent.as_ref().is_some_and(|p| p.open);
+        stats.standby_connected = self.standby.as_ref().is_some_and(|s| s.open);
         stats.last_seq = self.last_seq;
         stats.latency_ms = self.latency_ms();
         stats

@@ -145,6 +145,10 @@ pub struct PeerStats {
     pub playing: bool,
     /// Whether the data channel from the parent is open.
     pub connected: bool,
+    /// Whether the warm edge to the standby parent is open (absent while not). The supervisor
+    /// paces the set-up of standby edges by it.
+    #[serde(skip_serializing_if = "is_false")]
+    pub standby_connected: bool,
     /// From joining to the first chunk, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_chunk_latency_ms: Option<u64>,
@@ -189,6 +193,10 @@ pub struct PeerStats {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Most children a `RESUME` may list (the largest fanout the supervisor accepts).

@@ -165,9 +165,14 @@ impl Registry {
         self.pacing = pacing::Pacing::new(limits);
     }
 
-    /// Edges being set up, the pacing window, and joins queued for a slot.
+    /// Edges being set up for joins and moves, the pacing window, and joins queued for a slot.
     pub fn join_pacing_load(&self) -> (usize, usize, usize) {
         self.pacing.load()
+    }
+
+    /// Standby edges being set up (paced in what joins leave of the window).
+    pub fn standby_setups(&self) -> usize {
+        self.pacing.standby_load()
     }
 
     /// The publish policy, to grant more (an in-process broadcaster's token).
@@ -352,6 +357,7 @@ impl Registry {
         self.clock_ms = self.clock_ms.max(now_ms);
         self.pacing.expire(now_ms);
         self.admit_queued();
+        self.apply_all_standbys(now_ms);
         self.drive_runs(now_ms);
         self.rebuild_timers(now_ms);
         let limit = self.config.heartbeat_timeout_ms;

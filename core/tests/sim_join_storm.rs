@@ -100,6 +100,11 @@ fn a_flash_crowd_of_1000_on_one_small_machine_all_play_without_moves() {
     assert_eq!(sim.registry().counters().repairs, 0);
     let (setups, _, queued) = sim.registry().join_pacing_load();
     assert_eq!((setups, queued), (0, 0));
+    // Standby edges are set up after the joins, in the slots they leave.
+    println!(
+        "standby edges still being set up: {}",
+        sim.registry().standby_setups()
+    );
 }
 
 /// Every edge takes 9-12 s to open, longer than a child first waits for it (8 s): each child

@@ -18,7 +18,14 @@
 //! - the window adapts: it grows by one for each set-up done within [`FAST_SETUP_MS`] up to
 //!   [`JoinPacing::max_setups`], and halves (not below [`JoinPacing::min_setups`], at most once
 //!   per [`SETUP_SLOT_MS`]) when a set-up times out or its edge fails before it opened: the pace
-//!   follows what the machine (both ends and the network between) absorbs.
+//!   follows what the machine (both ends and the network between) absorbs;
+//! - standby edges (warm edges to a viewer's standby parent, `standby.rs`) are set-ups too and
+//!   hold slots the same way, from `CONNECT_STANDBY` until the child's `STATS` says its standby
+//!   edge is open. They start only in what joins leave free of the window, at most half of it,
+//!   and joins do not wait for them (so joins may briefly bring the total to 1.5 windows): a
+//!   standby edge is an insurance, a join is a viewer waiting. Unpaced, the re-plans of a growing
+//!   tree started ~300 warm edges at once in the simulator's flash crowd of 1000 (with set-ups as
+//!   fast as measured, 50-250 ms), and the load made the joins' edges miss their open limit.
 
 use crate::ids::PeerId;
 use std::collections::{HashMap, VecDeque};
@@ -59,6 +66,8 @@ pub(super) struct Pacing {
     window: usize,
     /// Child -> when its parent was told to connect it.
     setups: HashMap<PeerId, u64>,
+    /// Child -> when its standby parent was told to open a warm edge to it.
+    standbys: HashMap<PeerId, u64>,
     /// Viewers waiting for a slot, oldest first, with their stream.
     queue: VecDeque<(PeerId, String)>,
     /// When the window last halved.
@@ -76,6 +85,7 @@ impl Pacing {
             limits,
             window: limits.max_setups,
             setups: HashMap::new(),
+            standbys: HashMap::new(),
             queue: VecDeque::new(),
             shrunk_at: None,
         }
@@ -86,8 +96,27 @@ impl Pacing {
         self.queue.is_empty() && self.free()
     }
 
+    /// Whether a join or a move may start a set-up: standby edges do not count, so they never
+    /// hold a viewer back.
     fn free(&self) -> bool {
         self.setups.len() < self.window
+    }
+
+    /// Whether one more standby edge may be set up now (see the module docs).
+    pub(super) fn standby_room(&self) -> bool {
+        self.setups.len() + self.standbys.len() < self.window
+            && self.standbys.len() < (self.window / 2).max(1)
+    }
+
+    /// The standby parent of `child` was told to open a warm edge to it (a new one replaces the
+    /// set-up of the one before).
+    pub(super) fn standby_started(&mut self, now_ms: u64, child: PeerId) {
+        self.standbys.insert(child, now_ms);
+    }
+
+    /// `child`'s standby edge opened, or it needs none any more.
+    pub(super) fn standby_done(&mut self, child: PeerId) {
+        self.standbys.remove(&child);
     }
 
     /// Queues a viewer; returns its place (1 = next), or `None` when the queue is full.
@@ -135,11 +164,16 @@ impl Pacing {
     /// `viewer` left: its set-up and its place in the queue go.
     pub(super) fn forget(&mut self, viewer: PeerId) {
         self.setups.remove(&viewer);
+        self.standbys.remove(&viewer);
         self.queue.retain(|(v, _)| *v != viewer);
     }
 
-    /// Frees the slots of set-ups older than [`SETUP_SLOT_MS`].
+    /// Frees the slots of set-ups older than [`SETUP_SLOT_MS`]. A standby edge that did not open
+    /// in time does not shrink the window: the child reports no failure of it to tell a slow
+    /// machine from a standby parent that went away.
     pub(super) fn expire(&mut self, now_ms: u64) {
+        self.standbys
+            .retain(|_, since| now_ms.saturating_sub(*since) < SETUP_SLOT_MS);
         let before = self.setups.len();
         self.setups
             .retain(|_, since| now_ms.saturating_sub(*since) < SETUP_SLOT_MS);
@@ -161,12 +195,21 @@ impl Pacing {
 
     /// When the oldest set-up's slot expires.
     pub(super) fn poll_timeout(&self) -> Option<u64> {
-        self.setups.values().min().map(|t| t + SETUP_SLOT_MS)
+        self.setups
+            .values()
+            .chain(self.standbys.values())
+            .min()
+            .map(|t| t + SETUP_SLOT_MS)
     }
 
-    /// Set-ups under way, the window, and joins queued (for `/metrics`).
+    /// Set-ups under way (joins and moves), the window, and joins queued.
     pub(super) fn load(&self) -> (usize, usize, usize) {
         (self.setups.len(), self.window, self.queue.len())
+    }
+
+    /// Standby edges being set up.
+    pub(super) fn standby_load(&self) -> usize {
+        self.standbys.len()
     }
 }
 
@@ -235,5 +278,32 @@ mod tests {
         p.opened(4 * SETUP_SLOT_MS + 10, id(3));
         assert_eq!(p.load().1, 3);
         assert_eq!(p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn standby_edges_take_at_most_half_the_window_and_what_joins_leave() {
+        let mut p = pacing(4);
+        p.standby_started(0, id(1));
+        assert!(p.standby_room());
+        p.standby_started(0, id(2));
+        assert!(!p.standby_room(), "half of 4");
+        p.started(0, id(3));
+        p.started(0, id(4));
+        p.started(0, id(5));
+        assert!(p.has_room(), "joins do not wait for standby edges");
+        p.standby_done(id(1));
+        assert!(!p.standby_room(), "joins hold 3 of 4, a standby 1");
+        p.forget(id(5));
+        assert!(p.standby_room());
+        assert_eq!((p.load(), p.standby_load()), ((2, 4, 0), 1));
+        p.forget(id(3));
+        p.forget(id(4));
+        assert_eq!(p.poll_timeout(), Some(SETUP_SLOT_MS));
+        p.expire(SETUP_SLOT_MS);
+        assert_eq!(
+            (p.load(), p.standby_load()),
+            ((0, 4, 0), 0),
+            "expired, window kept"
+        );
     }
 }

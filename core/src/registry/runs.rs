@@ -181,10 +181,14 @@ impl Registry {
                 run.handle_stats(now_ms, from, &stats);
             }
         }
+        if stats.standby_connected {
+            self.pacing.standby_done(from);
+        }
         if stats.connected {
             self.pacing.opened(now_ms, from);
             self.admit_queued();
         }
+        self.apply_all_standbys(now_ms);
         // Repair samples are per report: keep the latest counters without them.
         let mut kept = stats;
         kept.repair_times_ms.clear();

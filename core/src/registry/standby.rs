@@ -5,6 +5,10 @@
 //! - After any change of a stream's tree the plan is computed again; each viewer whose standby
 //!   changed is told first (`STANDBY`), then its new standby parent is asked to offer a warm edge
 //!   (`CONNECT_STANDBY`) and the old one to drop its edge (`DROP_STANDBY`), the order of a repair.
+//!   A change that sets up a new edge waits for a slot of the join pacing (`pacing.rs`),
+//!   shallow viewers first; meanwhile the viewer keeps the standby it was told (a switch to one
+//!   that no longer fits is corrected as a lost parent is). A change that only drops is told
+//!   at once.
 //! - A viewer that lost its parent switches at once and says so (`SWITCHED_PARENT`). If it
 //!   switched to the standby the registry planned, the move is confirmed: the topology follows
 //!   (`SET_PARENT` and `CONNECT_CHILD`, which both ends take as confirmations of the edge they
@@ -20,7 +24,7 @@ use super::repair::parents;
 use super::Registry;
 use crate::ids::PeerId;
 use crate::protocol::ServerMessage;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// How long a node may hold one child over the fanout after a switch before the registry moves
 /// one away: the supervisor's heartbeat limit (3 s by default) removes a frozen or crashed parent
@@ -39,6 +43,11 @@ pub const MAX_STANDBY_CHILDREN: usize = 4;
 pub(super) struct Standbys {
     /// Each viewer's standby parent, as told.
     pub(super) of: HashMap<PeerId, PeerId>,
+    /// Each viewer's standby parent in the latest plan.
+    want: HashMap<PeerId, PeerId>,
+    /// Viewers whose told standby differs from the plan's and waits for a set-up slot, shallow
+    /// first.
+    pending: VecDeque<PeerId>,
     /// The tree the plan was made for: `(peer, parent)` in BFS order.
     planned_for: Vec<(PeerId, Option<PeerId>)>,
     overfull_since: HashMap<PeerId, u64>,
@@ -106,53 +115,111 @@ impl Registry {
             }
         }
         s.standbys.planned_for = tree;
-        let old = std::mem::take(&mut s.standbys.of);
-        let mut changes: Vec<(PeerId, Option<PeerId>, Option<PeerId>)> = Vec::new();
-        for (child, before) in &old {
-            let after = plan.get(child).copied();
-            if after != Some(*before) {
-                changes.push((*child, Some(*before), after));
+        // Shallow viewers first, then those that left the tree (their edges only drop).
+        let mut order: Vec<PeerId> = s.topology.nodes().into_iter().map(|n| n.peer).collect();
+        let mut gone: Vec<PeerId> = s
+            .standbys
+            .of
+            .keys()
+            .filter(|c| !s.topology.contains(**c))
+            .copied()
+            .collect();
+        gone.sort();
+        order.extend(gone);
+        s.standbys.want = plan;
+        s.standbys.pending.clear();
+        let mut drops = Vec::new();
+        for child in order {
+            let told = s.standbys.of.get(&child).copied();
+            match s.standbys.want.get(&child) {
+                None if told.is_some() => drops.push(child),
+                Some(to) if told != Some(*to) => s.standbys.pending.push_back(child),
+                _ => {}
             }
         }
-        for (child, after) in &plan {
-            if !old.contains_key(child) {
-                changes.push((*child, None, Some(*after)));
-            }
+        for child in drops {
+            self.tell_standby(now_ms, stream, child, None);
         }
-        s.standbys.of = plan;
-        changes.sort();
-        for (child, before, after) in changes {
-            let in_tree = self
-                .streams
-                .get(stream)
-                .is_some_and(|s| s.topology.contains(child));
-            if let Some(b) = before {
-                self.send(
-                    b,
-                    ServerMessage::DropStandby {
-                        stream: stream.to_string(),
-                        child,
-                    },
-                );
+        self.apply_standbys(now_ms, stream);
+    }
+
+    /// Tells the planned standbys still waiting, while set-up slots are free.
+    pub(super) fn apply_all_standbys(&mut self, now_ms: u64) {
+        if !self.standby_edges {
+            return;
+        }
+        let names: Vec<String> = self.streams.keys().cloned().collect();
+        for name in names {
+            self.apply_standbys(now_ms, &name);
+        }
+    }
+
+    fn apply_standbys(&mut self, now_ms: u64, stream: &str) {
+        while self.pacing.standby_room() {
+            let Some(s) = self.streams.get_mut(stream).filter(|s| s.rebuild.is_none()) else {
+                return;
+            };
+            let Some(child) = s.standbys.pending.pop_front() else {
+                return;
+            };
+            let want = s.standbys.want.get(&child).copied();
+            if want.is_none() || s.standbys.of.get(&child).copied() == want {
+                continue;
             }
-            if in_tree {
-                self.send(
+            if let Some(to) = want.filter(|to| s.standbys.of.get(to) == Some(&child)) {
+                // `to` still holds a standby edge to `child` from an older plan (the plan itself
+                // never pairs two viewers both ways): two edges between one pair of peers would
+                // mix their signaling, so `to` goes without a standby until its own turn.
+                self.tell_standby(now_ms, stream, to, None);
+                if let Some(s) = self.streams.get_mut(stream) {
+                    s.standbys.pending.push_back(to);
+                }
+            }
+            self.tell_standby(now_ms, stream, child, want);
+        }
+    }
+
+    /// Makes `after` the standby of `child` (none: drops it): `STANDBY` to the child, then
+    /// `CONNECT_STANDBY` to the new standby parent and `DROP_STANDBY` to the old one.
+    fn tell_standby(&mut self, now_ms: u64, stream: &str, child: PeerId, after: Option<PeerId>) {
+        let Some(s) = self.streams.get_mut(stream) else {
+            return;
+        };
+        let before = match after {
+            Some(a) => s.standbys.of.insert(child, a),
+            None => s.standbys.of.remove(&child),
+        };
+        let in_tree = s.topology.contains(child);
+        match after {
+            Some(_) => self.pacing.standby_started(now_ms, child),
+            None => self.pacing.standby_done(child),
+        }
+        if let Some(b) = before {
+            self.send(
+                b,
+                ServerMessage::DropStandby {
+                    stream: stream.to_string(),
                     child,
-                    ServerMessage::Standby {
-                        stream: stream.to_string(),
-                        standby: after,
-                    },
-                );
-            }
-            if let Some(a) = after {
-                self.send(
-                    a,
-                    ServerMessage::ConnectStandby {
-                        stream: stream.to_string(),
-                        child,
-                    },
-                );
-            }
+                },
+            );
+        }
+        if in_tree {
+            self.send(
+                child,
+                ServerMessage::Standby {
+                    stream: stream.to_string(),
+                    standby: after,
+                },
+            );
+        }
+        if let Some(a) = after {
+            self.send(
+                a,
+                ServerMessage::ConnectStandby {
+                    stream: stream.to_string(),
+                    child,
+                },
+            );
         }
     }
 

@@ -292,6 +292,7 @@ export class Node {
     if (this.newestSeq != null) stats.last_seq = this.newestSeq;
     if (c.parents_silent > 0) stats.parents_silent = c.parents_silent;
     if (c.standby_switches > 0) stats.standby_switches = c.standby_switches;
+    if (this.standbyLink?.open === true) stats.standby_connected = true;
     const latency = this.latencyMs();
     if (latency != null) stats.latency_ms = latency;
     return stats;
