@@ -50,7 +50,9 @@ pub struct NetConfig {
     /// Every edge's links, unless [`crate::Sim::set_link`] says otherwise for a pair of hosts.
     pub link: LinkConfig,
     /// From the offerer holding the answer to both ends open (ICE, DTLS, SCTP): uniform in this
-    /// range, ms. Measured on loopback between Rust peers: ~0.3-0.9 s.
+    /// range, ms. Measured on loopback since the 20 ms ICE check interval: ~50 ms on an idle
+    /// machine (a tab's edge, created to open: 35-51 ms in the end-to-end tests' marks), a few
+    /// hundred under load; before it, ~0.3-0.9 s.
     pub edge_setup_ms: (u64, u64),
     /// Extra set-up time per other edge being set up anywhere at that moment, ms: the hosts
     /// share one machine's CPU, and each set-up (DTLS above all) costs some of it. 0 leaves CPU
@@ -67,7 +69,7 @@ impl Default for NetConfig {
             signaling_latency_ms: 1,
             connect_ms: 20,
             link: LinkConfig::default(),
-            edge_setup_ms: (300, 900),
+            edge_setup_ms: (50, 250),
             edge_setup_load_ms: 0,
             silence_timeout_ms: 5000,
         }
