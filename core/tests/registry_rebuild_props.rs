@@ -325,3 +325,30 @@ proptest! {
         run(fanout, n, vec![honest; 16], order, root_at, 0);
     }
 }
+
+/// Found by the property in CI: viewer 1 claims viewer 5 (a child it does not have), viewer 5
+/// reports its real parent lost during the rebuild and is moved under viewer 1 (`CONNECT_CHILD`);
+/// the settle then told viewer 1 to drop the claimed child it had just been given.
+#[test]
+fn a_child_moved_under_its_claimant_during_the_rebuild_is_kept() {
+    let honest = |extra_child: Option<usize>, lost_parent: bool| Lie {
+        absent: false,
+        late: false,
+        parent: None,
+        extra_child,
+        drop_children: false,
+        depth: 0,
+        lost_parent,
+    };
+    let mut lies: Vec<Lie> = (0..16).map(|_| honest(None, false)).collect();
+    lies[1] = honest(Some(5), false);
+    lies[5] = honest(None, true);
+    run(
+        3,
+        6,
+        lies,
+        vec![1, 0, 3, 9, 4, 14, 7, 6, 10, 11, 8, 2, 13, 5, 12, 15],
+        0,
+        0,
+    );
+}

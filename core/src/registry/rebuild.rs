@@ -351,7 +351,12 @@ impl Registry {
         let Some(rebuild) = self.streams.get_mut(stream).and_then(|s| s.rebuild.take()) else {
             return;
         };
-        for (parent, missing) in rebuild.expected {
+        for (parent, mut missing) in rebuild.expected {
+            // A repair during the rebuild may have moved a claimed child under its claimant
+            // (`CONNECT_CHILD`): it is the parent's child now, not one to drop.
+            if let Some(s) = self.streams.get(stream) {
+                missing.retain(|c| s.topology.parent(*c) != Some(parent));
+            }
             self.drop_children(stream, parent, missing);
         }
         self.place_orphans(stream);
