@@ -102,11 +102,7 @@ impl Node {
     fn standby_leave_at(&self) -> Option<u64> {
         let p = self.parent.as_ref().filter(|p| p.open)?;
         let heard = p.heard_at?;
-        let usable = self
-            .standby
-            .as_ref()
-            .is_some_and(|s| s.open && s.edge.is_some() && s.peer != p.peer);
-        if !usable || !self.live() {
+        if !self.standby_usable(p.peer) {
             return None;
         }
         Some((heard + STANDBY_SILENCE_LIMIT_MS).max(self.starving_from()?))
@@ -115,14 +111,10 @@ impl Node {
     /// From when the player starves ([`STARVING_MS`]); `None` before it first played. The
     /// player's own deadline says when it runs out: its clock may be behind the node's.
     fn starving_from(&self) -> Option<u64> {
-        let p = self.player.stats();
-        if p.playing {
-            return self
-                .player
-                .poll_timeout()
-                .map(|t| t.saturating_sub(STARVING_MS));
+        if let Some(run_out) = self.player.poll_timeout() {
+            return Some(run_out.saturating_sub(STARVING_MS)); // playing
         }
-        (self.player_base.0 + p.stalls > 0).then_some(0)
+        (self.player_base.0 + self.player.stats().stalls > 0).then_some(0)
     }
 
     /// Sends the keepalives that are due. Called at every timeout and after every data-channel

@@ -192,14 +192,20 @@ impl Node {
         false
     }
 
+    /// Whether a live node could switch to its standby now, its parent `lost` gone: the standby
+    /// edge is open and leads to another peer.
+    pub(super) fn standby_usable(&self, lost: PeerId) -> bool {
+        self.live()
+            && self
+                .standby
+                .as_ref()
+                .is_some_and(|s| s.open && s.edge.is_some() && s.peer != lost)
+    }
+
     /// The parent `lost` is gone: take the standby's open edge as the parent edge, say HELLO on it
     /// and tell the supervisor. False (nothing done) when there is no open standby edge.
     pub(super) fn switch_to_standby(&mut self, lost: PeerId) -> bool {
-        let usable = self
-            .standby
-            .as_ref()
-            .is_some_and(|s| s.open && s.edge.is_some() && s.peer != lost);
-        if !usable || !self.live() {
+        if !self.standby_usable(lost) {
             return false;
         }
         let Some(s) = self.standby.take() else {

@@ -114,9 +114,9 @@ impl Registry {
                 }
             }
         }
-        s.standbys.planned_for = tree;
         // Shallow viewers first, then those that left the tree (their edges only drop).
-        let mut order: Vec<PeerId> = s.topology.nodes().into_iter().map(|n| n.peer).collect();
+        let mut order: Vec<PeerId> = tree.iter().map(|(peer, _)| *peer).collect();
+        s.standbys.planned_for = tree;
         let mut gone: Vec<PeerId> = s
             .standbys
             .of
@@ -145,7 +145,8 @@ impl Registry {
 
     /// Tells the planned standbys still waiting, while set-up slots are free.
     pub(super) fn apply_all_standbys(&mut self, now_ms: u64) {
-        if !self.standby_edges {
+        // Called on every STATS: nothing to do (and nothing to allocate) while no slot is free.
+        if !self.standby_edges || !self.pacing.standby_room() {
             return;
         }
         let names: Vec<String> = self.streams.keys().cloned().collect();

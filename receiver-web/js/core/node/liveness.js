@@ -68,10 +68,7 @@ export const liveness = {
    *  that starves by then; null otherwise. */
   standbyLeaveAt() {
     const p = this.parentLink;
-    if (p == null || !p.open || p.heardAt == null) return null;
-    const s = this.standbyLink;
-    const usable = s != null && s.open && s.edge != null && s.peer !== p.peer;
-    if (!usable || !this.live()) return null;
+    if (p == null || !p.open || p.heardAt == null || !this.standbyUsable(p.peer)) return null;
     const starving = this.starvingFrom();
     return starving == null ? null : Math.max(p.heardAt + STANDBY_SILENCE_LIMIT_MS, starving);
   },

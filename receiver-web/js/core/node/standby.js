@@ -151,10 +151,17 @@ export const standby = {
     return false;
   },
 
+  /** Whether a live node could switch to its standby now, its parent `lost` gone: the standby
+   *  edge is open and leads to another peer. */
+  standbyUsable(lost) {
+    const s = this.standbyLink;
+    return this.live() && s != null && s.open && s.edge != null && s.peer !== lost;
+  },
+
   /** The parent `lost` is gone: switch to the standby's open edge (false if there is none). */
   switchToStandby(lost) {
+    if (!this.standbyUsable(lost)) return false;
     const s = this.standbyLink;
-    if (s == null || !s.open || s.edge == null || s.peer === lost || !this.live()) return false;
     this.standbyLink = null;
     this.closeParentEdge();
     this.adoptStandby(s);
