@@ -38,6 +38,16 @@ awk -v v="$mbps" 'BEGIN { exit !(v > 1 && v < 1000) }' || fail "relayed Mbit/s $
 hop=$(csv_field "$out/scale/latency.csv" 1 hop_ms_median)
 awk -v v="$hop" 'BEGIN { exit !(v > 0 && v < 5000) }' || fail "per-hop latency $hop ms is not sane"
 
+echo "== experiments scale --quick --topology chain --latency low (a chain: depth = viewers)"
+$bin scale --quick --topology chain --latency low --out "$out/scale-chain"
+need "$out/scale-chain/glass.csv"
+last=$(($(wc -l < "$out/scale-chain/scale.csv") - 1))
+n=$(csv_field "$out/scale-chain/scale.csv" "$last" receivers)
+depth=$(csv_field "$out/scale-chain/scale.csv" "$last" depth)
+[ "$depth" = "$n" ] || fail "a chain of $n viewers has depth $depth"
+glass=$(awk -F, -v n="$n" '$1 == n && $2 == n { print $3 }' "$out/scale-chain/glass.csv")
+awk -v v="$glass" 'BEGIN { exit !(v > 0 && v < 5000) }' || fail "glass-to-glass at depth $n is '$glass' ms"
+
 echo "== experiments failures --quick"
 $bin failures --quick --out "$out/failures"
 for f in results.csv summary.md fig6-uniform.svg fig6-uniform.png fig11-average-stalled-time.svg fig11-average-stalled-time.png; do

@@ -111,6 +111,7 @@ pub(crate) fn run(out: &Path, clip: &Path, cfg: &FailuresConfig) -> anyhow::Resu
         cfg.receivers,
         cfg.per_process,
         cfg.key_bits,
+        &[],
     )?;
     bed.wait_playing(Duration::from_secs(60 + cfg.receivers as u64))?;
     let runs = cfg.distributions.len() * cfg.rates.len() * cfg.samples as usize;

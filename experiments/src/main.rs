@@ -160,6 +160,13 @@ struct ScaleArgs {
     /// RSA key size of every peer.
     #[arg(long, default_value_t = 2048)]
     key_bits: u32,
+    /// How the supervisor arranges the viewers (`supervisor --topology`): a chain reaches a
+    /// depth a tree would need thousands of receivers for.
+    #[arg(long, value_enum, default_value = "tree")]
+    topology: scale::Topology,
+    /// Children per node in a tree (`supervisor --fanout`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    fanout: u16,
 }
 
 /// `90`, `90s`, `2m`.
@@ -230,6 +237,8 @@ fn main() -> anyhow::Result<()> {
                     per_process: a.per_process,
                     cpu_limit: a.cpu_limit,
                     key_bits: a.key_bits,
+                    topology: a.topology,
+                    fanout: a.fanout,
                 }
             } else {
                 scale::ScaleConfig {
@@ -238,6 +247,8 @@ fn main() -> anyhow::Result<()> {
                     per_process: a.per_process,
                     cpu_limit: a.cpu_limit,
                     key_bits: a.key_bits,
+                    topology: a.topology,
+                    fanout: a.fanout,
                 }
             };
             scale::run(&a.common.out, &clip, &cfg)?;

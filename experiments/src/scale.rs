@@ -27,6 +27,35 @@ pub(crate) struct ScaleConfig {
     pub cpu_limit: f64,
     /// Peer key size.
     pub key_bits: u32,
+    /// How the viewers are arranged.
+    pub topology: Topology,
+    /// Children per node in a tree.
+    pub fanout: u16,
+}
+
+/// The supervisor's `--topology`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Topology {
+    Tree,
+    Chain,
+}
+
+impl ScaleConfig {
+    /// The supervisor's arguments for this shape.
+    fn supervisor_args(&self) -> Vec<String> {
+        match self.topology {
+            Topology::Tree => vec!["--fanout".into(), self.fanout.to_string()],
+            Topology::Chain => vec!["--topology".into(), "chain".into()],
+        }
+    }
+
+    /// The shape in words, for the summary.
+    fn shape(&self) -> String {
+        match self.topology {
+            Topology::Tree => format!("a tree of fanout {}", self.fanout),
+            Topology::Chain => "a chain (each viewer relays to one)".into(),
+        }
+    }
 }
 
 /// What one step measured.
@@ -68,7 +97,14 @@ fn sum(stats: &[Value], field: &str) -> u64 {
 fn step(out: &Path, clip: &Path, n: usize, cfg: &ScaleConfig) -> anyhow::Result<Step> {
     let dir = out.join("raw").join(format!("step-{n}"));
     let started = Instant::now();
-    let mut bed = Testbed::start(&dir, clip, n, cfg.per_process, cfg.key_bits)?;
+    let mut bed = Testbed::start(
+        &dir,
+        clip,
+        n,
+        cfg.per_process,
+        cfg.key_bits,
+        &cfg.supervisor_args(),
+    )?;
     bed.wait_playing(Duration::from_secs(60 + n as u64))?;
     let all_playing_s = started.elapsed().as_secs_f64();
     // Let the start-up bursts (keyframe backlogs to every new child) settle first.
@@ -285,10 +321,12 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
     )?;
     writeln!(
         md,
-        "Measured by `experiments scale` on {}: a supervisor, a broadcaster of `{}` on a loop and N headless receivers ({} per process), all release builds on loopback, a fresh stream per step, a {} s window once every receiver plays; the ramp stops at the first step with a stall or above {:.0}% CPU.\n",
+        "Measured by `experiments scale` on {}: a supervisor, a broadcaster of `{}` ({} latency mode) on a loop and N headless receivers ({} per process) in {}, all release builds on loopback, a fresh stream per step, a {} s window once every receiver plays; the ramp stops at the first step with a stall or above {:.0}% CPU.\n",
         crate::machine(),
         clip.file_name().map_or_else(String::new, |f| f.to_string_lossy().to_string()),
+        crate::testbed::latency(),
         cfg.per_process,
+        cfg.shape(),
         cfg.window.as_secs(),
         cfg.cpu_limit
     )?;

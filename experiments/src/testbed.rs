@@ -66,13 +66,15 @@ pub(crate) fn latency() -> &'static str {
 }
 
 impl Testbed {
-    /// Starts everything; `per_process` receivers share one process.
+    /// Starts everything; `per_process` receivers share one process; `supervisor_args` go to the
+    /// supervisor after the experiments' address limits (its topology, say).
     pub(crate) fn start(
         dir: &Path,
         clip: &Path,
         n: usize,
         per_process: usize,
         key_bits: u32,
+        supervisor_args: &[String],
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let secret = || -> String {
@@ -81,7 +83,8 @@ impl Testbed {
                 .collect()
         };
         let (token, publish_token) = (secret(), secret());
-        let limits = procs::ONE_ADDRESS_LIMITS.map(String::from);
+        let mut limits: Vec<String> = procs::ONE_ADDRESS_LIMITS.map(String::from).into();
+        limits.extend_from_slice(supervisor_args);
         let (supervisor, addr) =
             procs::supervisor(&token, &publish_token, &dir.join("supervisor.log"), &limits)?;
         let url = format!("ws://{addr}/ws");
