@@ -154,8 +154,10 @@ struct ScaleArgs {
     /// Stop the ramp above this CPU use of all processes together (% of one core).
     #[arg(long, default_value_t = 180.0)]
     cpu_limit: f64,
-    /// Receivers per process.
-    #[arg(long, default_value_t = 40)]
+    /// Receivers per process. Fewer, fuller processes cost less CPU per relayed Mbit/s (fewer
+    /// runtimes parking and waking) and keep up better when the cores saturate: 600 at once play
+    /// with 200 per process, not with 40 (`experiments/results/per-process`).
+    #[arg(long, default_value_t = 200)]
     per_process: usize,
     /// RSA key size of every peer.
     #[arg(long, default_value_t = 2048)]
