@@ -232,26 +232,20 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Scale(a) => {
             let clip = clip(&a.common, 20)?;
-            let cfg = if a.common.quick {
-                scale::ScaleConfig {
-                    steps: vec![5, 10],
-                    window: Duration::from_secs(8),
-                    per_process: a.per_process,
-                    cpu_limit: a.cpu_limit,
-                    key_bits: a.key_bits,
-                    topology: a.topology,
-                    fanout: a.fanout,
-                }
+            // --quick changes only the ramp and the window.
+            let (steps, window) = if a.common.quick {
+                (vec![5, 10], Duration::from_secs(8))
             } else {
-                scale::ScaleConfig {
-                    steps: a.steps,
-                    window: a.window,
-                    per_process: a.per_process,
-                    cpu_limit: a.cpu_limit,
-                    key_bits: a.key_bits,
-                    topology: a.topology,
-                    fanout: a.fanout,
-                }
+                (a.steps, a.window)
+            };
+            let cfg = scale::ScaleConfig {
+                steps,
+                window,
+                per_process: a.per_process,
+                cpu_limit: a.cpu_limit,
+                key_bits: a.key_bits,
+                topology: a.topology,
+                fanout: a.fanout,
             };
             scale::run(&a.common.out, &clip, &cfg)?;
             println!("wrote {}", a.common.out.join("summary.md").display());

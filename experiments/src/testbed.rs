@@ -83,10 +83,10 @@ impl Testbed {
                 .collect()
         };
         let (token, publish_token) = (secret(), secret());
-        let mut limits: Vec<String> = procs::ONE_ADDRESS_LIMITS.map(String::from).into();
-        limits.extend_from_slice(supervisor_args);
+        let mut args: Vec<String> = procs::ONE_ADDRESS_LIMITS.map(String::from).into();
+        args.extend_from_slice(supervisor_args);
         let (supervisor, addr) =
-            procs::supervisor(&token, &publish_token, &dir.join("supervisor.log"), &limits)?;
+            procs::supervisor(&token, &publish_token, &dir.join("supervisor.log"), &args)?;
         let url = format!("ws://{addr}/ws");
         let peer = |cmd: &mut Command| {
             cmd.args(["--supervisor", &url, "--webrtc-ip", "127.0.0.1"])
