@@ -1,6 +1,6 @@
 //! Costs on the media path: tagging and verifying a chunk (every relay verifies every chunk), the
-//! broadcaster's Ed25519 signature and every node's check of it, and cutting a WebM stream into
-//! chunks (the broadcaster's per-byte work).
+//! broadcaster's Ed25519 signature, every node's check of it and of the tag together, and cutting
+//! a WebM stream into chunks (the broadcaster's per-byte work).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -67,6 +67,25 @@ fn ed25519_verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// Every node's whole check of a chunk from its parent: the tag (checked on every chunk by
+/// default, `verify_fraction` 1) and the signature, over one hash of the payload.
+fn node_check(c: &mut Criterion) {
+    let signer = signer();
+    let public = signer.verifying_key();
+    let mut group = c.benchmark_group("node_check");
+    for (name, len) in SIZES {
+        let chunk = signer.sign(ChunkSeq(1), FLAG_KEYFRAME, 0, 1000, vec![0xA5; len].into());
+        group.throughput(Throughput::Bytes(len as u64));
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                black_box(chunk.verify_all(true, &public, signer.stream_key(), "s"))
+                    .expect("own chunk verifies")
+            })
+        });
+    }
+    group.finish();
+}
+
 fn chunker_throughput(c: &mut Criterion) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/clip-pipe.webm");
     let clip = std::fs::read(path).expect("testdata/clip-pipe.webm (run testdata/make-clips.sh)");
@@ -98,6 +117,7 @@ criterion_group!(
     hmac_tag_verify,
     ed25519_sign,
     ed25519_verify,
+    node_check,
     chunker_throughput
 );
 criterion_main!(benches);

@@ -17,11 +17,13 @@ pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 /// Longest stream name accepted; names are also restricted to a URL-safe alphabet.
 pub const MAX_STREAM_NAME_LEN: usize = 64;
 
-/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`. 3: edges use a pre-negotiated
+/// Version of this protocol, sent in `COLLECT_PEER_INFO_REQUEST`. 4: chunk format 3, whose tag and
+/// signature cover the payload's SHA-256 digest (a version 3 peer would reject every chunk). 3:
+/// edges use a pre-negotiated
 /// data channel and the KEEPALIVE and ABORT messages, which a version 2 peer could not open or
 /// would close the edge on. 2: chunks carry the broadcaster's Ed25519 signature. A peer of another
 /// version is refused at the handshake, with a message that says so, instead of failing later.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What kind of peer is connecting (the paper's `componentType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -165,8 +165,9 @@ fn truncated_and_garbage_messages_are_rejected() {
             "hello cut at {cut}"
         );
     }
-    for version in [1, 3] {
-        // 1: a peer of chunk format 1 (no signatures); 3: a future one.
+    for version in [1, 2, 4] {
+        // 1: a peer of chunk format 1 (no signatures); 2: of format 2 (signatures over the whole
+        // payload); 4: a future one.
         let mut other = hello.to_vec();
         other[0] = version;
         assert_eq!(
@@ -313,7 +314,7 @@ fn known_answers_shared_with_the_browser() {
     .encode();
     assert_eq!(hex(&hello), v["hello_258_hex"]);
     assert_eq!(hex(&Message::Keepalive.encode()), v["keepalive_hex"]);
-    for bad in ["02", "020300", "0303"] {
+    for bad in ["03", "030300", "0203"] {
         assert!(
             Message::decode(Bytes::from(unhex(&serde_json::Value::from(bad)))).is_err(),
             "{bad}"

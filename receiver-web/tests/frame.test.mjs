@@ -56,7 +56,7 @@ test('signing matches the known answers shared with Rust (testdata/frame-vectors
   assert.deepEqual(decodeMessage(encodeHello(null)), { type: 'hello', last: null });
   assert.equal(hex(encodeKeepalive()), VECTORS.keepalive_hex);
   assert.deepEqual(decodeMessage(unhex(VECTORS.keepalive_hex)), { type: 'keepalive' });
-  for (const bad of ['02', '020300', '0303']) assert.throws(() => decodeMessage(unhex(bad)), FrameError, bad);
+  for (const bad of ['03', '030300', '0203']) assert.throws(() => decodeMessage(unhex(bad)), FrameError, bad);
 });
 
 test('chunks of every size class survive fragment and reassembly', async () => {
@@ -152,7 +152,7 @@ test('random bytes never throw anything but a FrameError', () => {
 
 test('ABORT: layout as the core writes it, and it drops only the chunk in progress', async () => {
   const m = encodeAbort(258);
-  assert.deepEqual([...m], [2, 4, 0, 0, 0, 0, 0, 0, 1, 2]);
+  assert.deepEqual([...m], [3, 4, 0, 0, 0, 0, 0, 0, 1, 2]);
   assert.deepEqual(decodeMessage(m), { type: 'abort', seq: 258 });
   assert.throws(() => decodeMessage(m.subarray(0, 9)), FrameError);
   const r = new Reassembler();

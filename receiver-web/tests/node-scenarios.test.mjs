@@ -85,9 +85,9 @@ async function chunk(spec) {
     const bytes = c.bytes.slice();
     if (len > 0) bytes[PREFIX_LEN] ^= 0xff;
     const hmac = await importStreamKey(keyText, ['sign']);
-    const tagged = new Uint8Array(HEADER_LEN + len);
+    const tagged = new Uint8Array(HEADER_LEN + 32);
     tagged.set(bytes.subarray(0, HEADER_LEN));
-    tagged.set(bytes.subarray(PREFIX_LEN), HEADER_LEN);
+    tagged.set(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes.subarray(PREFIX_LEN))), HEADER_LEN);
     bytes.set(new Uint8Array(await crypto.subtle.sign('HMAC', hmac, tagged)), HEADER_LEN);
     return Chunk.decode(bytes);
   }

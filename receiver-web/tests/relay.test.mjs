@@ -45,8 +45,8 @@ class Sim {
 
   receive(child, m) {
     const v = new DataView(m.buffer);
-    if (m.length === 10 && m[0] === 2 && m[1] === 4) {
-      // An ABORT (frame layout: version 2, type 4, seq): the chunk in progress stops.
+    if (m.length === 10 && m[0] === 3 && m[1] === 4) {
+      // An ABORT (frame layout: version 3, type 4, seq): the chunk in progress stops.
       const r = this.got.get(child);
       const seq = Number(v.getBigUint64(2));
       assert.equal(r?.current?.seq, seq, 'ABORT without its chunk');

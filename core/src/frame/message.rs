@@ -12,7 +12,7 @@ use crate::ids::ChunkSeq;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Protocol version carried in every message's first byte.
-pub(super) const VERSION: u8 = 2;
+pub(super) const VERSION: u8 = 3;
 /// Message type of a FRAGMENT.
 pub(super) const TYPE_FRAGMENT: u8 = 1;
 /// Message type of a HELLO.
@@ -399,10 +399,10 @@ mod test {
         let m = Message::Hello {
             last: Some(ChunkSeq(258)),
         };
-        assert_eq!(&m.encode()[..], &[2, 2, 1, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&m.encode()[..], &[3, 2, 1, 0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(Message::decode(m.encode()).unwrap(), m);
         let new = Message::Hello { last: None };
-        assert_eq!(&new.encode()[..], &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&new.encode()[..], &[3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -421,7 +421,7 @@ mod test {
     #[test]
     fn abort_layout_and_effect() {
         let m = Message::Abort { seq: ChunkSeq(258) };
-        assert_eq!(&m.encode()[..], &[2, 4, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&m.encode()[..], &[3, 4, 0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(Message::decode(m.encode()).unwrap(), m);
         assert!(Message::decode(m.encode().slice(..9)).is_err());
         let mut r = Reassembler::new();
@@ -527,10 +527,12 @@ mod test {
             &[][..],
             &[1],
             &[1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0], // a format-1 HELLO
-            &[3, 1],
-            &[2, 9],
-            &[2, 1, 0],
-            &[2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0], // a format-2 HELLO
+            &[2, 3],                            // a format-2 KEEPALIVE
+            &[4, 1],
+            &[3, 9],
+            &[3, 1, 0],
+            &[3, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0],
         ] {
             assert!(
                 Message::decode(Bytes::copy_from_slice(bad)).is_err(),

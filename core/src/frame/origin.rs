@@ -10,7 +10,7 @@ use ed25519_dalek::ed25519::signature::{MultipartSigner, MultipartVerifier};
 use std::fmt;
 
 /// What every chunk signature starts with (see the module docs of `frame`).
-pub const SIGNATURE_DOMAIN: &[u8] = b"ownstream-chunk-v2";
+pub const SIGNATURE_DOMAIN: &[u8] = b"ownstream-chunk-v3";
 
 /// A broadcaster's Ed25519 signing key; its `Debug` output hides the secret.
 #[derive(Clone)]
@@ -164,10 +164,13 @@ impl ChunkSigner {
             tag: [0; TAG_LEN],
             signature: [0; SIGNATURE_LEN],
         };
-        chunk.retag(&self.key);
-        chunk.signature = self
-            .signing
-            .sign_parts(&chunk.signed_parts(&self.key, &self.stream).slices());
+        let digest = chunk.digest();
+        chunk.tag = chunk.tag_of(&self.key, &digest);
+        chunk.signature = self.signing.sign_parts(
+            &chunk
+                .signed_parts(&self.key, &self.stream, &digest)
+                .slices(),
+        );
         chunk
     }
 }

@@ -169,8 +169,9 @@ impl Node {
         let must = chunk.is_init() || chunk.is_end();
         let sampled = must || self.rng.random::<f64>() < self.config.verify_fraction;
         let verdict = match (&self.key, &self.origin) {
-            (Some(key), Some(origin)) => (if sampled { chunk.verify(key) } else { Ok(()) })
-                .and_then(|()| chunk.verify_signature(origin, key, &self.config.stream)),
+            (Some(key), Some(origin)) => {
+                chunk.verify_all(sampled, origin, key, &self.config.stream)
+            }
             _ => Err(FrameError::BadSignature),
         };
         match verdict {

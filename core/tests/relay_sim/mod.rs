@@ -78,8 +78,8 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     pub(crate) fn receive(&mut self, m: &Bytes) {
-        // An ABORT (frame layout: version 2, type 4, seq): the chunk in progress stops.
-        if m.len() == 10 && m[..2] == [2, 4] {
+        // An ABORT (frame layout: version 3, type 4, seq): the chunk in progress stops.
+        if m.len() == 10 && m[..2] == [3, 4] {
             let seq = u64::from_be_bytes(m[2..10].try_into().unwrap());
             assert_eq!(
                 self.current.map(|c| c.0),

@@ -12,7 +12,7 @@
 
 import { base64Decode, base64Encode } from './frame.js';
 
-export const PROTOCOL_VERSION = 3; // 3: pre-negotiated edges, KEEPALIVE, ABORT; 2: signed chunks (core/src/protocol.rs)
+export const PROTOCOL_VERSION = 4; // 4: chunks sign their payload's digest; 3: pre-negotiated edges, KEEPALIVE, ABORT; 2: signed chunks (core/src/protocol.rs)
 const DOMAIN = new TextEncoder().encode('ownstream-challenge-v1');
 const OAEP = { name: 'RSA-OAEP', hash: 'SHA-256' };
 

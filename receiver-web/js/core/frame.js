@@ -1,15 +1,16 @@
 // Chunk framing: the signed chunk and the data-channel messages that carry it. The byte layouts are
-// normative in the Rust core (`core/src/frame.rs`, module docs); this is the same format (2):
+// normative in the Rust core (`core/src/frame.rs`, module docs); this is the same format (3):
 //
 //   chunk    = seq u64 | flags u8 | timestamp_ms u64 | duration_ms u32 | payload_len u32
-//              | tag [32] = HMAC-SHA256(stream key, bytes 0..25 ‖ payload)
-//              | signature [64] = Ed25519(broadcaster's key, "ownstream-chunk-v2" ‖ stream key [32]
-//                                 ‖ stream_len u16 ‖ stream name ‖ bytes 0..25 ‖ payload)
+//              | tag [32] = HMAC-SHA256(stream key, bytes 0..25 ‖ digest)
+//              | signature [64] = Ed25519(broadcaster's key, "ownstream-chunk-v3" ‖ stream key [32]
+//                                 ‖ stream_len u16 ‖ stream name ‖ bytes 0..25 ‖ digest)
 //              | payload
-//   FRAGMENT = version 2 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
-//   HELLO    = version 2 | type 2 | has_last u8 | last_seq u64
-//   ABORT    = version 2 | type 4 | seq u64   (the parent sends no more of chunk seq: drop it)
-//   KEEPALIVE = version 2 | type 3 (exactly 2 bytes; both ways, after HELLO)
+//   digest   = SHA-256(payload), computed once per chunk for both checks
+//   FRAGMENT = version 3 | type 1 | seq u64 | index u16 | count u16 | total_len u32 | bytes
+//   HELLO    = version 3 | type 2 | has_last u8 | last_seq u64
+//   ABORT    = version 3 | type 4 | seq u64   (the parent sends no more of chunk seq: drop it)
+//   KEEPALIVE = version 3 | type 3 (exactly 2 bytes; both ways, after HELLO)
 //
 // Integers are big-endian. Decoding never trusts a length it has not checked and never throws
 // anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
@@ -24,10 +25,10 @@ export const HEADER_LEN = 25;
 export const TAG_LEN = 32;
 export const SIGNATURE_LEN = 64;
 export const PREFIX_LEN = HEADER_LEN + TAG_LEN + SIGNATURE_LEN;
-export const SIGNATURE_DOMAIN = new TextEncoder().encode('ownstream-chunk-v2');
+export const SIGNATURE_DOMAIN = new TextEncoder().encode('ownstream-chunk-v3');
 export const MAX_CHUNK_LEN = RULES_MAX_CHUNK_LEN;
 export const MAX_MESSAGE = MAX_DATA_MESSAGE_LEN;
-export const VERSION = 2;
+export const VERSION = 3;
 export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;
 export const TYPE_ABORT = 4;
@@ -94,32 +95,50 @@ export class Chunk {
     view.setUint32(17, durationMs >>> 0, false);
     view.setUint32(21, payload.length, false);
     bytes.set(payload, PREFIX_LEN);
-    const tag = await crypto.subtle.sign('HMAC', signer.hmac, taggedBytes(bytes));
+    const digest = await sha256(payload);
+    const tag = await crypto.subtle.sign('HMAC', signer.hmac, taggedBytes(bytes, digest));
     bytes.set(new Uint8Array(tag), HEADER_LEN);
-    const message = signedMessage(bytes, signer.streamKey, signer.stream);
+    const message = signedMessage(bytes, digest, signer.streamKey, signer.stream);
     const signature = await crypto.subtle.sign('Ed25519', signer.privateKey, message);
     bytes.set(new Uint8Array(signature), HEADER_LEN + TAG_LEN);
     return Chunk.decode(bytes);
   }
 }
 
-/** Header ‖ payload: what the tag covers. */
-function taggedBytes(bytes) {
-  const out = new Uint8Array(bytes.length - TAG_LEN - SIGNATURE_LEN);
+async function sha256(bytes) {
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+// A node checks a chunk's tag and then its signature; both cover the payload's digest, so it is
+// computed once per chunk (a chunk's bytes never change once decoded).
+const digests = new WeakMap();
+
+/** SHA-256 of the chunk's payload (a promise of 32 bytes), what the tag and signature cover. */
+function payloadDigest(chunk) {
+  let digest = digests.get(chunk);
+  if (digest === undefined) {
+    digest = sha256(chunk.payload);
+    digests.set(chunk, digest);
+  }
+  return digest;
+}
+
+/** Header ‖ digest: what the tag covers. */
+function taggedBytes(bytes, digest) {
+  const out = new Uint8Array(HEADER_LEN + digest.length);
   out.set(bytes.subarray(0, HEADER_LEN), 0);
-  out.set(bytes.subarray(PREFIX_LEN), HEADER_LEN);
+  out.set(digest, HEADER_LEN);
   return out;
 }
 
 /**
- * What the broadcaster signs for the chunk encoded in `bytes`: the domain, the stream key's 32
- * raw bytes, the stream name (u16 length first), the header and the payload. WebCrypto's Ed25519
- * takes one buffer, so this is a copy of the payload.
+ * What the broadcaster signs for the chunk encoded in `bytes` whose payload has `digest`: the
+ * domain, the stream key's 32 raw bytes, the stream name (u16 length first), the header and the
+ * digest.
  */
-function signedMessage(bytes, streamKey, stream) {
+function signedMessage(bytes, digest, streamKey, stream) {
   const name = new TextEncoder().encode(stream);
-  const payload = bytes.subarray(PREFIX_LEN);
-  const out = new Uint8Array(SIGNATURE_DOMAIN.length + 32 + 2 + name.length + HEADER_LEN + payload.length);
+  const out = new Uint8Array(SIGNATURE_DOMAIN.length + 32 + 2 + name.length + HEADER_LEN + digest.length);
   let at = 0;
   const put = (b) => { out.set(b, at); at += b.length; };
   put(SIGNATURE_DOMAIN);
@@ -127,7 +146,7 @@ function signedMessage(bytes, streamKey, stream) {
   put([name.length >> 8, name.length & 0xff]);
   put(name);
   put(bytes.subarray(0, HEADER_LEN));
-  put(payload);
+  put(digest);
   return out;
 }
 
@@ -152,7 +171,7 @@ export async function importStreamKey(b64, usages = ['verify']) {
 /** Checks a chunk's tag (WebCrypto compares in constant time). */
 export async function verifyChunk(key, chunk) {
   const tag = chunk.bytes.subarray(HEADER_LEN, HEADER_LEN + TAG_LEN);
-  return crypto.subtle.verify('HMAC', key, tag, taggedBytes(chunk.bytes));
+  return crypto.subtle.verify('HMAC', key, tag, taggedBytes(chunk.bytes, await payloadDigest(chunk)));
 }
 
 /** Imports the broadcaster's Ed25519 public key (32 bytes, base64, as `JOINED` carries it). */
@@ -174,7 +193,8 @@ export async function importSigningKey(b64) {
  */
 export async function verifySignature(origin, chunk) {
   const signature = chunk.bytes.subarray(HEADER_LEN + TAG_LEN, PREFIX_LEN);
-  return crypto.subtle.verify('Ed25519', origin.publicKey, signature, signedMessage(chunk.bytes, origin.streamKey, origin.stream));
+  const message = signedMessage(chunk.bytes, await payloadDigest(chunk), origin.streamKey, origin.stream);
+  return crypto.subtle.verify('Ed25519', origin.publicKey, signature, message);
 }
 
 /** A fresh Ed25519 key pair for a broadcaster; `publicKey` is its base64 text for REGISTER_STREAM. */
