@@ -4,6 +4,7 @@
 // of browsers.mjs), and ends every process it started when the test ends, passed or failed. Waits
 // poll a condition against a deadline; nothing sleeps a fixed time to "let things happen".
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs';
@@ -44,6 +45,24 @@ function bin(name) {
 
 /** What a tab's page says of itself (`window.ownstream.stats()`). */
 export const tabStats = (page) => page.evaluate(() => window.ownstream.stats());
+
+/**
+ * Asserts that every chunk the tab received was verified and none rejected. A tab counts a chunk
+ * as received when it arrives and as verified once WebCrypto's checks resolve, a few
+ * milliseconds later, so a snapshot may fall between the two: this waits up to 5 s for the counts
+ * to meet. A chunk that is never verified keeps them apart and fails.
+ */
+export async function assertAllVerified(page) {
+  let s = await tabStats(page);
+  const deadline = Date.now() + 5000;
+  while (s.chunks_verified !== s.chunks_received && s.chunks_rejected === 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    s = await tabStats(page);
+  }
+  assert.equal(s.chunks_rejected, 0, `${page.label}: ${JSON.stringify(s)}`);
+  assert.equal(s.chunks_verified, s.chunks_received, `${page.label} verified every chunk: ${JSON.stringify(s)}`);
+  return s;
+}
 
 /**
  * Waits until the tab's play position has advanced `seconds` from where it is now. Fails at once

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { Harness, advances, clip, selected, tabStats as stats, waitFor } from './harness.mjs';
+import { Harness, advances, assertAllVerified, clip, selected, tabStats as stats, waitFor } from './harness.mjs';
 
 const BOTH = selected('chromium', 'firefox');
 const skip = BOTH ? false : 'needs both chromium and firefox in OWNSTREAM_BROWSERS';
@@ -33,9 +33,7 @@ const shown = (page) => page.evaluate(() => {
 
 /** Every chunk a tab received was verified and none rejected; no media error. */
 async function clean(page) {
-  const s = await stats(page);
-  assert.equal(s.chunks_rejected, 0, `${page.label}: ${JSON.stringify(s)}`);
-  assert.equal(s.chunks_verified, s.chunks_received, `${page.label} verified every chunk`);
+  await assertAllVerified(page);
   assert.equal(await page.evaluate(() => document.getElementById('video').error?.message ?? null), null, `${page.label}: no media error`);
 }
 
