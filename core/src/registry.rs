@@ -41,7 +41,7 @@ mod views;
 pub use pacing::{JoinPacing, FAST_SETUP_MS, SETUP_SLOT_MS};
 pub use rebuild::SETTLE_MS;
 pub use runs::{Counters, RunError};
-pub use standby::{MAX_STANDBY_CHILDREN, OVERFULL_GRACE_MS};
+pub use standby::{replan_interval_ms, MAX_STANDBY_CHILDREN, OVERFULL_GRACE_MS};
 pub use views::{DepthLatency, TreeNode, TreeView};
 
 /// Settings for every stream.
@@ -401,6 +401,7 @@ impl Registry {
             .chain(self.rebuild_timeout())
             .chain(self.pacing.poll_timeout())
             .chain(self.overfull_timeout())
+            .chain(self.replan_timeout())
             .min()
     }
 
