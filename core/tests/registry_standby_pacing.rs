@@ -5,13 +5,10 @@
 
 mod common;
 
-use common::register;
+use common::standby_registry;
 use ownstream_core::ids::PeerId;
-use ownstream_core::protocol::{
-    ComponentType, PeerMessage, PeerStats, ServerMessage, TopologyName,
-};
-use ownstream_core::publish::PublishPolicy;
-use ownstream_core::registry::{JoinPacing, Output, Registry, RegistryConfig};
+use ownstream_core::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage};
+use ownstream_core::registry::{JoinPacing, Output, Registry};
 
 fn id(n: u8) -> PeerId {
     PeerId::from_bytes([n; 16])
@@ -49,23 +46,11 @@ fn stats(
 
 #[test]
 fn standby_edges_wait_for_slots_joins_do_not() {
-    let mut r = Registry::new(
-        RegistryConfig {
-            topology: TopologyName::Tree,
-            fanout: 2,
-            heartbeat_timeout_ms: 60_000,
-        },
-        [9; 32],
-    );
-    r.set_standby_edges(true);
-    r.set_join_pacing(JoinPacing {
+    let mut r = standby_registry(JoinPacing {
         max_setups: 4,
         min_setups: 4,
         max_queued: 100,
     });
-    r.set_publish_policy(PublishPolicy::open());
-    r.handle_authenticated(0, id(0), ComponentType::Broadcaster);
-    r.handle_message(0, id(0), register("s"));
     drain(&mut r);
     let mut standbys = Vec::new();
     // Six viewers, each reporting its parent open at once: none waits in line.

@@ -5,11 +5,10 @@
 
 mod common;
 
-use common::register;
+use common::standby_registry;
 use ownstream_core::ids::PeerId;
-use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage, TopologyName};
-use ownstream_core::publish::PublishPolicy;
-use ownstream_core::registry::{replan_interval_ms, JoinPacing, Output, Registry, RegistryConfig};
+use ownstream_core::protocol::{ComponentType, PeerMessage, ServerMessage};
+use ownstream_core::registry::{replan_interval_ms, JoinPacing, Output, Registry};
 use std::collections::HashSet;
 
 fn id(n: u32) -> PeerId {
@@ -35,26 +34,12 @@ fn told(out: &[Output]) -> HashSet<PeerId> {
 }
 
 fn registry() -> Registry {
-    let mut r = Registry::new(
-        RegistryConfig {
-            topology: TopologyName::Tree,
-            fanout: 2,
-            heartbeat_timeout_ms: 60_000,
-        },
-        [9; 32],
-    );
-    r.set_standby_edges(true);
     // Slots for everybody: pacing is not what this test looks at.
-    r.set_join_pacing(JoinPacing {
+    standby_registry(JoinPacing {
         max_setups: 2000,
         min_setups: 2000,
         max_queued: 2000,
-    });
-    r.set_publish_policy(PublishPolicy::open());
-    let broadcaster = PeerId::from_bytes([0; 16]);
-    r.handle_authenticated(0, broadcaster, ComponentType::Broadcaster);
-    r.handle_message(0, broadcaster, register("s"));
-    r
+    })
 }
 
 fn join(r: &mut Registry, now: u64, v: u32) -> Vec<Output> {
