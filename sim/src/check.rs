@@ -61,9 +61,12 @@ impl Sim {
 
     fn check_hole(&self, v: HostId, a: &Delivery, b: &Delivery, out: &mut Vec<Violation>) {
         let child = self.hosts[v.0].peer;
-        // The parent that sent `b`: the last one that handled this viewer's HELLO before it came.
+        // The parent that sent `b`, as it handled this viewer's HELLO last before `b` came. Only
+        // that parent's records count: a frozen parent the viewer has already left may handle its
+        // HELLO after the one that serves it did, when it thaws.
         let served = self
             .hosts()
+            .filter(|(_, h)| b.from.is_none_or(|from| h.peer == from))
             .flat_map(|(p, h)| h.hellos.iter().map(move |r| (p, r)))
             .filter(|(_, r)| r.child == child && r.at <= b.at)
             .max_by_key(|(_, r)| r.at);
@@ -187,6 +190,7 @@ mod test {
                 seq,
                 at: seq * 1000,
                 keyframe: keyframes.contains(&seq),
+                from: None,
             })
             .collect()
     }
@@ -220,6 +224,32 @@ mod test {
     #[test]
     fn a_hole_the_parent_could_have_filled_is_a_violation() {
         assert_eq!(missed(&[0, 1, 2, 5, 6], 1), [3, 4]);
+    }
+
+    #[test]
+    fn a_stale_hello_at_a_parent_the_viewer_left_does_not_count() {
+        // The viewer resumed after 2 under a new parent that held nothing yet and sent 5 next;
+        // the old parent, frozen meanwhile, handled an older HELLO later (2500 ms) with 3 and 4
+        // in its buffer. The hole is the new parent's to explain, and it held neither.
+        let (mut sim, viewer) = world(&[0, 1, 2, 5, 6], 1);
+        let child = sim.host(viewer).peer;
+        let new_parent = sim.add_receiver();
+        let from = sim.host(new_parent).peer;
+        sim.hosts[new_parent.0].hellos.push(HelloRecord {
+            at: 2400,
+            child,
+            last: Some(ChunkSeq(2)),
+            front: None,
+        });
+        sim.hosts[new_parent.0].delivered = took(&[5, 6], &[5]);
+        for d in sim.hosts[viewer.0]
+            .delivered
+            .iter_mut()
+            .filter(|d| d.seq >= 5)
+        {
+            d.from = Some(from);
+        }
+        assert!(sim.losses_beyond_buffers(&[viewer]).is_empty());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct Delivery {
     pub at: u64,
     /// Keyframe-first.
     pub keyframe: bool,
+    /// The node's parent when it took the chunk, the neighbour that sent it (none at the
+    /// broadcaster).
+    pub from: Option<PeerId>,
 }
 
 /// A child's HELLO as its parent handled it, with what the parent's buffer held then.
@@ -126,6 +129,7 @@ impl Host {
             seq: chunk.seq.0,
             at,
             keyframe: chunk.is_keyframe(),
+            from: self.node.parent(),
         });
     }
 }
