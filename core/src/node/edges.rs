@@ -412,7 +412,14 @@ impl Node {
         }
         self.close_pending_edge();
         self.depth = depth;
-        self.pending = Some(Parent::new(parent, self.now_ms));
+        let mut pending = Parent::new(parent, self.now_ms);
+        if self.standby.as_ref().is_some_and(|s| s.peer == parent) {
+            // The new parent's CONNECT_CHILD keeps the standby edge still opening: so must this
+            // side, or the next STANDBY closes the edge the move waits for and the move hangs
+            // until its open limit.
+            pending.edge = self.standby.take().and_then(|s| s.edge);
+        }
+        self.pending = Some(pending);
         self.event(NodeEvent::Moving { parent, depth });
     }
 

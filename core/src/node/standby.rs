@@ -44,7 +44,10 @@ impl Node {
         if self.is_broadcaster() || !self.live() {
             return;
         }
-        let standby = standby.filter(|s| self.parent.as_ref().is_none_or(|p| p.peer != *s));
+        let standby = standby.filter(|s| {
+            self.parent.as_ref().is_none_or(|p| p.peer != *s)
+                && self.pending.as_ref().is_none_or(|p| p.peer != *s)
+        });
         if self.standby.as_ref().map(|s| s.peer) == standby {
             return;
         }

@@ -330,7 +330,15 @@ export const edges = {
     }
     this.closePendingEdge();
     this.depth = depth;
-    this.pendingLink = newParent(parent, this.nowMs);
+    const q = newParent(parent, this.nowMs);
+    if (s != null && s.peer === parent) {
+      // The new parent's CONNECT_CHILD keeps the standby edge still opening: so must this side,
+      // or the next STANDBY closes the edge the move waits for and the move hangs until its open
+      // limit.
+      q.edge = s.edge;
+      this.standbyLink = null;
+    }
+    this.pendingLink = q;
     this.event({ kind: 'moving', parent, depth });
   },
 

@@ -32,7 +32,8 @@ export const standby = {
   /** STANDBY: keep a warm edge to `peer` (or none). */
   setStandby(peer) {
     if (this.isBroadcaster() || !this.live()) return;
-    const want = peer != null && this.parentLink?.peer !== peer ? peer : null;
+    const want =
+      peer != null && this.parentLink?.peer !== peer && this.pendingLink?.peer !== peer ? peer : null;
     if ((this.standbyLink?.peer ?? null) === want) return;
     this.closeStandbyEdge();
     this.standbyLink = want == null ? null : { peer: want, edge: null, open: false, heardAt: null };
