@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what ownstream's tests and demo need beyond the Rust toolchain, on Debian:
+#   - make and a C compiler (gcc), if absent: the build compiles jemalloc (and ring) from C,
 #   - ffmpeg (the end-to-end tests decode every receiver's output with it),
 #   - chromium (the browser tests drive Debian's Chromium with Playwright),
 #   - firefox-esr (the browser tests drive Debian's Firefox ESR with puppeteer-core over WebDriver BiDi),
@@ -13,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/firefox-esr ] || need+=(firefox-esr)

@@ -11,6 +11,12 @@ use ownstream_core::publish::PUBLISH_FORBIDDEN;
 use ownstream_peer::cli::{exit_code, init_logging, shutdown_signal, CommonArgs};
 use std::path::{Path, PathBuf};
 
+// glibc's malloc gave the pages of every freed ~150 KB chunk back and zeroed fresh ones for the
+// next (5 % of a relaying process in `clear_page`); jemalloc keeps them for a while
+// (`experiments/results/allocator`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Broadcast a WebM source down an ownstream tree.
 #[derive(Parser, Debug)]
 #[command(version)]

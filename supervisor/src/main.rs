@@ -11,6 +11,12 @@ use ownstream_supervisor::config::ClusterSettings;
 use ownstream_supervisor::config::{parse_embed_origin, parse_ice_server, read_token_file, Config};
 use std::path::PathBuf;
 
+// glibc's malloc gave the pages of every freed ~150 KB chunk back and zeroed fresh ones for the
+// next (5 % of a relaying process in `clear_page`); jemalloc keeps them for a while
+// (`experiments/results/allocator`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod demo;
 
 /// The ownstream supervisor: authenticates peers, arranges each stream's viewers into a tree or a

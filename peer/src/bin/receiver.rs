@@ -8,6 +8,12 @@ use ownstream_peer::node::{Faults, Node};
 use ownstream_peer::sink::FileSink;
 use std::path::PathBuf;
 
+// glibc's malloc gave the pages of every freed ~150 KB chunk back and zeroed fresh ones for the
+// next (5 % of a relaying process in `clear_page`); jemalloc keeps them for a while
+// (`experiments/results/allocator`).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Headless ownstream receiver: watch (and relay) a live stream without a browser.
 #[derive(Parser, Debug)]
 #[command(version)]
