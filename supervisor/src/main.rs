@@ -11,9 +11,8 @@ use ownstream_supervisor::config::ClusterSettings;
 use ownstream_supervisor::config::{parse_embed_origin, parse_ice_server, read_token_file, Config};
 use std::path::PathBuf;
 
-// glibc's malloc gave the pages of every freed ~150 KB chunk back and zeroed fresh ones for the
-// next (5 % of a relaying process in `clear_page`); jemalloc keeps them for a while
-// (`experiments/results/allocator`).
+// The same allocator as `receiver` and `broadcaster` (see there): `--demo` broadcasts from this
+// process, and the supervisor's own allocations are many and small.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
