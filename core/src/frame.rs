@@ -80,8 +80,9 @@
 //!   "I hold every chunk up to `last_seq`" (a re-attach after a parent failure); `has_last = 0`
 //!   means "I am new" and `last_seq` must be 0.
 //! * type 3, KEEPALIVE (both ways, only after the child's HELLO), exactly 2 bytes:
-//!   `0: version | 1: type`. A parent sends one every `KEEPALIVE_MS`, a child (and both ends of
-//!   a standby edge) every `KEEPALIVE_SLOW_MS` (`node::rules`), whatever else it sends; a peer
+//!   `0: version | 1: type`. A parent sends one every `KEEPALIVE_MS`, a child every
+//!   `KEEPALIVE_SLOW_MS` (`node::rules`), whatever else it sends, and a standby parent one as a
+//!   standby edge opens (and none after it until the child switches: `node::standby`); a peer
 //!   that has sent one and then nothing at all for `SILENCE_LIMIT_MS` (a parent) or
 //!   `CHILD_SILENCE_LIMIT_MS` (a child) is taken as failed: a frozen process keeps its sockets
 //!   open, so only silence shows it. Any other length is an error.

@@ -236,7 +236,7 @@ pub struct Node {
     child_heard: BTreeMap<PeerId, Option<u64>>,
     /// When keepalives were last sent to the children.
     keepalive_sent: u64,
-    /// When keepalives were last sent to the parent and on standby edges.
+    /// When keepalives were last sent to the parent.
     keepalive_slow_sent: u64,
     /// A make-before-break move under way (`MOVE`): the new parent's edge, opening while the
     /// current parent still sends.

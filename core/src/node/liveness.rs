@@ -1,7 +1,8 @@
 //! Keepalives and silence: a parent sends a KEEPALIVE to each child whose HELLO came every
-//! [`KEEPALIVE_MS`]; a child to its parent, and both ends of a standby edge to each other, every
-//! [`KEEPALIVE_SLOW_MS`]. A child takes a parent that has sent one and then nothing for
-//! [`SILENCE_LIMIT_MS`] as failed, a parent a child silent for [`CHILD_SILENCE_LIMIT_MS`]. A
+//! [`KEEPALIVE_MS`]; a child to its parent every [`KEEPALIVE_SLOW_MS`]; a standby parent one when
+//! a standby edge opens, and no more until the child switches to it. A child takes a parent that
+//! has sent one and then nothing for [`SILENCE_LIMIT_MS`] as failed, a parent a child silent for
+//! [`CHILD_SILENCE_LIMIT_MS`]. A
 //! frozen process (SIGSTOP, a stalled machine) keeps its sockets open, so ICE and SCTP take
 //! seconds to notice it and the supervisor's heartbeat limit is seconds too; silence on the data
 //! channel shows it within the limit.
@@ -31,12 +32,11 @@ impl Node {
         !self.child_heard.is_empty()
     }
 
-    /// Whether the parent (once open: HELLO is said at once) or a standby edge is sent keepalives.
+    /// Whether the parent is sent keepalives now (once open: HELLO is said at once).
     fn slow_targets(&self) -> bool {
         self.parent
             .as_ref()
             .is_some_and(|p| p.open && p.edge.is_some())
-            || !self.standby_edges().is_empty()
     }
 
     pub(super) fn liveness_timeout(&self) -> Option<u64> {
@@ -135,7 +135,6 @@ impl Node {
             self.keepalive_slow_sent = self.now_ms;
             let parent = self.parent.as_ref().filter(|p| p.open).and_then(|p| p.edge);
             edges.extend(parent);
-            edges.extend(self.standby_edges());
         }
         if edges.is_empty() {
             return; // the usual case: this runs after every data-channel message

@@ -20,13 +20,15 @@ pub const HELLO_REPEAT_MS: u64 = 500;
 /// timeout, which would otherwise hold everything behind it on the ordered channel.
 pub const KEEPALIVE_MS: u64 = 100;
 
-/// A child sends a KEEPALIVE this often to its parent, and both ends of a standby edge to each
-/// other. Why slower: every message costs a full trip through webrtc-rs (SCTP, DTLS, a datagram,
-/// a SACK, task wake-ups at both ends), and with every edge at [`KEEPALIVE_MS`] both ways
-/// (standby edges included) keepalives were ~55 % of the CPU a 40-receiver tree spent
+/// A child sends a KEEPALIVE this often to its parent (a standby edge carries one in all, as it
+/// opens: `node::standby`). Why slower: every message costs a full trip through webrtc-rs (SCTP,
+/// DTLS, a datagram, a SACK, task wake-ups at both ends), and with every edge at [`KEEPALIVE_MS`]
+/// both ways (standby edges included) keepalives were ~55 % of the CPU a 40-receiver tree spent
 /// (`experiments scale`: 0.62 % of a core per relayed Mbit/s with them, 0.27 without). What needs
 /// speed is a child noticing a frozen parent; a parent noticing a frozen child only frees a slot
-/// (the supervisor's heartbeat notices it too), and a standby edge carries nothing until a switch.
+/// (the supervisor's heartbeat notices it too). Keepalives on the tree's edges stay: with none at
+/// all, 400 receivers took ~15 % more CPU per relayed Mbit/s, not less (median of 3 runs each;
+/// likely SCTP's congestion window, which shrinks while an association is idle between chunks).
 pub const KEEPALIVE_SLOW_MS: u64 = 400;
 
 /// A parent that has sent a KEEPALIVE and then nothing at all for this long is taken as failed:

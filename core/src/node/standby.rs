@@ -1,9 +1,17 @@
-//! Standby edges: a warm data channel, keepalives only, from a viewer to the node the supervisor
-//! planned as its next parent (`STANDBY`), so a lost parent costs a switch, not a new WebRTC
-//! connection (~0.8 s on loopback, more under load).
+//! Standby edges: a warm data channel from a viewer to the node the supervisor planned as its next
+//! parent (`STANDBY`), so a lost parent costs a switch, not a new WebRTC connection (~0.8 s on
+//! loopback, more under load). It carries one KEEPALIVE, from the standby parent as it opens, and
+//! nothing else until a switch: that one tells the viewer the standby speaks keepalives, so a
+//! switched-to parent's silence is timed from the switch (`liveness`). Why not a steady trickle:
+//! every message is a full trip through webrtc-rs, and keepalives both ways every
+//! `KEEPALIVE_SLOW_MS` on every standby edge were 17 % of the CPU per relayed Mbit/s of 400
+//! receivers (0.333 against 0.277 % of a core, medians of 6 alternating runs:
+//! `experiments/results/standby-keepalives`), while nothing read them but that first one.
+//! A dead standby is still found: ICE's consent checks close its edge (~5 s between Rust peers,
+//! `peer::edge`), and the supervisor sees its heartbeat stop.
 //!
 //! - The viewer's side: the standby parent offers (`CONNECT_STANDBY` on its side); the viewer
-//!   answers and sends keepalives. When its parent is lost (edge closed, silent, malformed, never
+//!   answers. When its parent is lost (edge closed, silent, malformed, never
 //!   opened) and the standby edge is open, the viewer switches at once: the standby edge becomes
 //!   the parent edge, HELLO names the newest chunk held, and `SWITCHED_PARENT` tells the
 //!   supervisor, which confirms (`SET_PARENT` naming the parent it already has, taken as a
@@ -27,7 +35,8 @@ pub(super) struct Standby {
     pub(super) peer: PeerId,
     pub(super) edge: Option<EdgeId>,
     pub(super) open: bool,
-    /// When the standby was last heard once it sent a KEEPALIVE (carried over at a switch).
+    /// Set once the standby sent its KEEPALIVE: then a switch times the new parent's silence from
+    /// the switch (a standby that never sent one, a build before keepalives, is never timed).
     pub(super) heard_at: Option<u64>,
 }
 
@@ -146,6 +155,11 @@ impl Node {
             if let Some(s) = self.standby_children.get_mut(&c) {
                 s.open = true;
             }
+            // The edge's one message before a switch: see the module's doc.
+            self.emit(Output::Transmit {
+                edge,
+                message: WireMessage::Keepalive.encode(),
+            });
             return true;
         }
         false
@@ -163,7 +177,7 @@ impl Node {
             if keepalive || s.heard_at.is_some() {
                 s.heard_at = Some(now);
             }
-            return true; // a standby sends nothing but keepalives before the switch
+            return true; // a standby sends nothing but its one keepalive before the switch
         }
         let Some(child) = self.standby_child_of(edge) else {
             return false;
@@ -241,8 +255,8 @@ impl Node {
             open: s.open,
             waiting_since: (!s.open).then_some(self.now_ms),
             greeted_at: None,
-            // The standby's keepalives come every KEEPALIVE_SLOW_MS, so the time since the last
-            // one says little: the new parent's silence is timed from the switch.
+            // The standby sent its one keepalive when the edge opened, long ago maybe: the new
+            // parent's silence is timed from the switch.
             heard_at: s.heard_at.map(|_| self.now_ms),
         });
         self.event(NodeEvent::SwitchedToStandby { parent });
@@ -274,21 +288,6 @@ impl Node {
         }
         // The child switched here (its HELLO came first): this confirms it.
         self.promoted.remove(&child) && self.children.contains_key(&child)
-    }
-
-    /// The open standby edges, for keepalives.
-    pub(super) fn standby_edges(&self) -> Vec<EdgeId> {
-        let own = self
-            .standby
-            .as_ref()
-            .filter(|s| s.open)
-            .and_then(|s| s.edge);
-        let children = self
-            .standby_children
-            .values()
-            .filter(|s| s.open)
-            .map(|s| s.edge);
-        own.into_iter().chain(children).collect()
     }
 
     /// Closes every standby edge (the node ends, or starts over).

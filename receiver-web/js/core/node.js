@@ -166,7 +166,7 @@ export class Node {
     // Children whose HELLO came (sent keepalives) -> when last heard once it sent a KEEPALIVE.
     this.childHeard = new Map();
     this.keepaliveSent = 0; // when keepalives were last sent to the children
-    this.keepaliveSlowSent = 0; // ... to the parent and on standby edges
+    this.keepaliveSlowSent = 0; // ... to the parent
     this.pendingLink = null; // a make-before-break move under way (MOVE): the new parent's edge
     this.standbyLink = null; // the warm edge to the planned standby parent (node/standby.js)
     this.standbyChildren = new Map(); // peer -> {edge, open}: warm edges, not children

@@ -1,6 +1,6 @@
 // A port of core/src/node/liveness.rs: keepalives and silence. A parent sends a KEEPALIVE to each
-// child whose HELLO came every KEEPALIVE_MS; a child to its parent, and both ends of a standby edge
-// to each other, every KEEPALIVE_SLOW_MS. A child takes a parent that has sent one and then nothing
+// child whose HELLO came every KEEPALIVE_MS; a child to its parent every KEEPALIVE_SLOW_MS; a standby
+// parent one when a standby edge opens (core/node/standby.js), and no more until a switch. A child takes a parent that has sent one and then nothing
 // for SILENCE_LIMIT_MS as failed (left as a closed one is: PARENT_LOST), a parent drops a child
 // silent for CHILD_SILENCE_LIMIT_MS. A frozen process keeps its sockets open, so only silence shows
 // it. Timing starts at a peer's first KEEPALIVE: a peer that never sends one is never taken for silent.
@@ -21,10 +21,10 @@ export const liveness = {
     return this.childHeard.size > 0;
   },
 
-  /** Whether the parent (once open) or a standby edge is sent keepalives. */
+  /** Whether the parent is sent keepalives now (once open). */
   slowTargets() {
     const p = this.parentLink;
-    return (p != null && p.open && p.edge != null) || this.standbyEdges().length > 0;
+    return p != null && p.open && p.edge != null;
   },
 
   livenessTimeout() {
@@ -95,7 +95,6 @@ export const liveness = {
       this.keepaliveSlowSent = this.nowMs;
       const p = this.parentLink;
       if (p != null && p.open && p.edge != null) edges.push(p.edge);
-      edges.push(...this.standbyEdges());
     }
     for (const edge of edges) this.emit({ type: 'transmit', edge, message: encodeKeepalive() });
   },

@@ -1,4 +1,5 @@
-// A port of core/src/node/standby.rs: the warm edge (keepalives only, no media) from a viewer to
+// A port of core/src/node/standby.rs: the warm edge (no media; one KEEPALIVE, from the standby
+// parent as it opens, so a switched-to parent's silence is timed from the switch) from a viewer to
 // the standby parent the supervisor planned (STANDBY), and the standby parent's warm edges to its
 // standby children (CONNECT_STANDBY). When the parent is lost the viewer switches at once: the
 // standby edge becomes the parent edge, HELLO names the newest chunk held, SWITCHED_PARENT tells
@@ -8,7 +9,7 @@
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
-import { decodeMessage, FrameError } from '../frame.js';
+import { decodeMessage, encodeKeepalive, FrameError } from '../frame.js';
 import { RelayError } from '../relay.js';
 
 function decoded(message) {
@@ -107,6 +108,8 @@ export const standby = {
     const c = this.standbyChildOf(edge);
     if (c != null) {
       this.standbyChildren.get(c).open = true;
+      // The edge's one message before a switch: see core/src/node/standby.rs.
+      this.emit({ type: 'transmit', edge, message: encodeKeepalive() });
       return true;
     }
     return false;
@@ -119,7 +122,7 @@ export const standby = {
     if (this.isStandbyEdge(edge)) {
       const s = this.standbyLink;
       if (m?.type === 'keepalive' || s.heardAt != null) s.heardAt = this.nowMs;
-      return true; // a standby sends nothing but keepalives before the switch
+      return true; // a standby sends nothing but its one keepalive before the switch
     }
     const child = this.standbyChildOf(edge);
     if (child == null) return false;
@@ -183,8 +186,8 @@ export const standby = {
       open: s.open,
       waitingSince: s.open ? null : this.nowMs,
       greetedAt: null,
-      // The standby's keepalives come every KEEPALIVE_SLOW_MS: the new parent's silence is timed
-      // from the switch.
+      // The standby sent its one keepalive when the edge opened: the new parent's silence is
+      // timed from the switch.
       heardAt: s.heardAt == null ? null : this.nowMs,
     };
     this.event({ kind: 'switched-to-standby', parent: s.peer });
@@ -214,18 +217,6 @@ export const standby = {
     }
     // The child switched here (its HELLO came first): this confirms it.
     return this.promoted.delete(child) && this.childLinks.has(child);
-  },
-
-  /** The open standby edges, for keepalives. */
-  standbyEdges() {
-    const edges = [];
-    const s = this.standbyLink;
-    if (s != null && s.open && s.edge != null) edges.push(s.edge);
-    for (const c of [...this.standbyChildren.keys()].sort()) {
-      const x = this.standbyChildren.get(c);
-      if (x.open) edges.push(x.edge);
-    }
-    return edges;
   },
 
   /** Closes every standby edge (the node ends, or starts over). */
