@@ -137,12 +137,17 @@ pub enum ConnectFailure {
     Unreachable(String),
     /// The supervisor (or the peer's own pin) refused the handshake.
     Refused(String),
+    /// The connection was made but the handshake did not finish in time: the supervisor, or this
+    /// machine, is busy (a flash crowd's handshakes). Tried again even on a first connection, as
+    /// a refusal for a handshake the supervisor timed out is: giving up there left 9 of 500
+    /// viewers arriving at once out for good (`experiments scale`, 2 cores).
+    Busy(String),
 }
 
 impl fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Unreachable(r) | Self::Refused(r) => f.write_str(r),
+            Self::Unreachable(r) | Self::Refused(r) | Self::Busy(r) => f.write_str(r),
         }
     }
 }

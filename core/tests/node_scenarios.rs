@@ -227,10 +227,15 @@ impl Runner {
         if let Some(v) = step.get("connected") {
             n.handle_connected(now, v["heartbeat_ms"].as_u64().unwrap_or(1000));
         } else if let Some(v) = step.get("connect_failed") {
-            let f = match (v.get("refused"), v.get("unreachable")) {
-                (Some(r), _) => ConnectFailure::Refused(r.as_str().unwrap().into()),
-                (None, Some(r)) => ConnectFailure::Unreachable(r.as_str().unwrap().into()),
-                _ => panic!("connect_failed needs refused or unreachable: {v}"),
+            let text = |k: &str| v.get(k).map(|r| r.as_str().unwrap().to_string());
+            let f = if let Some(r) = text("refused") {
+                ConnectFailure::Refused(r)
+            } else if let Some(r) = text("unreachable") {
+                ConnectFailure::Unreachable(r)
+            } else if let Some(r) = text("busy") {
+                ConnectFailure::Busy(r)
+            } else {
+                panic!("connect_failed needs refused, unreachable or busy: {v}")
             };
             n.handle_connect_failed(now, f);
         } else if let Some(v) = step.get("disconnected") {

@@ -255,6 +255,7 @@ impl Node {
                             ConnectFailure::Unreachable(e.to_string())
                         }
                         SignalingError::Auth(_) => ConnectFailure::Refused(e.to_string()),
+                        SignalingError::Busy { .. } => ConnectFailure::Busy(e.to_string()),
                     };
                     self.core.handle_connect_failed(now, failure);
                 }

@@ -40,6 +40,15 @@ pub enum SignalingError {
     /// The handshake failed.
     #[error("authentication failed: {0}")]
     Auth(String),
+    /// The supervisor took the connection but did not finish the handshake in time (it, or this
+    /// machine, is busy).
+    #[error("the supervisor at {url} did not finish the handshake within {ms} ms")]
+    Busy {
+        /// The URL tried.
+        url: String,
+        /// The limit.
+        ms: u64,
+    },
 }
 
 /// What the node hears from the supervisor.
@@ -98,7 +107,10 @@ pub async fn connect(url: &str, who: &PeerIdentity) -> Result<Signaling, Signali
     // refusal (the handshake failed, or the supervisor closed with its reason) is not.
     let session = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, who))
         .await
-        .map_err(|_| unreachable("the supervisor did not finish the handshake in time".into()))?
+        .map_err(|_| SignalingError::Busy {
+            url: url.to_string(),
+            ms: HANDSHAKE_TIMEOUT_MS,
+        })?
         .map_err(|e| match e {
             HandshakeError::Refused(reason) => SignalingError::Auth(reason),
             HandshakeError::Broken(reason) => unreachable(reason),

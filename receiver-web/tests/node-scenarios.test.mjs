@@ -203,7 +203,8 @@ class Runner {
       const v = step.connect_failed;
       if ('refused' in v) node.handleConnectFailed(now, { kind: 'refused', reason: v.refused });
       else if ('unreachable' in v) node.handleConnectFailed(now, { kind: 'unreachable', reason: v.unreachable });
-      else throw new Error(`connect_failed needs refused or unreachable: ${JSON.stringify(v)}`);
+      else if ('busy' in v) node.handleConnectFailed(now, { kind: 'busy', reason: v.busy });
+      else throw new Error(`connect_failed needs refused, unreachable or busy: ${JSON.stringify(v)}`);
     } else if ('disconnected' in step) {
       node.handleDisconnected(now, step.disconnected ?? 'closed');
     } else if ('server' in step) {

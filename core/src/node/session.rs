@@ -180,16 +180,15 @@ impl Node {
         if !self.advance(now_ms) || self.link.state != State::Connecting {
             return;
         }
-        let refused_final = match &failure {
-            ConnectFailure::Refused(r) => Some(rules::refusal_is_final(r)),
-            ConnectFailure::Unreachable(_) => None,
+        let (final_refusal, busy) = match &failure {
+            ConnectFailure::Refused(r) => (rules::refusal_is_final(r), !rules::refusal_is_final(r)),
+            ConnectFailure::Busy(_) => (false, true),
+            ConnectFailure::Unreachable(_) => (false, false),
         };
-        // A supervisor that answered with a retryable refusal (busy: it timed the handshake out)
-        // is worth another try even on a first connection, which otherwise ends a command at once.
-        let first_ends = !self.link.ever_connected
-            && !self.config.retry_first_connect
-            && refused_final != Some(false);
-        let give_up = refused_final == Some(true) || first_ends;
+        // A busy supervisor (it timed the handshake out, or did not finish it in time) is worth
+        // another try even on a first connection, which otherwise ends a command at once.
+        let first_ends = !self.link.ever_connected && !self.config.retry_first_connect && !busy;
+        let give_up = final_refusal || first_ends;
         if give_up {
             let text = failure.to_string();
             return self.finish(if self.link.ever_connected {

@@ -182,9 +182,11 @@ export class NodeDriver {
       this.attach(sig, conn);
     }, (e) => {
       if (conn !== this.conn) return;
-      // Only the supervisor's refusal is one (a close with its reason); anything else is a
-      // connection that could not be made or broke before the handshake finished.
-      this.lastFailure = { kind: e.kind === 'refused' ? 'refused' : 'unreachable', reason: e.message };
+      // Only the supervisor's refusal is one (a close with its reason); a handshake that did not
+      // finish in time is a busy supervisor; anything else is a connection that could not be
+      // made or broke before the handshake finished.
+      const kind = e.kind === 'refused' ? 'refused' : e.kind === 'timeout' ? 'busy' : 'unreachable';
+      this.lastFailure = { kind, reason: e.message };
       this.input((n, now) => n.handleConnectFailed(now, this.lastFailure));
     });
   }

@@ -116,15 +116,15 @@ export const session = {
   },
 
   /** The connection asked for by `connect` could not be made: `failure` is {kind: 'unreachable' |
-   *  'refused', reason}. */
+   *  'refused' | 'busy', reason} ('busy': connected, but the handshake did not finish in time). */
   handleConnectFailed(nowMs, failure) {
     if (!this.advance(nowMs) || this.link.state !== CONNECTING) return;
     const refused = failure.kind === 'refused';
     const refusedForGood = refused && refusalIsFinal(failure.reason);
-    // A retryable refusal (a busy supervisor timed the handshake out) is worth another try even on
-    // a first connection, which otherwise ends a command at once.
-    const firstEnds = !this.link.everConnected && !this.config.retryFirstConnect
-      && !(refused && !refusedForGood);
+    const busy = failure.kind === 'busy' || (refused && !refusedForGood);
+    // A busy supervisor (it timed the handshake out, or did not finish it in time) is worth
+    // another try even on a first connection, which otherwise ends a command at once.
+    const firstEnds = !this.link.everConnected && !this.config.retryFirstConnect && !busy;
     const giveUp = refusedForGood || firstEnds;
     if (giveUp) {
       const kind = this.link.everConnected ? 'supervisor_lost' : 'connect_failed';
