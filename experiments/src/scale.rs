@@ -195,14 +195,23 @@ fn latencies(
     }
 }
 
-/// Runs the ramp and writes `scale.csv`, `latency.csv`, charts and `summary.md`.
+/// Runs the ramp and writes `scale.csv`, `latency.csv`, charts and `summary.md`. A step that
+/// cannot finish (its viewers never all play, a process dies) ends the ramp: the steps before it
+/// are written out, the summary says why it ended, and the error is returned.
 pub(crate) fn run(out: &Path, clip: &Path, cfg: &ScaleConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let bar = ProgressBar::new(cfg.steps.len() as u64);
     let mut steps = Vec::new();
+    let mut failed = None;
     for &n in &cfg.steps {
         bar.set_message(format!("{n} receivers"));
-        let s = step(out, clip, n, cfg)?;
+        let s = match step(out, clip, n, cfg) {
+            Ok(s) => s,
+            Err(e) => {
+                failed = Some((n, e));
+                break;
+            }
+        };
         bar.suspend(|| {
             eprintln!(
                 "{n} receivers: {} stalls, CPU {:.0}%, relayed {:.1} Mbit/s, depth {}",
@@ -217,10 +226,27 @@ pub(crate) fn run(out: &Path, clip: &Path, cfg: &ScaleConfig) -> anyhow::Result<
         }
     }
     bar.finish_and_clear();
-    write_outputs(out, clip, cfg, &steps)
+    let failure = failed.as_ref().map(|(n, e)| (*n, format!("{e:#}")));
+    if !steps.is_empty() {
+        write_outputs(out, clip, cfg, &steps, failure.as_ref())?;
+    }
+    match failed {
+        Some((n, e)) if steps.is_empty() => Err(e.context(format!("the {n}-receiver step"))),
+        Some((n, e)) => Err(e.context(format!(
+            "the {n}-receiver step did not finish; the steps before it are in {}",
+            out.join("summary.md").display()
+        ))),
+        None => Ok(()),
+    }
 }
 
-fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> anyhow::Result<()> {
+fn write_outputs(
+    out: &Path,
+    clip: &Path,
+    cfg: &ScaleConfig,
+    steps: &[Step],
+    failure: Option<&(usize, String)>,
+) -> anyhow::Result<()> {
     let mut csv = String::from(
         "receivers,depth,stalls,stalled_ms,cpu_percent,receivers_cpu_percent,relayed_mbps,cpu_percent_per_relayed_mbps,join_first_chunk_ms_median,join_first_chunk_ms_p95,all_playing_s\n",
     );
@@ -346,9 +372,17 @@ fn write_outputs(out: &Path, clip: &Path, cfg: &ScaleConfig, steps: &[Step]) -> 
             s.all_playing_s
         )?;
     }
-    let ended_clean = steps
-        .last()
-        .is_some_and(|s| s.stalls == 0 && s.cpu_percent <= cfg.cpu_limit);
+    if let Some((n, why)) = failure {
+        writeln!(md, "| {n} | – | – | – | – | – | – | did not finish |")?;
+        writeln!(
+            md,
+            "\nThe {n}-receiver step did not finish, which ended the ramp: {why}"
+        )?;
+    }
+    let ended_clean = failure.is_none()
+        && steps
+            .last()
+            .is_some_and(|s| s.stalls == 0 && s.cpu_percent <= cfg.cpu_limit);
     match ok {
         Some(n) if ended_clean => writeln!(
             md,
@@ -422,4 +456,46 @@ fn glass_summary(md: &mut String, steps: &[Step]) -> std::fmt::Result {
         writeln!(md, "| {d} | {} |", cells.join(" | "))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_that_did_not_finish_is_in_the_summary_and_ends_the_claim() {
+        let out = std::env::temp_dir().join(format!("scale-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&out).unwrap();
+        let cfg = ScaleConfig {
+            steps: vec![400, 500],
+            window: Duration::from_secs(20),
+            per_process: 200,
+            cpu_limit: 180.0,
+            key_bits: 2048,
+            topology: Topology::Tree,
+            fanout: 2,
+        };
+        let done = Step {
+            n: 400,
+            cpu_percent: 150.0,
+            relayed_mbps: 460.0,
+            depth: 8,
+            hop_ms: BTreeMap::from([(1, vec![90.0]), (2, vec![30.0])]),
+            ..Step::default()
+        };
+        let why = (500, "only 491 of 500 viewers play after 560s".to_string());
+        write_outputs(&out, Path::new("clip.webm"), &cfg, &[done], Some(&why)).unwrap();
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        assert!(
+            md.contains("| 500 | – | – | – | – | – | – | did not finish |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("The 500-receiver step did not finish, which ended the ramp: only 491"),
+            "{md}"
+        );
+        // Not "the ramp's last step: the machine may carry more": the next step was tried.
+        assert!(md.contains("**Largest N without a stall: 400.**"), "{md}");
+    }
 }
