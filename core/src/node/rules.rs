@@ -26,10 +26,13 @@ pub const KEEPALIVE_MS: u64 = 100;
 /// both ways (standby edges included) keepalives were ~55 % of the CPU a 40-receiver tree spent
 /// (`experiments scale`: 0.62 % of a core per relayed Mbit/s with them, 0.27 without). What needs
 /// speed is a child noticing a frozen parent; a parent noticing a frozen child only frees a slot
-/// (the supervisor's heartbeat notices it too). Keepalives on the tree's edges stay: with none at
-/// all, 400 receivers took ~15 % more CPU per relayed Mbit/s, not less (median of 3 runs each;
-/// likely SCTP's congestion window, which shrinks while an association is idle between chunks).
-pub const KEEPALIVE_SLOW_MS: u64 = 400;
+/// (the supervisor's heartbeat, 3 s, notices it too), so once a second is enough: 400 ms cost
+/// 10 % more CPU per relayed Mbit/s at 400 receivers (0.284 against 0.257 % of a core, medians
+/// of 6 alternating runs, `experiments/results/standby-keepalives`). Keepalives on the tree's
+/// edges stay: with none at all, 400 receivers took ~15 % more CPU per relayed Mbit/s, not less
+/// (median of 3 runs each; likely SCTP's congestion window, which shrinks while an association
+/// is idle between chunks).
+pub const KEEPALIVE_SLOW_MS: u64 = 1000;
 
 /// A parent that has sent a KEEPALIVE and then nothing at all for this long is taken as failed:
 /// its children leave it as if its edge had closed (`PARENT_LOST`), and a parent drops a child
@@ -63,8 +66,9 @@ pub const STARVING_MS: u64 = 300;
 
 /// A child that has sent a KEEPALIVE and then nothing for this long is dropped by its parent:
 /// [`SILENCE_LIMIT_MS`]'s reasoning, with the child's slower keepalives (one lost packet held
-/// for ~1 s behind up to [`KEEPALIVE_SLOW_MS`] of quiet must not look like a dead child).
-pub const CHILD_SILENCE_LIMIT_MS: u64 = 1600;
+/// for ~1 s behind up to [`KEEPALIVE_SLOW_MS`] of quiet must not look like a dead child), the
+/// same 200 ms to spare.
+pub const CHILD_SILENCE_LIMIT_MS: u64 = SILENCE_LIMIT_MS + KEEPALIVE_SLOW_MS;
 
 /// A parent edge that has not opened this long after the supervisor named the parent is given up
 /// and reported lost, so the supervisor places the child elsewhere: an offer lost on the way, or

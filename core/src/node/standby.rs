@@ -3,10 +3,10 @@
 //! loopback, more under load). It carries one KEEPALIVE, from the standby parent as it opens, and
 //! nothing else until a switch: that one tells the viewer the standby speaks keepalives, so a
 //! switched-to parent's silence is timed from the switch (`liveness`). Why not a steady trickle:
-//! every message is a full trip through webrtc-rs, and keepalives both ways every
-//! `KEEPALIVE_SLOW_MS` on every standby edge were 17 % of the CPU per relayed Mbit/s of 400
-//! receivers (0.333 against 0.277 % of a core, medians of 6 alternating runs:
-//! `experiments/results/standby-keepalives`), while nothing read them but that first one.
+//! every message is a full trip through webrtc-rs, and keepalives both ways every 400 ms on
+//! every standby edge were 17 % of the CPU per relayed Mbit/s of 400 receivers (0.333 against
+//! 0.277 % of a core, medians of 6 alternating runs: `experiments/results/standby-keepalives`),
+//! while nothing read them but that first one.
 //! A dead standby is still found: ICE's consent checks close its edge (~5 s between Rust peers,
 //! `peer::edge`), and the supervisor sees its heartbeat stop.
 //!

@@ -4,9 +4,9 @@
 
 export const HELLO_REPEAT_MS = 500;
 export const KEEPALIVE_MS = 100;
-export const KEEPALIVE_SLOW_MS = 400;
+export const KEEPALIVE_SLOW_MS = 1000;
 export const SILENCE_LIMIT_MS = 1200;
-export const CHILD_SILENCE_LIMIT_MS = 1600;
+export const CHILD_SILENCE_LIMIT_MS = 2200;
 export const STANDBY_SILENCE_LIMIT_MS = 400;
 export const STARVING_MS = 300;
 export const PARENT_OPEN_LIMIT_MS = 8000;
