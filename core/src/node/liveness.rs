@@ -2,10 +2,9 @@
 //! [`KEEPALIVE_MS`]; a child to its parent every [`KEEPALIVE_SLOW_MS`]; a standby parent one when
 //! a standby edge opens, and no more until the child switches to it. A child takes a parent that
 //! has sent one and then nothing for [`SILENCE_LIMIT_MS`] as failed, a parent a child silent for
-//! [`CHILD_SILENCE_LIMIT_MS`]. A
-//! frozen process (SIGSTOP, a stalled machine) keeps its sockets open, so ICE and SCTP take
-//! seconds to notice it and the supervisor's heartbeat limit is seconds too; silence on the data
-//! channel shows it within the limit.
+//! [`CHILD_SILENCE_LIMIT_MS`]. A frozen process (SIGSTOP, a stalled machine) keeps its sockets
+//! open, so ICE and SCTP take seconds to notice it and the supervisor's heartbeat limit is
+//! seconds too; silence on the data channel shows it within the limit.
 //!
 //! - A silent parent is left as a closed one is (`PARENT_LOST`, the supervisor moves the child).
 //! - With an open standby edge, a parent silent [`STANDBY_SILENCE_LIMIT_MS`] while the player

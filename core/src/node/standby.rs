@@ -6,13 +6,13 @@
 //! every message is a full trip through webrtc-rs, and keepalives both ways every 400 ms on
 //! every standby edge were 17 % of the CPU per relayed Mbit/s of 400 receivers (0.333 against
 //! 0.277 % of a core, medians of 6 alternating runs: `experiments/results/standby-keepalives`),
-//! while nothing read them but that first one.
-//! A dead standby is still found: ICE's consent checks close its edge (~5 s between Rust peers,
-//! `peer::edge`), and the supervisor sees its heartbeat stop.
+//! while nothing read them but that first one. A dead standby is still found: ICE's consent
+//! checks close its edge (~5 s between Rust peers, `peer::edge`), and the supervisor sees its
+//! heartbeat stop.
 //!
 //! - The viewer's side: the standby parent offers (`CONNECT_STANDBY` on its side); the viewer
-//!   answers. When its parent is lost (edge closed, silent, malformed, never
-//!   opened) and the standby edge is open, the viewer switches at once: the standby edge becomes
+//!   answers. When its parent is lost (edge closed, silent, malformed, never opened) and the
+//!   standby edge is open, the viewer switches at once: the standby edge becomes
 //!   the parent edge, HELLO names the newest chunk held, and `SWITCHED_PARENT` tells the
 //!   supervisor, which confirms (`SET_PARENT` naming the parent it already has, taken as a
 //!   confirmation) or corrects (another `SET_PARENT`). A `SET_PARENT` naming the standby (the

@@ -1,9 +1,9 @@
 // A port of core/src/node/liveness.rs: keepalives and silence. A parent sends a KEEPALIVE to each
-// child whose HELLO came every KEEPALIVE_MS; a child to its parent every KEEPALIVE_SLOW_MS; a standby
-// parent one when a standby edge opens (core/node/standby.js), and no more until a switch. A child takes a parent that has sent one and then nothing
-// for SILENCE_LIMIT_MS as failed (left as a closed one is: PARENT_LOST), a parent drops a child
-// silent for CHILD_SILENCE_LIMIT_MS. A frozen process keeps its sockets open, so only silence shows
-// it. Timing starts at a peer's first KEEPALIVE: a peer that never sends one is never taken for silent.
+// child whose HELLO came every KEEPALIVE_MS; a child to its parent every KEEPALIVE_SLOW_MS; a
+// standby parent one when a standby edge opens (core/node/standby.js), and no more until a switch.
+// A child takes a parent that has sent one and then nothing for SILENCE_LIMIT_MS as failed (left
+// as a closed one is: PARENT_LOST), a parent drops a child silent for CHILD_SILENCE_LIMIT_MS. A
+// frozen process keeps its sockets open, so only silence shows it. Timing starts at a peer's first KEEPALIVE: a peer that never sends one is never taken for silent.
 // With an open standby edge, a parent silent STANDBY_SILENCE_LIMIT_MS while the player starves
 // (STARVING_MS) is left at once for the standby (the full limit would outlast the child's buffer).
 //
