@@ -286,7 +286,9 @@ export function videoFrames(file) {
 
 /** Decodes `file` fully with ffmpeg; its error output ('' when clean). */
 export function decodeErrors(file) {
-  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', file, '-f', 'null', '-'], { encoding: 'utf8' });
+  // `repeat`: every message on its own line, so a caller's filter sees each one; by default ffmpeg
+  // folds a repeated message into "Last message repeated 1 times", which no filter can place.
+  const r = spawnSync('ffmpeg', ['-v', 'repeat+error', '-i', file, '-f', 'null', '-'], { encoding: 'utf8' });
   return r.status === 0 ? r.stderr.trim() : `${r.stderr}\nffmpeg exited with ${r.status}`;
 }
 
