@@ -180,10 +180,12 @@ impl Node {
         if !self.advance(now_ms) || self.link.state != State::Connecting {
             return;
         }
-        let (final_refusal, busy) = match &failure {
-            ConnectFailure::Refused(r) => (rules::refusal_is_final(r), !rules::refusal_is_final(r)),
-            ConnectFailure::Busy(_) => (false, true),
-            ConnectFailure::Unreachable(_) => (false, false),
+        let final_refusal =
+            matches!(&failure, ConnectFailure::Refused(r) if rules::refusal_is_final(r));
+        let busy = match &failure {
+            ConnectFailure::Refused(_) => !final_refusal,
+            ConnectFailure::Busy(_) => true,
+            ConnectFailure::Unreachable(_) => false,
         };
         // A busy supervisor (it timed the handshake out, or did not finish it in time) is worth
         // another try even on a first connection, which otherwise ends a command at once.
