@@ -531,11 +531,13 @@ impl Node {
                 self.event(NodeEvent::Waiting { queued });
             }
             ServerMessage::SetParent { parent, depth, .. } => self.set_parent(parent, depth),
-            ServerMessage::ConnectChild { child, .. } => self.connect_child(child),
+            ServerMessage::ConnectChild { child, agent, .. } => self.connect_child(child, agent),
             ServerMessage::DropChild { child, .. } => self.drop_child(child),
             ServerMessage::Move { parent, depth, .. } => self.move_to(parent, depth),
             ServerMessage::Standby { standby, .. } => self.set_standby(standby),
-            ServerMessage::ConnectStandby { child, .. } => self.connect_standby(child),
+            ServerMessage::ConnectStandby { child, agent, .. } => {
+                self.connect_standby(child, agent);
+            }
             ServerMessage::DropStandby { child, .. } => self.drop_standby(child),
             ServerMessage::Signal { from, payload } => self.route_signal(from, payload),
             ServerMessage::StreamList { streams } => self.stream_list(&streams),

@@ -314,6 +314,11 @@ pub enum ServerMessage {
         stream: String,
         /// The child.
         child: PeerId,
+        /// What software the child runs, as it said at its handshake (additive: absent from an
+        /// older supervisor, which means unknown). A Rust parent sends larger packets to a Rust
+        /// child on loopback (`peer::edge`'s SCTP MTU); a browser could not take them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<Agent>,
     },
     /// Close the edge to a child that moved elsewhere or left.
     DropChild {
@@ -353,6 +358,9 @@ pub enum ServerMessage {
         stream: String,
         /// The child.
         child: PeerId,
+        /// What software the child runs, as for `CONNECT_CHILD`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<Agent>,
     },
     /// Close the warm edge to a child whose standby parent this peer no longer is.
     DropStandby {
@@ -753,6 +761,23 @@ mod tests {
             Err(ProtocolError::Malformed(_))
         ));
         assert!(PeerMessage::decode("not json").is_err());
+    }
+
+    #[test]
+    fn connect_child_names_the_childs_agent_only_when_known() {
+        let id = "00000000-0000-0000-0000-000000000009";
+        let old = format!(r#"{{"type":"CONNECT_CHILD","stream":"s","child":"{id}"}}"#);
+        let m = ServerMessage::decode(&old).unwrap();
+        assert!(matches!(m, ServerMessage::ConnectChild { agent: None, .. }));
+        assert_eq!(m.encode(), old, "unknown: the field is left out");
+        let native = ServerMessage::ConnectStandby {
+            stream: "s".into(),
+            child: PeerId::from_bytes([9; 16]),
+            agent: Some(Agent::Native),
+        };
+        assert!(native.encode().contains(r#""agent":"native""#));
+        let bad = format!(r#"{{"type":"CONNECT_CHILD","stream":"s","child":"{id}","agent":"x"}}"#);
+        assert!(ServerMessage::decode(&bad).is_err());
     }
 
     #[test]

@@ -200,6 +200,11 @@ impl Registry {
         self.peers.get(&peer).is_none_or(|e| e.relays)
     }
 
+    /// What software a connected peer runs, for its parents (`CONNECT_CHILD`'s `agent`).
+    fn agent_of(&self, peer: PeerId) -> Option<Agent> {
+        self.peers.get(&peer).map(|e| e.agent)
+    }
+
     /// Records what kind of software an authenticated peer runs (from its handshake).
     pub fn set_agent(&mut self, peer: PeerId, agent: Agent) {
         if let Some(e) = self.peers.get_mut(&peer) {

@@ -152,10 +152,12 @@ fn output_json(out: &Output, watch: &[String]) -> Option<Value> {
             }
             json!({ "send": v })
         }
+        // `remote_agent` is the Rust driver's alone (a tab cannot choose its packet size).
         Output::OpenEdge {
             edge,
             peer,
             offerer,
+            remote_agent: _,
         } => json!({"open_edge": {"edge": edge.0, "peer": peer.to_string(), "offerer": offerer}}),
         Output::SignalEdge { edge, payload } => {
             json!({"signal_edge": {"edge": edge.0, "payload": serde_json::to_value(payload).unwrap()}})

@@ -109,3 +109,45 @@ fn standby_edges_wait_for_slots_joins_do_not() {
     // The depth-2 viewers (3 to 6) all have a standby: their grandparent or a spare slot.
     assert_eq!(unique, (3..=6).map(id).collect::<Vec<_>>(), "{told:?}");
 }
+
+/// A parent is told what software its new child runs, for its edge and its standby edge alike:
+/// a Rust parent may send a Rust child larger packets on loopback, never a browser.
+#[test]
+fn connect_child_and_connect_standby_name_the_childs_agent() {
+    use ownstream_core::protocol::Agent;
+    let mut r = standby_registry(JoinPacing {
+        max_setups: 8,
+        min_setups: 8,
+        max_queued: 100,
+    });
+    drain(&mut r);
+    let agents = [Agent::Native, Agent::Browser, Agent::Browser, Agent::Native];
+    let mut told = Vec::new();
+    for (v, agent) in (1..).zip(agents) {
+        r.handle_authenticated(0, id(v), ComponentType::Receiver);
+        r.set_agent(id(v), agent);
+        let join = PeerMessage::JoinStream {
+            stream: "s".into(),
+            wait: false,
+            relay: true,
+        };
+        r.handle_message(0, id(v), join);
+        let mut out = drain(&mut r);
+        out.extend(stats(&mut r, 0, v, true, false));
+        told.extend(out.into_iter().filter_map(|o| match o {
+            Output::Send(_, ServerMessage::ConnectChild { child, agent, .. }) => {
+                Some(("child", child, agent))
+            }
+            Output::Send(_, ServerMessage::ConnectStandby { child, agent, .. }) => {
+                Some(("standby", child, agent))
+            }
+            _ => None,
+        }));
+    }
+    let agent_of = |c: PeerId| Some(agents[usize::from(c.0.as_bytes()[0]) - 1]);
+    assert!(told.iter().any(|(k, ..)| *k == "child"));
+    assert!(told.iter().any(|(k, ..)| *k == "standby"), "{told:?}");
+    for (kind, child, agent) in &told {
+        assert_eq!(*agent, agent_of(*child), "{kind} {child}");
+    }
+}

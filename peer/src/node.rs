@@ -15,8 +15,11 @@ use ownstream_core::frame::{Chunk, ChunkSigner, SigningKey};
 use ownstream_core::ids::PeerId;
 use ownstream_core::node::{self as core, ConnectFailure, EdgeId, Ending, Output};
 use ownstream_core::player::PlayerConfig;
-use ownstream_core::protocol::{IceTransportPolicy, PeerMessage, PeerStats, MAX_SUPERVISOR_URLS};
+use ownstream_core::protocol::{
+    Agent, IceTransportPolicy, PeerMessage, PeerStats, MAX_SUPERVISOR_URLS,
+};
 use ownstream_core::relay::RelayConfig;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -337,7 +340,8 @@ impl Node {
                     edge,
                     peer,
                     offerer,
-                } => self.open_edge(edge, peer, offerer).await,
+                    remote_agent,
+                } => self.open_edge(edge, peer, offerer, remote_agent).await,
                 Output::SignalEdge { edge, payload } => {
                     if let Some(e) = self.edges.get(&edge) {
                         if let Err(err) = e.handle_signal(payload).await {
@@ -389,14 +393,29 @@ impl Node {
         });
     }
 
-    async fn open_edge(&mut self, edge: EdgeId, peer: PeerId, offerer: bool) {
+    async fn open_edge(
+        &mut self,
+        edge: EdgeId,
+        peer: PeerId,
+        offerer: bool,
+        remote_agent: Option<Agent>,
+    ) {
         let role = if offerer {
             EdgeRole::Offerer
         } else {
             EdgeRole::Answerer
         };
         let (tx, rx) = mpsc::channel(1024);
-        match Edge::start(role, &self.edge_config, tx).await {
+        let sctp_mtu = self.edge_config.sctp_mtu_toward(remote_agent);
+        let config = if sctp_mtu == self.edge_config.sctp_mtu {
+            Cow::Borrowed(&self.edge_config)
+        } else {
+            Cow::Owned(EdgeConfig {
+                sctp_mtu,
+                ..self.edge_config.clone()
+            })
+        };
+        match Edge::start(role, &config, tx).await {
             Ok(e) => {
                 self.edges.insert(edge, Arc::new(e));
                 let inputs = self.inputs.clone();

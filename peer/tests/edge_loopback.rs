@@ -4,7 +4,8 @@
 //! noticing a vanished remote.
 
 use bytes::Bytes;
-use ownstream_core::protocol::SignalPayload;
+use ownstream_core::frame::MAX_MESSAGE;
+use ownstream_core::protocol::{Agent, SignalPayload};
 use ownstream_peer::edge::{Edge, EdgeConfig, EdgeEvent, Role};
 use std::future::Future;
 use std::sync::Arc;
@@ -64,13 +65,12 @@ fn wire(
 /// Starts an edge of `role` on the current runtime and wires it.
 async fn start_side(
     role: Role,
+    config: EdgeConfig,
     signals_in: mpsc::UnboundedReceiver<SignalPayload>,
     signals_out: mpsc::UnboundedSender<SignalPayload>,
 ) -> Side {
     let (tx, rx) = mpsc::channel(64);
-    let edge = Edge::start(role, &EdgeConfig::loopback(), tx)
-        .await
-        .expect("edge starts");
+    let edge = Edge::start(role, &config, tx).await.expect("edge starts");
     wire(edge, rx, signals_in, signals_out, true)
 }
 
@@ -140,10 +140,17 @@ fn chunk(i: usize) -> Bytes {
 }
 
 async fn open_pair() -> (Side, Side) {
+    open_pair_with(&EdgeConfig::loopback()).await
+}
+
+/// An open pair whose parent (the offerer) has `parent_config`.
+async fn open_pair_with(parent_config: &EdgeConfig) -> (Side, Side) {
     let ((to_answerer, answerer_in), (to_offerer, offerer_in)) = pipes();
     let started = Instant::now();
-    let mut parent = start_side(Role::Offerer, offerer_in, to_answerer).await;
-    let mut child = start_side(Role::Answerer, answerer_in, to_offerer).await;
+    let parent_config = parent_config.clone();
+    let mut parent = start_side(Role::Offerer, parent_config, offerer_in, to_answerer).await;
+    let loopback = EdgeConfig::loopback();
+    let mut child = start_side(Role::Answerer, loopback, answerer_in, to_offerer).await;
     expect_open(&mut parent, "offerer").await;
     expect_open(&mut child, "answerer").await;
     println!("start to open on both ends: {:?}", started.elapsed());
@@ -194,6 +201,40 @@ async fn messages_arrive_in_order_and_intact_both_ways() {
     child.edge.close().await;
     expect_end(&mut parent, "offerer").await;
     expect_end(&mut child, "answerer").await;
+}
+
+/// A Rust parent on loopback sends a Rust child larger SCTP packets
+/// (`EdgeConfig::sctp_mtu_toward`): messages of the relay's largest size, back to back, arrive
+/// whole and in order, which they would not if the child cut a datagram short.
+#[tokio::test]
+async fn larger_packets_toward_a_rust_peer_arrive_whole() {
+    let loopback = EdgeConfig::loopback();
+    let config = EdgeConfig {
+        sctp_mtu: loopback.sctp_mtu_toward(Some(Agent::Native)),
+        ..loopback
+    };
+    assert!(config.sctp_mtu.is_some() || !cfg!(target_os = "linux"));
+    let (parent, mut child) = open_pair_with(&config).await;
+    let message = |i: usize| {
+        let mut data = vec![(i % 251) as u8; MAX_MESSAGE];
+        data[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        Bytes::from(data)
+    };
+    let started = Instant::now();
+    for i in 0..64 {
+        parent.edge.send(message(i)).await.expect("send");
+    }
+    for i in 0..64 {
+        let event = within("a message", OPEN_TIMEOUT, next_event(&mut child)).await;
+        assert_eq!(event, Some(EdgeEvent::Message(message(i))), "message {i}");
+    }
+    println!(
+        "64 x 64 KiB at SCTP MTU {:?} in {:?}",
+        config.sctp_mtu,
+        started.elapsed()
+    );
+    parent.edge.close().await;
+    child.edge.close().await;
 }
 
 #[tokio::test]
@@ -289,10 +330,21 @@ async fn child_notices_a_killed_parent() {
         .expect("runtime");
     let ((to_answerer, answerer_in), (to_offerer, offerer_in)) = pipes();
     let mut parent = parent_rt
-        .spawn(start_side(Role::Offerer, offerer_in, to_answerer))
+        .spawn(start_side(
+            Role::Offerer,
+            EdgeConfig::loopback(),
+            offerer_in,
+            to_answerer,
+        ))
         .await
         .expect("parent side starts");
-    let mut child = start_side(Role::Answerer, answerer_in, to_offerer).await;
+    let mut child = start_side(
+        Role::Answerer,
+        EdgeConfig::loopback(),
+        answerer_in,
+        to_offerer,
+    )
+    .await;
     expect_open(&mut parent, "offerer").await;
     expect_open(&mut child, "answerer").await;
     parent.edge.send(chunk(0)).await.expect("send");

@@ -219,8 +219,11 @@ test('a supervisor message whose fields are wrong is ignored', async () => {
   const n = await joined();
   n.handleServer(40, { type: 'SET_PARENT', stream: 's', parent: 42, depth: 1 });
   n.handleServer(41, { type: 'CONNECT_CHILD', stream: 's' });
+  n.handleServer(41, { type: 'CONNECT_CHILD', stream: 's', child: C9, agent: 'robot' });
   const outs = drain(n);
-  assert.deepEqual(outs.map((o) => o.event?.kind), ['ignored', 'ignored']);
+  assert.deepEqual(outs.map((o) => o.event?.kind), ['ignored', 'ignored', 'ignored']);
+  n.handleServer(41, { type: 'CONNECT_CHILD', stream: 's', child: C9, agent: 'native' });
+  assert.ok(drain(n).some((o) => o.type === 'open-edge' && o.peer === C9), 'a known agent is taken');
   assert.equal(n.parent(), P1);
   n.handleServer(42, { type: 'SET_PARENT', stream: 's', parent: C9.toUpperCase(), depth: 2 });
   assert.equal(n.parent(), C9, 'peer ids are compared lower-cased');

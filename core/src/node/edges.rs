@@ -10,7 +10,7 @@ use super::rules::{parent_open_limit_ms, HELLO_REPEAT_MS, PARENT_OPEN_LIMIT_MS};
 use super::{EdgeId, Node, NodeEvent, Output, Parent};
 use crate::frame::Message as WireMessage;
 use crate::ids::PeerId;
-use crate::protocol::{PeerMessage, SignalPayload};
+use crate::protocol::{Agent, PeerMessage, SignalPayload};
 use crate::relay::RelayError;
 use bytes::Bytes;
 
@@ -178,6 +178,7 @@ impl Node {
                     edge,
                     peer: from,
                     offerer: false,
+                    remote_agent: None,
                 });
             }
             if let Some(edge) = self.pending.as_ref().and_then(|p| p.edge) {
@@ -194,6 +195,7 @@ impl Node {
                     edge,
                     peer: from,
                     offerer: false,
+                    remote_agent: None,
                 });
             }
             if let Some(edge) = self.parent.as_ref().and_then(|p| p.edge) {
@@ -233,7 +235,7 @@ impl Node {
         self.event(NodeEvent::Reattached { parent, depth });
     }
 
-    pub(super) fn connect_child(&mut self, child: PeerId) {
+    pub(super) fn connect_child(&mut self, child: PeerId, agent: Option<Agent>) {
         if !self.live() || self.connect_standby_child(child) {
             return;
         }
@@ -245,6 +247,7 @@ impl Node {
             edge,
             peer: child,
             offerer: true,
+            remote_agent: agent,
         });
     }
 

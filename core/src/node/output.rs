@@ -4,7 +4,7 @@
 use super::{EdgeId, Ending};
 use crate::frame::{Chunk, FrameError, StreamKey};
 use crate::ids::{ChunkSeq, PeerId};
-use crate::protocol::{PeerMessage, SignalPayload};
+use crate::protocol::{Agent, PeerMessage, SignalPayload};
 use crate::relay::RelayEvent;
 use bytes::Bytes;
 
@@ -31,6 +31,10 @@ pub enum Output {
         peer: PeerId,
         /// Offerer (toward a child) or answerer (toward the parent).
         offerer: bool,
+        /// What software a child runs, when the supervisor said (`CONNECT_CHILD`); `None` toward
+        /// the parent. A Rust driver may send larger packets to a Rust child on loopback; the
+        /// browser's cannot choose its packet size and ignores it.
+        remote_agent: Option<Agent>,
     },
     /// Apply the remote's signaling (offer, answer, candidate) to an edge.
     SignalEdge {

@@ -26,7 +26,7 @@
 use super::{EdgeId, Node, NodeEvent, Output, Parent};
 use crate::frame::Message as WireMessage;
 use crate::ids::PeerId;
-use crate::protocol::{PeerMessage, SignalPayload};
+use crate::protocol::{Agent, PeerMessage, SignalPayload};
 use bytes::Bytes;
 
 /// The viewer's warm edge to its standby parent.
@@ -70,7 +70,7 @@ impl Node {
     }
 
     /// `CONNECT_STANDBY`: offer a warm edge to `child`.
-    pub(super) fn connect_standby(&mut self, child: PeerId) {
+    pub(super) fn connect_standby(&mut self, child: PeerId, agent: Option<Agent>) {
         if !self.live() || self.children.contains_key(&child) {
             return;
         }
@@ -82,6 +82,7 @@ impl Node {
             edge,
             peer: child,
             offerer: true,
+            remote_agent: agent,
         });
     }
 
@@ -125,6 +126,7 @@ impl Node {
                     edge,
                     peer: from,
                     offerer: false,
+                    remote_agent: None,
                 });
             }
             if let Some(edge) = self.standby.as_ref().and_then(|s| s.edge) {

@@ -81,6 +81,7 @@ fn add_child(n: &mut Node) {
         ServerMessage::ConnectChild {
             stream: "s".into(),
             child: peer(9),
+            agent: None,
         },
     );
     n.handle_edge_message(36, EdgeId(2), Message::Hello { last: None }.encode());
@@ -284,6 +285,72 @@ fn a_node_with_queued_children_wakes_to_refresh_buffered_amounts() {
     // child's keepalives, once it said HELLO, wake the node sooner still.)
     assert!(n.poll_timeout().unwrap() <= 40 + rules::TICK_MS);
     n.handle_buffered_amount(EdgeId(2), 0);
+}
+
+#[test]
+fn a_childs_agent_reaches_the_driver_with_its_edge_and_the_parents_edge_has_none() {
+    use crate::protocol::Agent;
+    let opened = |outs: &[Output]| -> Vec<(PeerId, bool, Option<Agent>)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::OpenEdge {
+                    peer,
+                    offerer,
+                    remote_agent,
+                    ..
+                } => Some((*peer, *offerer, *remote_agent)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut n = Node::new(receiver(), 0);
+    n.handle_connected(5, 1000);
+    n.handle_server(
+        10,
+        ServerMessage::Joined {
+            stream: "s".into(),
+            key: key_b64(),
+            signing_key: signer_of(SEED).verifying_key().to_base64(),
+            parent: peer(1),
+            depth: 1,
+        },
+    );
+    n.handle_server(
+        20,
+        ServerMessage::Signal {
+            from: peer(1),
+            payload: SignalPayload::Offer { sdp: "o".into() },
+        },
+    );
+    assert_eq!(opened(&drain(&mut n)), [(peer(1), false, None)]);
+    n.handle_edge_open(30, EdgeId(1));
+    for (child, agent) in [
+        (peer(9), Some(Agent::Native)),
+        (peer(10), Some(Agent::Browser)),
+        (peer(11), None),
+    ] {
+        n.handle_server(
+            35,
+            ServerMessage::ConnectChild {
+                stream: "s".into(),
+                child,
+                agent,
+            },
+        );
+        assert_eq!(opened(&drain(&mut n)), [(child, true, agent)]);
+    }
+    n.handle_server(
+        36,
+        ServerMessage::ConnectStandby {
+            stream: "s".into(),
+            child: peer(12),
+            agent: Some(Agent::Native),
+        },
+    );
+    assert_eq!(
+        opened(&drain(&mut n)),
+        [(peer(12), true, Some(Agent::Native))]
+    );
 }
 
 #[test]

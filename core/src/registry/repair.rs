@@ -302,6 +302,7 @@ impl Registry {
             ServerMessage::ConnectChild {
                 stream: stream.to_string(),
                 child,
+                agent: self.agent_of(child),
             },
         );
     }

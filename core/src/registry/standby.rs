@@ -248,6 +248,7 @@ impl Registry {
                 ServerMessage::ConnectStandby {
                     stream: stream.to_string(),
                     child,
+                    agent: self.agent_of(child),
                 },
             );
         }

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use webrtc::runtime::{
     AsyncInterval, AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, JoinHandle, Runtime,
@@ -99,6 +99,24 @@ impl Runtime for BufferedRuntime {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+}
+
+/// Whether this host's UDP sockets coalesce received datagrams (GRO), probed once on a loopback
+/// socket: `webrtc` then reads into buffers that hold any datagram (see
+/// [`super::EdgeConfig::sctp_mtu_toward`]). Outside a tokio runtime it cannot probe (the socket
+/// needs the reactor) and says no.
+pub(super) fn udp_coalesces() -> bool {
+    static PROBED: OnceLock<bool> = OnceLock::new();
+    if tokio::runtime::Handle::try_current().is_err() {
+        return PROBED.get().copied().unwrap_or(false);
+    }
+    *PROBED.get_or_init(|| {
+        let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|s| TokioRuntime.wrap_udp_socket(s));
+        let segments = socket.as_ref().map_or(1, |s| s.max_gro_segments());
+        tracing::debug!(segments, "UDP receive coalescing (GRO) probed");
+        segments > 1
+    })
 }
 
 /// Asks for a `bytes` receive buffer on `socket`; returns the size the kernel reports afterwards

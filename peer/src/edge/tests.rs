@@ -22,6 +22,56 @@ fn default_config_gathers_on_interfaces_and_loopback() {
 }
 
 #[tokio::test]
+async fn larger_packets_only_toward_a_rust_peer_on_a_loopback_only_path() {
+    let loopback = EdgeConfig::loopback();
+    // Linux since 5.0 coalesces UDP datagrams (GRO); Debian's kernels do.
+    let coalesces = runtime::udp_coalesces();
+    assert_eq!(coalesces, cfg!(target_os = "linux"));
+    let big = coalesces.then_some(LOOPBACK_SCTP_MTU);
+    assert_eq!(loopback.sctp_mtu_toward(Some(Agent::Native)), big);
+    assert_eq!(loopback.sctp_mtu_toward(Some(Agent::Browser)), None);
+    assert_eq!(loopback.sctp_mtu_toward(None), None, "unknown agent");
+    let set = EdgeConfig {
+        sctp_mtu: Some(1100),
+        ..EdgeConfig::loopback()
+    };
+    assert_eq!(set.sctp_mtu_toward(Some(Agent::Browser)), Some(1100));
+    // Any path that might leave the host keeps the standard size.
+    let not_loopback = [
+        EdgeConfig::default(),
+        EdgeConfig {
+            ice_servers: vec![IceServerConfig {
+                urls: vec!["turn:127.0.0.1:3478".into()],
+                ..IceServerConfig::default()
+            }],
+            ..EdgeConfig::loopback()
+        },
+        EdgeConfig {
+            relay_only: true,
+            ..EdgeConfig::loopback()
+        },
+        EdgeConfig {
+            bind_ips: Vec::new(),
+            ..EdgeConfig::loopback()
+        },
+    ];
+    for config in not_loopback {
+        assert_eq!(
+            config.sctp_mtu_toward(Some(Agent::Native)),
+            None,
+            "{config:?}"
+        );
+    }
+}
+
+#[test]
+fn outside_a_runtime_the_probe_says_no_rather_than_panic() {
+    // The probe needs tokio's reactor; without one it must not panic (it may answer from an
+    // earlier probe in this process).
+    let _ = runtime::udp_coalesces();
+}
+
+#[tokio::test]
 async fn bad_remote_sdp_is_an_error_not_a_panic() {
     let (tx, _rx) = mpsc::channel(16);
     let edge = Edge::start(Role::Answerer, &EdgeConfig::loopback(), tx)

@@ -455,6 +455,8 @@ const int = (v) => Number.isSafeInteger(v) && v >= 0;
 const bool = (v) => typeof v === 'boolean';
 const peer = (v) => str(v) && /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/.test(v);
 const payload = (v) => v != null && typeof v === 'object' && ['offer', 'answer', 'candidate'].includes(v.kind);
+// The child's software (additive; a tab cannot choose its packet size, so it only checks it).
+const agent = (v) => v == null || v === 'native' || v === 'browser';
 const streams = (v) => Array.isArray(v) && v.every((s) => s != null && str(s.name) && int(s.viewers) && int(s.ready));
 
 /** The fields each message the node acts on must have, by type. */
@@ -464,11 +466,11 @@ const FIELDS = {
   RESUMED: { stream: str, key: str, signing_key: str, parent: (v) => v == null || peer(v), depth: int },
   STREAM_WAITING: { stream: str, queued: (v) => v == null || int(v) },
   SET_PARENT: { stream: str, parent: peer, depth: int },
-  CONNECT_CHILD: { stream: str, child: peer },
+  CONNECT_CHILD: { stream: str, child: peer, agent },
   DROP_CHILD: { stream: str, child: peer },
   MOVE: { stream: str, parent: peer, depth: int },
   STANDBY: { stream: str, standby: (v) => v == null || peer(v) },
-  CONNECT_STANDBY: { stream: str, child: peer },
+  CONNECT_STANDBY: { stream: str, child: peer, agent },
   DROP_STANDBY: { stream: str, child: peer },
   SIGNAL: { from: peer, payload },
   STREAM_LIST: { streams },
