@@ -3,7 +3,7 @@
 // Rust peer or browser tab; the Rust test fails while this file differs from the core.
 
 export const HELLO_REPEAT_MS = 500;
-export const KEEPALIVE_MS = 100;
+export const KEEPALIVE_MS = 200;
 export const KEEPALIVE_SLOW_MS = 1000;
 export const SILENCE_LIMIT_MS = 1200;
 export const CHILD_SILENCE_LIMIT_MS = 2200;
