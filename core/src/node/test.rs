@@ -44,6 +44,14 @@ fn drain(node: &mut Node) -> Vec<Output> {
 
 /// A receiver joined under `peer(1)` with its parent edge (edge 1) open at 30 ms.
 fn joined(config: NodeConfig) -> Node {
+    let mut n = offered(config);
+    n.handle_edge_open(30, EdgeId(1));
+    drain(&mut n);
+    n
+}
+
+/// A receiver joined under `peer(1)`, whose offer came at 20 ms; its outputs not drained.
+fn offered(config: NodeConfig) -> Node {
     let mut n = Node::new(config, 0);
     n.handle_connected(5, 1000);
     n.handle_server(
@@ -63,8 +71,6 @@ fn joined(config: NodeConfig) -> Node {
             payload: SignalPayload::Offer { sdp: "o".into() },
         },
     );
-    n.handle_edge_open(30, EdgeId(1));
-    drain(&mut n);
     n
 }
 
@@ -303,25 +309,7 @@ fn a_childs_agent_reaches_the_driver_with_its_edge_and_the_parents_edge_has_none
             })
             .collect()
     };
-    let mut n = Node::new(receiver(), 0);
-    n.handle_connected(5, 1000);
-    n.handle_server(
-        10,
-        ServerMessage::Joined {
-            stream: "s".into(),
-            key: key_b64(),
-            signing_key: signer_of(SEED).verifying_key().to_base64(),
-            parent: peer(1),
-            depth: 1,
-        },
-    );
-    n.handle_server(
-        20,
-        ServerMessage::Signal {
-            from: peer(1),
-            payload: SignalPayload::Offer { sdp: "o".into() },
-        },
-    );
+    let mut n = offered(receiver());
     assert_eq!(opened(&drain(&mut n)), [(peer(1), false, None)]);
     n.handle_edge_open(30, EdgeId(1));
     for (child, agent) in [
