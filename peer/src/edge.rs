@@ -129,7 +129,7 @@ pub struct EdgeConfig {
 
 /// [`EdgeConfig::sctp_mtu`] toward a Rust peer on loopback. Why: every SCTP packet costs a full
 /// trip through `webrtc` at both ends (SCTP, DTLS, a syscall, a SACK, task wake-ups), and a
-/// 64 KiB fragment is 56 packets at 1191 bytes but 9 at this size. Loopback carries 64 KiB
+/// 64 KiB fragment is 57 packets at 1191 bytes but 9 at this size. Loopback carries 64 KiB
 /// datagrams, and `webrtc` 0.21 reads a socket that coalesces (UDP GRO) into 96 KB buffers; its
 /// SCTP and DTLS declare 8 KiB inbound buffers, hence a DTLS record (this plus 37 bytes) kept
 /// under 8192. Measured at 400 receivers (`experiments scale --steps 400 --per-process 400`,
