@@ -11,11 +11,11 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use ownstream_core::frame::{
-    fragment, Chunk, ChunkSigner, Message, SigningKey, StreamKey, MAX_MESSAGE,
+    fragment, ChunkSigner, Message, SigningKey, StreamKey, MAX_MESSAGE,
 };
 use ownstream_core::ids::{ChunkSeq, PeerId};
 use ownstream_core::node::{ConnectFailure, EdgeId, Node, NodeConfig, Output};
-use ownstream_core::protocol::{ComponentType, ServerMessage, SignalPayload};
+use ownstream_core::protocol::{Agent, ComponentType, ServerMessage, SignalPayload};
 
 const KEY: [u8; 32] = [5; 32];
 const STREAM: &str = "s";
@@ -32,6 +32,8 @@ enum Op {
     },
     ConnectChild {
         child: u8,
+        /// 0: unknown, 1: a Rust peer, anything else: a browser.
+        agent: u8,
     },
     DropChild {
         child: u8,
@@ -164,9 +166,14 @@ impl Harness {
                 parent: peer(parent),
                 depth: usize::from(depth),
             }),
-            Op::ConnectChild { child } => self.server(ServerMessage::ConnectChild {
+            Op::ConnectChild { child, agent } => self.server(ServerMessage::ConnectChild {
                 stream,
                 child: peer(child),
+                agent: match agent {
+                    0 => None,
+                    1 => Some(Agent::Native),
+                    _ => Some(Agent::Browser),
+                },
             }),
             Op::DropChild { child } => self.server(ServerMessage::DropChild {
                 stream,
