@@ -80,13 +80,7 @@ fn feed_real_chunk(reassembler: &mut Reassembler, record: &[u8]) {
     };
     let payload = Bytes::copy_from_slice(u.take_rest());
     let signer = ChunkSigner::new("fuzz", StreamKey::new(KEY), SigningKey::from_seed([7; 32]));
-    let chunk = signer.sign(
-        ChunkSeq(seq),
-        flags,
-        timestamp_ms,
-        duration_ms,
-        payload,
-    );
+    let chunk = signer.sign(ChunkSeq(seq), flags, timestamp_ms, duration_ms, payload);
     let Ok(pieces) = fragment(&chunk, max_message) else {
         return;
     };
@@ -105,11 +99,13 @@ fn feed_real_chunk(reassembler: &mut Reassembler, record: &[u8]) {
         match got {
             Ok(Some(whole)) if i == last => {
                 assert_eq!(whole, chunk);
+                whole.verify(signer.stream_key()).expect("the tag verifies");
                 whole
-                    .verify(signer.stream_key())
-                    .expect("the tag verifies");
-                whole
-                    .verify_signature(&signer.verifying_key(), signer.stream_key(), signer.stream())
+                    .verify_signature(
+                        &signer.verifying_key(),
+                        signer.stream_key(),
+                        signer.stream(),
+                    )
                     .expect("the signature verifies");
             }
             Ok(None) if i < last => {}

@@ -10,9 +10,7 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use ownstream_core::frame::{
-    fragment, ChunkSigner, Message, SigningKey, StreamKey, MAX_MESSAGE,
-};
+use ownstream_core::frame::{fragment, ChunkSigner, Message, SigningKey, StreamKey, MAX_MESSAGE};
 use ownstream_core::ids::{ChunkSeq, PeerId};
 use ownstream_core::node::{ConnectFailure, EdgeId, Node, NodeConfig, Output};
 use ownstream_core::protocol::{Agent, ComponentType, ServerMessage, SignalPayload};

@@ -169,18 +169,16 @@ fn apply(r: &mut Registry, m: &mut Model, now: &mut u64, op: Op) {
             r.handle_timeout(now);
             return;
         }
-        Op::Register { peer, name: n } => {
-            msg(
-                peer,
-                PeerMessage::RegisterStream {
-                    stream: name(n),
-                    signing_key: ownstream_core::frame::SigningKey::from_seed([n; 32])
-                        .verifying_key()
-                        .to_base64(),
-                    token: None,
-                },
-            )
-        }
+        Op::Register { peer, name: n } => msg(
+            peer,
+            PeerMessage::RegisterStream {
+                stream: name(n),
+                signing_key: ownstream_core::frame::SigningKey::from_seed([n; 32])
+                    .verifying_key()
+                    .to_base64(),
+                token: None,
+            },
+        ),
         Op::Join {
             peer,
             name: n,
