@@ -302,7 +302,7 @@ pub struct Node {
 fn new_relay(config: RelayConfig) -> Relay {
     // A chunk too large to frame reaches no child; the relay reports the hole.
     Relay::new(config, |c: &Chunk| {
-        frame::fragment(c, frame::MAX_MESSAGE).unwrap_or_default()
+        frame::fragment(c, frame::FRAGMENT_LEN).unwrap_or_default()
     })
 }
 

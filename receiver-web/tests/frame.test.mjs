@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import {
   Chunk, FrameError, Reassembler, chunkHead, decodeMessage, encodeAbort, encodeHello, encodeKeepalive, fragment, importSigningKey,
   importStreamKey, makeSigner, streamKeyBytes, verifyChunk, verifySignature, base64Encode,
-  FLAG_KEYFRAME, MAX_MESSAGE, PREFIX_LEN,
+  FLAG_KEYFRAME, FRAGMENT_LEN, MAX_MESSAGE, PREFIX_LEN,
 } from '../js/core/frame.js';
 import { SIGNING_KEYS } from './signing-keys.mjs';
 
@@ -61,14 +61,16 @@ test('signing matches the known answers shared with Rust (testdata/frame-vectors
 
 test('chunks of every size class survive fragment and reassembly', async () => {
   const k = await keys();
-  for (const len of [0, 1, MAX_MESSAGE - 18 - PREFIX_LEN, MAX_MESSAGE - 17 - PREFIX_LEN, MAX_MESSAGE * 3 + 5, 2_100_000]) {
+  for (const len of [0, 1, FRAGMENT_LEN - 18 - PREFIX_LEN, FRAGMENT_LEN - 17 - PREFIX_LEN, MAX_MESSAGE - 18 - PREFIX_LEN, MAX_MESSAGE * 3 + 5, 2_100_000]) {
     const payload = Uint8Array.from({ length: len }, (_, i) => (i * 7) % 256);
     const c = await Chunk.sign(k.sign, { seq: 42, flags: 0, timestampMs: 9, durationMs: 33, payload });
     const r = new Reassembler();
     const msgs = fragment(c);
     let out = null;
     msgs.forEach((m, i) => {
-      assert.ok(m.length <= MAX_MESSAGE);
+      // Every piece but the last is FRAGMENT_LEN (whole SCTP packets), never above MAX_MESSAGE.
+      if (i + 1 < msgs.length) assert.equal(m.length, FRAGMENT_LEN);
+      else assert.ok(m.length <= FRAGMENT_LEN);
       const got = r.handleFragment(decodeMessage(m));
       if (i + 1 < msgs.length) assert.equal(got, null);
       else out = got;

@@ -4,7 +4,7 @@
 //! (run it with `OWNSTREAM_BLESS=1` to rewrite the file after changing a rule here).
 
 use crate::auth::DEFAULT_TIMEOUT_MS;
-use crate::frame::{MAX_CHUNK_LEN, MAX_MESSAGE};
+use crate::frame::{FRAGMENT_LEN, MAX_CHUNK_LEN, MAX_MESSAGE};
 use crate::protocol::{MAX_MESSAGE_LEN, MAX_REPAIR_SAMPLES, MAX_RESUME_CHILDREN};
 use crate::relay::RelayConfig;
 use std::fmt::Write as _;
@@ -192,7 +192,7 @@ pub fn js_module() -> String {
          // --test node_rules_js`: do not edit. The numbers and decision inputs every node follows,\n\
          // Rust peer or browser tab; the Rust test fails while this file differs from the core.\n\n",
     );
-    let numbers: [(&str, u64); 23] = [
+    let numbers: [(&str, u64); 24] = [
         ("HELLO_REPEAT_MS", HELLO_REPEAT_MS),
         ("KEEPALIVE_MS", KEEPALIVE_MS),
         ("KEEPALIVE_SLOW_MS", KEEPALIVE_SLOW_MS),
@@ -218,6 +218,7 @@ pub fn js_module() -> String {
         ("MAX_RESUME_CHILDREN", MAX_RESUME_CHILDREN as u64),
         ("MAX_SIGNALING_MESSAGE_LEN", MAX_MESSAGE_LEN as u64),
         ("MAX_DATA_MESSAGE_LEN", MAX_MESSAGE as u64),
+        ("FRAGMENT_LEN", FRAGMENT_LEN as u64),
         ("MAX_CHUNK_LEN", MAX_CHUNK_LEN as u64),
     ];
     for (name, value) in numbers {

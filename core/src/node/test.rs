@@ -168,6 +168,45 @@ fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
     assert!(relayed.verify(&StreamKey::new(KEY)).is_err());
 }
 
+#[test]
+fn a_chunk_cut_anew_goes_in_fragments_of_whole_packets() {
+    let mut n = joined(receiver());
+    let signer = signer_of(SEED);
+    let big = |seq: u64, flags: u8| {
+        let dur = if flags & FLAG_INIT != 0 { 0 } else { 1000 };
+        signer.sign(
+            ChunkSeq(seq),
+            flags,
+            0,
+            dur,
+            Bytes::from(vec![7u8; 150_000]),
+        )
+    };
+    feed(&mut n, 40, &big(0, FLAG_INIT));
+    feed(&mut n, 41, &big(1, FLAG_KEYFRAME));
+    drain(&mut n);
+    add_child(&mut n); // after the chunks came: its relay sends them from its backlog
+    let mut outs = drain(&mut n);
+    for now in (100..3000).step_by(100) {
+        n.handle_timeout(now); // the pacing lets the rest out
+        outs.extend(drain(&mut n));
+    }
+    let sizes: Vec<usize> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Transmit { edge, message } if *edge == EdgeId(2) => Some(message.len()),
+            _ => None,
+        })
+        .filter(|&len| len > frame::FRAGMENT_HEADER_LEN + 2)
+        .collect();
+    // The init chunk is kept whole and cut anew: two FRAGMENT_LEN pieces, then the rest. The
+    // keyframe chunk, passed on as it came (cut-through keeps its pieces), keeps the sender's.
+    assert_eq!(sizes.len(), 6, "{sizes:?}");
+    assert_eq!(&sizes[..2], &[frame::FRAGMENT_LEN, frame::FRAGMENT_LEN]);
+    assert!(sizes[2] < frame::FRAGMENT_LEN, "{sizes:?}");
+    assert_eq!(&sizes[3..5], &[frame::MAX_MESSAGE, frame::MAX_MESSAGE]);
+}
+
 /// The chunks a node sent its child on edge 2, reassembled.
 fn relayed_to_child(outs: &[Output]) -> Vec<Chunk> {
     let mut reassembler = Reassembler::default();

@@ -64,6 +64,26 @@ async fn larger_packets_only_toward_a_rust_peer_on_a_loopback_only_path() {
     }
 }
 
+/// SCTP's DATA-chunk payload in a packet of `mtu` bytes: less its 12-byte common header and the
+/// 16-byte chunk header, rounded down to SCTP's 4-byte padding (what `webrtc` 0.21 derives).
+fn sctp_payload(mtu: u32) -> usize {
+    (mtu as usize - 28) & !3
+}
+
+#[test]
+fn a_fragment_fills_whole_packets_at_both_packet_sizes() {
+    use ownstream_core::frame::FRAGMENT_LEN;
+    // Between Rust peers on loopback: no short packet at all.
+    assert_eq!(FRAGMENT_LEN % sctp_payload(LOOPBACK_SCTP_MTU), 0);
+    // At webrtc's default 1191 bytes (browsers, any other path): the last packet nearly full.
+    let payload = sctp_payload(1191);
+    let last = FRAGMENT_LEN % payload;
+    assert!(
+        last == 0 || last * 100 >= payload * 95,
+        "last packet holds {last} of {payload}"
+    );
+}
+
 #[test]
 fn outside_a_runtime_the_probe_says_no_rather_than_panic() {
     // The probe needs tokio's reactor; without one it must not panic (it may answer from an

@@ -16,7 +16,7 @@
 // anything but a FrameError; a reassembled chunk is at most MAX_CHUNK_LEN bytes. The two limits
 // are the core's, from the generated rules.
 
-import { MAX_CHUNK_LEN as RULES_MAX_CHUNK_LEN, MAX_DATA_MESSAGE_LEN } from './rules.js';
+import { FRAGMENT_LEN as RULES_FRAGMENT_LEN, MAX_CHUNK_LEN as RULES_MAX_CHUNK_LEN, MAX_DATA_MESSAGE_LEN } from './rules.js';
 
 export const FLAG_INIT = 1;
 export const FLAG_KEYFRAME = 2;
@@ -28,6 +28,8 @@ export const PREFIX_LEN = HEADER_LEN + TAG_LEN + SIGNATURE_LEN;
 export const SIGNATURE_DOMAIN = new TextEncoder().encode('ownstream-chunk-v3');
 export const MAX_CHUNK_LEN = RULES_MAX_CHUNK_LEN;
 export const MAX_MESSAGE = MAX_DATA_MESSAGE_LEN;
+/** What a chunk sent whole is cut into: whole SCTP packets (`FRAGMENT_LEN` in core/src/frame.rs). */
+export const FRAGMENT_LEN = RULES_FRAGMENT_LEN;
 export const VERSION = 3;
 export const TYPE_FRAGMENT = 1;
 export const TYPE_HELLO = 2;
@@ -291,7 +293,7 @@ export function decodeMessage(bytes) {
 }
 
 /** Cuts a chunk's encoding into FRAGMENT messages of at most `maxMessage` bytes. */
-export function fragment(chunk, maxMessage = MAX_MESSAGE) {
+export function fragment(chunk, maxMessage = FRAGMENT_LEN) {
   const room = maxMessage - FRAGMENT_HEADER_LEN;
   if (room <= 0) throw new FrameError(`max message size ${maxMessage} leaves no room for fragment data`);
   const encoded = chunk.bytes;

@@ -24,6 +24,7 @@ export const MAX_REPAIR_SAMPLES = 64;
 export const MAX_RESUME_CHILDREN = 64;
 export const MAX_SIGNALING_MESSAGE_LEN = 65536;
 export const MAX_DATA_MESSAGE_LEN = 65536;
+export const FRAGMENT_LEN = 63776;
 export const MAX_CHUNK_LEN = 16777216;
 export const HEARTBEAT_RANGE_MS = Object.freeze([100, 10000]);
 export const RECONNECT_BACKOFF_MS = Object.freeze([500, 1000, 1500]);
