@@ -41,8 +41,8 @@
 //! timer: after a further [`EdgeConfig::ice_failed_timeout`] of silence the agent goes `failed`
 //! (and throws away its candidates, so it cannot heal any more) and the edge closes. With the
 //! defaults (2 s consent checks, 3 s + 2 s) a killed remote is noticed after about 5 s; `webrtc`'s
-//! own defaults (2 s, 5 s + 25 s) would take 30 s. The same timers bound the checking phase: ICE that
-//! has not connected within their sum fails. Before the remote description arrives there is no
+//! own defaults (2 s, 5 s + 25 s) would take 30 s. The same timers bound the checking phase: ICE
+//! that has not connected within their sum fails. Before the remote description arrives there is no
 //! timer at all; the owner bounds signaling itself.
 //!
 //! # Bind addresses (what `webrtc` 0.21 does)
