@@ -116,7 +116,7 @@ pub struct EdgeConfig {
     /// counts as heard, and a tree edge carries keepalives and SACKs several times a second. On
     /// a standby edge, which carries nothing else, each end hears the other's check every 2 s,
     /// well inside [`EdgeConfig::ice_disconnected_timeout`]. Every 1 s, checks (a request and a
-    /// response each way) were 13 % of the datagrams of 400 receivers (tcpdump on lo).
+    /// response each way) were 27 % of the datagrams of 400 receivers (tcpdump on lo).
     pub ice_keepalive_interval: Duration,
     /// While connecting, how often ICE runs its checks: a round of binding requests, then the
     /// nomination of a pair that answered, each waits for the next round.
