@@ -111,12 +111,9 @@ pub struct EdgeConfig {
     pub ice_disconnected_timeout: Duration,
     /// Further silence after which ICE reports `failed` and the edge closes (the grace period).
     pub ice_failed_timeout: Duration,
-    /// How often ICE sends a consent check on the selected pair. Checks (a request and a
-    /// response each way, standby edges included) were 27 % of the datagrams of 400 receivers
-    /// (tcpdump on lo), and every 2 s cost ~4 % less CPU; but with 2 s the test of a Rust chain
-    /// relayed through TURN lost frames in 2 of 11 runs (a parent silent for 1.2 s), against 0
-    /// of 18 with 1 s, so 1 s it stays until that is understood.
-    pub ice_keepalive_interval: Duration,
+    /// How often ICE sends a consent check on the selected pair; `None` chooses by the path
+    /// ([`EdgeConfig::consent_interval`]).
+    pub ice_keepalive_interval: Option<Duration>,
     /// While connecting, how often ICE runs its checks: a round of binding requests, then the
     /// nomination of a pair that answered, each waits for the next round.
     pub ice_check_interval: Duration,
@@ -147,6 +144,23 @@ pub const LOOPBACK_SCTP_MTU: u32 = 8000;
 /// per edge set-up, nothing once connected.
 pub const DEFAULT_ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
 
+/// [`EdgeConfig::consent_interval`] on direct paths: `webrtc`'s own default. Consent checks were
+/// 27 % of the datagrams of 400 receivers on loopback (tcpdump; half of them on standby edges,
+/// which carry nothing else), and every 2 s instead of 1 s cost ~4 % less CPU per relayed Mbit/s
+/// (`experiments/results/fragments-consent`). Silence, not the checks, finds a dead remote: any
+/// datagram counts as heard, a tree edge carries keepalives and SACKs several times a second,
+/// and on a standby edge each end hears the other's check every 2 s, inside the
+/// [`EdgeConfig::ice_disconnected_timeout`] of 3 s.
+pub const DIRECT_CONSENT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// [`EdgeConfig::consent_interval`] where a TURN server is configured. With checks every 2 s,
+/// the test of a Rust chain relayed through coturn (`receiver-web/tests/turn.test.mjs`) failed
+/// in 5 of 42 runs, against 0 of 34 with checks every 1 s. In the failures looked at, ~3 s after
+/// ICE connected a parent's SCTP stopped sending (it still held ~27 packets when the edge
+/// closed; ICE had not reported the pair `disconnected`) and the child left it 1.2 s later. Not
+/// understood, so wherever a pair may be relayed the checks stay at 1 s.
+pub const RELAYED_CONSENT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Default [`EdgeConfig::udp_recv_buffer`]: Debian's default `net.core.rmem_max`, the most an
 /// unprivileged process gets.
 pub const DEFAULT_UDP_RECV_BUFFER: usize = 4 << 20;
@@ -160,7 +174,7 @@ impl Default for EdgeConfig {
             max_message_size: SctpMaxMessageSize::DEFAULT_MESSAGE_SIZE as usize,
             ice_disconnected_timeout: Duration::from_secs(3),
             ice_failed_timeout: Duration::from_secs(2),
-            ice_keepalive_interval: Duration::from_secs(1),
+            ice_keepalive_interval: None,
             ice_check_interval: DEFAULT_ICE_CHECK_INTERVAL,
             // 100 x 20 ms: a pair is given 2 s to answer, as long as the library's default
             // (7 x 200 ms = 1.4 s) gives a path with a long round trip.
@@ -198,6 +212,24 @@ impl EdgeConfig {
         } else {
             self.sctp_mtu
         }
+    }
+
+    /// How often ICE checks consent on the selected pair (RFC 7675; a request and a response
+    /// each way): [`EdgeConfig::ice_keepalive_interval`] if set, else [`DIRECT_CONSENT_INTERVAL`]
+    /// when no TURN server is configured (every pair is direct) and [`RELAYED_CONSENT_INTERVAL`]
+    /// when one is (ICE may pick a relayed pair).
+    pub fn consent_interval(&self) -> Duration {
+        let turn = self.relay_only
+            || self
+                .ice_servers
+                .iter()
+                .flat_map(|s| &s.urls)
+                .any(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+        self.ice_keepalive_interval.unwrap_or(if turn {
+            RELAYED_CONSENT_INTERVAL
+        } else {
+            DIRECT_CONSENT_INTERVAL
+        })
     }
 
     /// The defaults, but gathering on `127.0.0.1` only: for tests and single-host demos.
@@ -450,7 +482,7 @@ async fn build_peer_connection(
         .with_ice_timeouts(
             Some(config.ice_disconnected_timeout),
             Some(config.ice_failed_timeout),
-            Some(config.ice_keepalive_interval),
+            Some(config.consent_interval()),
         )
         .with_ice_connection_attempts(
             Some(config.ice_check_interval),

@@ -64,6 +64,59 @@ async fn larger_packets_only_toward_a_rust_peer_on_a_loopback_only_path() {
     }
 }
 
+#[test]
+fn consent_is_checked_every_second_only_where_a_pair_may_be_relayed() {
+    let server = |url: &str| IceServerConfig {
+        urls: vec![url.into()],
+        ..IceServerConfig::default()
+    };
+    let direct = [
+        EdgeConfig::default(),
+        EdgeConfig::loopback(),
+        EdgeConfig {
+            ice_servers: vec![server("stun:127.0.0.1:3478")],
+            ..EdgeConfig::default()
+        },
+    ];
+    for config in direct {
+        assert_eq!(
+            config.consent_interval(),
+            DIRECT_CONSENT_INTERVAL,
+            "{config:?}"
+        );
+    }
+    let relayed = [
+        EdgeConfig {
+            ice_servers: vec![server("stun:127.0.0.1:3478"), server("turn:127.0.0.1:3478")],
+            ..EdgeConfig::default()
+        },
+        EdgeConfig {
+            ice_servers: vec![server("turns:turn.example.org:5349")],
+            ..EdgeConfig::default()
+        },
+        EdgeConfig {
+            relay_only: true,
+            ..EdgeConfig::default()
+        },
+    ];
+    for config in relayed {
+        assert_eq!(
+            config.consent_interval(),
+            RELAYED_CONSENT_INTERVAL,
+            "{config:?}"
+        );
+    }
+    assert!(RELAYED_CONSENT_INTERVAL < DIRECT_CONSENT_INTERVAL);
+    // The checks must keep a quiet standby edge inside ICE's silence limit.
+    assert!(DIRECT_CONSENT_INTERVAL < EdgeConfig::default().ice_disconnected_timeout);
+    let set = EdgeConfig {
+        ice_keepalive_interval: Some(Duration::from_millis(500)),
+        relay_only: true,
+        ..EdgeConfig::default()
+    };
+    assert_eq!(set.consent_interval(), Duration::from_millis(500));
+}
+
 /// SCTP's DATA-chunk payload in a packet of `mtu` bytes: less its 12-byte common header and the
 /// 16-byte chunk header, rounded down to SCTP's 4-byte padding (what `webrtc` 0.21 derives).
 fn sctp_payload(mtu: u32) -> usize {
