@@ -155,10 +155,11 @@ pub const DIRECT_CONSENT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// [`EdgeConfig::consent_interval`] where a TURN server is configured. With checks every 2 s,
 /// the test of a Rust chain relayed through coturn (`receiver-web/tests/turn.test.mjs`) failed
-/// in 5 of 42 runs, against 0 of 34 with checks every 1 s. In the failures looked at, ~3 s after
-/// ICE connected a parent's SCTP stopped sending (it still held ~27 packets when the edge
-/// closed; ICE had not reported the pair `disconnected`) and the child left it 1.2 s later. Not
-/// understood, so wherever a pair may be relayed the checks stay at 1 s.
+/// in 5 of 72 runs (none of the last 30, which logged more), against 0 of 34 with checks every
+/// 1 s: maybe chance (p ~ 0.14), maybe not. In the failures looked at, ~3 s after ICE connected
+/// a parent's SCTP stopped sending (it still held ~27 packets when the edge closed; ICE had not
+/// reported the pair `disconnected`) and the child left it 1.2 s later. Not understood, so
+/// wherever a pair may be relayed the checks stay at 1 s, as they were.
 pub const RELAYED_CONSENT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Default [`EdgeConfig::udp_recv_buffer`]: Debian's default `net.core.rmem_max`, the most an
