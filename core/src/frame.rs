@@ -161,9 +161,9 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// MTU), 57 with a short last one at webrtc's default 1191 (1,160 each). This is exactly 8 x
 /// 7,972 and 55 packets of 1,160 but for 24 bytes: in a tcpdump at 400 receivers the short
 /// packets went from 15 % of the media datagrams to 4 % (one per chunk). Measured only together
-/// with ICE consent checks every 2 s (as direct paths have them, `peer::edge`), 4 alternating pairs of
-/// `experiments scale --steps 400 --per-process 400`: receivers' CPU per relayed Mbit/s 0.1845
-/// against 0.1925 (median), every pair lower; this change's own share is smaller.
+/// with ICE consent checks every 2 s (as direct paths have them, `peer::edge`), 4 alternating
+/// pairs of `experiments scale --steps 400 --per-process 400`: receivers' CPU per relayed Mbit/s
+/// 0.1845 against 0.1925 (median), every pair lower; this change's own share is smaller.
 pub const FRAGMENT_LEN: usize = 8 * 7_972;
 const _: () = assert!(FRAGMENT_LEN <= MAX_MESSAGE);
 
