@@ -84,6 +84,22 @@ test('a seek that does not finish with media ahead is stuck too', () => {
   assert.deepEqual(w.observe(3000, state), { to: 2, why: 'stuck for 3 s (readyState 1, seeking), to the next keyframe' });
 });
 
+test('a seek gets a shorter limit than an element standing still', () => {
+  // Stuck seeks seen in Chromium tabs under a browser broadcast: at the first media, held
+  // [[2.203, 2.37], [2.52, 6.6]]; over a hole, held [[2.006, 2.091], [2.246, 3.153], [3.266, 6.746]].
+  for (const [t, ranges] of [[2.203, [[2.203, 2.37], [2.52, 6.6]]], [2.256, [[2.006, 2.091], [2.246, 3.153], [3.266, 6.746]]]]) {
+    const w = new StuckWatch(3000, 1000);
+    const seeking = { t, toldToPlay: true, seeking: true, readyState: 1, ranges, keyframes: KEYFRAMES };
+    for (let now = 0; now < 1000; now += 250) assert.equal(w.observe(now, seeking), null, `not yet at ${now} ms`);
+    assert.deepEqual(w.observe(1000, seeking), { to: 3, why: 'stuck for 1 s (readyState 1, seeking), to the next keyframe' });
+  }
+  // Standing still without a seek still waits the longer limit.
+  const w = new StuckWatch(3000, 1000);
+  const standing = { t: 4.364, toldToPlay: true, seeking: false, readyState: 2, ranges: [[3.266, 10.106]], keyframes: KEYFRAMES };
+  for (let now = 0; now < 3000; now += 250) assert.equal(w.observe(now, standing), null, `not yet at ${now} ms`);
+  assert.deepEqual(w.observe(3000, standing), { to: 5, why: 'stuck for 3 s (readyState 2), to the next keyframe' });
+});
+
 test('an element that moves, waits for data or was not told to play is not stuck', () => {
   const ranges = [[0, 20]];
   const cases = {
@@ -93,7 +109,7 @@ test('an element that moves, waits for data or was not told to play is not stuck
     'seeking, paused': () => ({ t: 5, toldToPlay: false, seeking: true, ranges }),
   };
   for (const [name, at] of Object.entries(cases)) {
-    const w = new StuckWatch(3000);
+    const w = new StuckWatch(3000, 1000);
     for (let now = 0; now <= 10_000; now += 250) {
       assert.equal(w.observe(now, { readyState: 4, keyframes: KEYFRAMES, ...at(now) }), null, `${name} at ${now} ms`);
     }

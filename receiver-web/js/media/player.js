@@ -21,8 +21,8 @@
 // - Stalls are the element's `waiting` events after playback began (not while seeking to catch
 //   up, not at the end); stalled time runs from `waiting` to the next `playing`.
 // - Never stuck: an element told to play that has not moved for `stuckMs` while media lies ahead
-//   of it (a seek that has not finished included) is moved to the next keyframe chunk it holds (or
-//   a little forward if it holds none).
+//   of it (`stuckSeekMs` if a seek of ours has not finished) is moved to the next keyframe chunk it
+//   holds (or a little forward if it holds none).
 //   Seen in a browser broadcast's first second, whose gaps (the recorder starting up) left a
 //   viewer waiting forever at a position it could not decode. These decisions are pure functions
 //   in playhead.js. Every seek the player makes is logged to the console with its reason.
@@ -51,6 +51,7 @@ export const DEFAULT_PLAYER_CONFIG = Object.freeze({
   targetLagMs: 2500,
   rateUpLagMs: 4000,
   stuckMs: 3000,
+  stuckSeekMs: 1000,
   joinClusters: NEEDS_JOINED_CLUSTERS,
 });
 
@@ -76,7 +77,7 @@ export class MsePlayer extends EventTarget {
     this.queueSkips = 0;
     this.nudges = 0;
     this.playWanted = false; // play() was called for the start-up buffer, and not refused for autoplay
-    this.stuckWatch = new StuckWatch(this.config.stuckMs);
+    this.stuckWatch = new StuckWatch(this.config.stuckMs, this.config.stuckSeekMs);
     this.joiner = this.config.joinClusters ? new ClusterJoiner() : null;
     this.firstFrameAt = null;
     this.onWaiting = () => {
@@ -323,7 +324,8 @@ export class MsePlayer extends EventTarget {
     });
     if (!s) return;
     this.nudges += 1;
-    this.seek(s.to, s.why);
+    // What it held says why it was stuck (a short range before a hole, a hole the seek waits in).
+    this.seek(s.to, `${s.why}; held ${JSON.stringify(this.bufferedRanges())}`);
   }
 
   closeStall() {

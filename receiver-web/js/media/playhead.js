@@ -89,16 +89,20 @@ export function holeSeek(ranges, t) {
 
 /**
  * Notices an element that was told to play but does not move: it sits where it cannot decode, or
- * its pipeline missed a wake-up, or a seek of ours never finishes (seen in browser broadcasts'
- * first seconds: viewers waiting forever exactly at the targets of the player's own seeks, 1.363 s
- * with 0.94 s of media ahead, 1.0 s with 0.15 s ahead of a 0.2 s hole). A seek into held media
- * takes milliseconds, so a seek still running after `stuckMs` is stuck too. `observe` is called
- * every tick; once the position has stood still for `stuckMs` with media ahead, it returns the
- * seek that frees it: to the next keyframe chunk held, or a little forward without one.
+ * its pipeline missed a wake-up, or a seek of ours never finishes (seen in browser broadcasts' first
+ * seconds: viewers waiting forever exactly at the targets of the player's own seeks, 1.363 s with
+ * 0.94 s of media ahead, 1.0 s with 0.15 s ahead of a 0.2 s hole). `observe` is called every tick;
+ * once the position has stood still with media ahead for `stuckMs` (`stuckSeekMs` while a seek
+ * runs), it returns the seek that frees it: to the next keyframe chunk held, or a little forward
+ * without one. A seek gets the shorter limit because it either finishes or never does: in Chromium
+ * tabs watching a browser broadcast, seeks into held media finished within 0.3 s, those waiting for
+ * media to fill a hole within 2 s, and the stuck ones not within 3 s; each second waited is a
+ * second a viewer who just joined looks at a still picture.
  */
 export class StuckWatch {
-  constructor(stuckMs) {
+  constructor(stuckMs, stuckSeekMs = stuckMs) {
     this.stuckMs = stuckMs;
+    this.stuckSeekMs = stuckSeekMs;
     this.at = null;
     this.since = 0;
   }
@@ -110,9 +114,10 @@ export class StuckWatch {
       this.since = nowMs;
       return null;
     }
-    if (nowMs - this.since < this.stuckMs) return null;
+    const limitMs = seeking ? this.stuckSeekMs : this.stuckMs;
+    if (nowMs - this.since < limitMs) return null;
     this.at = null;
-    const why = `stuck for ${(this.stuckMs / 1000).toFixed(0)} s (readyState ${readyState}${seeking ? ', seeking' : ''})`;
+    const why = `stuck for ${limitMs / 1000} s (readyState ${readyState}${seeking ? ', seeking' : ''})`;
     const k = nextKeyframe(ranges, keyframes, t);
     return k != null ? { to: k, why: `${why}, to the next keyframe` } : { to: t + 0.1, why: `${why}, a little forward` };
   }
