@@ -42,12 +42,16 @@ export function playableAheadMs(ranges, t) {
 }
 
 /** The start of the first keyframe chunk after `t` that lies in buffered media, or null. Decoding
- *  can start afresh there, which a range's start after a hole does not promise. */
+ *  can start afresh there, which a range's start after a hole does not promise. One with less than
+ *  `STUCK_AHEAD_S` of media before a hole is passed over: Chromium was seen never to finish a seek
+ *  there (to 3.053 s, held [[2.493, 3.159], [3.333, 11.073]]). At the live edge more media comes. */
 export function nextKeyframe(ranges, keyframes, t) {
   for (const k of keyframes) {
     if (k <= t + EDGE_S) continue;
     const i = ranges.findIndex(([start, end]) => k >= start - EDGE_S && k < end);
-    if (i >= 0) return Math.max(k, ranges[i][0]);
+    if (i < 0) continue;
+    const at = Math.max(k, ranges[i][0]);
+    if (i === ranges.length - 1 || ranges[i][1] - at >= STUCK_AHEAD_S) return at;
   }
   return null;
 }
