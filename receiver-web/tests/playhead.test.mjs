@@ -51,6 +51,17 @@ test('before the start, media too short to start in before a long hole is skippe
   assert.deepEqual(startSeek([[0, 0.4], [1.2, 3]], 0, 800, [0]), { to: 1.2, why: 'past media too short to start in' });
 });
 
+test('before the start, a position just before a hole, however short, moves past it', () => {
+  // Late viewers whose seek to their first media never finished (Chromium, a throttled studio).
+  assert.deepEqual(startSeek([[15.702, 15.812], [16.002, 18.282]], 15.702, 750, [15.702, 16.75]),
+    { to: 16.75, why: 'past media too short to start in, to a keyframe' });
+  assert.deepEqual(startSeek([[1, 1.149], [1.344, 47.544]], 1, 800, KEYFRAMES),
+    { to: 2, why: 'past media too short to start in, to a keyframe' });
+  // 0.3 s before the hole is enough, and at the live edge there is no hole yet.
+  assert.equal(startSeek([[0, 0.3], [0.4, 1.6]], 0, 800, KEYFRAMES), null);
+  assert.equal(startSeek([[15.702, 15.812]], 15.702, 750, [15.702]), null);
+});
+
 test('before the start, a position in no range moves to the media', () => {
   assert.deepEqual(startSeek([[4, 9]], 1, 800, KEYFRAMES), { to: 4, why: 'the start position held no media' });
   assert.deepEqual(startSeek([[0, 1], [4, 9]], 2, 800, KEYFRAMES), { to: 4, why: 'the start position held no media' });

@@ -60,15 +60,18 @@ export function nextKeyframe(ranges, keyframes, t) {
  * Before playback begins, the play position must sit in media that can fill the start-up buffer,
  * or the start waits forever. Short holes count as media (see `JUMPABLE_GAP_S`); media too short
  * to start in before a longer hole is skipped, to the first keyframe chunk held after the hole
- * (where media resumes need not be decodable), or to where media resumes if none is held. A
+ * (where media resumes need not be decodable), or to where media resumes if none is held. So is
+ * a position with under `STUCK_AHEAD_S` of media before any hole: Chromium never finished the
+ * seek there (late viewers at their first media, held [[15.702, 15.812], [16.002, 18.282]]). A
  * position in no range moves to the next range (or the last one). Null: stay (and wait for more
  * media at the live edge).
  */
 export function startSeek(ranges, t, startupMs, keyframes) {
   const i = rangeAt(ranges, t);
   if (i >= 0) {
-    if (playableAheadMs(ranges, t) >= startupMs) return null;
-    const j = lastJoined(ranges, i);
+    const beforeHole = i + 1 < ranges.length && ranges[i][1] - t < STUCK_AHEAD_S;
+    if (!beforeHole && playableAheadMs(ranges, t) >= startupMs) return null;
+    const j = beforeHole ? i : lastJoined(ranges, i);
     if (j + 1 === ranges.length) return null;
     const resume = ranges[j + 1][0];
     const k = nextKeyframe(ranges, keyframes, resume - 2 * EDGE_S);
