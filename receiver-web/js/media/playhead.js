@@ -9,10 +9,19 @@
 const EDGE_S = 0.05;
 /** A stuck element with less media than this ahead of it is waiting for data, not stuck. */
 const STUCK_AHEAD_S = 0.3;
+/** A seek needs this much media after its target before a hole: Chromium was seen never to finish
+ *  one with less (0.1-0.26 s before holes, in tabs watching a browser broadcast). */
+const SEEKABLE_BEFORE_HOLE_S = 0.3;
 /** Holes are jumped during playback (`holeSeek`); one this short costs a viewer little, so the
  *  start-up buffer counts the media on both sides of it: a recorder under load drops a few frames
  *  now and then, and waiting for a long unbroken range then never ends. */
 export const JUMPABLE_GAP_S = 0.5;
+
+/** Whether `t`, in range `i`, lies too close before a hole to seek to (see
+ *  `SEEKABLE_BEFORE_HOLE_S`). The last range has no hole after it: more media comes there. */
+function tooCloseToHole(ranges, i, t) {
+  return i + 1 < ranges.length && ranges[i][1] - t < SEEKABLE_BEFORE_HOLE_S;
+}
 
 /** The index of the range holding `t`, or -1. */
 export function rangeAt(ranges, t) {
@@ -42,16 +51,16 @@ export function playableAheadMs(ranges, t) {
 }
 
 /** The start of the first keyframe chunk after `t` that lies in buffered media, or null. Decoding
- *  can start afresh there, which a range's start after a hole does not promise. One with less than
- *  `STUCK_AHEAD_S` of media before a hole is passed over: Chromium was seen never to finish a seek
- *  there (to 3.053 s, held [[2.493, 3.159], [3.333, 11.073]]). At the live edge more media comes. */
+ *  can start afresh there, which a range's start after a hole does not promise. One too close
+ *  before a hole is passed over (a seek to 3.053 s never finished with [[2.493, 3.159], [3.333,
+ *  11.073]] held). */
 export function nextKeyframe(ranges, keyframes, t) {
   for (const k of keyframes) {
     if (k <= t + EDGE_S) continue;
     const i = ranges.findIndex(([start, end]) => k >= start - EDGE_S && k < end);
     if (i < 0) continue;
     const at = Math.max(k, ranges[i][0]);
-    if (i === ranges.length - 1 || ranges[i][1] - at >= STUCK_AHEAD_S) return at;
+    if (!tooCloseToHole(ranges, i, at)) return at;
   }
   return null;
 }
@@ -61,15 +70,15 @@ export function nextKeyframe(ranges, keyframes, t) {
  * or the start waits forever. Short holes count as media (see `JUMPABLE_GAP_S`); media too short
  * to start in before a longer hole is skipped, to the first keyframe chunk held after the hole
  * (where media resumes need not be decodable), or to where media resumes if none is held. So is
- * a position with under `STUCK_AHEAD_S` of media before any hole: Chromium never finished the
- * seek there (late viewers at their first media, held [[15.702, 15.812], [16.002, 18.282]]). A
+ * a position too close before any hole (`tooCloseToHole`: late viewers' seeks to their first
+ * media never finished with [[15.702, 15.812], [16.002, 18.282]] held). A
  * position in no range moves to the next range (or the last one). Null: stay (and wait for more
  * media at the live edge).
  */
 export function startSeek(ranges, t, startupMs, keyframes) {
   const i = rangeAt(ranges, t);
   if (i >= 0) {
-    const beforeHole = i + 1 < ranges.length && ranges[i][1] - t < STUCK_AHEAD_S;
+    const beforeHole = tooCloseToHole(ranges, i, t);
     if (!beforeHole && playableAheadMs(ranges, t) >= startupMs) return null;
     const j = beforeHole ? i : lastJoined(ranges, i);
     if (j + 1 === ranges.length) return null;
