@@ -28,7 +28,7 @@ OWNERS = [
     ("webrtc-rs: data channels, handler chain, stats",
      r"rtc_datachannel|(?<![a-z])rtc::|rtc_shared|sansio"),
     ("webrtc-rs: driver (its async shell, sockets)", r"webrtc::"),
-    ("tokio runtime (scheduling, timers, I/O readiness)", r"tokio::"),
+    ("tokio (scheduler, timers, I/O driver, and channels whoever calls them)", r"tokio::"),
 ]
 
 
