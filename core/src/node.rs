@@ -6,8 +6,9 @@
 //! node `handle_*` inputs, each with `now_ms` (milliseconds on one monotonic clock), drains
 //! [`Node::poll_output`] after every input, and calls [`Node::handle_timeout`] at
 //! [`Node::poll_timeout`]. Before each timeout it reports the buffered amount of every edge it
-//! holds ([`Node::handle_buffered_amount`]). Randomness (sampled verification) comes from a seeded
-//! RNG, so a run is reproducible from its inputs.
+//! holds ([`Node::handle_buffered_amount`]). Randomness (sampled verification, reconnection waits) is
+//! drawn from the config's seed ([`rules::sample_unit`], [`rules::jitter`]), the same numbers as
+//! the browser port's, so a run is reproducible from its inputs.
 //!
 //! What the node decides, each rule once (the numbers are in [`rules`]):
 //! - **the supervisor connection** ([`session`]): connecting and, after a failure, reconnecting
@@ -47,8 +48,6 @@ use crate::latency::{ClockSync, Epoch, LatencyMode};
 use crate::player::{Player, PlayerConfig};
 use crate::protocol::{ComponentType, PeerMessage, PeerStats, ServerMessage};
 use crate::relay::{Relay, RelayConfig};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
@@ -103,7 +102,7 @@ pub struct NodeConfig {
     /// Broadcaster: the latency mode it announces (its source must cut chunks to match).
     /// Receiver: the mode assumed until the stream's `STREAM_TIMING` says otherwise.
     pub latency: LatencyMode,
-    /// Seed of the node's RNG.
+    /// Seed of the node's draws: which chunks are sampled, how long reconnection waits.
     pub seed: u64,
 }
 
@@ -225,7 +224,8 @@ enum Phase {
 /// The state machine of one peer: see the module docs.
 pub struct Node {
     config: NodeConfig,
-    rng: StdRng,
+    /// Sampling draws so far ([`rules::sample_unit`]).
+    sample_draws: u64,
     now_ms: u64,
     outputs: VecDeque<Output>,
     phase: Phase,
@@ -310,7 +310,7 @@ impl Node {
     /// A node that has done nothing yet; its first output is [`Output::Connect`].
     pub fn new(config: NodeConfig, now_ms: u64) -> Self {
         let mut node = Self {
-            rng: StdRng::seed_from_u64(config.seed),
+            sample_draws: 0,
             now_ms,
             outputs: VecDeque::new(),
             phase: Phase::Live,

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Node, RECEIVER } from '../js/core/node.js';
-import { END_GRACE_MS, TICK_MS, jitter, reconnectDelayMs } from '../js/core/rules.js';
+import { END_GRACE_MS, TICK_MS, jitter, reconnectDelayMs, sampleUnit } from '../js/core/rules.js';
 import {
   Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, PREFIX_LEN, Reassembler, base64Encode, decodeMessage, encodeHello,
   fragment, importStreamKey, makeSigner, verifyChunk,
@@ -59,16 +59,21 @@ test('arrivals record when each chunk came', async () => {
   assert.deepEqual(n.arrivals(), [[0, 40], [1, 70]]);
 });
 
-test('sampled verification checks about the asked fraction, and always the init chunk', async () => {
-  const n = await joined({ verifyFraction: 0.25 });
-  feed(n, 40, await chunk(0, FLAG_INIT));
-  for (let seq = 1; seq <= 400; seq++) feed(n, 40 + seq, await chunk(seq, 0));
-  await n.settled();
-  const s = n.stats();
-  assert.equal(s.chunks_received, 401);
-  const checked = s.chunks_verified - 1;
-  assert.ok(checked >= 70 && checked <= 130, `${checked} of 400 checked`);
-  assert.equal(n.lastSeq(), 400);
+test('sampled verification checks the seed\'s draws below the asked fraction, and always the init chunk', async () => {
+  for (const seed of [0, 42, 2 ** 53 - 1]) {
+    const n = await joined({ verifyFraction: 0.25, seed });
+    feed(n, 40, await chunk(0, FLAG_INIT));
+    for (let seq = 1; seq <= 400; seq++) feed(n, 40 + seq, await chunk(seq, 0));
+    await n.settled();
+    const s = n.stats();
+    assert.equal(s.chunks_received, 401);
+    // Media chunk `seq` takes draw `seq - 1`: exactly the chunks the Rust node checks on this seed.
+    let expected = 0;
+    for (let d = 0; d < 400; d++) if (sampleUnit(seed, d) < 0.25) expected += 1;
+    assert.equal(s.chunks_verified - 1, expected, `seed ${seed}`);
+    assert.ok(expected >= 70 && expected <= 130, `${expected} of 400 checked`);
+    assert.equal(n.lastSeq(), 400);
+  }
 });
 
 test('fault injection spoils what children get but not what the node plays', async () => {
@@ -232,6 +237,7 @@ test('a supervisor message whose fields are wrong is ignored', async () => {
 test('reconnection waits are jittered exactly as the core draws them (SplitMix64 of the seed)', () => {
   // The same known answer as core/src/node/rules.rs.
   assert.equal(jitter(0, 0), 0xE220A8397B1DCDAFn);
+  assert.equal(sampleUnit(0, 0), 0.5532385460177847, 'the sampling stream draws as the core');
   assert.deepEqual([0, 1, 2].map((d) => reconnectDelayMs(0, 0, d)), [287, 459, 422]);
   for (let d = 0; d < 100; d++) {
     const w = reconnectDelayMs(5, 123456789, d);

@@ -9,13 +9,12 @@
 //! init segment again) and is ignored. A viewer that joins mid-stream starts at its parent's
 //! latest keyframe: only holes after its first media chunk are chunks it lost.
 
-use super::rules::MAX_ARRIVALS;
+use super::rules::{self, MAX_ARRIVALS};
 use super::{new_relay, Ending, Node, NodeEvent, Output, Phase};
 use crate::frame::{Chunk, Fragment, FrameError, Message as WireMessage, Reassembler, MAX_MESSAGE};
 use crate::player::Player;
 use crate::relay::Arriving;
 use bytes::Bytes;
-use rand::RngExt;
 
 impl Node {
     /// Broadcaster: a signed chunk of the source to distribute (the end chunk last).
@@ -167,7 +166,11 @@ impl Node {
             self.stats.first_chunk_latency_ms = Some(since);
         }
         let must = chunk.is_init() || chunk.is_end();
-        let sampled = must || self.rng.random::<f64>() < self.config.verify_fraction;
+        let sampled = must || {
+            self.sample_draws += 1;
+            rules::sample_unit(self.config.seed, self.sample_draws - 1)
+                < self.config.verify_fraction
+        };
         let verdict = match (&self.key, &self.origin) {
             (Some(key), Some(origin)) => {
                 chunk.verify_all(sampled, origin, key, &self.config.stream)

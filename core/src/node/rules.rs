@@ -171,6 +171,17 @@ pub fn jitter(seed: u64, draw: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Keeps a seed's sampling draws apart from its reconnection waits (the bytes of "sampling").
+pub const SAMPLING_STREAM: u64 = 0x7361_6d70_6c69_6e67;
+
+/// The `draw`-th number in [0, 1) of `seed`'s sampling stream: a chunk's tag is checked when it
+/// is below the node's `verify_fraction`. The browser port draws the same numbers, so a seed
+/// samples the same chunks in a Rust peer and in a tab, run after run.
+pub fn sample_unit(seed: u64, draw: u64) -> f64 {
+    // The top 53 bits: every double in [0, 1) with that step, none rounded up to 1.
+    (jitter(seed ^ SAMPLING_STREAM, draw) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Whether the supervisor's refusal of a connection ends the node (see [`RETRYABLE_REFUSALS`]).
 pub fn refusal_is_final(reason: &str) -> bool {
     !RETRYABLE_REFUSALS.iter().any(|r| reason.contains(r))
@@ -269,7 +280,13 @@ pub fn js_module() -> String {
          let z = (BigInt(seed) + (BigInt(draw) + 1n) * 0x9E3779B97F4A7C15n) & MASK;\n  \
          z = ((z ^ (z >> 30n)) * 0xBF58476D1CE4E5B9n) & MASK;\n  \
          z = ((z ^ (z >> 27n)) * 0x94D049BB133111EBn) & MASK;\n  \
-         return z ^ (z >> 31n);\n}\n\n\
+         return z ^ (z >> 31n);\n}\n\n",
+    );
+    let _ = writeln!(js, "const SAMPLING_STREAM = {SAMPLING_STREAM:#x}n;\n");
+    js.push_str(
+        "/** The `draw`-th number in [0, 1) of `seed`'s sampling stream (a chunk's tag is checked below `verifyFraction`). */\n\
+         export function sampleUnit(seed, draw) {\n  \
+         return Number(jitter(BigInt(seed) ^ SAMPLING_STREAM, draw) >> 11n) / 2 ** 53;\n}\n\n\
          /** The limit on the parent edge's opening after `failedOpens` edges in a row that did not open. */\n\
          export function parentOpenLimitMs(failedOpens) {\n  \
          return PARENT_OPEN_LIMIT_MS * 2 ** Math.min(failedOpens, PARENT_OPEN_BACKOFF_MAX);\n}\n\n\
@@ -302,6 +319,25 @@ mod tests {
         assert_eq!(reconnect_delay_ms(0, 7, 3), reconnect_delay_ms(0, 7, 3));
         // Pinned so the browser port (same SplitMix64 over BigInt) can check it draws alike.
         assert_eq!(jitter(0, 0), 0xE220_A839_7B1D_CDAF);
+    }
+
+    #[test]
+    fn sampling_draws_its_own_numbers_in_the_unit_interval() {
+        let draws: Vec<f64> = (0..10_000).map(|d| sample_unit(3, d)).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let below = draws.iter().filter(|u| **u < 0.25).count();
+        assert!(
+            (2_300..=2_700).contains(&below),
+            "{below} of 10000 below 0.25"
+        );
+        assert_ne!(sample_unit(3, 0), sample_unit(4, 0), "the seed matters");
+        // Not the reconnection draws of the same seed.
+        assert_ne!(
+            sample_unit(3, 0),
+            (jitter(3, 0) >> 11) as f64 / (1u64 << 53) as f64
+        );
+        // Pinned so the browser port can check it draws alike.
+        assert_eq!(sample_unit(0, 0).to_bits(), 0x3fe1_b421_52c1_0e24); // 0.5532385460177847
     }
 
     #[test]

@@ -123,17 +123,24 @@ fn arrivals_record_when_each_chunk_came() {
 }
 
 #[test]
-fn sampled_verification_checks_about_the_asked_fraction() {
-    let mut config = receiver();
-    config.verify_fraction = 0.25;
-    config.seed = 42;
-    let mut n = joined(config);
-    feed(&mut n, 40, &chunk(0, FLAG_INIT));
-    for seq in 1..=400 {
-        feed(&mut n, 40 + seq, &chunk(seq, 0));
+fn sampled_verification_checks_the_seeds_draws_below_the_asked_fraction() {
+    for seed in [0, 42, (1 << 53) - 1] {
+        let mut config = receiver();
+        config.verify_fraction = 0.25;
+        config.seed = seed;
+        let mut n = joined(config);
+        feed(&mut n, 40, &chunk(0, FLAG_INIT));
+        for seq in 1..=400 {
+            feed(&mut n, 40 + seq, &chunk(seq, 0));
+        }
+        // Media chunk `seq` takes draw `seq - 1`, as in the browser port (node.test.mjs).
+        let expected = (0..400)
+            .filter(|d| rules::sample_unit(seed, *d) < 0.25)
+            .count() as u64;
+        let checked = n.stats().chunks_verified - 1; // the init chunk is always checked
+        assert_eq!(checked, expected, "seed {seed}");
+        assert!((70..=130).contains(&checked), "{checked} of 400 checked");
     }
-    let checked = n.stats().chunks_verified - 1; // the init chunk is always checked
-    assert!((70..=130).contains(&checked), "{checked} of 400 checked");
 }
 
 #[test]

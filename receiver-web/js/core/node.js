@@ -41,8 +41,6 @@
 //   and accepted or dropped); `resumed()` once the verification under way is (the driver drains
 //   the outputs then, chunk by chunk). A chunk that is not sampled (and any input of a node that
 //   holds no key) is decided at once, as in Rust.
-// - Sampling uses `Math.random() < verifyFraction` (init and end chunks always): a browser has no
-//   seeded RNG to reproduce a run, and the scenarios sample all (1) or none (0).
 // - There is no player model (core/src/player.rs): the tab plays with a real MSE player
 //   (media/player.js). The driver gives the node its numbers (`setPlayerStats`: stalls, stalled_ms,
 //   buffer_ahead_ms, playing, cumulative across the players it replaced), appends delivered chunks
@@ -102,7 +100,7 @@ export function nodeConfig(component, stream, overrides = {}) {
     retryFirstConnect: false,
     listViewers: false,
     corruptRelayedSeq: null, // fault injection: alter this chunk's payload before relaying it
-    seed: 0, // jitters the reconnection waits (rules.js `reconnectDelayMs`); the driver draws one
+    seed: 0, // jitters the reconnection waits and picks the sampled tags (rules.js); the driver draws one
     signingKey: null, // broadcaster: its Ed25519 public key (base64), sent in REGISTER_STREAM
     canRelay: true, // receiver: false asks to be placed as a leaf (`relay: false` in JOIN_STREAM, RESUME)
     latency: 'normal', // broadcaster: the mode it announces; receiver: assumed until STREAM_TIMING
@@ -179,6 +177,7 @@ export class Node {
     this.reassembler = new Reassembler();
     this.playerStats = () => NO_PLAYER;
     this.counters = emptyStats(); // the Rust node's `stats`
+    this.sampleDraws = 0; // sampling draws so far (rules.sampleUnit)
     this.newestSeq = null;
     this.joinedAt = null;
     this.repairStart = null; // since when without a parent, until its next chunk arrives

@@ -56,6 +56,13 @@ export function jitter(seed, draw) {
   return z ^ (z >> 31n);
 }
 
+const SAMPLING_STREAM = 0x73616d706c696e67n;
+
+/** The `draw`-th number in [0, 1) of `seed`'s sampling stream (a chunk's tag is checked below `verifyFraction`). */
+export function sampleUnit(seed, draw) {
+  return Number(jitter(BigInt(seed) ^ SAMPLING_STREAM, draw) >> 11n) / 2 ** 53;
+}
+
 /** The limit on the parent edge's opening after `failedOpens` edges in a row that did not open. */
 export function parentOpenLimitMs(failedOpens) {
   return PARENT_OPEN_LIMIT_MS * 2 ** Math.min(failedOpens, PARENT_OPEN_BACKOFF_MAX);

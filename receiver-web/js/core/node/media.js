@@ -16,7 +16,7 @@
 //
 // Methods of `Node` (core/node.js), mixed into its prototype like Rust's `impl Node` blocks.
 
-import { MAX_ARRIVALS } from '../rules.js';
+import { MAX_ARRIVALS, sampleUnit } from '../rules.js';
 import {
   Chunk, FrameError, MAX_MESSAGE, PREFIX_LEN, Reassembler, chunkHead, decodeMessage, verifyChunk,
   verifySignature,
@@ -151,7 +151,7 @@ export const media = {
       c.first_chunk_latency_ms = this.joinedAt == null ? 0 : this.nowMs - this.joinedAt;
     }
     const must = chunk.isInit || chunk.isEnd;
-    const sampled = must || Math.random() < this.config.verifyFraction;
+    const sampled = must || sampleUnit(this.config.seed, this.sampleDraws++) < this.config.verifyFraction;
     if (this.key == null || this.origin == null) return this.checked(chunk, sampled, 'bad signature');
     const key = this.key;
     const origin = this.origin;
