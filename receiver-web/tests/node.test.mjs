@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Node, RECEIVER } from '../js/core/node.js';
 import { END_GRACE_MS, TICK_MS, jitter, reconnectDelayMs, sampleUnit } from '../js/core/rules.js';
 import {
-  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, PREFIX_LEN, Reassembler, base64Encode, decodeMessage, encodeHello,
+  Chunk, FLAG_END, FLAG_INIT, FLAG_KEYFRAME, HEADER_LEN, PREFIX_LEN, Reassembler, base64Encode, decodeMessage, encodeHello,
   fragment, importStreamKey, makeSigner, verifyChunk,
 } from '../js/core/frame.js';
 import { SIGNING_KEYS } from './signing-keys.mjs';
@@ -74,6 +74,24 @@ test('sampled verification checks the seed\'s draws below the asked fraction, an
     assert.ok(expected >= 70 && expected <= 130, `${expected} of 400 checked`);
     assert.equal(n.lastSeq(), 400);
   }
+});
+
+test('the chunks sampled are the seed\'s draws, as in the core', async () => {
+  // Every media chunk's tag is spoiled (its signature still holds): exactly the sampled ones are
+  // rejected, so the test sees which chunks were checked (core/src/node/test.rs, same seed).
+  const seed = 7;
+  const n = await joined({ verifyFraction: 0.25, seed });
+  feed(n, 40, await chunk(0, FLAG_INIT));
+  for (let seq = 1; seq <= 200; seq++) {
+    const bytes = (await chunk(seq, 0)).bytes.slice();
+    bytes[HEADER_LEN] ^= 1;
+    feed(n, 40 + seq, Chunk.decode(bytes));
+  }
+  await n.settled();
+  const expected = [0];
+  for (let seq = 1; seq <= 200; seq++) if (sampleUnit(seed, seq - 1) >= 0.25) expected.push(seq);
+  assert.deepEqual(delivered(drain(n)), expected);
+  assert.equal(n.stats().chunks_rejected, 200 - (expected.length - 1));
 });
 
 test('fault injection spoils what children get but not what the node plays', async () => {

@@ -144,6 +144,36 @@ fn sampled_verification_checks_the_seeds_draws_below_the_asked_fraction() {
 }
 
 #[test]
+fn the_chunks_sampled_are_the_seeds_draws() {
+    // Every media chunk's tag is spoiled (its signature still holds): exactly the sampled ones
+    // are rejected, so the test sees which chunks were checked, not only how many.
+    let seed = 7;
+    let mut config = receiver();
+    config.verify_fraction = 0.25;
+    config.seed = seed;
+    let mut n = joined(config);
+    feed(&mut n, 40, &chunk(0, FLAG_INIT));
+    for seq in 1..=200 {
+        let mut bytes = chunk(seq, 0).encode().to_vec();
+        bytes[frame::HEADER_LEN] ^= 1;
+        let spoiled = Chunk::decode(Bytes::from(bytes)).expect("still a chunk");
+        feed(&mut n, 40 + seq, &spoiled);
+    }
+    let delivered: Vec<u64> = drain(&mut n)
+        .iter()
+        .filter_map(|o| match o {
+            Output::Deliver(c) => Some(c.seq.0),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<u64> = std::iter::once(0)
+        .chain((1..=200).filter(|seq| rules::sample_unit(seed, seq - 1) >= 0.25))
+        .collect();
+    assert_eq!(delivered, expected);
+    assert_eq!(n.stats().chunks_rejected, 200 - (expected.len() as u64 - 1));
+}
+
+#[test]
 fn fault_injection_spoils_what_children_get_but_not_what_the_node_plays() {
     let mut config = receiver();
     config.corrupt_relayed_seq = Some(2);
