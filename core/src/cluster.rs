@@ -21,7 +21,12 @@
 //!   succeeded in time: the lease counts from when the last successful renewal was *sent* (the
 //!   store started its time to live later than that), less [`ClusterConfig::safety_ms`]. A lost
 //!   stream is no longer served ([`Event::Lost`]), whatever the store says later;
-//! - a stream this supervisor no longer serves is released at once, so another may claim it.
+//! - a stream this supervisor no longer serves is released at once, so another may claim it;
+//! - a stream's store requests never overtake each other (the driver runs each in its own task,
+//!   so two in flight may reach the store in either order): a release waits for the renewal in
+//!   flight, which would otherwise take the lease back after it, and a claim waits for the
+//!   release in flight, which would otherwise delete the lease the claim just extended while
+//!   this supervisor goes on serving (two owners).
 //!
 //! Invariants (property-tested below): at most one store request per stream is in flight; a
 //! stream is reported [`Cluster::serves`] only before its local lease deadline; every parked
@@ -144,7 +149,8 @@ pub enum Command {
         /// When the request was sent (to be given back).
         sent_ms: u64,
     },
-    /// Delete the lease if this supervisor holds it. No answer.
+    /// Delete the lease if this supervisor holds it; answer [`Cluster::handle_released`], whatever
+    /// the outcome.
     Release {
         /// The stream.
         stream: String,
@@ -224,6 +230,9 @@ pub struct Cluster<T> {
     me: String,
     leases: BTreeMap<String, Lease>,
     pending: BTreeMap<String, Pending<T>>,
+    /// Streams given up whose release is in flight (true) or waits for the renewal in flight
+    /// (false); no other request about them is sent meanwhile.
+    releasing: BTreeMap<String, bool>,
     parked: usize,
     directory: Directory,
     next_refresh: u64,
@@ -239,6 +248,7 @@ impl<T> Cluster<T> {
             me,
             leases: BTreeMap::new(),
             pending: BTreeMap::new(),
+            releasing: BTreeMap::new(),
             parked: 0,
             directory: Directory::default(),
             next_refresh: now_ms,
@@ -295,11 +305,29 @@ impl<T> Cluster<T> {
 
     /// This supervisor stopped serving `stream` (its broadcaster left): free the lease.
     pub fn release(&mut self, stream: &str) {
-        if self.leases.remove(stream).is_some() {
-            self.commands.push_back(Command::Release {
-                stream: stream.to_string(),
-            });
+        if let Some(lease) = self.leases.remove(stream) {
+            if lease.renewing {
+                self.releasing.insert(stream.to_string(), false);
+            } else {
+                self.send_release(stream);
+            }
         }
+    }
+
+    /// The answer to [`Command::Release`] (done or failed alike): requests about the stream may
+    /// go to the store again.
+    pub fn handle_released(&mut self, now_ms: u64, stream: &str) {
+        if self.releasing.get(stream) == Some(&true) {
+            self.releasing.remove(stream);
+            self.ask(now_ms, stream);
+        }
+    }
+
+    fn send_release(&mut self, stream: &str) {
+        self.releasing.insert(stream.to_string(), true);
+        self.commands.push_back(Command::Release {
+            stream: stream.to_string(),
+        });
     }
 
     /// Releases every held lease whose stream `serving` says is no longer served here and that no
@@ -329,9 +357,7 @@ impl<T> Cluster<T> {
         let Some(pending) = self.pending.get_mut(stream) else {
             // Everyone who wanted it gave up waiting: do not keep others out for a lease's length.
             if won && !self.leases.contains_key(stream) {
-                self.commands.push_back(Command::Release {
-                    stream: stream.to_string(),
-                });
+                self.send_release(stream);
             }
             return;
         };
@@ -383,6 +409,10 @@ impl<T> Cluster<T> {
     ) {
         let fresh = self.fresh_lease(sent_ms);
         let Some(lease) = self.leases.get_mut(stream) else {
+            // Given up while this renewal was in flight: its release goes now, after it.
+            if self.releasing.get(stream) == Some(&false) {
+                self.send_release(stream);
+            }
             return;
         };
         lease.renewing = false;
@@ -514,7 +544,7 @@ impl<T> Cluster<T> {
             self.pending.remove(stream);
             return;
         }
-        if p.asking || p.retry_at.is_some() {
+        if p.asking || p.retry_at.is_some() || self.releasing.contains_key(stream) {
             return;
         }
         p.asking = true;

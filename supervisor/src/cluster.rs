@@ -97,6 +97,11 @@ pub enum Answer {
         /// Renewed, held elsewhere, or the store failed.
         renewed: Result<bool, ()>,
     },
+    /// See [`ownstream_core::cluster::Cluster::handle_released`]: done or failed alike.
+    Released {
+        /// The stream.
+        stream: String,
+    },
     /// See [`ownstream_core::cluster::Cluster::handle_directory`].
     Directory(Directory),
 }
@@ -189,7 +194,7 @@ impl Store {
                 if let Err(e) = self.release(&stream).await {
                     self.failed(&e);
                 }
-                None
+                Some(Answer::Released { stream })
             }
             Command::Refresh => match self.refresh().await {
                 Ok(dir) => Some(Answer::Directory(dir)),

@@ -360,6 +360,7 @@ impl HubTask {
                 sent_ms,
                 renewed,
             } => c.core.handle_renewed(now, &stream, sent_ms, renewed),
+            Answer::Released { stream } => c.core.handle_released(now, &stream),
             Answer::Directory(dir) => {
                 c.core.handle_directory(dir);
                 self.redirect_waiting();
