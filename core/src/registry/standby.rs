@@ -72,6 +72,13 @@ pub(super) struct Standbys {
 }
 
 impl Registry {
+    /// Since when `node` of `stream` has held more children than its fanout, as last planned
+    /// (`None`: it has not); one is moved away [`OVERFULL_GRACE_MS`] after that.
+    pub fn overfull_since(&self, stream: &str, node: PeerId) -> Option<u64> {
+        let s = self.streams.get(stream)?;
+        s.standbys.overfull_since.get(&node).copied()
+    }
+
     /// Turns standby edges on or off (off by default: the registry's own tests check exact
     /// signaling without them). The supervisor and the simulator turn them on.
     pub fn set_standby_edges(&mut self, on: bool) {
