@@ -6,9 +6,9 @@
 //! node `handle_*` inputs, each with `now_ms` (milliseconds on one monotonic clock), drains
 //! [`Node::poll_output`] after every input, and calls [`Node::handle_timeout`] at
 //! [`Node::poll_timeout`]. Before each timeout it reports the buffered amount of every edge it
-//! holds ([`Node::handle_buffered_amount`]). Randomness (sampled verification, reconnection waits) is
-//! drawn from the config's seed ([`rules::sample_unit`], [`rules::jitter`]), the same numbers as
-//! the browser port's, so a run is reproducible from its inputs.
+//! holds ([`Node::handle_buffered_amount`]). Randomness (sampled verification, reconnection
+//! waits) is drawn from the config's seed ([`rules::sample_unit`], [`rules::jitter`]), the same
+//! numbers as the browser port's, so a run is reproducible from its inputs.
 //!
 //! What the node decides, each rule once (the numbers are in [`rules`]):
 //! - **the supervisor connection** ([`session`]): connecting and, after a failure, reconnecting

@@ -284,7 +284,7 @@ pub fn js_module() -> String {
     );
     let _ = writeln!(js, "const SAMPLING_STREAM = {SAMPLING_STREAM:#x}n;\n");
     js.push_str(
-        "/** The `draw`-th number in [0, 1) of `seed`'s sampling stream (a chunk's tag is checked below `verifyFraction`). */\n\
+        "/** Sampling draw `draw` of `seed`, in [0, 1): a chunk's tag is checked below `verifyFraction`. */\n\
          export function sampleUnit(seed, draw) {\n  \
          return Number(jitter(BigInt(seed) ^ SAMPLING_STREAM, draw) >> 11n) / 2 ** 53;\n}\n\n\
          /** The limit on the parent edge's opening after `failedOpens` edges in a row that did not open. */\n\

@@ -58,7 +58,7 @@ export function jitter(seed, draw) {
 
 const SAMPLING_STREAM = 0x73616d706c696e67n;
 
-/** The `draw`-th number in [0, 1) of `seed`'s sampling stream (a chunk's tag is checked below `verifyFraction`). */
+/** Sampling draw `draw` of `seed`, in [0, 1): a chunk's tag is checked below `verifyFraction`. */
 export function sampleUnit(seed, draw) {
   return Number(jitter(BigInt(seed) ^ SAMPLING_STREAM, draw) >> 11n) / 2 ** 53;
 }
